@@ -1,0 +1,369 @@
+package profile_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/profile"
+)
+
+// requirementLevels resolves requirement ids from kaic's built-in catalog.
+func requirementLevels(version string) (map[string]string, error) {
+	cat, err := conformance.Builtin(version)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, r := range cat.Requirements {
+		out[r.ID] = string(r.Level)
+	}
+	return out, nil
+}
+
+func newLoader() *profile.Loader {
+	return &profile.Loader{Requirements: requirementLevels}
+}
+
+func TestBuiltinProfilesLoad(t *testing.T) {
+	l := newLoader()
+	names := l.BuiltinNames()
+	want := []string{"capi-aws-gpu", "capi-azure-gpu", "capi-docker", "capi-gcp-gpu", "existing", "kind-dra", "kind-nvidia"}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Fatalf("built-in profiles = %v, want %v", names, want)
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			r, err := l.Load(name)
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			if r.Profile.Metadata.Name != name {
+				t.Errorf("metadata.name = %q, want %q", r.Profile.Metadata.Name, name)
+			}
+			if r.Source != "builtin:"+name {
+				t.Errorf("source = %q", r.Source)
+			}
+			if len(r.Digest) != 64 {
+				t.Errorf("digest %q is not a sha256", r.Digest)
+			}
+			if _, err := profile.InstallOrder(r.Components); err != nil {
+				t.Errorf("install order: %v", err)
+			}
+		})
+	}
+}
+
+func TestKindDRADefaults(t *testing.T) {
+	r, err := newLoader().Load("kind-dra")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Profile
+	if !p.IsSimulated() {
+		t.Error("kind-dra must be marked simulated")
+	}
+	a := p.Spec.Accelerator
+	if a.DRADriver != "gpu.example.com" || a.DeviceClass != "gpu.example.com" || a.DeviceEnvPrefix != "GPU_DEVICE_" {
+		t.Errorf("example model not applied: %+v", a)
+	}
+	k := p.Spec.Cluster.Kind
+	if k.NodeImage == "" || !strings.Contains(k.NodeImage, "@sha256:") {
+		t.Errorf("node image %q is not pinned by digest", k.NodeImage)
+	}
+	if *k.Workers != 2 || k.Provider != "auto" {
+		t.Errorf("kind defaults: workers=%d provider=%q", *k.Workers, k.Provider)
+	}
+	if p.Spec.Output.Dir != "kaic-out/kind-dra" {
+		t.Errorf("output dir = %q", p.Spec.Output.Dir)
+	}
+	if got := p.Spec.Checks.Timeout.String(); got != "10m0s" {
+		t.Errorf("check timeout = %s", got)
+	}
+	waves, err := profile.InstallOrder(r.Components)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := map[string]int{}
+	for i, w := range waves {
+		for _, c := range w {
+			pos[c.Name] = i
+		}
+	}
+	for _, dep := range [][2]string{{"kube-prometheus-stack", "prometheus-adapter"}, {"gateway-api", "envoy-gateway"}, {"cert-manager", "kuberay-operator"}, {"kube-prometheus-stack", "kaic-fake-gpu"}} {
+		if pos[dep[0]] >= pos[dep[1]] {
+			t.Errorf("%s (wave %d) must install before %s (wave %d)", dep[0], pos[dep[0]], dep[1], pos[dep[1]])
+		}
+	}
+	if len(waves[0]) < 3 {
+		t.Errorf("first wave %v: independent components should install together", names(waves[0]))
+	}
+}
+
+func names(cs []profile.Component) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// TestBadProfiles feeds every file of testdata/profiles/bad to the loader
+// and expects each line of the matching .want file in the error.
+func TestBadProfiles(t *testing.T) {
+	dir := filepath.Join("..", "..", "testdata", "profiles", "bad")
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 25 {
+		t.Fatalf("only %d bad profiles in %s", len(files), dir)
+	}
+	l := newLoader()
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			wantData, err := os.ReadFile(strings.TrimSuffix(f, ".yaml") + ".want")
+			if err != nil {
+				t.Fatalf("every bad profile needs a .want file: %v", err)
+			}
+			_, err = l.Load(f)
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			for _, want := range strings.Split(strings.TrimSpace(string(wantData)), "\n") {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not contain %q:\n%v", want, err)
+				}
+			}
+		})
+	}
+}
+
+func TestHugeFileRefused(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "huge.yaml")
+	data := "apiVersion: kaic.dev/v1alpha1\nkind: Profile\nmetadata:\n  name: huge\n  description: \"" + strings.Repeat("x", profile.MaxFileSize) + "\"\n"
+	if err := os.WriteFile(f, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := newLoader().Load(f)
+	if err == nil || !strings.Contains(err.Error(), "larger than the 1048576 byte limit") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestFieldErrorsCarryLines(t *testing.T) {
+	src := `apiVersion: kaic.dev/v1alpha1
+kind: Profile
+metadata:
+  name: lines
+spec:
+  kubernetesVersion: v1.37.0
+  cluster:
+    backend: kind
+    kind:
+      workers: 99
+`
+	_, err := newLoader().LoadBytes("p.yaml", []byte(src))
+	var list profile.ErrorList
+	if !errors.As(err, &list) || len(list) != 1 {
+		t.Fatalf("err = %v", err)
+	}
+	e := list[0]
+	if e.Line != 10 || e.Path != "spec.cluster.kind.workers" || e.Value != 99 {
+		t.Errorf("error = %+v", e)
+	}
+	if got := e.Error(); got != "p.yaml:10: spec.cluster.kind.workers: must be >= 0 and <= 16, got 99" {
+		t.Errorf("message = %q", got)
+	}
+}
+
+func TestExtendsMergesByKey(t *testing.T) {
+	src := `apiVersion: kaic.dev/v1alpha1
+kind: Profile
+metadata:
+  name: mine
+extends: kind-dra
+spec:
+  cluster:
+    kind:
+      workers: 1
+  stack:
+    components:
+      - name: kueue
+        version: 0.19.7
+        values:
+          controllerManager:
+            replicas: 2
+      - name: envoy-gateway
+        disabled: true
+      - name: extra
+        helm:
+          chart: ./charts/extra
+        dependsOn: [kueue]
+  checks:
+    optOuts:
+      - id: virtualized_accelerator
+        status: N/A
+        notes: overridden note
+`
+	r, err := newLoader().LoadBytes("mine.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Profile
+	if p.Metadata.Name != "mine" || p.Spec.Cluster.Kind.Name != "kaic-dra" || *p.Spec.Cluster.Kind.Workers != 1 {
+		t.Errorf("cluster not merged: name=%s kind=%+v", p.Metadata.Name, p.Spec.Cluster.Kind)
+	}
+	if p.Spec.Output.Dir != "kaic-out/mine" {
+		t.Errorf("output dir = %q", p.Spec.Output.Dir)
+	}
+	byName := map[string]profile.Component{}
+	for _, c := range r.Components {
+		byName[c.Name] = c
+	}
+	if _, ok := byName["envoy-gateway"]; ok {
+		t.Error("disabled component still resolved")
+	}
+	if _, ok := byName["cert-manager"]; !ok {
+		t.Error("inherited component lost")
+	}
+	k := byName["kueue"]
+	if k.ChartVersion() != "0.19.7" || k.Helm.Chart != "oci://registry.k8s.io/kueue/charts/kueue" || k.Namespace != "kueue-system" {
+		t.Errorf("kueue override: %+v %+v", k, k.Helm)
+	}
+	if k.Values["controllerManager"] == nil {
+		t.Errorf("values override lost: %v", k.Values)
+	}
+	if byName["extra"].Source != "profile" {
+		t.Errorf("inline component source = %q", byName["extra"].Source)
+	}
+	var notes []string
+	for _, o := range p.Spec.Checks.OptOuts {
+		if o.ID == "virtualized_accelerator" {
+			notes = append(notes, o.Notes)
+		}
+	}
+	if len(notes) != 1 || notes[0] != "overridden note" {
+		t.Errorf("opt-out not merged by id: %v", notes)
+	}
+	if len(p.Spec.Checks.OptOuts) != 4 {
+		t.Errorf("opt-outs = %d, want the 4 of kind-dra", len(p.Spec.Checks.OptOuts))
+	}
+	// The built-in is untouched by the override.
+	base, err := newLoader().Load("kind-dra")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range base.Components {
+		if c.Name == "kueue" && c.ChartVersion() != "0.20.0" {
+			t.Errorf("built-in kueue changed to %s", c.ChartVersion())
+		}
+	}
+}
+
+func TestMustOptOutWarns(t *testing.T) {
+	src := `apiVersion: kaic.dev/v1alpha1
+kind: Profile
+metadata:
+  name: warn
+spec:
+  kubernetesVersion: v1.37.0
+  cluster:
+    backend: existing
+  checks:
+    optOuts:
+      - id: gang_scheduling
+        status: N/A
+        notes: no scheduler
+      - id: cluster_autoscaling
+        status: N/A
+        notes: bare metal
+`
+	r, err := newLoader().LoadBytes("warn.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "gang_scheduling is a MUST") {
+		t.Errorf("warnings = %q", r.Warnings)
+	}
+}
+
+func TestInstallOrderCycle(t *testing.T) {
+	comps := []profile.Component{
+		{Name: "a", DependsOn: []string{"c"}},
+		{Name: "b", DependsOn: []string{"a"}},
+		{Name: "c", DependsOn: []string{"b"}},
+		{Name: "d"},
+	}
+	_, err := profile.InstallOrder(comps)
+	if err == nil || !strings.Contains(err.Error(), "a → c → b → a") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestComponentCatalogRejectsBadFile(t *testing.T) {
+	dir := t.TempDir()
+	bad := "apiVersion: kaic.dev/v1alpha1\nkind: StackComponent\nmetadata:\n  name: other\nspec:\n  helm:\n    chart: oci://x.example/c\n"
+	if err := os.WriteFile(filepath.Join(dir, "mine.yaml"), []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := profile.LoadComponentCatalog(os.DirFS(dir))
+	if err == nil || !strings.Contains(err.Error(), `metadata.name: must match the file name "mine"`) || !strings.Contains(err.Error(), "helm.version: is required") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestBuiltinComponentsArePinned(t *testing.T) {
+	cat, err := profile.LoadComponentCatalog(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range cat.Names() {
+		c, _ := cat.Get(name)
+		if c.Pinned == "" {
+			t.Errorf("%s: no pinned date", name)
+		}
+		if c.Description == "" {
+			t.Errorf("%s: no description", name)
+		}
+		if c.Helm != nil && c.ChartVersion() == "" && !strings.HasPrefix(c.Helm.Chart, profile.EmbeddedChartScheme) {
+			t.Errorf("%s: chart without a version", name)
+		}
+	}
+}
+
+// FuzzLoadBytes checks that no input makes the loader panic, and that what
+// it accepts it describes consistently.
+func FuzzLoadBytes(f *testing.F) {
+	seeds, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "profiles", "bad", "*.yaml"))
+	for _, s := range seeds {
+		if data, err := os.ReadFile(s); err == nil {
+			f.Add(data)
+		}
+	}
+	l := newLoader()
+	for _, name := range l.BuiltinNames() {
+		data, _ := l.BuiltinBytes(name)
+		f.Add(data)
+	}
+	f.Add([]byte("extends: kind-dra\napiVersion: kaic.dev/v1alpha1\nkind: Profile\nmetadata: {name: x}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := l.LoadBytes("fuzz.yaml", data)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		if r.Profile == nil || r.Profile.Metadata.Name == "" || len(r.Digest) != 64 {
+			t.Fatalf("accepted an incomplete profile: %+v", r)
+		}
+		if _, err := profile.InstallOrder(r.Components); err != nil {
+			t.Fatalf("accepted a profile whose stack cannot be ordered: %v", err)
+		}
+	})
+}
