@@ -1,0 +1,197 @@
+package cmd
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kaic-dev/kaic/pkg/plan"
+	"github.com/kaic-dev/kaic/pkg/profile"
+)
+
+// DefaultProfile is the profile commands use without -p.
+const DefaultProfile = "kind-dra"
+
+// addProfileFlag adds -p/--profile with completion of built-in names.
+func addProfileFlag(c *cobra.Command, target *string) {
+	c.Flags().StringVarP(target, "profile", "p", DefaultProfile, "built-in profile name or profile file")
+	_ = c.RegisterFlagCompletionFunc("profile", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return plan.NewLoader().BuiltinNames(), cobra.ShellCompDirectiveDefault
+	})
+}
+
+// loadProfile loads a profile and prints its warnings.
+func loadProfile(o *globalOptions, ref string) (*profile.Resolved, error) {
+	r, err := plan.NewLoader().Load(ref)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(o.stderr, "Warning: %s\n", w)
+	}
+	return r, nil
+}
+
+type planOptions struct {
+	profile string
+	output  string
+}
+
+func newPlanCommand(o *globalOptions) *cobra.Command {
+	po := &planOptions{}
+	c := &cobra.Command{
+		Use:   "plan",
+		Short: "Show what a profile would do, without doing it",
+		Long: `plan loads and validates a profile and prints what a run would do: the
+resolved profile, the kind configuration or Cluster API objects it would
+create, every stack component in install order with its chart, version and
+namespace, and every requirement of the conformance version with its level
+and whether it would run, be skipped or be reported N/A.
+
+Every problem in the profile is reported at once, each with its field path.
+Nothing is created, installed or contacted.`,
+		Example: `  kaic plan                      # the default profile, kind-dra
+  kaic plan -p capi-aws-gpu      # fails naming the environment variables it needs
+  kaic plan -p my-profile.yaml -o json`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := checkOutput(po.output); err != nil {
+				return err
+			}
+			r, err := loadProfile(o, po.profile)
+			if err != nil {
+				return err
+			}
+			pl, err := plan.Build(r, plan.Options{Getenv: o.getenv})
+			if err != nil {
+				return err
+			}
+			if po.output != outputTable {
+				return printStructured(o.stdout, po.output, pl)
+			}
+			return printPlan(o.stdout, pl)
+		},
+	}
+	addProfileFlag(c, &po.profile)
+	addOutputFlag(c, &po.output, outputTable)
+	return c
+}
+
+func printPlan(w io.Writer, pl *plan.Plan) error {
+	p := pl.Profile
+	sim := ""
+	if pl.Simulated {
+		sim = " (simulated)"
+	}
+	fmt.Fprintf(w, "Profile %s from %s (digest %s)\n", p.Metadata.Name, pl.Source, pl.Digest[:12])
+	fmt.Fprintf(w, "  Kubernetes %s, AI conformance %s, accelerator model %s%s\n", p.Spec.KubernetesVersion, p.Spec.ConformanceVersion, p.Spec.Accelerator.Model, sim)
+	fmt.Fprintf(w, "  Run directory %s\n\n", p.Spec.Output.Dir)
+
+	fmt.Fprintf(w, "Cluster: %s\n", pl.Cluster.Backend)
+	switch {
+	case pl.Cluster.KindConfig != "":
+		fmt.Fprintln(w, "  kind configuration:")
+		fmt.Fprint(w, indent(pl.Cluster.KindConfig, "    "))
+	case pl.Cluster.CAPI != nil:
+		cp := pl.Cluster.CAPI
+		fmt.Fprintf(w, "  management cluster: %s\n  providers: %s\n  template: %s\n  variables:\n", cp.Management, strings.Join(cp.Providers, ", "), cp.Template)
+		for _, k := range sortedKeys(cp.Variables) {
+			fmt.Fprintf(w, "    %s=%s\n", k, cp.Variables[k])
+		}
+		if len(cp.Objects) > 0 {
+			fmt.Fprintln(w, "  objects added to the template:")
+			for _, obj := range cp.Objects {
+				meta, _ := obj["metadata"].(map[string]any)
+				fmt.Fprintf(w, "    %s %v\n", obj["kind"], meta["name"])
+				if ann, ok := meta["annotations"].(map[string]any); ok {
+					for _, k := range sortedKeys(ann) {
+						fmt.Fprintf(w, "      %s: %v\n", k, ann[k])
+					}
+				}
+			}
+		}
+	case pl.Cluster.Existing != nil:
+		fmt.Fprintln(w, "  adopted from --kubeconfig/--context (or the profile's), not changed")
+	}
+	fmt.Fprintln(w)
+
+	if len(pl.Releases) == 0 {
+		fmt.Fprintln(w, "Stack: empty (nothing is installed)")
+	} else {
+		fmt.Fprintln(w, "Stack, in install order (components of one wave install together):")
+		tw := newTable(w)
+		fmt.Fprintln(tw, "  WAVE\tCOMPONENT\tTYPE\tSOURCE\tVERSION\tNAMESPACE")
+		for _, r := range pl.Releases {
+			src := r.Chart
+			if r.Repo != "" {
+				src = r.Repo + " " + r.Chart
+			}
+			if r.Type == "manifests" {
+				src = strings.Join(r.Sources, ", ")
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", r.Wave, r.Name, r.Type, src, dash(r.Version), dash(r.Namespace))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w)
+
+	fmt.Fprintf(w, "Checks of AI conformance %s:\n", p.Spec.ConformanceVersion)
+	tw := newTable(w)
+	fmt.Fprintln(tw, "  CATEGORY\tREQUIREMENT\tLEVEL\tTEST\tACTION\tNOTES")
+	for _, c := range pl.Checks {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", c.Category, c.ID, c.Level, c.TestName, c.Action, truncate(c.Notes, 60))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(pl.Warnings) > 0 {
+		fmt.Fprintln(w, "\nWarnings:")
+		for _, warn := range pl.Warnings {
+			fmt.Fprintf(w, "  - %s\n", warn)
+		}
+	}
+	return nil
+}
+
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(s, "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		if l == "" {
+			continue
+		}
+		b.WriteString(prefix + l)
+	}
+	if !strings.HasSuffix(s, "\n") {
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func truncate(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
+}

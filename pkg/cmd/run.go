@@ -1,0 +1,142 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kaic-dev/kaic/pkg/pipeline"
+	"github.com/kaic-dev/kaic/pkg/pipeline/phases"
+	"github.com/kaic-dev/kaic/pkg/pipeline/progress"
+)
+
+// runOptions are the flags of the commands that run phases.
+type runOptions struct {
+	profile string
+	out     string
+	resume  string
+	force   bool
+}
+
+func (r *runOptions) addFlags(c *cobra.Command, withResume bool) {
+	addProfileFlag(c, &r.profile)
+	c.Flags().StringVar(&r.out, "out", "", "run directory (default: the profile's spec.output.dir, kaic-out/<profile>)")
+	if withResume {
+		c.Flags().StringVar(&r.resume, "resume", "", "continue the run in this directory: phases that succeeded are skipped")
+		c.Flags().BoolVar(&r.force, "force", false, "with --resume: continue even if the profile changed since the run started")
+	}
+}
+
+func newUpCommand(o *globalOptions) *cobra.Command {
+	ro := &runOptions{}
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "Provision, install, verify and report: the whole run",
+		Long: `up runs every phase of a profile in one run directory:
+
+  provision  create (kind, Cluster API) or adopt (existing) the cluster
+  install    install the stack components with Helm, in dependency order
+  verify     run the conformance checks the profile selects
+  report     write PRODUCT.yaml, junit.xml, results.json, e2e.log and the report
+
+Each phase is recorded in <out>/state.json as it starts and ends. Ctrl-C
+interrupts the running phase, records it as interrupted and exits with code
+130; 'kaic up --resume <out>' then skips the phases that succeeded and
+continues with the rest, using the profile saved in <out>/profile.yaml.`,
+		Example: `  kaic up                              # default profile kind-dra, into kaic-out/kind-dra
+  kaic up -p my-profile.yaml --out ./run
+  kaic up --resume ./run               # after an interruption or a failure`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if ro.resume != "" && ro.out != "" && ro.out != ro.resume {
+				return usageError("--out and --resume name different directories")
+			}
+			profileSet := c.Flags().Changed("profile")
+			return runPhases(c.Context(), o, ro, nil, profileSet)
+		},
+	}
+	ro.addFlags(c, true)
+	return c
+}
+
+// newPhaseCommand builds provision, install and verify: one phase of the
+// pipeline in a run directory.
+func newPhaseCommand(o *globalOptions, phase, short, example string) *cobra.Command {
+	ro := &runOptions{}
+	c := &cobra.Command{
+		Use:   phase,
+		Short: short,
+		Long: fmt.Sprintf(`%s runs only the %s phase, in the same run directory as 'kaic up' (its
+state is recorded in <out>/state.json). Later phases find what it recorded
+there, e.g. the cluster's kubeconfig.`, phase, phase),
+		Example: example,
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runPhases(c.Context(), o, ro, []string{phase}, c.Flags().Changed("profile"))
+		},
+	}
+	ro.addFlags(c, false)
+	return c
+}
+
+// runPhases loads the profile (or the one saved in the run directory when
+// resuming) and runs the selected phases with a progress printer.
+func runPhases(ctx context.Context, o *globalOptions, ro *runOptions, only []string, profileSet bool) error {
+	ref := ro.profile
+	dir := ro.out
+	if ro.resume != "" {
+		dir = ro.resume
+		if !profileSet {
+			saved, err := phases.SavedProfile(dir)
+			if err != nil {
+				return err
+			}
+			ref = saved
+		}
+	}
+	r, err := loadProfile(o, ref)
+	if err != nil {
+		return err
+	}
+	if dir == "" {
+		dir = r.Profile.Spec.Output.Dir
+	}
+	if ro.resume != "" {
+		if _, err := pipeline.LoadState(dir); err != nil {
+			return fmt.Errorf("--resume %s: %w", dir, err)
+		}
+	}
+	printer := progress.NewPrinter(o.stderr, progress.WithGetenv(o.getenv))
+	defer printer.Close()
+	runner := &pipeline.Runner{
+		Dir:                dir,
+		Phases:             phases.Build(r, phases.Options{Kubeconfig: o.kubeconfig, Context: o.context}),
+		Only:               only,
+		Resume:             ro.resume != "",
+		AllowProfileChange: ro.force,
+		KaicVersion:        version,
+		Profile:            pipeline.ProfileRef{Name: r.Profile.Metadata.Name, Digest: "sha256:" + r.Digest},
+		Progress:           printer,
+		Logger:             o.logger(),
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if _, err := os.Stat(pipeline.StatePath(dir)); errors.Is(err, os.ErrNotExist) || ro.resume == "" {
+		if err := phases.WriteProfile(dir, r); err != nil {
+			return fmt.Errorf("saving the profile in %s: %w", dir, err)
+		}
+	}
+	_, err = runner.Run(ctx)
+	if err != nil {
+		if errors.Is(err, pipeline.ErrInterrupted) {
+			return &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("%w; continue with: kaic up --resume %s", err, dir)}
+		}
+		return err
+	}
+	fmt.Fprintf(o.stderr, "Run directory: %s\n", dir)
+	return nil
+}

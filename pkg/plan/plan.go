@@ -1,0 +1,221 @@
+// Package plan computes what a run of a profile would do, without doing
+// any of it: the resolved profile, the cluster configuration, every stack
+// component in install order and the checks with their levels and opt-outs.
+// `kaic plan` prints it; the other commands load profiles through it so that
+// they all reject the same mistakes.
+package plan
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/provision/capi"
+	"github.com/kaic-dev/kaic/pkg/provision/kind"
+)
+
+// Plan is a dry run of a profile.
+type Plan struct {
+	Profile   *profile.Profile `json:"profile"`
+	Source    string           `json:"source"`
+	Digest    string           `json:"digest"`
+	Simulated bool             `json:"simulated"`
+	Cluster   Cluster          `json:"cluster"`
+	Releases  []Release        `json:"releases"`
+	Checks    []Check          `json:"checks"`
+	Warnings  []string         `json:"warnings,omitempty"`
+}
+
+// Cluster is what the provision phase would create or adopt.
+type Cluster struct {
+	Backend profile.Backend `json:"backend"`
+	// KindConfig is the kind cluster configuration (kind backend).
+	KindConfig string `json:"kindConfig,omitempty"`
+	// CAPI is the Cluster API plan (capi backend).
+	CAPI *capi.Plan `json:"capi,omitempty"`
+	// Existing names the kubeconfig and context adopted (existing backend).
+	Existing *profile.ExistingCluster `json:"existing,omitempty"`
+}
+
+// Release is one stack component as it would be installed.
+type Release struct {
+	// Wave is the install wave: components of one wave install concurrently
+	// once every earlier wave is ready.
+	Wave      int      `json:"wave"`
+	Name      string   `json:"name"`
+	Type      string   `json:"type"` // helm or manifests
+	Chart     string   `json:"chart,omitempty"`
+	Repo      string   `json:"repo,omitempty"`
+	Version   string   `json:"version,omitempty"`
+	Digest    string   `json:"digest,omitempty"`
+	Namespace string   `json:"namespace,omitempty"`
+	DependsOn []string `json:"dependsOn,omitempty"`
+	Source    string   `json:"source"`
+	Sources   []string `json:"sources,omitempty"` // manifests: where they come from
+}
+
+// Check is one requirement of the conformance version and what the run
+// would do about it.
+type Check struct {
+	ID       string `json:"id"`
+	Category string `json:"category"`
+	Level    string `json:"level"`
+	TestName string `json:"testName"`
+	// Action is run, N/A (opted out, not run) or skip (excluded).
+	Action string `json:"action"`
+	Notes  string `json:"notes,omitempty"`
+}
+
+// Actions a check can be planned for.
+const (
+	ActionRun  = "run"
+	ActionNA   = "N/A"
+	ActionSkip = "skip"
+)
+
+// Options tune how profiles are read.
+type Options struct {
+	// Getenv reads environment variables referenced by Cluster API variables
+	// (default os.Getenv).
+	Getenv func(string) string
+}
+
+// NewLoader returns the profile loader every command uses: built-in
+// profiles and stacks, requirement ids checked against kaic's catalog.
+func NewLoader() *profile.Loader {
+	return &profile.Loader{Requirements: RequirementLevels}
+}
+
+// RequirementLevels maps a conformance version's requirement ids to levels.
+func RequirementLevels(version string) (map[string]string, error) {
+	cat, err := conformance.Builtin(version)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(cat.Requirements))
+	for _, r := range cat.Requirements {
+		out[r.ID] = string(r.Level)
+	}
+	return out, nil
+}
+
+// Build computes the plan of a loaded profile.
+func Build(r *profile.Resolved, opts Options) (*Plan, error) {
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	p := r.Profile
+	pl := &Plan{Profile: p, Source: r.Source, Digest: r.Digest, Simulated: p.IsSimulated(), Warnings: append([]string{}, r.Warnings...)}
+	pl.Cluster.Backend = p.Spec.Cluster.Backend
+	switch p.Spec.Cluster.Backend {
+	case profile.BackendKind:
+		cfg, err := kind.Config(p)
+		if err != nil {
+			return nil, err
+		}
+		data, err := kind.ConfigYAML(cfg)
+		if err != nil {
+			return nil, err
+		}
+		pl.Cluster.KindConfig = string(data)
+		if _, pinned := profile.KindNodeImage(p.Spec.KubernetesVersion); !pinned && p.Spec.Cluster.Kind.NodeImage == "kindest/node:"+p.Spec.KubernetesVersion {
+			pl.Warnings = append(pl.Warnings, fmt.Sprintf("node image %s is not pinned by digest: kaic knows no digest for %s", p.Spec.Cluster.Kind.NodeImage, p.Spec.KubernetesVersion))
+		}
+	case profile.BackendCAPI:
+		cp, err := capi.PlanFor(p, opts.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		pl.Cluster.CAPI = cp
+		pl.Warnings = append(pl.Warnings, cp.Warnings...)
+	case profile.BackendExisting:
+		pl.Cluster.Existing = p.Spec.Cluster.Existing
+	}
+	waves, err := profile.InstallOrder(r.Components)
+	if err != nil {
+		return nil, err
+	}
+	for i, wave := range waves {
+		for _, c := range wave {
+			pl.Releases = append(pl.Releases, release(i+1, c))
+		}
+	}
+	checks, err := planChecks(p)
+	if err != nil {
+		return nil, err
+	}
+	pl.Checks = checks
+	if pl.Simulated {
+		pl.Warnings = append(pl.Warnings, "accelerators are simulated: the evidence of this run demonstrates kaic and the stack, it is not certification evidence")
+	}
+	if ph := p.Spec.Product.Placeholders(); len(ph) > 0 {
+		pl.Warnings = append(pl.Warnings, "PRODUCT.yaml metadata still has placeholders or empty values: "+strings.Join(ph, ", "))
+	}
+	return pl, nil
+}
+
+func release(wave int, c profile.Component) Release {
+	rel := Release{Wave: wave, Name: c.Name, Namespace: c.Namespace, DependsOn: c.DependsOn, Source: c.Source, Version: c.ChartVersion()}
+	if h := c.Helm; h != nil {
+		rel.Type = "helm"
+		rel.Chart, rel.Repo, rel.Digest = h.Chart, h.Repo, h.Digest
+		if rel.Name != c.ReleaseName() {
+			rel.Name = c.Name + " (release " + c.ReleaseName() + ")"
+		}
+		return rel
+	}
+	rel.Type = "manifests"
+	if m := c.Manifests; m != nil {
+		for _, u := range m.URLs {
+			rel.Sources = append(rel.Sources, u.URL)
+		}
+		rel.Sources = append(rel.Sources, m.Files...)
+		for _, mod := range m.Modules {
+			rel.Sources = append(rel.Sources, fmt.Sprintf("%s@%s/%s", mod.Path, mod.Version, mod.Dir))
+		}
+	}
+	return rel
+}
+
+func planChecks(p *profile.Profile) ([]Check, error) {
+	cat, err := conformance.Builtin(p.Spec.ConformanceVersion)
+	if err != nil {
+		return nil, err
+	}
+	include := toSet(p.Spec.Checks.Include)
+	exclude := toSet(p.Spec.Checks.Exclude)
+	optOut := map[string]profile.OptOut{}
+	for _, o := range p.Spec.Checks.OptOuts {
+		optOut[o.ID] = o
+	}
+	out := make([]Check, 0, len(cat.Requirements))
+	for _, req := range cat.Requirements {
+		c := Check{ID: req.ID, Category: req.Category, Level: string(req.Level), TestName: conformance.TestName(req.ID), Action: ActionRun}
+		switch o, ok := optOut[req.ID]; {
+		case ok:
+			c.Action, c.Notes = ActionNA, o.Notes
+		case exclude[req.ID]:
+			c.Action, c.Notes = ActionSkip, "excluded by spec.checks.exclude"
+		case len(include) > 0 && !include[req.ID]:
+			c.Action, c.Notes = ActionSkip, "not in spec.checks.include"
+		}
+		out = append(out, c)
+	}
+	order := map[string]int{}
+	for i, c := range conformance.Categories() {
+		order[c] = i
+	}
+	sort.SliceStable(out, func(i, j int) bool { return order[out[i].Category] < order[out[j].Category] })
+	return out, nil
+}
+
+func toSet(ids []string) map[string]bool {
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out
+}

@@ -1,0 +1,231 @@
+// Package capi provisions workload clusters with Cluster API through the
+// clusterctl client library: a management cluster, pinned providers, the
+// workload cluster from a template and an accelerator machine pool the
+// cluster autoscaler can grow.
+package capi
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/kaic-dev/kaic/pkg/profile"
+)
+
+// Plan is what the capi backend would do for a profile.
+type Plan struct {
+	// Management says which management cluster is used.
+	Management string `json:"management"`
+	// Providers are the providers clusterctl would install, as name:version.
+	Providers []string `json:"providers"`
+	// Template names the cluster template (flavor or ClusterClass).
+	Template string `json:"template"`
+	// Variables are the template variables, secrets masked.
+	Variables map[string]string `json:"variables"`
+	// Objects are the objects kaic adds to the template's (the GPU pool).
+	Objects  []map[string]any `json:"objects,omitempty"`
+	Warnings []string         `json:"-"`
+}
+
+// MissingVariablesError names the environment variables a profile refers
+// to that are not set.
+type MissingVariablesError struct {
+	Profile string
+	Names   []string
+}
+
+func (e *MissingVariablesError) Error() string {
+	return fmt.Sprintf("profile %s needs these environment variables, which are not set: %s", e.Profile, strings.Join(e.Names, ", "))
+}
+
+// Annotations the cluster autoscaler's clusterapi provider reads.
+const (
+	annotationMinSize     = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-min-size"
+	annotationMaxSize     = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-max-size"
+	annotationCapacityFmt = "capacity.cluster-autoscaler.kubernetes.io/%s"
+)
+
+// defaultProviders are used for provider kinds a profile leaves unpinned.
+var defaultProviders = map[string]string{
+	"core":         "cluster-api:v1.14.2",
+	"bootstrap":    "kubeadm:v1.14.2",
+	"controlPlane": "kubeadm:v1.14.2",
+}
+
+// machineTemplates maps an infrastructure provider to its machine template
+// kind, API group and the field holding the machine type.
+var machineTemplates = map[string]struct{ kind, group, typeField string }{
+	"docker": {"DockerMachineTemplate", "infrastructure.cluster.x-k8s.io", ""},
+	"aws":    {"AWSMachineTemplate", "infrastructure.cluster.x-k8s.io", "instanceType"},
+	"azure":  {"AzureMachineTemplate", "infrastructure.cluster.x-k8s.io", "vmSize"},
+	"gcp":    {"GCPMachineTemplate", "infrastructure.cluster.x-k8s.io", "instanceType"},
+}
+
+// PlanFor resolves a capi profile's providers and variables (reading
+// ${VAR} references with getenv) and builds the GPU pool objects. Missing
+// variables are reported all at once, by name.
+func PlanFor(p *profile.Profile, getenv func(string) string) (*Plan, error) {
+	c := p.Spec.Cluster.CAPI
+	if p.Spec.Cluster.Backend != profile.BackendCAPI || c == nil {
+		return nil, fmt.Errorf("profile %s does not use the capi backend", p.Metadata.Name)
+	}
+	pl := &Plan{Variables: map[string]string{}}
+	if c.Management.Kubeconfig != "" {
+		pl.Management = "existing cluster from " + c.Management.Kubeconfig
+		if c.Management.Context != "" {
+			pl.Management += " (context " + c.Management.Context + ")"
+		}
+	} else {
+		pl.Management = fmt.Sprintf("kind cluster %s-mgmt created by kaic and deleted with the workload cluster", c.ClusterName)
+		if c.Infrastructure == "docker" {
+			pl.Management += "; the Docker socket is mounted for the docker provider"
+		}
+	}
+	pinned := map[string]string{"core": c.Providers.Core, "bootstrap": c.Providers.Bootstrap, "controlPlane": c.Providers.ControlPlane, "infrastructure": c.Providers.Infrastructure}
+	for _, kind := range []string{"core", "bootstrap", "controlPlane", "infrastructure"} {
+		v := pinned[kind]
+		if v == "" {
+			v = defaultProviders[kind]
+		}
+		if kind == "infrastructure" && v == "" {
+			v = c.Infrastructure
+		}
+		if !strings.Contains(v, ":") {
+			if strings.HasPrefix(v, "v") {
+				v = c.Infrastructure + ":" + v
+			} else {
+				pl.Warnings = append(pl.Warnings, fmt.Sprintf("%s provider %s is not pinned to a version: clusterctl installs its latest release", kind, v))
+			}
+		}
+		pl.Providers = append(pl.Providers, kind+" "+v)
+	}
+	switch {
+	case c.ClusterClass != "":
+		pl.Template = "ClusterClass " + c.ClusterClass
+	case c.Flavor != "":
+		pl.Template = fmt.Sprintf("%s provider template, flavor %s", c.Infrastructure, c.Flavor)
+	default:
+		pl.Template = fmt.Sprintf("%s provider default template", c.Infrastructure)
+	}
+	var missing []string
+	for name, value := range c.Variables {
+		if ref, ok := profile.EnvReference(value); ok {
+			v := getenv(ref)
+			if v == "" {
+				missing = append(missing, ref)
+				continue
+			}
+			value = v
+		}
+		pl.Variables[name] = maskSecret(name, value)
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, &MissingVariablesError{Profile: p.Metadata.Name, Names: missing}
+	}
+	pl.Variables["CLUSTER_NAME"] = c.ClusterName
+	pl.Variables["KUBERNETES_VERSION"] = p.Spec.KubernetesVersion
+	pl.Variables["CONTROL_PLANE_MACHINE_COUNT"] = strconv.Itoa(*c.ControlPlaneMachines)
+	pl.Variables["WORKER_MACHINE_COUNT"] = strconv.Itoa(*c.WorkerMachines)
+	if g := c.GPUPool; g != nil {
+		pl.Objects = gpuPoolObjects(p, g)
+	}
+	return pl, nil
+}
+
+func maskSecret(name, value string) string {
+	upper := strings.ToUpper(name)
+	for _, s := range []string{"SECRET", "PASSWORD", "TOKEN", "CREDENTIALS", "KEY_DATA"} {
+		if strings.Contains(upper, s) {
+			return "(set, hidden)"
+		}
+	}
+	return value
+}
+
+// gpuPoolObjects builds the accelerator MachineDeployment and its machine
+// template. The autoscaler annotations let the cluster autoscaler grow the
+// pool, from zero too, knowing which GPUs and labels a new node brings.
+func gpuPoolObjects(p *profile.Profile, g *profile.GPUPool) []map[string]any {
+	c := p.Spec.Cluster.CAPI
+	name := c.ClusterName + "-" + g.Name
+	mt := machineTemplates[c.Infrastructure]
+	annotations := map[string]any{}
+	if g.Autoscaler && g.MinSize != nil && g.MaxSize != nil {
+		annotations[annotationMinSize] = strconv.Itoa(*g.MinSize)
+		annotations[annotationMaxSize] = strconv.Itoa(*g.MaxSize)
+		if g.GPUCount > 0 {
+			annotations[fmt.Sprintf(annotationCapacityFmt, "gpu-count")] = strconv.Itoa(g.GPUCount)
+		}
+		if g.GPUType != "" {
+			annotations[fmt.Sprintf(annotationCapacityFmt, "gpu-type")] = g.GPUType
+		}
+		if d := p.Spec.Accelerator.DRADriver; d != "" {
+			annotations[fmt.Sprintf(annotationCapacityFmt, "dra-driver")] = d
+		}
+		if len(g.Labels) > 0 {
+			annotations[fmt.Sprintf(annotationCapacityFmt, "labels")] = joinPairs(g.Labels)
+		}
+		if len(g.Taints) > 0 {
+			var ts []string
+			for _, t := range g.Taints {
+				ts = append(ts, fmt.Sprintf("%s=%s:%s", t.Key, t.Value, t.Effect))
+			}
+			annotations[fmt.Sprintf(annotationCapacityFmt, "taints")] = strings.Join(ts, ",")
+		}
+	}
+	labels := map[string]any{}
+	for k, v := range g.Labels {
+		labels[k] = v
+	}
+	md := map[string]any{
+		"apiVersion": "cluster.x-k8s.io/v1beta2",
+		"kind":       "MachineDeployment",
+		"metadata": map[string]any{
+			"name":        name,
+			"namespace":   c.Namespace,
+			"annotations": annotations,
+			"labels":      map[string]any{"cluster.x-k8s.io/cluster-name": c.ClusterName},
+		},
+		"spec": map[string]any{
+			"clusterName": c.ClusterName,
+			"replicas":    *g.Replicas,
+			"template": map[string]any{
+				"metadata": map[string]any{"labels": labels},
+				"spec": map[string]any{
+					"clusterName": c.ClusterName,
+					"version":     p.Spec.KubernetesVersion,
+					"bootstrap": map[string]any{"configRef": map[string]any{
+						"apiGroup": "bootstrap.cluster.x-k8s.io", "kind": "KubeadmConfigTemplate", "name": c.ClusterName + "-md-0",
+					}},
+					"infrastructureRef": map[string]any{"apiGroup": mt.group, "kind": mt.kind, "name": name},
+				},
+			},
+		},
+	}
+	templateSpec := map[string]any{}
+	if mt.typeField != "" && g.MachineType != "" {
+		templateSpec[mt.typeField] = g.MachineType
+	}
+	tmpl := map[string]any{
+		"apiVersion": mt.group + "/v1beta2",
+		"kind":       mt.kind,
+		"metadata":   map[string]any{"name": name, "namespace": c.Namespace},
+		"spec":       map[string]any{"template": map[string]any{"spec": templateSpec}},
+	}
+	return []map[string]any{md, tmpl}
+}
+
+func joinPairs(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,59 @@
+// Package provision turns a profile's cluster section into a reachable
+// cluster and a kubeconfig in the run directory. Each backend (kind, capi,
+// existing) lives in its own package and implements Provisioner; what a
+// backend created is recorded so that teardown removes exactly that.
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Record is what a provisioner did, kept in the run state (as the provision
+// phase's outputs) so later phases can reach the cluster and teardown knows
+// what to remove.
+type Record map[string]string
+
+// Keys of a Record every backend sets.
+const (
+	// KeyBackend is the backend name.
+	KeyBackend = "backend"
+	// KeyKubeconfig is the path of the kubeconfig in the run directory.
+	KeyKubeconfig = "kubeconfig"
+	// KeyContext is the kubeconfig context to use.
+	KeyContext = "context"
+	// KeyCreated is "true" when kaic created the cluster (and so may delete
+	// it), "false" when it adopted one.
+	KeyCreated = "created"
+	// KeyClusterName names the cluster the backend created or adopted.
+	KeyClusterName = "clusterName"
+)
+
+// Reporter receives human progress from a provisioner.
+type Reporter interface {
+	// Step reports a step starting; the returned func ends it.
+	Step(name string) func(error)
+	// Notef reports a note.
+	Notef(format string, args ...any)
+}
+
+// Provisioner creates or adopts a cluster.
+type Provisioner interface {
+	// Create creates (or adopts) the cluster and writes its kubeconfig into
+	// dir. The record is returned even on error, so that what was created
+	// before the failure can be torn down.
+	Create(ctx context.Context, dir string, r Reporter) (Record, error)
+	// Delete removes what Create recorded, and nothing else.
+	Delete(ctx context.Context, rec Record, r Reporter) error
+	// CollectLogs writes diagnostic logs of the cluster into dir.
+	CollectLogs(ctx context.Context, rec Record, dir string) error
+}
+
+// ErrNotImplemented marks a backend or operation that kaic does not have yet.
+var ErrNotImplemented = errors.New("not implemented yet")
+
+// NotImplemented returns an error saying what is missing.
+func NotImplemented(what string) error {
+	return fmt.Errorf("%w: %s", ErrNotImplemented, what)
+}
