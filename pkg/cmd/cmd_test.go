@@ -1,0 +1,221 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kaic-dev/kaic/pkg/plan"
+)
+
+// run executes kaic in-process and returns its exit code and output.
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = Execute(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// sharedChecklists is the directory of the official checklists beside the
+// repository.
+func sharedChecklists(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "checklists"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("official checklists not found at %s: %v", dir, err)
+	}
+	return dir
+}
+
+func TestPlanEveryBuiltinProfile(t *testing.T) {
+	for _, v := range []string{"AWS_REGION", "AWS_SSH_KEY_NAME", "AWS_B64ENCODED_CREDENTIALS", "AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID",
+		"AZURE_CLIENT_ID", "AZURE_LOCATION", "AZURE_RESOURCE_GROUP", "GCP_PROJECT", "GCP_REGION", "GCP_NETWORK_NAME", "GCP_B64ENCODED_CREDENTIALS", "IMAGE_ID"} {
+		t.Setenv(v, "value-of-"+strings.ToLower(v))
+	}
+	for _, name := range plan.NewLoader().BuiltinNames() {
+		t.Run(name, func(t *testing.T) {
+			code, stdout, stderr := run(t, "plan", "-p", name, "-o", "json")
+			if code != ExitOK {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			var pl plan.Plan
+			if err := json.Unmarshal([]byte(stdout), &pl); err != nil {
+				t.Fatalf("plan -o json is not JSON: %v\n%s", err, stdout)
+			}
+			if pl.Profile.Metadata.Name != name || len(pl.Checks) < 9 {
+				t.Errorf("plan of %s: name %q, %d checks", name, pl.Profile.Metadata.Name, len(pl.Checks))
+			}
+			switch pl.Cluster.Backend {
+			case "kind":
+				if !strings.Contains(pl.Cluster.KindConfig, "kind.x-k8s.io/v1alpha4") {
+					t.Errorf("no kind config: %q", pl.Cluster.KindConfig)
+				}
+			case "capi":
+				if pl.Cluster.CAPI == nil || len(pl.Cluster.CAPI.Objects) != 2 {
+					t.Fatalf("capi plan without the GPU pool objects: %+v", pl.Cluster.CAPI)
+				}
+				if strings.Contains(stdout, "value-of-aws_b64encoded_credentials") || strings.Contains(stdout, "value-of-gcp_b64encoded_credentials") {
+					t.Error("a credential variable is printed in clear")
+				}
+			}
+			for i := 1; i < len(pl.Releases); i++ {
+				if pl.Releases[i].Wave < pl.Releases[i-1].Wave {
+					t.Errorf("releases not in wave order: %+v", pl.Releases)
+				}
+			}
+		})
+	}
+}
+
+func TestPlanCAPIWithoutVariablesNamesThem(t *testing.T) {
+	for _, v := range []string{"AWS_REGION", "AWS_SSH_KEY_NAME", "AWS_B64ENCODED_CREDENTIALS"} {
+		t.Setenv(v, "")
+	}
+	code, _, stderr := run(t, "plan", "-p", "capi-aws-gpu")
+	if code != ExitFailure {
+		t.Fatalf("exit %d, want %d", code, ExitFailure)
+	}
+	if !strings.Contains(stderr, "AWS_B64ENCODED_CREDENTIALS, AWS_REGION, AWS_SSH_KEY_NAME") {
+		t.Errorf("missing variables not named: %s", stderr)
+	}
+}
+
+func TestPlanTableShowsStackAndChecks(t *testing.T) {
+	code, stdout, stderr := run(t, "plan")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"Profile kind-dra from builtin:kind-dra",
+		"oci://registry.k8s.io/kueue/charts/kueue",
+		"secure_accelerator_access    MUST    TestSecureAcceleratorAccess",
+		"cluster_autoscaling          MUST    TestAcceleratorClusterAutoscaling       N/A",
+		"accelerators are simulated",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("plan output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("apiVersion: kaic.dev/v1alpha1\nkind: Profile\nmetadata: {name: x}\nspec: {kubernetesVersion: v1.37.0, cluster: {backend: kind, kind: {workers: -1}}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"plan", "--no-such-flag"}, "unknown flag: --no-such-flag"},
+		{[]string{"plan", "extra"}, "takes no arguments"},
+		{[]string{"plan", "-o", "xml"}, "--output must be table, yaml or json"},
+		{[]string{"plan", "-p", bad}, "spec.cluster.kind.workers: must be >= 0 and <= 16, got -1"},
+		{[]string{"no-such-command"}, "unknown command"},
+		{[]string{"down"}, "takes 1 argument(s), got 0"},
+		{[]string{"requirements", "list"}, "--version is required"},
+		{[]string{"requirements", "list", "--version", "1.20"}, "unknown conformance version"},
+	}
+	for _, c := range cases {
+		code, _, stderr := run(t, c.args...)
+		if code != ExitUsage {
+			t.Errorf("%v: exit %d, want %d (%s)", c.args, code, ExitUsage, stderr)
+		}
+		if !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: stderr lacks %q:\n%s", c.args, c.want, stderr)
+		}
+	}
+}
+
+func TestUnfinishedCommandsSayNotImplemented(t *testing.T) {
+	for _, args := range [][]string{{"images"}, {"doctor"}, {"validate", "x"}, {"report", "x"}} {
+		code, _, stderr := run(t, args...)
+		if code != ExitFailure || !strings.Contains(stderr, "not implemented yet") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
+		}
+	}
+	dir := t.TempDir()
+	code, _, stderr := run(t, "up", "--out", dir)
+	if code != ExitFailure || !strings.Contains(stderr, "not implemented yet: creating kind clusters") {
+		t.Errorf("up on kind-dra: exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
+		t.Errorf("a failed run keeps no state: %v", err)
+	}
+}
+
+func TestRequirementsListFromOfficialChecklist(t *testing.T) {
+	code, stdout, stderr := run(t, "requirements", "list", "--version", "1.35", "--checklist-dir", sharedChecklists(t), "-o", "json")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var got struct {
+		Version      string
+		Requirements []requirementRow
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != "1.35" || len(got.Requirements) != 12 {
+		t.Fatalf("version %s with %d requirements", got.Version, len(got.Requirements))
+	}
+	for _, r := range got.Requirements {
+		if r.ID == "dra_support" && (r.Level != "MUST" || !strings.Contains(r.Description, "Dynamic Resource Allocation")) {
+			t.Errorf("dra_support row: %+v", r)
+		}
+		if r.Description == "" {
+			t.Errorf("%s has no description", r.ID)
+		}
+	}
+}
+
+func TestProfilesListAndShow(t *testing.T) {
+	code, stdout, _ := run(t, "profiles", "list")
+	if code != ExitOK || !strings.Contains(stdout, "kind-dra") || !strings.Contains(stdout, "example (simulated)") {
+		t.Errorf("profiles list: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = run(t, "profiles", "show", "existing")
+	if code != ExitOK || !strings.HasPrefix(stdout, "apiVersion: kaic.dev/v1alpha1") {
+		t.Errorf("profiles show: exit %d\n%s", code, stdout)
+	}
+}
+
+// TestEveryCommandExplainsItself checks --help of every command has a
+// description and examples.
+func TestEveryCommandExplainsItself(t *testing.T) {
+	root := NewRootCommand(&bytes.Buffer{}, &bytes.Buffer{})
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Hidden || sub.Name() == "help" || sub.Name() == "completion" || sub.Parent().Name() == "completion" {
+				continue
+			}
+			if sub.Short == "" {
+				t.Errorf("%s has no short description", sub.CommandPath())
+			}
+			if sub.Runnable() && sub.Example == "" {
+				t.Errorf("%s has no examples", sub.CommandPath())
+			}
+			walk(sub)
+		}
+	}
+	walk(root)
+}
+
+func TestCompletionScripts(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		code, stdout, stderr := run(t, "completion", shell)
+		if code != ExitOK || len(stdout) < 500 {
+			t.Errorf("completion %s: exit %d, %d bytes, %s", shell, code, len(stdout), stderr)
+		}
+	}
+}
