@@ -1,0 +1,123 @@
+package kind_test
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kaic-dev/kaic/pkg/plan"
+	"github.com/kaic-dev/kaic/pkg/provision/kind"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden kind configurations")
+
+// profileFor writes a kind profile for a Kubernetes version with the given
+// extra kind settings.
+func profileFor(version, kindSettings string) string {
+	return fmt.Sprintf(`apiVersion: kaic.dev/v1alpha1
+kind: Profile
+metadata:
+  name: golden
+spec:
+  kubernetesVersion: %s
+  cluster:
+    backend: kind
+    kind:
+      workers: 2
+      workerLabels: {kaic.dev/accelerator: example}
+%s`, version, kindSettings)
+}
+
+// gatesFor are DRA gates valid (and not locked) at each minor, taken from
+// what the minor's release defines.
+var gatesFor = map[string]string{
+	"v1.33.4": "      featureGates: {DynamicResourceAllocation: true, DRAAdminAccess: true}\n      runtimeConfig: {resource.k8s.io/v1beta1: \"true\", resource.k8s.io/v1beta2: \"true\"}\n",
+	"v1.34.3": "      featureGates: {DRAConsumableCapacity: true}\n",
+	"v1.35.4": "      featureGates: {DRAPartitionableDevices: true}\n",
+	"v1.36.3": "      featureGates: {DRAResourcePoolStatus: true}\n",
+	"v1.37.0": "      featureGates: {DRAListTypeAttributes: true}\n      kubeletConfig: {failCgroupV1: false}\n",
+}
+
+func TestGoldenConfigPerMinor(t *testing.T) {
+	for version, settings := range gatesFor {
+		t.Run(version, func(t *testing.T) {
+			r, err := plan.NewLoader().LoadBytes("golden.yaml", []byte(profileFor(version, settings)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := kind.Config(r.Profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := kind.ConfigYAML(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", "kind-"+version+".yaml")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("kind config differs from %s (go test -update rewrites it):\n%s", golden, got)
+			}
+		})
+	}
+}
+
+func TestGatesOfAnotherMinorRejected(t *testing.T) {
+	cases := []struct{ version, gate, want string }{
+		// DRADerivedAttributes first appears in 1.37.
+		{"v1.36.3", "DRADerivedAttributes: true", "spec.cluster.kind.featureGates.DRADerivedAttributes: is not a feature gate of Kubernetes 1.36"},
+		// DynamicResourceAllocation is GA and locked on from 1.35.
+		{"v1.35.4", "DynamicResourceAllocation: false", "spec.cluster.kind.featureGates.DynamicResourceAllocation: is locked to true in Kubernetes 1.35"},
+		{"v1.37.0", "NoSuchGate: true", "is not a feature gate of Kubernetes 1.37"},
+	}
+	for _, c := range cases {
+		_, err := plan.NewLoader().LoadBytes("gates.yaml", []byte(profileFor(c.version, "      featureGates: {"+c.gate+"}\n")))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %s: err = %v, want %q", c.version, c.gate, err, c.want)
+		}
+	}
+}
+
+func TestGPUsGoToTheFirstWorker(t *testing.T) {
+	r, err := plan.NewLoader().LoadBytes("gpus.yaml", []byte(profileFor("v1.37.0", "      gpus: \"0,1\"\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := kind.Config(r.Profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Nodes) != 3 {
+		t.Fatalf("%d nodes", len(cfg.Nodes))
+	}
+	var mounts []string
+	for _, m := range cfg.Nodes[1].ExtraMounts {
+		mounts = append(mounts, m.HostPath+"->"+m.ContainerPath)
+	}
+	want := "/dev/null->/var/run/nvidia-container-devices/0 /dev/null->/var/run/nvidia-container-devices/1"
+	if strings.Join(mounts, " ") != want {
+		t.Errorf("first worker mounts %v, want %s", mounts, want)
+	}
+	if len(cfg.Nodes[0].ExtraMounts) != 0 || len(cfg.Nodes[2].ExtraMounts) != 0 {
+		t.Errorf("GPUs mounted outside the first worker: %+v", cfg.Nodes)
+	}
+
+	r, err = plan.NewLoader().LoadBytes("nogpuworker.yaml", []byte(strings.Replace(profileFor("v1.37.0", "      gpus: all\n"), "workers: 2", "workers: 0", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kind.Config(r.Profile); err == nil || !strings.Contains(err.Error(), "no worker") {
+		t.Errorf("gpus without workers: %v", err)
+	}
+}
