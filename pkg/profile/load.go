@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/kaic-dev/kaic/profiles"
 )
@@ -44,6 +45,24 @@ type Loader struct {
 	// Requirements resolves a conformance version's requirement ids and
 	// levels; nil skips those checks.
 	Requirements RequirementLookup
+
+	catalogOnce sync.Once
+	catalog     *ComponentCatalog
+	catalogErr  error
+}
+
+// components returns the catalog, reading the built-in one once.
+func (l *Loader) components() (*ComponentCatalog, error) {
+	if l.Components != nil {
+		return l.Components, nil
+	}
+	l.catalogOnce.Do(func() {
+		l.catalog, l.catalogErr = LoadComponentCatalog(nil)
+		if l.catalogErr != nil {
+			l.catalogErr = fmt.Errorf("built-in stack components: %w", l.catalogErr)
+		}
+	})
+	return l.catalog, l.catalogErr
 }
 
 func (l *Loader) builtins() fs.FS {
@@ -106,12 +125,9 @@ func (l *Loader) Load(ref string) (*Resolved, error) {
 
 // LoadBytes reads a profile whose file name (for messages) is source.
 func (l *Loader) LoadBytes(source string, data []byte) (*Resolved, error) {
-	cat := l.Components
-	if cat == nil {
-		var err error
-		if cat, err = LoadComponentCatalog(nil); err != nil {
-			return nil, fmt.Errorf("built-in stack components: %w", err)
-		}
+	cat, err := l.components()
+	if err != nil {
+		return nil, err
 	}
 	doc, err := parseDocument(source, data, &Profile{})
 	if err != nil {
