@@ -1,25 +1,89 @@
 package cmd
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/spf13/cobra"
 
-	"github.com/kaic-dev/kaic/pkg/provision"
+	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/provision/preflight"
 )
 
 func newDoctorCommand(o *globalOptions) *cobra.Command {
-	var profileRef string
+	var (
+		profileRef string
+		output     string
+		out        string
+	)
 	c := &cobra.Command{
 		Use:   "doctor",
 		Short: "Check this machine can run a profile",
 		Long: `doctor checks what the provision phase needs on this machine: a reachable
 container runtime, cgroup v2, inotify limits (with the sysctl that fixes
-them), free disk, and whether a kind cluster of the same name exists.`,
-		Example: "  kaic doctor\n  kaic doctor -p kind-nvidia",
+them), free disk, and whether a kind cluster of the same name exists. Each
+finding that is not ok says what to do. It exits 1 when a finding would stop
+provisioning.
+
+Profiles that adopt an existing cluster need nothing of this machine; kaic
+provision checks the cluster itself.`,
+		Example: "  kaic doctor\n  kaic doctor -p kind-nvidia -o json",
 		Args:    noArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return provision.NotImplemented("host preflight checks")
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			r, err := loadProfile(o, profileRef)
+			if err != nil {
+				return err
+			}
+			p := r.Profile
+			opts := preflight.Options{Runtime: "auto", Dir: out}
+			if opts.Dir == "" {
+				opts.Dir = p.Spec.Output.Dir
+			}
+			switch p.Spec.Cluster.Backend {
+			case profile.BackendKind:
+				opts.Runtime, opts.ClusterName = p.Spec.Cluster.Kind.Provider, p.Spec.Cluster.Kind.Name
+			case profile.BackendCAPI:
+				if p.Spec.Cluster.CAPI.Management.Kubeconfig != "" && p.Spec.Cluster.CAPI.Infrastructure != "docker" {
+					fmt.Fprintln(o.stdout, "This profile uses an existing management cluster and cloud machines: nothing to check on this machine.")
+					return nil
+				}
+				opts.ClusterName = p.Spec.Cluster.CAPI.ClusterName + "-mgmt"
+			default:
+				fmt.Fprintln(o.stdout, "This profile adopts an existing cluster: nothing to check on this machine (kaic provision checks the cluster).")
+				return nil
+			}
+			findings := preflight.Check(c.Context(), &preflight.Host{}, opts)
+			if output != outputTable {
+				if err := printStructured(o.stdout, output, findings); err != nil {
+					return err
+				}
+			} else {
+				tw := newTable(o.stdout)
+				fmt.Fprintln(tw, "CHECK\tSTATUS\tDETAIL")
+				for _, f := range findings {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Check, f.Status, f.Detail)
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				for _, f := range findings {
+					if f.Fix != "" {
+						fmt.Fprintf(o.stdout, "\n%s: %s", f.Check, f.Fix)
+					}
+				}
+				fmt.Fprintln(o.stdout)
+			}
+			if preflight.Failed(findings) {
+				return errors.New("this machine cannot run the profile yet: see the failed checks above")
+			}
+			return nil
 		},
 	}
 	addProfileFlag(c, &profileRef)
+	addOutputFlag(c, &output, outputTable)
+	c.Flags().StringVar(&out, "out", "", "run directory whose disk is checked (default: the profile's)")
 	return c
 }

@@ -1,0 +1,129 @@
+package testenv
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// DefaultDRADriver is the driver name of the fake accelerators published for
+// kwok nodes.
+const DefaultDRADriver = "gpu.example.com"
+
+// GPUResourceName is the extended resource [WithGPUNodes] advertises next to
+// the DRA devices, for tests of device-plugin style requests.
+const GPUResourceName corev1.ResourceName = "nvidia.com/gpu"
+
+// Node describes a simulated node that kwok keeps Ready.
+type Node struct {
+	// Name is the node name; it is also the DRA pool name of its devices.
+	Name string
+	// Labels are added to the defaults kubernetes.io/hostname=<name> and
+	// type=kwok.
+	Labels map[string]string
+	// Allocatable overrides or extends the defaults (32 CPUs, 256Gi memory,
+	// 110 pods); extended resources such as nvidia.com/gpu go here too.
+	// Capacity is set to the same values.
+	Allocatable corev1.ResourceList
+	// GPUs is the number of fake DRA devices (gpu-0 … gpu-<GPUs-1>) in the
+	// ResourceSlice published for this node; zero publishes none.
+	GPUs int
+}
+
+// config is what the options set.
+type config struct {
+	binDir        string
+	controlLoops  bool
+	nodes         []Node
+	draDriver     string
+	featureGates  map[string]bool
+	apiServerArgs []string
+	startTimeout  time.Duration
+	stopGrace     time.Duration
+	logger        *slog.Logger
+}
+
+func defaultConfig() config {
+	return config{
+		draDriver:    DefaultDRADriver,
+		startTimeout: 2 * time.Minute,
+		stopGrace:    5 * time.Second,
+		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+// Option configures [Start].
+type Option func(*config)
+
+// WithBinDir takes the binaries from dir instead of [BinDir].
+func WithBinDir(dir string) Option {
+	return func(c *config) { c.binDir = dir }
+}
+
+// WithControlLoops also runs kube-controller-manager (all controllers) and
+// kube-scheduler, so workloads get pods, pods get nodes and ResourceClaims
+// get allocated.
+func WithControlLoops() Option {
+	return func(c *config) { c.controlLoops = true }
+}
+
+// WithNodes runs kwok and registers the given simulated nodes; [Start]
+// returns once they are Ready and their ResourceSlices are published.
+// Pods need [WithControlLoops] to be scheduled onto them.
+func WithNodes(nodes ...Node) Option {
+	return func(c *config) { c.nodes = append(c.nodes, nodes...) }
+}
+
+// WithGPUNodes adds count simulated nodes named kwok-gpu-0 … kwok-gpu-<count-1>,
+// each advertising gpus devices twice over: as the extended resource
+// nvidia.com/gpu and as fake DRA devices in a ResourceSlice.
+func WithGPUNodes(count, gpus int) Option {
+	nodes := make([]Node, count)
+	for i := range nodes {
+		nodes[i] = Node{
+			Name:        fmt.Sprintf("kwok-gpu-%d", i),
+			Labels:      map[string]string{"kaic.dev/accelerator": "fake-gpu"},
+			Allocatable: corev1.ResourceList{GPUResourceName: *resource.NewQuantity(int64(gpus), resource.DecimalSI)},
+			GPUs:        gpus,
+		}
+	}
+	return WithNodes(nodes...)
+}
+
+// WithDRADriver names the driver of the fake accelerators (default
+// [DefaultDRADriver]).
+func WithDRADriver(name string) Option {
+	return func(c *config) { c.draDriver = name }
+}
+
+// WithFeatureGates passes --feature-gates to every Kubernetes component.
+func WithFeatureGates(gates map[string]bool) Option {
+	return func(c *config) {
+		if c.featureGates == nil {
+			c.featureGates = map[string]bool{}
+		}
+		maps.Copy(c.featureGates, gates)
+	}
+}
+
+// WithAPIServerArgs appends flags to kube-apiserver's command line; a later
+// flag overrides an earlier one.
+func WithAPIServerArgs(args ...string) Option {
+	return func(c *config) { c.apiServerArgs = append(c.apiServerArgs, args...) }
+}
+
+// WithStartTimeout bounds how long [Start] waits for every component to be
+// ready (default two minutes, generous for a loaded two-core machine).
+func WithStartTimeout(d time.Duration) Option {
+	return func(c *config) { c.startTimeout = d }
+}
+
+// WithLogger receives progress and timing records; the default discards them.
+func WithLogger(logger *slog.Logger) Option {
+	return func(c *config) { c.logger = logger }
+}
