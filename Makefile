@@ -29,6 +29,7 @@ test: testbin
 # unit runs the tests without building the control plane; integration
 # tests skip (outside CI) saying how to get it.
 unit:
+	@hack/testbin/build.sh --check >/dev/null 2>&1 || echo "note: control-plane binaries missing: integration tests skip (make testbin builds them)"
 	$(GO) test $(TEST_FLAGS) ./...
 
 lint:

@@ -6,6 +6,7 @@
 #
 #   hack/testbin/build.sh                 # the default set
 #   hack/testbin/build.sh kubelet kubeadm # any of: see COMPONENTS below
+#   hack/testbin/build.sh --check         # exit 1 if a binary is missing or stale; build nothing
 #
 # The Kubernetes, etcd and kwok versions are pinned by the wrapper modules
 # next to this script (their go.mod and go.sum). Each binary is stamped with
@@ -27,6 +28,11 @@ mkdir -p "$out"
 
 DEFAULT=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok)
 COMPONENTS=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok kubelet kubeadm kube-proxy kubectl)
+check_only=false
+if [[ ${1:-} == --check ]]; then
+	check_only=true
+	shift
+fi
 want=("$@")
 [[ ${#want[@]} -gt 0 ]] || want=("${DEFAULT[@]}")
 for c in "${want[@]}"; do
@@ -90,6 +96,10 @@ build() {
 	stamp=$(stamp_of "$mod" "$c")
 	if [[ -x $out/$c && -f $out/.$c.stamp && $(cat "$out/.$c.stamp") == "$stamp" ]]; then
 		return 0
+	fi
+	if $check_only; then
+		echo "testbin: $c is missing or stale in $out" >&2
+		exit 1
 	fi
 	say "building $c ($pkg) into $out ..."
 	start=$(date +%s)
