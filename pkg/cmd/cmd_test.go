@@ -143,13 +143,18 @@ func TestUnfinishedCommandsSayNotImplemented(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
 		}
 	}
+}
+
+func TestFailedRunKeepsState(t *testing.T) {
 	dir := t.TempDir()
-	code, _, stderr := run(t, "up", "--out", dir)
-	if code != ExitFailure || !strings.Contains(stderr, "not implemented yet: creating kind clusters") {
-		t.Errorf("up on kind-dra: exit %d, stderr %q", code, stderr)
+	code, _, stderr := run(t, "up", "-p", "existing", "--kubeconfig", filepath.Join(dir, "missing"), "--out", dir)
+	if code != ExitFailure || !strings.Contains(stderr, "phase provision failed: reading kubeconfig") {
+		t.Errorf("up with a missing kubeconfig: exit %d, stderr %q", code, stderr)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
-		t.Errorf("a failed run keeps no state: %v", err)
+	for _, f := range []string{"state.json", "profile.yaml"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("a failed run keeps no %s: %v", f, err)
+		}
 	}
 }
 

@@ -15,15 +15,19 @@ import (
 
 // runOptions are the flags of the commands that run phases.
 type runOptions struct {
-	profile string
-	out     string
-	resume  string
-	force   bool
+	profile          string
+	out              string
+	resume           string
+	force            bool
+	retain           bool
+	exportKubeconfig bool
 }
 
 func (r *runOptions) addFlags(c *cobra.Command, withResume bool) {
 	addProfileFlag(c, &r.profile)
 	c.Flags().StringVar(&r.out, "out", "", "run directory (default: the profile's spec.output.dir, kaic-out/<profile>)")
+	c.Flags().BoolVar(&r.retain, "retain", false, "kind: keep the nodes of a cluster whose creation failed, for debugging")
+	c.Flags().BoolVar(&r.exportKubeconfig, "export-kubeconfig", false, "kind: also add the cluster to your kubeconfig (by default only <out>/kubeconfig is written)")
 	if withResume {
 		c.Flags().StringVar(&r.resume, "resume", "", "continue the run in this directory: phases that succeeded are skipped")
 		c.Flags().BoolVar(&r.force, "force", false, "with --resume: continue even if the profile changed since the run started")
@@ -113,7 +117,7 @@ func runPhases(ctx context.Context, o *globalOptions, ro *runOptions, only []str
 	defer printer.Close()
 	runner := &pipeline.Runner{
 		Dir:                dir,
-		Phases:             phases.Build(r, phases.Options{Kubeconfig: o.kubeconfig, Context: o.context}),
+		Phases:             phases.Build(r, phases.Options{Kubeconfig: o.kubeconfig, Context: o.context, Retain: ro.retain, ExportKubeconfig: ro.exportKubeconfig}),
 		Only:               only,
 		Resume:             ro.resume != "",
 		AllowProfileChange: ro.force,

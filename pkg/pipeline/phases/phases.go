@@ -15,6 +15,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/provision"
 	"github.com/kaic-dev/kaic/pkg/provision/existing"
+	"github.com/kaic-dev/kaic/pkg/provision/kind"
 )
 
 // ProfileFileName is the resolved profile a run directory keeps, so that a
@@ -26,6 +27,10 @@ type Options struct {
 	// Kubeconfig and Context select the cluster of the existing backend.
 	Kubeconfig string
 	Context    string
+	// Retain keeps kind nodes of a failed creation for debugging.
+	Retain bool
+	// ExportKubeconfig merges a created kind cluster into the user's kubeconfig.
+	ExportKubeconfig bool
 }
 
 // Build returns the pipeline's phases for a resolved profile.
@@ -55,7 +60,7 @@ func ProvisionerFor(p *profile.Profile, opts Options) (provision.Provisioner, er
 		}
 		return prov, nil
 	case profile.BackendKind:
-		return nil, provision.NotImplemented("creating kind clusters")
+		return &kind.Provisioner{Profile: p, Retain: opts.Retain, ExportKubeconfig: opts.ExportKubeconfig}, nil
 	case profile.BackendCAPI:
 		return nil, provision.NotImplemented("creating Cluster API clusters")
 	default:

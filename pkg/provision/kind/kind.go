@@ -1,0 +1,271 @@
+package kind
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	kindcluster "sigs.k8s.io/kind/pkg/cluster"
+	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
+	kindlog "sigs.k8s.io/kind/pkg/log"
+
+	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/provision"
+)
+
+// Record keys of the kind backend besides provision's common ones.
+const (
+	// KeyNodeProvider is the node provider the cluster was created with.
+	KeyNodeProvider = "nodeProvider"
+	// KeyLogs is where kind's logs were exported after a failure.
+	KeyLogs = "logs"
+)
+
+// KubeconfigFileName is the kubeconfig written into the run directory.
+const KubeconfigFileName = "kubeconfig"
+
+// Provisioner creates kind clusters with kind's Go library.
+type Provisioner struct {
+	Profile *profile.Profile
+	// Retain keeps the nodes of a cluster whose creation failed, for
+	// debugging; by default they are deleted after their logs are exported.
+	Retain bool
+	// ExportKubeconfig also merges the cluster into the user's kubeconfig.
+	ExportKubeconfig bool
+	// WaitTimeout bounds the wait for the control plane and nodes (default 5m).
+	WaitTimeout time.Duration
+	// CgroupV1 tells the provisioner the host runs cgroup v1 (nil: detect).
+	CgroupV1 *bool
+}
+
+var _ provision.Provisioner = (*Provisioner)(nil)
+
+// providerOption picks kind's node provider from the profile.
+func providerOption(name string) (kindcluster.ProviderOption, string, error) {
+	switch name {
+	case "docker":
+		return kindcluster.ProviderWithDocker(), name, nil
+	case "podman":
+		return kindcluster.ProviderWithPodman(), name, nil
+	case "nerdctl":
+		return kindcluster.ProviderWithNerdctl("nerdctl"), name, nil
+	case "", "auto":
+		if env := os.Getenv("KIND_EXPERIMENTAL_PROVIDER"); env != "" && env != "auto" {
+			return providerOption(env)
+		}
+		opt, err := kindcluster.DetectNodeProvider()
+		if err != nil {
+			return nil, "", fmt.Errorf("no container runtime found for kind nodes (docker, nerdctl or podman): %w; kaic doctor says more", err)
+		}
+		return opt, "detected", nil
+	}
+	return nil, "", fmt.Errorf("unknown node provider %q", name)
+}
+
+// hostCgroupV1 reports whether this host mounts cgroup v1.
+func hostCgroupV1() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err != nil
+}
+
+// Create creates the cluster, waits for its nodes, loads the profile's
+// image archives into every node and writes the kubeconfig into dir. The
+// record names the cluster from before kind starts, so an interrupted or
+// failed creation is still torn down by kaic down.
+func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Reporter) (provision.Record, error) {
+	k := p.Profile.Spec.Cluster.Kind
+	rec := provision.Record{provision.KeyBackend: "kind", provision.KeyClusterName: k.Name}
+	cfg, err := Config(p.Profile)
+	if err != nil {
+		return rec, err
+	}
+	cgroupV1 := hostCgroupV1()
+	if p.CgroupV1 != nil {
+		cgroupV1 = *p.CgroupV1
+	}
+	if cgroupV1 {
+		if _, set := k.KubeletConfig["failCgroupV1"]; !set {
+			// Kubelet 1.35+ refuses cgroup v1 unless told otherwise.
+			patch, err := kubeletPatch(map[string]any{"failCgroupV1": false})
+			if err != nil {
+				return rec, err
+			}
+			cfg.KubeadmConfigPatches = append(cfg.KubeadmConfigPatches, patch)
+			r.Notef("warning: this host uses cgroup v1; the kubelet is told to accept it (failCgroupV1: false)")
+		}
+	}
+	opt, providerName, err := providerOption(k.Provider)
+	if err != nil {
+		return rec, err
+	}
+	rec[KeyNodeProvider] = providerName
+	provider := kindcluster.NewProvider(opt, kindcluster.ProviderWithLogger(&kindLogger{r: r}))
+	existing, err := provider.List()
+	if err != nil {
+		return rec, fmt.Errorf("listing kind clusters: %w", err)
+	}
+	if slices.Contains(existing, k.Name) {
+		return rec, fmt.Errorf("a kind cluster named %s already exists: remove it (kaic down <run dir> if kaic created it) or set spec.cluster.kind.name", k.Name)
+	}
+	kubeconfig := filepath.Join(dir, KubeconfigFileName)
+	rec[provision.KeyKubeconfig] = kubeconfig
+	rec[provision.KeyContext] = "kind-" + k.Name
+	rec[provision.KeyCreated] = "true"
+	wait := p.WaitTimeout
+	if wait == 0 {
+		wait = 5 * time.Minute
+	}
+
+	done := r.Step(fmt.Sprintf("creating kind cluster %s (%d nodes, image %s)", k.Name, len(cfg.Nodes), k.NodeImage))
+	created := make(chan error, 1)
+	go func() {
+		created <- provider.Create(k.Name,
+			kindcluster.CreateWithV1Alpha4Config(cfg),
+			kindcluster.CreateWithKubeconfigPath(kubeconfig),
+			kindcluster.CreateWithWaitForReady(wait),
+			kindcluster.CreateWithRetain(true),
+			kindcluster.CreateWithDisplayUsage(false),
+			kindcluster.CreateWithDisplaySalutation(false),
+		)
+	}()
+	select {
+	case <-ctx.Done():
+		// kind's library cannot be cancelled; the record already names
+		// the cluster, so kaic down removes whatever it got to.
+		done(ctx.Err())
+		return rec, fmt.Errorf("creating kind cluster %s: %w (kaic down removes what was created)", k.Name, ctx.Err())
+	case err = <-created:
+	}
+	done(err)
+	if err != nil {
+		logs := filepath.Join(dir, "logs", "kind")
+		if lerr := provider.CollectLogs(k.Name, logs); lerr == nil {
+			rec[KeyLogs] = logs
+			r.Notef("kind logs exported to %s", logs)
+		}
+		if !p.Retain {
+			if derr := provider.Delete(k.Name, kubeconfig); derr == nil {
+				rec[provision.KeyCreated] = "false"
+			}
+		} else {
+			r.Notef("nodes of %s kept for debugging (--retain); kaic down removes them", k.Name)
+		}
+		return rec, fmt.Errorf("creating kind cluster %s: %w", k.Name, err)
+	}
+	if err := os.Chmod(kubeconfig, 0o600); err != nil {
+		return rec, err
+	}
+	if len(k.ImageArchives) > 0 {
+		if err := p.loadArchives(ctx, provider, k, r); err != nil {
+			return rec, err
+		}
+	}
+	if p.ExportKubeconfig {
+		if err := provider.ExportKubeConfig(k.Name, "", false); err != nil {
+			return rec, fmt.Errorf("exporting the kubeconfig: %w", err)
+		}
+		r.Notef("context kind-%s added to your kubeconfig", k.Name)
+	}
+	return rec, nil
+}
+
+// loadArchives imports image archives into every node's containerd.
+func (p *Provisioner) loadArchives(ctx context.Context, provider *kindcluster.Provider, k *profile.KindCluster, r provision.Reporter) error {
+	nodes, err := provider.ListInternalNodes(k.Name)
+	if err != nil {
+		return fmt.Errorf("listing the nodes of %s: %w", k.Name, err)
+	}
+	for _, archive := range k.ImageArchives {
+		done := r.Step(fmt.Sprintf("loading %s into %d nodes", filepath.Base(archive), len(nodes)))
+		err := func() error {
+			for _, n := range nodes {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				f, err := os.Open(archive)
+				if err != nil {
+					return err
+				}
+				err = nodeutils.LoadImageArchive(n, f)
+				f.Close()
+				if err != nil {
+					return fmt.Errorf("loading %s into node %s: %w", archive, n.String(), err)
+				}
+			}
+			return nil
+		}()
+		done(err)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete deletes the cluster the record names, if kaic created it.
+func (p *Provisioner) Delete(ctx context.Context, rec provision.Record, r provision.Reporter) error {
+	name := rec[provision.KeyClusterName]
+	if rec[provision.KeyCreated] != "true" || name == "" {
+		r.Notef("the run created no kind cluster: nothing to delete")
+		return nil
+	}
+	opt, _, err := providerOption(p.Profile.Spec.Cluster.Kind.Provider)
+	if err != nil {
+		return err
+	}
+	provider := kindcluster.NewProvider(opt, kindcluster.ProviderWithLogger(&kindLogger{r: r}))
+	done := r.Step("deleting kind cluster " + name)
+	// Deleting with the run's own kubeconfig leaves the user's untouched.
+	err = provider.Delete(name, rec[provision.KeyKubeconfig])
+	done(err)
+	return err
+}
+
+// CollectLogs exports kind's logs of the cluster into dir.
+func (p *Provisioner) CollectLogs(ctx context.Context, rec provision.Record, dir string) error {
+	opt, _, err := providerOption(p.Profile.Spec.Cluster.Kind.Provider)
+	if err != nil {
+		return err
+	}
+	return kindcluster.NewProvider(opt).CollectLogs(rec[provision.KeyClusterName], dir)
+}
+
+// kindLogger routes kind's user-facing messages into kaic's progress.
+type kindLogger struct{ r provision.Reporter }
+
+var _ kindlog.Logger = (*kindLogger)(nil)
+
+func (l *kindLogger) Warn(message string)               { l.r.Notef("kind: %s", message) }
+func (l *kindLogger) Warnf(format string, args ...any)  { l.Warn(fmt.Sprintf(format, args...)) }
+func (l *kindLogger) Error(message string)              { l.r.Notef("kind: error: %s", message) }
+func (l *kindLogger) Errorf(format string, args ...any) { l.Error(fmt.Sprintf(format, args...)) }
+func (l *kindLogger) V(level kindlog.Level) kindlog.InfoLogger {
+	return kindInfo{l: l, enabled: level == 0}
+}
+
+type kindInfo struct {
+	l       *kindLogger
+	enabled bool
+}
+
+func (i kindInfo) Info(message string) {
+	if !i.enabled {
+		return
+	}
+	// kind's status lines carry emoji and spinner state; keep the words.
+	msg := strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r > 0x2000 {
+			return -1
+		}
+		return r
+	}, message))
+	if msg != "" {
+		i.l.r.Notef("kind: %s", msg)
+	}
+}
+func (i kindInfo) Infof(format string, args ...any) { i.Info(fmt.Sprintf(format, args...)) }
+func (i kindInfo) Enabled() bool                    { return i.enabled }
