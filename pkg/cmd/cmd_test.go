@@ -136,15 +136,6 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 	}
 }
 
-func TestUnfinishedCommandsSayNotImplemented(t *testing.T) {
-	for _, args := range [][]string{{"images"}, {"validate", "x"}, {"report", "x"}} {
-		code, _, stderr := run(t, args...)
-		if code != ExitFailure || !strings.Contains(stderr, "not implemented yet") {
-			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
-		}
-	}
-}
-
 func TestFailedRunKeepsState(t *testing.T) {
 	dir := t.TempDir()
 	code, _, stderr := run(t, "up", "-p", "existing", "--kubeconfig", filepath.Join(dir, "missing"), "--out", dir)

@@ -1,13 +1,17 @@
 package cmd
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 	"github.com/kaic-dev/kaic/pkg/pipeline/phases"
 	"github.com/kaic-dev/kaic/pkg/provision"
+	"github.com/kaic-dev/kaic/pkg/stack"
 )
 
 func newDownCommand(o *globalOptions) *cobra.Command {
@@ -28,7 +32,7 @@ releases in reverse install order and keeps the cluster.`,
 				return err
 			}
 			if stacksOnly {
-				return provision.NotImplemented("uninstalling stack releases")
+				return uninstallStacks(c.Context(), o, dir, st)
 			}
 			rec := st.Phase(pipeline.PhaseProvision)
 			if rec == nil || len(rec.Outputs) == 0 {
@@ -52,6 +56,36 @@ releases in reverse install order and keeps the cluster.`,
 	}
 	c.Flags().BoolVar(&stacksOnly, "stacks-only", false, "uninstall the stack's releases, keep the cluster")
 	return c
+}
+
+// uninstallStacks removes the releases and manifests the run directory
+// records, in reverse install order, from the cluster the run provisioned
+// (or --kubeconfig).
+func uninstallStacks(ctx context.Context, o *globalOptions, dir string, st *pipeline.State) error {
+	records, err := stack.ReadRecords(dir)
+	if err != nil {
+		if errors.Is(err, stack.ErrNoRecords) {
+			fmt.Fprintf(o.stderr, "%s records no stack installation: nothing to uninstall\n", dir)
+			return nil
+		}
+		return err
+	}
+	path, kubeContext := o.kubeconfig, o.context
+	if rec := st.Phase(pipeline.PhaseProvision); rec != nil && rec.Outputs[provision.KeyKubeconfig] != "" && path == "" {
+		path, kubeContext = rec.Outputs[provision.KeyKubeconfig], ""
+	}
+	if path == "" {
+		return usageError("%s records no cluster kubeconfig: pass --kubeconfig", dir)
+	}
+	kubeconfig, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	in, err := stack.New(stack.WithKubeconfig(kubeconfig, kubeContext), stack.WithLogger(o.logger()), stack.WithReporter(stderrReporter{o}))
+	if err != nil {
+		return err
+	}
+	return in.Uninstall(ctx, records)
 }
 
 // stderrReporter prints provisioner progress as plain lines.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -288,5 +289,70 @@ func TestErrorRedactsPassword(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "401") {
 		t.Errorf("error %q does not name the status", err)
+	}
+}
+
+func TestHTTPClientRetriesServerErrors(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if r.Method == http.MethodPut {
+			b, _ := io.ReadAll(r.Body)
+			_, _ = w.Write(b)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	hc := New(WithWait(time.Millisecond, 5*time.Millisecond)).HTTPClient()
+
+	req, err := http.NewRequest(http.MethodPut, srv.URL, strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "payload" {
+		t.Fatalf("got %d %q, want 200 with the request body replayed", resp.StatusCode, body)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("server saw %d requests, want 3", n)
+	}
+
+	calls.Store(-100) // every further request fails
+	resp, err = hc.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("after giving up: status %d, want the last 503", resp.StatusCode)
+	}
+	if n := calls.Load(); n != -100+DefaultMaxAttempts {
+		t.Fatalf("server saw %d requests after reset, want %d", n+100, DefaultMaxAttempts)
+	}
+}
+
+func TestHTTPClientDoesNotRetryClientErrors(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	resp, err := New(WithWait(time.Millisecond, 5*time.Millisecond)).HTTPClient().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || calls.Load() != 1 {
+		t.Fatalf("status %d after %d requests, want 401 after 1", resp.StatusCode, calls.Load())
 	}
 }

@@ -1,0 +1,23 @@
+// Package stack installs a profile's stack components on a cluster and
+// removes them again: Helm releases through the Helm v4 SDK (charts from an
+// OCI registry, a classic chart repository, a local directory or archive, or
+// embedded in kaic) and plain manifests applied with server-side apply under
+// the field manager "kaic".
+//
+// Components install in dependency order; independent ones run
+// concurrently, bounded by [WithParallel]. A component counts as installed
+// when Helm's kstatus watcher reports its objects ready within the
+// component's timeout and its declared readiness conditions hold. A
+// component that fails is rolled back (a new release is uninstalled, an
+// upgrade goes back to the previous revision), the components depending on
+// it are not started, and the error names it with the state and the last
+// events of its unready objects.
+//
+// Values are merged in this order, later winning: the chart's own
+// values.yaml, the component's default values (built-in stack definition),
+// the profile's overrides, then --set overrides ([ParseSet]).
+//
+// Re-running is idempotent: a release whose chart digest and values are
+// unchanged is left at its revision; a changed one is upgraded with
+// server-side apply, forcing conflicts on the fields kaic owns.
+package stack

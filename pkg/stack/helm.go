@@ -1,0 +1,221 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/kube"
+	rcommon "helm.sh/helm/v4/pkg/release/common"
+	release "helm.sh/helm/v4/pkg/release/v1"
+	"helm.sh/helm/v4/pkg/storage/driver"
+
+	"github.com/kaic-dev/kaic/pkg/profile"
+)
+
+// maxHistory bounds the revisions Helm keeps per release.
+const maxHistory = 10
+
+// helmConfig returns a Helm action configuration for releases stored in ns.
+func (in *Installer) helmConfig(ns string) (*action.Configuration, error) {
+	cl, err := in.target()
+	if err != nil {
+		return nil, err
+	}
+	cfg := action.NewConfiguration(action.ConfigurationSetLogger(in.logger.With("namespace", ns).Handler()))
+	if err := cfg.Init(cl.getter(ns), ns, "secret"); err != nil {
+		return nil, err
+	}
+	if kc, ok := cfg.KubeClient.(*kube.Client); ok {
+		kc.Namespace = ns
+	}
+	return cfg, nil
+}
+
+// lastRelease returns the latest revision of a release, nil if there is
+// none.
+func lastRelease(cfg *action.Configuration, name string) (*release.Release, error) {
+	history, err := cfg.Releases.History(name)
+	if errors.Is(err, driver.ErrReleaseNotFound) || (err == nil && len(history) == 0) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var last *release.Release
+	for _, h := range history {
+		r, ok := h.(*release.Release)
+		if !ok {
+			return nil, fmt.Errorf("release %s: unexpected release type %T", name, h)
+		}
+		if last == nil || r.Version > last.Version {
+			last = r
+		}
+	}
+	return last, nil
+}
+
+// lastDeployedRevision returns the newest revision that was deployed
+// (deployed or superseded), 0 if none.
+func lastDeployedRevision(cfg *action.Configuration, name string) int {
+	history, err := cfg.Releases.History(name)
+	if err != nil {
+		return 0
+	}
+	best := 0
+	for _, h := range history {
+		r, ok := h.(*release.Release)
+		if ok && (r.Info.Status == rcommon.StatusDeployed || r.Info.Status == rcommon.StatusSuperseded) && r.Version > best {
+			best = r.Version
+		}
+	}
+	return best
+}
+
+func namespaceOf(c profile.Component) string {
+	if c.Namespace != "" {
+		return c.Namespace
+	}
+	return "default"
+}
+
+// installChart installs, upgrades or leaves alone a component's release,
+// then waits for its declared readiness. On failure it diagnoses the
+// unready objects and rolls the release back.
+func (in *Installer) installChart(ctx context.Context, c profile.Component, rec *Record) error {
+	ns := namespaceOf(c)
+	rec.Namespace = ns
+	lc, err := in.loadChart(ctx, c.Helm)
+	if err != nil {
+		return err
+	}
+	rec.ChartName, rec.Version, rec.Digest, rec.Source = lc.chart.Metadata.Name, lc.chart.Metadata.Version, lc.digest, lc.kind
+	vals, err := componentValues(c, in.set)
+	if err != nil {
+		return err
+	}
+	cfg, err := in.helmConfig(ns)
+	if err != nil {
+		return err
+	}
+	name := c.ReleaseName()
+	timeout := in.timeout(c)
+	deadline := time.Now().Add(timeout)
+	desc := fmt.Sprintf("kaic: %s %s, content sha256:%s", lc.chart.Metadata.Name, lc.chart.Metadata.Version, lc.contentHash)
+
+	last, err := lastRelease(cfg, name)
+	if err != nil {
+		return fmt.Errorf("reading release %s: %w", name, err)
+	}
+	if last != nil && last.Info.Status == rcommon.StatusDeployed && last.Info.Description == desc && sameValues(last.Config, vals) {
+		rec.Action, rec.Revision = ActionUnchanged, last.Version
+		wctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		if err := in.waitDeclared(wctx, c, ns); err != nil {
+			return in.notReady(ctx, fmt.Sprintf("release %s (unchanged, revision %d)", name, last.Version), timeout, err, manifestObjects(last.Manifest, ns), "")
+		}
+		return nil
+	}
+	if last != nil && last.Info.Status.IsPending() {
+		if last.Info.Status != rcommon.StatusPendingInstall {
+			return fmt.Errorf("release %s is %s, left so by an interrupted run; roll it back or uninstall it first", name, last.Info.Status)
+		}
+	}
+	fresh := last == nil || lastDeployedRevision(cfg, name) == 0
+	if last != nil && fresh {
+		// A first install that failed or was interrupted: start over.
+		in.logger.Info("removing a release that never deployed", "release", name, "status", last.Info.Status)
+		if err := in.uninstallHelm(cfg, name, false); err != nil {
+			return fmt.Errorf("removing release %s (%s) before installing it again: %w", name, last.Info.Status, err)
+		}
+	}
+
+	var rel *release.Release
+	verb := "install"
+	if fresh {
+		act := action.NewInstall(cfg)
+		act.ReleaseName, act.Namespace, act.CreateNamespace = name, ns, true
+		act.WaitStrategy, act.WaitForJobs, act.Timeout = kube.StatusWatcherStrategy, true, timeout
+		act.ServerSideApply, act.ForceConflicts = true, true
+		act.Description = desc
+		var r any
+		r, err = act.RunWithContext(ctx, lc.chart, vals)
+		rel, _ = r.(*release.Release)
+		rec.Action = ActionInstalled
+	} else {
+		verb = "upgrade"
+		act := action.NewUpgrade(cfg)
+		act.Namespace = ns
+		act.WaitStrategy, act.WaitForJobs, act.Timeout = kube.StatusWatcherStrategy, true, timeout
+		act.ServerSideApply, act.ForceConflicts = "true", true
+		act.ResetValues, act.MaxHistory = true, maxHistory
+		act.Description = desc
+		var r any
+		r, err = act.RunWithContext(ctx, name, lc.chart, vals)
+		rel, _ = r.(*release.Release)
+		rec.Action = ActionUpgraded
+	}
+	if err == nil {
+		rec.Revision = rel.Version
+		wctx, cancel := context.WithDeadline(ctx, deadline)
+		err = in.waitDeclared(wctx, c, ns)
+		cancel()
+	}
+	if err == nil {
+		return nil
+	}
+	// Diagnose before rolling back: the rollback removes the evidence.
+	var objs []ObjectRef
+	if cur, lerr := lastRelease(cfg, name); lerr == nil && cur != nil {
+		objs = manifestObjects(cur.Manifest, ns)
+	}
+	failure := in.notReady(ctx, fmt.Sprintf("%s of release %s (chart %s %s)", verb, name, lc.chart.Metadata.Name, lc.chart.Metadata.Version), timeout, err, objs, "")
+	failure.RolledBack = in.rollback(cfg, name, fresh, timeout)
+	return failure
+}
+
+// rollback undoes a failed install (uninstall) or upgrade (back to the last
+// deployed revision) and says what it did.
+func (in *Installer) rollback(cfg *action.Configuration, name string, fresh bool, timeout time.Duration) string {
+	if fresh {
+		if err := in.uninstallHelm(cfg, name, false); err != nil {
+			return fmt.Sprintf("uninstalling release %s failed: %v", name, err)
+		}
+		return fmt.Sprintf("release %s uninstalled", name)
+	}
+	rev := lastDeployedRevision(cfg, name)
+	act := action.NewRollback(cfg)
+	act.Version = rev
+	act.WaitStrategy, act.Timeout = kube.StatusWatcherStrategy, timeout
+	act.ServerSideApply, act.ForceConflicts = "true", true
+	act.MaxHistory = maxHistory
+	act.Description = "kaic: rolled back after a failed upgrade"
+	if err := act.Run(name); err != nil {
+		return fmt.Sprintf("rolling release %s back to revision %d failed: %v", name, rev, err)
+	}
+	return fmt.Sprintf("release %s rolled back to revision %d", name, rev)
+}
+
+// uninstallHelm removes a release; wait makes it wait until the objects are
+// gone.
+func (in *Installer) uninstallHelm(cfg *action.Configuration, name string, wait bool) error {
+	act := action.NewUninstall(cfg)
+	act.IgnoreNotFound = true
+	act.WaitStrategy = kube.HookOnlyStrategy
+	act.Timeout = in.defaultTimeout
+	if wait {
+		act.WaitStrategy = kube.StatusWatcherStrategy
+	}
+	_, err := act.Run(name)
+	return err
+}
+
+func (in *Installer) uninstallRelease(_ context.Context, r Record) error {
+	cfg, err := in.helmConfig(r.Namespace)
+	if err != nil {
+		return err
+	}
+	return in.uninstallHelm(cfg, r.Release, true)
+}

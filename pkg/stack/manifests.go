@@ -1,0 +1,304 @@
+package stack
+
+import (
+	"archive/zip"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/dirhash"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kaic-dev/kaic/pkg/profile"
+)
+
+// defaultGoProxy is the first proxy of $GOPROXY that is a URL.
+func defaultGoProxy() string {
+	for _, p := range strings.FieldsFunc(os.Getenv("GOPROXY"), func(r rune) bool { return r == ',' || r == '|' }) {
+		if strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://") {
+			return strings.TrimSuffix(p, "/")
+		}
+	}
+	return "https://proxy.golang.org"
+}
+
+// loadManifests reads every document of a component's manifests: pinned
+// URLs, files, and directories of Go modules verified against their go.sum
+// hash.
+func (in *Installer) loadManifests(ctx context.Context, m *profile.Manifests) ([]*unstructured.Unstructured, error) {
+	var objs []*unstructured.Unstructured
+	add := func(source string, data []byte) error {
+		o, err := decodeObjects(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", source, err)
+		}
+		objs = append(objs, o...)
+		return nil
+	}
+	for _, u := range m.URLs {
+		p, err := in.cache.Pinned(ctx, u.URL, u.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		if err := add(u.URL, data); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range m.Files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		if err := add(f, data); err != nil {
+			return nil, err
+		}
+	}
+	for _, mod := range m.Modules {
+		files, err := in.moduleFiles(ctx, mod)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if err := add(mod.Path+"@"+mod.Version+"/"+f.name, f.data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return objs, nil
+}
+
+type namedData struct {
+	name string
+	data []byte
+}
+
+// moduleFiles downloads a module zip from the Go module proxy, checks it
+// against the pinned h1: hash and returns the *.yaml files of mod.Dir (not
+// recursive), in name order.
+func (in *Installer) moduleFiles(ctx context.Context, mod profile.ModuleManifest) ([]namedData, error) {
+	escPath, err := module.EscapePath(mod.Path)
+	if err != nil {
+		return nil, err
+	}
+	escVer, err := module.EscapeVersion(mod.Version)
+	if err != nil {
+		return nil, err
+	}
+	u := in.goProxy + "/" + escPath + "/@v/" + escVer + ".zip"
+	entry, err := in.cache.Get(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := dirhash.HashZip(entry.Path, dirhash.Hash1)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", u, err)
+	}
+	if sum != mod.Sum {
+		return nil, fmt.Errorf("module %s@%s has hash %s, but the component pins %s: refusing it, nothing was applied", mod.Path, mod.Version, sum, mod.Sum)
+	}
+	zr, err := zip.OpenReader(entry.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	prefix := mod.Path + "@" + mod.Version + "/" + strings.Trim(mod.Dir, "/") + "/"
+	var out []namedData
+	for _, f := range zr.File {
+		rel, ok := strings.CutPrefix(f.Name, prefix)
+		if !ok || strings.Contains(rel, "/") || (path.Ext(rel) != ".yaml" && path.Ext(rel) != ".yml") || slices.Contains(mod.Exclude, rel) {
+			continue
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return nil, err
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, namedData{name: rel, data: data})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("module %s@%s has no YAML files in %s", mod.Path, mod.Version, mod.Dir)
+	}
+	slices.SortFunc(out, func(a, b namedData) int { return strings.Compare(a.name, b.name) })
+	return out, nil
+}
+
+// applyComponentManifests applies a manifests component with server-side
+// apply and waits until kstatus reports every object current and the
+// declared conditions hold.
+func (in *Installer) applyComponentManifests(ctx context.Context, c profile.Component, rec *Record) error {
+	ns := namespaceOf(c)
+	rec.Namespace = ns
+	objs, err := in.loadManifests(ctx, c.Manifests)
+	if err != nil {
+		return err
+	}
+	cl, err := in.target()
+	if err != nil {
+		return err
+	}
+	timeout := in.timeout(c)
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	// CRDs first, and established before the objects that use them.
+	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int { return applyRank(a) - applyRank(b) })
+	if c.Namespace != "" {
+		nsObj := &unstructured.Unstructured{}
+		nsObj.SetAPIVersion("v1")
+		nsObj.SetKind("Namespace")
+		nsObj.SetName(c.Namespace)
+		if _, err := in.apply(wctx, cl, nsObj, ""); err != nil {
+			return err
+		}
+	}
+	var refs []ObjectRef
+	crdsPending := false
+	for _, o := range objs {
+		if crdsPending && o.GetKind() != "CustomResourceDefinition" {
+			if err := in.waitCurrent(wctx, refs); err != nil {
+				return in.notReady(ctx, "CRDs of "+c.Name, timeout, err, refs, "")
+			}
+			cl.resetMapper()
+			crdsPending = false
+		}
+		ref, err := in.apply(wctx, cl, o, ns)
+		if err != nil {
+			return err
+		}
+		refs = append(refs, ref)
+		rec.Objects = refs
+		if o.GetKind() == "CustomResourceDefinition" {
+			crdsPending = true
+		}
+	}
+	if crdsPending {
+		cl.resetMapper()
+	}
+	rec.Action = ActionApplied
+	if err := in.waitCurrent(wctx, refs); err != nil {
+		return in.notReady(ctx, fmt.Sprintf("manifests of %s (%d objects)", c.Name, len(refs)), timeout, err, refs, "")
+	}
+	if err := in.waitDeclared(wctx, c, ns); err != nil {
+		return in.notReady(ctx, fmt.Sprintf("manifests of %s", c.Name), timeout, err, nil, "")
+	}
+	return nil
+}
+
+func applyRank(u *unstructured.Unstructured) int {
+	switch u.GetKind() {
+	case "CustomResourceDefinition":
+		return 0
+	case "Namespace":
+		return 1
+	}
+	return 2
+}
+
+// apply server-side applies one object under the kaic field manager,
+// forcing conflicts: kaic owns what it applies.
+func (in *Installer) apply(ctx context.Context, cl *cluster, o *unstructured.Unstructured, ns string) (ObjectRef, error) {
+	gvk := o.GroupVersionKind()
+	m, err := cl.resourceFor(gvk, ns)
+	if err != nil {
+		return ObjectRef{}, fmt.Errorf("%s %s: %w", o.GetKind(), o.GetName(), err)
+	}
+	ref := ObjectRef{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Name: o.GetName()}
+	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		if o.GetNamespace() == "" {
+			o.SetNamespace(ns)
+		}
+		ref.Namespace = o.GetNamespace()
+		_, err = cl.dynamic.Resource(m.Resource).Namespace(ref.Namespace).Apply(ctx, o.GetName(), o, opts)
+	} else {
+		_, err = cl.dynamic.Resource(m.Resource).Apply(ctx, o.GetName(), o, opts)
+	}
+	if err != nil {
+		return ref, fmt.Errorf("applying %s: %w", ref, err)
+	}
+	return ref, nil
+}
+
+// waitCurrent waits until kstatus computes every object as current.
+func (in *Installer) waitCurrent(ctx context.Context, refs []ObjectRef) error {
+	cl, err := in.target()
+	if err != nil {
+		return err
+	}
+	var pending []string
+	err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		pending = pending[:0]
+		for _, ref := range refs {
+			live, err := cl.get(ctx, ref)
+			if err != nil {
+				pending = append(pending, fmt.Sprintf("%s: %v", ref, err))
+				continue
+			}
+			res, err := status.Compute(live)
+			if err != nil {
+				pending = append(pending, fmt.Sprintf("%s: %v", ref, err))
+			} else if res.Status != status.CurrentStatus {
+				pending = append(pending, fmt.Sprintf("%s: %s %s", ref, res.Status, res.Message))
+			}
+		}
+		return len(pending) == 0, nil
+	})
+	if err != nil && len(pending) > 0 {
+		return fmt.Errorf("%w: %s", err, strings.Join(pending, "; "))
+	}
+	return err
+}
+
+// deleteObjects deletes recorded objects in reverse apply order; objects
+// already gone are fine.
+func (in *Installer) deleteObjects(ctx context.Context, refs []ObjectRef) error {
+	cl, err := in.target()
+	if err != nil {
+		return err
+	}
+	var errs []string
+	for i := len(refs) - 1; i >= 0; i-- {
+		ref := refs[i]
+		m, err := cl.resourceFor(schemaGVK(ref), ref.Namespace)
+		if meta.IsNoMatchError(err) {
+			continue // its CRD is gone, and the object with it
+		}
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", ref, err))
+			continue
+		}
+		policy := metav1.DeletePropagationBackground
+		opts := metav1.DeleteOptions{PropagationPolicy: &policy}
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			err = cl.dynamic.Resource(m.Resource).Namespace(ref.Namespace).Delete(ctx, ref.Name, opts)
+		} else {
+			err = cl.dynamic.Resource(m.Resource).Delete(ctx, ref.Name, opts)
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Sprintf("deleting %s: %v", ref, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}

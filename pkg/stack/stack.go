@@ -1,0 +1,360 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"helm.sh/helm/v4/pkg/registry"
+
+	"github.com/kaic-dev/kaic/charts"
+	"github.com/kaic-dev/kaic/pkg/fetch"
+	"github.com/kaic-dev/kaic/pkg/profile"
+)
+
+// FieldManager is the server-side apply field manager of everything kaic
+// applies outside Helm.
+const FieldManager = "kaic"
+
+// DefaultTimeout bounds a component without a readiness timeout: its
+// install and the wait for it to be ready.
+const DefaultTimeout = 5 * time.Minute
+
+// DefaultParallel is how many components install at once by default.
+const DefaultParallel = 4
+
+// Reporter receives human progress: one step per component.
+type Reporter interface {
+	// Step reports a step starting; the returned func ends it.
+	Step(name string) func(error)
+	// Notef reports a note.
+	Notef(format string, args ...any)
+}
+
+// Installer installs, upgrades and uninstalls stack components. Build one
+// with New; it is safe for concurrent use.
+type Installer struct {
+	kubeconfig []byte
+	context    string
+	cluster    *cluster
+	clusterErr error
+	clusterMu  sync.Once
+
+	cache          *fetch.Cache
+	parallel       int
+	set            Overrides
+	logger         *slog.Logger
+	reporter       Reporter
+	defaultTimeout time.Duration
+	embedded       fs.FS
+	goProxy        string
+
+	registryOnce sync.Once
+	registry     *registry.Client
+	registryErr  error
+}
+
+// Option configures an Installer.
+type Option func(*Installer)
+
+// WithKubeconfig sets the target cluster: a kubeconfig's content and the
+// context to use ("" for its current context). Install and Uninstall need
+// it; Images renders against it when given.
+func WithKubeconfig(kubeconfig []byte, context string) Option {
+	return func(in *Installer) { in.kubeconfig, in.context = kubeconfig, context }
+}
+
+// WithCache sets the download cache (and, through its Client, the HTTP
+// client with retries used for registries and repositories). By default
+// the cache lives in fetch.DefaultDir.
+func WithCache(c *fetch.Cache) Option {
+	return func(in *Installer) {
+		if c != nil {
+			in.cache = c
+		}
+	}
+}
+
+// WithParallel bounds how many components install at once (at least 1).
+func WithParallel(n int) Option {
+	return func(in *Installer) { in.parallel = max(n, 1) }
+}
+
+// WithOverrides sets --set overrides per component, merged over the
+// profile's values.
+func WithOverrides(o Overrides) Option {
+	return func(in *Installer) { in.set = o }
+}
+
+// WithLogger sets the logger for diagnostics, Helm's included.
+func WithLogger(l *slog.Logger) Option {
+	return func(in *Installer) {
+		if l != nil {
+			in.logger = l
+		}
+	}
+}
+
+// WithReporter receives one step per component.
+func WithReporter(r Reporter) Option {
+	return func(in *Installer) {
+		if r != nil {
+			in.reporter = r
+		}
+	}
+}
+
+// WithDefaultTimeout bounds components that declare no readiness timeout.
+func WithDefaultTimeout(d time.Duration) Option {
+	return func(in *Installer) {
+		if d > 0 {
+			in.defaultTimeout = d
+		}
+	}
+}
+
+// WithEmbeddedCharts replaces the charts kaic:// references resolve to
+// (kaic's own by default): one directory per chart.
+func WithEmbeddedCharts(fsys fs.FS) Option {
+	return func(in *Installer) {
+		if fsys != nil {
+			in.embedded = fsys
+		}
+	}
+}
+
+// WithGoProxy sets the Go module proxy that manifest modules come from
+// (default: the first proxy of $GOPROXY, else https://proxy.golang.org).
+func WithGoProxy(url string) Option {
+	return func(in *Installer) { in.goProxy = url }
+}
+
+// New returns an Installer with opts applied over the defaults.
+func New(opts ...Option) (*Installer, error) {
+	in := &Installer{
+		parallel:       DefaultParallel,
+		logger:         slog.New(slog.DiscardHandler),
+		reporter:       nopReporter{},
+		defaultTimeout: DefaultTimeout,
+		embedded:       charts.FS,
+	}
+	for _, opt := range opts {
+		opt(in)
+	}
+	if in.cache == nil {
+		dir, err := fetch.DefaultDir()
+		if err != nil {
+			return nil, err
+		}
+		in.cache = &fetch.Cache{Dir: dir}
+	}
+	if in.cache.Client == nil {
+		c := *in.cache
+		c.Client = fetch.New(fetch.WithLogger(in.logger))
+		in.cache = &c
+	}
+	if in.goProxy == "" {
+		in.goProxy = defaultGoProxy()
+	}
+	return in, nil
+}
+
+// target returns the cluster clients, or an error when no cluster is set.
+func (in *Installer) target() (*cluster, error) {
+	in.clusterMu.Do(func() {
+		if len(in.kubeconfig) == 0 {
+			in.clusterErr = errors.New("no cluster: a kubeconfig is needed (WithKubeconfig)")
+			return
+		}
+		in.cluster, in.clusterErr = newCluster(in.kubeconfig, in.context)
+	})
+	return in.cluster, in.clusterErr
+}
+
+func (in *Installer) timeout(c profile.Component) time.Duration {
+	if c.Readiness != nil && c.Readiness.Timeout.Duration > 0 {
+		return c.Readiness.Timeout.Duration
+	}
+	return in.defaultTimeout
+}
+
+// ComponentError says which component failed and why. Err carries the
+// diagnosis: the unready objects and their last events.
+type ComponentError struct {
+	Component string
+	Err       error
+}
+
+func (e *ComponentError) Error() string { return fmt.Sprintf("component %s: %v", e.Component, e.Err) }
+
+func (e *ComponentError) Unwrap() error { return e.Err }
+
+// DependencyFailedError is the error of a component that was not started
+// because a component it depends on failed.
+type DependencyFailedError struct {
+	Dependency string
+}
+
+func (e *DependencyFailedError) Error() string {
+	return fmt.Sprintf("not started: it depends on %s, which failed", e.Dependency)
+}
+
+// Install installs or upgrades components in dependency order, running
+// independent ones concurrently. It returns a record per component, in
+// install order, also for those that failed or were not started; the error
+// joins a *ComponentError per component that did not install.
+func (in *Installer) Install(ctx context.Context, components []profile.Component) ([]Record, error) {
+	waves, err := profile.InstallOrder(components)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := in.target(); err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, c := range components {
+		known[c.Name] = true
+	}
+
+	type outcome struct {
+		done chan struct{}
+		rec  Record
+		err  error
+	}
+	outcomes := map[string]*outcome{}
+	var order []string
+	for _, wave := range waves {
+		for _, c := range wave {
+			outcomes[c.Name] = &outcome{done: make(chan struct{})}
+			order = append(order, c.Name)
+		}
+	}
+	sem := make(chan struct{}, in.parallel)
+	var wg sync.WaitGroup
+	for _, wave := range waves {
+		for _, c := range wave {
+			o := outcomes[c.Name]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer close(o.done)
+				o.rec = newRecord(c)
+				for _, d := range c.DependsOn {
+					if !known[d] {
+						continue
+					}
+					dep := outcomes[d]
+					<-dep.done
+					if dep.err != nil {
+						o.err = &DependencyFailedError{Dependency: d}
+						o.rec.Action = ActionNotStarted
+						o.rec.Error = o.err.Error()
+						return
+					}
+				}
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					o.err = ctx.Err()
+					o.rec.Action = ActionNotStarted
+					o.rec.Error = o.err.Error()
+					return
+				}
+				defer func() { <-sem }()
+				o.rec, o.err = in.installOne(ctx, c)
+			}()
+		}
+	}
+	wg.Wait()
+
+	records := make([]Record, 0, len(order))
+	var errs []error
+	for _, name := range order {
+		o := outcomes[name]
+		records = append(records, o.rec)
+		if o.err != nil {
+			errs = append(errs, &ComponentError{Component: name, Err: o.err})
+		}
+	}
+	return records, errors.Join(errs...)
+}
+
+// installOne installs one component and reports it as a step.
+func (in *Installer) installOne(ctx context.Context, c profile.Component) (Record, error) {
+	done := in.reporter.Step("install " + c.Name)
+	rec := newRecord(c)
+	rec.Started = time.Now().UTC()
+	var err error
+	switch {
+	case c.Helm != nil:
+		err = in.installChart(ctx, c, &rec)
+	case c.Manifests != nil:
+		err = in.applyComponentManifests(ctx, c, &rec)
+	default:
+		err = errors.New("neither a Helm chart nor manifests")
+	}
+	rec.Finished = time.Now().UTC()
+	rec.Duration = rec.Finished.Sub(rec.Started).Round(time.Millisecond).String()
+	if err != nil {
+		rec.Action = ActionFailed
+		rec.Error = err.Error()
+	}
+	in.logger.Info("component", "name", c.Name, "action", rec.Action, "duration", rec.Duration, "error", err)
+	done(err)
+	return rec, err
+}
+
+// Uninstall removes what records say was installed, in reverse dependency
+// order: a component goes only after every component that depends on it.
+// A release or object that is already gone is not an error, so a
+// component recorded as failed or not started is harmless.
+func (in *Installer) Uninstall(ctx context.Context, records []Record) error {
+	if _, err := in.target(); err != nil {
+		return err
+	}
+	comps := make([]profile.Component, 0, len(records))
+	byName := map[string]Record{}
+	for _, r := range records {
+		comps = append(comps, profile.Component{Name: r.Component, DependsOn: r.DependsOn})
+		byName[r.Component] = r
+	}
+	waves, err := profile.InstallOrder(comps)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := len(waves) - 1; i >= 0; i-- {
+		wave := waves[i]
+		sort.Slice(wave, func(a, b int) bool { return wave[a].Name > wave[b].Name })
+		for _, c := range wave {
+			r := byName[c.Name]
+			done := in.reporter.Step("uninstall " + c.Name)
+			err := in.uninstallOne(ctx, r)
+			done(err)
+			if err != nil {
+				errs = append(errs, &ComponentError{Component: c.Name, Err: err})
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (in *Installer) uninstallOne(ctx context.Context, r Record) error {
+	switch r.Kind {
+	case KindHelm:
+		return in.uninstallRelease(ctx, r)
+	case KindManifests:
+		return in.deleteObjects(ctx, r.Objects)
+	}
+	return fmt.Errorf("unknown record kind %q", r.Kind)
+}
+
+type nopReporter struct{}
+
+func (nopReporter) Step(string) func(error) { return func(error) {} }
+func (nopReporter) Notef(string, ...any)    {}
