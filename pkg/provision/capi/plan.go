@@ -28,14 +28,20 @@ type Plan struct {
 	Warnings []string         `json:"-"`
 }
 
-// MissingVariablesError names the environment variables a profile refers
-// to that are not set.
+// MissingVariablesError names the variables a run lacks: environment
+// variables the profile refers to that are not set, or, when Template is
+// set, variables the cluster template needs that the profile does not set.
 type MissingVariablesError struct {
 	Profile string
 	Names   []string
+	// Template names the cluster template that needs Names.
+	Template string
 }
 
 func (e *MissingVariablesError) Error() string {
+	if e.Template != "" {
+		return fmt.Sprintf("the cluster template %s needs variables profile %s does not set (add them to spec.cluster.capi.variables): %s", e.Template, e.Profile, strings.Join(e.Names, ", "))
+	}
 	return fmt.Sprintf("profile %s needs these environment variables, which are not set: %s", e.Profile, strings.Join(e.Names, ", "))
 }
 
@@ -82,23 +88,11 @@ func PlanFor(p *profile.Profile, getenv func(string) string) (*Plan, error) {
 			pl.Management += "; the Docker socket is mounted for the docker provider"
 		}
 	}
-	pinned := map[string]string{"core": c.Providers.Core, "bootstrap": c.Providers.Bootstrap, "controlPlane": c.Providers.ControlPlane, "infrastructure": c.Providers.Infrastructure}
-	for _, kind := range []string{"core", "bootstrap", "controlPlane", "infrastructure"} {
-		v := pinned[kind]
-		if v == "" {
-			v = defaultProviders[kind]
+	for _, ref := range providerRefs(c) {
+		if ref.version == "" {
+			pl.Warnings = append(pl.Warnings, fmt.Sprintf("%s provider %s is not pinned to a version: clusterctl installs its latest release", ref.kind, ref.name))
 		}
-		if kind == "infrastructure" && v == "" {
-			v = c.Infrastructure
-		}
-		if !strings.Contains(v, ":") {
-			if strings.HasPrefix(v, "v") {
-				v = c.Infrastructure + ":" + v
-			} else {
-				pl.Warnings = append(pl.Warnings, fmt.Sprintf("%s provider %s is not pinned to a version: clusterctl installs its latest release", kind, v))
-			}
-		}
-		pl.Providers = append(pl.Providers, kind+" "+v)
+		pl.Providers = append(pl.Providers, ref.kind+" "+ref.String())
 	}
 	switch {
 	case c.ClusterClass != "":
@@ -108,6 +102,30 @@ func PlanFor(p *profile.Profile, getenv func(string) string) (*Plan, error) {
 	default:
 		pl.Template = fmt.Sprintf("%s provider default template", c.Infrastructure)
 	}
+	vars, err := ResolveVariables(p, getenv)
+	if err != nil {
+		return nil, err
+	}
+	for name, value := range vars {
+		pl.Variables[name] = maskSecret(name, value)
+	}
+	if g := c.GPUPool; g != nil {
+		pl.Objects = gpuPoolObjects(p, g)
+	}
+	return pl, nil
+}
+
+// ResolveVariables returns the template variables of a capi profile with
+// ${VAR} references read through getenv, plus the variables every cluster
+// template uses (CLUSTER_NAME, KUBERNETES_VERSION and the machine counts).
+// Unlike a Plan's, secret values are not masked. Missing references are
+// reported all at once, by name, as a *MissingVariablesError.
+func ResolveVariables(p *profile.Profile, getenv func(string) string) (map[string]string, error) {
+	c := p.Spec.Cluster.CAPI
+	if p.Spec.Cluster.Backend != profile.BackendCAPI || c == nil {
+		return nil, fmt.Errorf("profile %s does not use the capi backend", p.Metadata.Name)
+	}
+	vars := map[string]string{}
 	var missing []string
 	for name, value := range c.Variables {
 		if ref, ok := profile.EnvReference(value); ok {
@@ -118,20 +136,61 @@ func PlanFor(p *profile.Profile, getenv func(string) string) (*Plan, error) {
 			}
 			value = v
 		}
-		pl.Variables[name] = maskSecret(name, value)
+		vars[name] = value
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		return nil, &MissingVariablesError{Profile: p.Metadata.Name, Names: missing}
 	}
-	pl.Variables["CLUSTER_NAME"] = c.ClusterName
-	pl.Variables["KUBERNETES_VERSION"] = p.Spec.KubernetesVersion
-	pl.Variables["CONTROL_PLANE_MACHINE_COUNT"] = strconv.Itoa(*c.ControlPlaneMachines)
-	pl.Variables["WORKER_MACHINE_COUNT"] = strconv.Itoa(*c.WorkerMachines)
-	if g := c.GPUPool; g != nil {
-		pl.Objects = gpuPoolObjects(p, g)
+	vars["CLUSTER_NAME"] = c.ClusterName
+	vars["KUBERNETES_VERSION"] = p.Spec.KubernetesVersion
+	vars["CONTROL_PLANE_MACHINE_COUNT"] = strconv.Itoa(*c.ControlPlaneMachines)
+	vars["WORKER_MACHINE_COUNT"] = strconv.Itoa(*c.WorkerMachines)
+	return vars, nil
+}
+
+// providerRef is one provider clusterctl installs.
+type providerRef struct {
+	// kind is the profile's name for the provider type: core, bootstrap,
+	// controlPlane or infrastructure.
+	kind string
+	name string
+	// version is empty when the profile does not pin one.
+	version string
+}
+
+// String is the provider as clusterctl takes it, name[:version].
+func (r providerRef) String() string {
+	if r.version == "" {
+		return r.name
 	}
-	return pl, nil
+	return r.name + ":" + r.version
+}
+
+// providerRefs resolves the four providers of a profile. A pin may be
+// "name:version", a version alone (the default provider of that type) or a
+// name alone (unpinned).
+func providerRefs(c *profile.CAPICluster) []providerRef {
+	defaultNames := map[string]string{"core": "cluster-api", "bootstrap": "kubeadm", "controlPlane": "kubeadm", "infrastructure": c.Infrastructure}
+	pinned := map[string]string{"core": c.Providers.Core, "bootstrap": c.Providers.Bootstrap, "controlPlane": c.Providers.ControlPlane, "infrastructure": c.Providers.Infrastructure}
+	var refs []providerRef
+	for _, kind := range []string{"core", "bootstrap", "controlPlane", "infrastructure"} {
+		v := pinned[kind]
+		if v == "" {
+			v = defaultProviders[kind]
+		}
+		ref := providerRef{kind: kind, name: defaultNames[kind]}
+		switch name, version, found := strings.Cut(v, ":"); {
+		case found:
+			ref.name, ref.version = name, version
+		case strings.HasPrefix(v, "v"):
+			ref.version = v
+		case v != "":
+			ref.name = v
+		}
+		refs = append(refs, ref)
+	}
+	return refs
 }
 
 func maskSecret(name, value string) string {
