@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
@@ -112,6 +113,7 @@ A profile is a built-in name (kaic profiles list) or a YAML file.`,
 		newImagesCommand(o),
 		newValidateCommand(o),
 		newVersionCommand(o),
+		newProbeCommand(o),
 	)
 	return root
 }
@@ -135,11 +137,14 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func ExitCode(err error) int {
 	var ee *ExitError
 	var fieldErrs profile.ErrorList
+	var checksFailed *conformance.ChecksFailedError
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.As(err, &ee):
 		return ee.Code
+	case errors.As(err, &checksFailed):
+		return ExitChecksFailed
 	case errors.Is(err, pipeline.ErrInterrupted), errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	case errors.As(err, &fieldErrs):

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 	"github.com/kaic-dev/kaic/pkg/pipeline/phases"
 	"github.com/kaic-dev/kaic/pkg/pipeline/progress"
@@ -21,14 +22,41 @@ type runOptions struct {
 	force            bool
 	retain           bool
 	exportKubeconfig bool
+	parallel         int
+	set              []string
+	checkParallel    int
+	checklist        checklistOptions
 }
 
-func (r *runOptions) addFlags(c *cobra.Command, withResume bool) {
+// addFlags adds the flags of the command running phase ("" for up, which
+// runs them all). --parallel means the concurrency of the command's own
+// phase; up, running both, has --install-parallel and --check-parallel.
+func (r *runOptions) addFlags(c *cobra.Command, phase string) {
 	addProfileFlag(c, &r.profile)
 	c.Flags().StringVar(&r.out, "out", "", "run directory (default: the profile's spec.output.dir, kaic-out/<profile>)")
-	c.Flags().BoolVar(&r.retain, "retain", false, "kind: keep the nodes of a cluster whose creation failed, for debugging")
-	c.Flags().BoolVar(&r.exportKubeconfig, "export-kubeconfig", false, "kind: also add the cluster to your kubeconfig (by default only <out>/kubeconfig is written)")
-	if withResume {
+	all := phase == ""
+	if all || phase == pipeline.PhaseProvision {
+		c.Flags().BoolVar(&r.retain, "retain", false, "kind: keep the nodes of a cluster whose creation failed, for debugging")
+		c.Flags().BoolVar(&r.exportKubeconfig, "export-kubeconfig", false, "kind: also add the cluster to your kubeconfig (by default only <out>/kubeconfig is written)")
+	}
+	const installHelp = "how many independent stack components install at once"
+	const checkHelp = "how many conformance checks run at once (default: the profile's spec.checks.parallel, 0 = all)"
+	switch phase {
+	case "":
+		c.Flags().IntVar(&r.parallel, "install-parallel", 4, installHelp)
+		c.Flags().IntVar(&r.checkParallel, "check-parallel", 0, checkHelp)
+	case pipeline.PhaseInstall:
+		c.Flags().IntVar(&r.parallel, "parallel", 4, installHelp)
+	case pipeline.PhaseVerify:
+		c.Flags().IntVar(&r.checkParallel, "parallel", 0, checkHelp)
+	}
+	if all || phase == pipeline.PhaseInstall {
+		c.Flags().StringArrayVar(&r.set, "set", nil, "override a component's value, COMPONENT.KEY=VALUE (Helm --set syntax; wins over the profile's values)")
+	}
+	if all || phase == pipeline.PhaseVerify {
+		r.checklist.addFlags(c)
+	}
+	if all {
 		c.Flags().StringVar(&r.resume, "resume", "", "continue the run in this directory: phases that succeeded are skipped")
 		c.Flags().BoolVar(&r.force, "force", false, "with --resume: continue even if the profile changed since the run started")
 	}
@@ -62,7 +90,7 @@ continues with the rest, using the profile saved in <out>/profile.yaml.`,
 			return runPhases(c.Context(), o, ro, nil, profileSet)
 		},
 	}
-	ro.addFlags(c, true)
+	ro.addFlags(c, "")
 	return c
 }
 
@@ -82,7 +110,7 @@ there, e.g. the cluster's kubeconfig.`, phase, phase),
 			return runPhases(c.Context(), o, ro, []string{phase}, c.Flags().Changed("profile"))
 		},
 	}
-	ro.addFlags(c, false)
+	ro.addFlags(c, phase)
 	return c
 }
 
@@ -117,7 +145,7 @@ func runPhases(ctx context.Context, o *globalOptions, ro *runOptions, only []str
 	defer printer.Close()
 	runner := &pipeline.Runner{
 		Dir:                dir,
-		Phases:             phases.Build(r, phases.Options{Kubeconfig: o.kubeconfig, Context: o.context, Retain: ro.retain, ExportKubeconfig: ro.exportKubeconfig}),
+		Phases:             phases.Build(r, phases.Options{Kubeconfig: o.kubeconfig, Context: o.context, Retain: ro.retain, ExportKubeconfig: ro.exportKubeconfig, Parallel: ro.parallel, Set: ro.set, CheckParallel: ro.checkParallel, Checklist: ro.checklist.source(), KaicVersion: version}),
 		Only:               only,
 		Resume:             ro.resume != "",
 		AllowProfileChange: ro.force,
@@ -136,6 +164,10 @@ func runPhases(ctx context.Context, o *globalOptions, ro *runOptions, only []str
 	}
 	_, err = runner.Run(ctx)
 	if err != nil {
+		var failed *conformance.ChecksFailedError
+		if errors.As(err, &failed) {
+			fmt.Fprintf(o.stderr, "Run directory: %s\n", dir)
+		}
 		if errors.Is(err, pipeline.ErrInterrupted) {
 			return &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("%w; continue with: kaic up --resume %s", err, dir)}
 		}

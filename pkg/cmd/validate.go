@@ -1,25 +1,53 @@
 package cmd
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/spf13/cobra"
 
-	"github.com/kaic-dev/kaic/pkg/provision"
+	"github.com/kaic-dev/kaic/pkg/evidence"
 )
 
+// errSubmissionRejected is returned when a submission would not pass.
+var errSubmissionRejected = errors.New("the submission would be rejected")
+
 func newValidateCommand(o *globalOptions) *cobra.Command {
-	var online bool
+	var opts evidence.ValidateOptions
 	c := &cobra.Command{
 		Use:   "validate RUN_DIR|PRODUCT.yaml",
 		Short: "Check a submission offline against the CNCF validator's rules",
 		Long: `validate checks PRODUCT.yaml and the test artifacts it references the way
 the CNCF submission validator does, without network access (--online also
-checks that URLs answer). It exits 0 only when the submission would pass.`,
+checks that URLs answer and that vendorName is a CNCF member). The version
+comes from the path (v<X.Y>/<product>/PRODUCT.yaml). Evidence from simulated
+accelerators is refused unless --allow-simulated is given. It exits 0 only
+when the submission would pass.`,
 		Example: "  kaic validate kaic-out/kind-dra\n  kaic validate v1.37/my-platform/PRODUCT.yaml --online",
 		Args:    exactArgs(1),
-		RunE: func(*cobra.Command, []string) error {
-			return provision.NotImplemented("validating submissions")
+		RunE: func(c *cobra.Command, args []string) error {
+			product, err := evidence.FindProduct(args[0])
+			if err != nil {
+				return err
+			}
+			v, err := evidence.Validate(c.Context(), product, opts)
+			if err != nil {
+				return err
+			}
+			for _, f := range v.Warnings {
+				fmt.Fprintf(o.stdout, "WARNING %s\n", f)
+			}
+			for _, f := range v.Errors {
+				fmt.Fprintf(o.stdout, "ERROR   %s\n", f)
+			}
+			if !v.OK() {
+				return fmt.Errorf("%s (v%s): %w with %d error(s)", product, v.Version, errSubmissionRejected, len(v.Errors))
+			}
+			fmt.Fprintf(o.stdout, "OK %s (v%s) would pass, with %d warning(s)\n", product, v.Version, len(v.Warnings))
+			return nil
 		},
 	}
-	c.Flags().BoolVar(&online, "online", false, "also check that every URL answers")
+	c.Flags().BoolVar(&opts.Online, "online", false, "also check that every URL answers and that vendorName is a CNCF member")
+	c.Flags().BoolVar(&opts.AllowSimulated, "allow-simulated", false, "report evidence from simulated accelerators as a warning instead of an error")
 	return c
 }

@@ -1,0 +1,101 @@
+package conformance
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/kaic-dev/kaic/pkg/profile"
+)
+
+// Check verifies one requirement. Run is written like a Go test: it
+// reports through t (Errorf, Fatalf, Skipf, subtests with t.Run) and
+// records what it does for the transcript (t.Step, t.Observe, t.Apply).
+// The runner gives each check its own namespace (env.Namespace), a
+// deadline (t.Context()) and a time-boxed cleanup that runs whatever
+// happens.
+type Check interface {
+	// ID is the requirement id, e.g. "dra_support".
+	ID() string
+	// Run verifies the requirement against the cluster in env.
+	Run(t *T, env *Env)
+}
+
+// NewCheck returns a Check for id that runs fn.
+func NewCheck(id string, fn func(t *T, env *Env)) Check {
+	return funcCheck{id: id, fn: fn}
+}
+
+type funcCheck struct {
+	id string
+	fn func(t *T, env *Env)
+}
+
+func (c funcCheck) ID() string         { return c.id }
+func (c funcCheck) Run(t *T, env *Env) { c.fn(t, env) }
+
+// DefaultProbeImage is the workload image checks run when the profile
+// names none: kaic's own probe image, loaded into kind clusters.
+const DefaultProbeImage = "kaic-probe:latest"
+
+// Env is what a check works with: clients of the cluster, the profile's
+// accelerator model and the check's namespace. The runner hands each
+// check its own copy with Namespace set.
+type Env struct {
+	Client  kubernetes.Interface
+	Dynamic dynamic.Interface
+	Config  *rest.Config
+	// Mapper maps kinds to resources for T.Apply; nil builds one from
+	// Client's discovery on first use.
+	Mapper meta.RESTMapper
+	// Accelerator is the profile's accelerator model, defaults applied.
+	Accelerator profile.Accelerator
+	// ProbeImage is the image of check workloads.
+	ProbeImage string
+	// Simulated is true when the accelerators are not real hardware.
+	Simulated bool
+	// Namespace is the check's own namespace, created before Run and
+	// deleted after it.
+	Namespace string
+}
+
+// NewEnv builds an Env for the cluster of cfg and the accelerator model and
+// probe image of p (which may be nil).
+func NewEnv(cfg *rest.Config, p *profile.Profile) (*Env, error) {
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating cluster client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating cluster client: %w", err)
+	}
+	env := &Env{Client: client, Dynamic: dyn, Config: cfg, ProbeImage: DefaultProbeImage}
+	env.Mapper = discoveryMapper(client)
+	if p != nil {
+		env.Accelerator = p.Spec.Accelerator
+		env.Simulated = p.IsSimulated()
+		if p.Spec.Checks.ProbeImage != "" {
+			env.ProbeImage = p.Spec.Checks.ProbeImage
+		}
+	}
+	return env, nil
+}
+
+// discoveryMapper maps kinds to resources with the cluster's discovery,
+// queried on first use and cached.
+func discoveryMapper(client kubernetes.Interface) meta.RESTMapper {
+	return restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(client.Discovery()))
+}
+
+// forCheck returns a copy of e for one check.
+func (e *Env) forCheck(namespace string) *Env {
+	c := *e
+	c.Namespace = namespace
+	return &c
+}

@@ -1,0 +1,19 @@
+// Package checks assembles kaic's built-in conformance checks, one package
+// per requirement beneath it, into a registry.
+package checks
+
+import (
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/dra"
+)
+
+// Builtin returns a registry of every built-in check.
+func Builtin() *conformance.Registry {
+	reg, err := conformance.NewRegistry(
+		dra.Check(),
+	)
+	if err != nil {
+		panic(err) // the built-in list is fixed; a test covers it
+	}
+	return reg
+}

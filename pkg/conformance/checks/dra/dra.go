@@ -1,0 +1,400 @@
+// Package dra verifies the dra_support requirement: the cluster serves the
+// resource.k8s.io/v1 API, the accelerator model's DeviceClass exists, its
+// driver publishes devices on Ready nodes, a pod that claims one device
+// through a ResourceClaimTemplate gets it allocated and runs, and a claim
+// for more devices than any node has leaves its pod unschedulable with the
+// scheduler saying why.
+package dra
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+)
+
+// ID is the requirement this package verifies.
+const ID = "dra_support"
+
+// Time limits of the check's waits, each within the check's own deadline.
+const (
+	scheduleTimeout = 2 * time.Minute
+	probeTimeout    = 90 * time.Second
+)
+
+// kwokNodeAnnotation marks nodes simulated by kwok, which run no containers.
+const kwokNodeAnnotation = "kwok.x-k8s.io/node"
+
+// APIGroupVersion is the DRA API the check requires, with its resources.
+const APIGroupVersion = "resource.k8s.io/v1"
+
+var apiResources = []string{"deviceclasses", "resourceclaims", "resourceclaimtemplates", "resourceslices"}
+
+// Check returns the dra_support check.
+func Check() conformance.Check { return conformance.NewCheck(ID, run) }
+
+func run(t *conformance.T, env *conformance.Env) {
+	acc := env.Accelerator
+	if acc.DeviceClass == "" || acc.DRADriver == "" {
+		t.Fatalf("the profile's accelerator model %q names no DeviceClass or DRA driver (spec.accelerator.deviceClass, draDriver)", acc.Model)
+	}
+	t.Logf("accelerator model %q: DeviceClass %s, DRA driver %s", acc.Model, acc.DeviceClass, acc.DRADriver)
+
+	if !t.Run("APIServed", func(t *conformance.T) { apiServed(t, env) }) {
+		return
+	}
+	if !t.Run("DeviceClassExists", func(t *conformance.T) { deviceClassExists(t, env) }) {
+		return
+	}
+	var maxPerNode int
+	if !t.Run("ResourceSlicesOnReadyNodes", func(t *conformance.T) { maxPerNode = slicesOnReadyNodes(t, env) }) {
+		return
+	}
+	var alloc allocation
+	t.Run("ClaimAllocatedAndPodRuns", func(t *conformance.T) { alloc = claimAllocated(t, env) })
+	t.Run("ProbeSeesAllocatedDevice", func(t *conformance.T) { probeSeesDevice(t, env, alloc) })
+	t.Run("ClaimBeyondNodeCapacityUnschedulable", func(t *conformance.T) { beyondCapacity(t, env, maxPerNode) })
+}
+
+func apiServed(t *conformance.T, env *conformance.Env) {
+	t.Step("Discover the resources of %s", APIGroupVersion)
+	list, err := env.Client.Discovery().ServerResourcesForGroupVersion(APIGroupVersion)
+	if err != nil {
+		t.Fatalf("the API server does not serve %s: %v", APIGroupVersion, err)
+	}
+	var served []string
+	for _, r := range list.APIResources {
+		if !strings.Contains(r.Name, "/") {
+			served = append(served, r.Name)
+		}
+	}
+	sort.Strings(served)
+	t.Observe("resources served by "+APIGroupVersion, strings.Join(served, ", "))
+	for _, want := range apiResources {
+		if !slices.Contains(served, want) {
+			t.Errorf("%s does not serve %s", APIGroupVersion, want)
+		}
+	}
+}
+
+func deviceClassExists(t *conformance.T, env *conformance.Env) {
+	name := env.Accelerator.DeviceClass
+	t.Step("Get the DeviceClass %s of the accelerator model", name)
+	class, err := env.Client.ResourceV1().DeviceClasses().Get(t.Context(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		t.Fatalf("DeviceClass %s does not exist: the DRA driver's installation should create it", name)
+	}
+	if err != nil {
+		t.Fatalf("getting DeviceClass %s: %v", name, err)
+	}
+	var selectors []string
+	for _, s := range class.Spec.Selectors {
+		if s.CEL != nil {
+			selectors = append(selectors, s.CEL.Expression)
+		}
+	}
+	t.Observe("DeviceClass "+name+" selectors", selectors)
+}
+
+// slicesOnReadyNodes returns the largest number of the driver's devices
+// on one Ready node.
+func slicesOnReadyNodes(t *conformance.T, env *conformance.Env) int {
+	driver := env.Accelerator.DRADriver
+	t.Step("List the ResourceSlices of driver %s and the nodes they describe", driver)
+	slices, err := env.Client.ResourceV1().ResourceSlices().List(t.Context(), metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, driver).String(),
+	})
+	if err != nil {
+		t.Fatalf("listing ResourceSlices: %v", err)
+	}
+	perNode := map[string]int{}
+	for _, s := range slices.Items {
+		if s.Spec.NodeName != nil && *s.Spec.NodeName != "" {
+			perNode[*s.Spec.NodeName] += len(s.Spec.Devices)
+		} else {
+			t.Logf("ResourceSlice %s is not bound to one node (%d devices); ignored", s.Name, len(s.Spec.Devices))
+		}
+	}
+	nodes, err := env.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("listing nodes: %v", err)
+	}
+	ready := map[string]bool{}
+	for _, n := range nodes.Items {
+		ready[n.Name] = nodeReady(&n)
+	}
+	var rows []string
+	best, readyWithDevices := 0, 0
+	names := make([]string, 0, len(perNode))
+	for n := range perNode {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		state := "Ready"
+		switch r, known := ready[n]; {
+		case !known:
+			state = "no such node"
+		case !r:
+			state = "NotReady"
+		}
+		rows = append(rows, fmt.Sprintf("%-30s %-12s %d devices", n, state, perNode[n]))
+		if ready[n] && perNode[n] > 0 {
+			readyWithDevices++
+			best = max(best, perNode[n])
+		}
+	}
+	if len(rows) == 0 {
+		rows = append(rows, "(none)")
+	}
+	t.Observe(fmt.Sprintf("ResourceSlices of %s per node (%d slices)", driver, len(slices.Items)), strings.Join(rows, "\n"))
+	if readyWithDevices == 0 {
+		t.Fatalf("no Ready node has devices of driver %s published in a ResourceSlice", driver)
+	}
+	t.Logf("%d Ready node(s) publish devices of %s; the most on one node is %d", readyWithDevices, driver, best)
+	return best
+}
+
+// allocation is what the positive case saw, for the probe subtest.
+type allocation struct {
+	pod    *corev1.Pod
+	device string
+	kwok   bool
+}
+
+func claimAllocated(t *conformance.T, env *conformance.Env) allocation {
+	acc := env.Accelerator
+	t.Step("Run a pod that claims one %s device through a ResourceClaimTemplate", acc.DeviceClass)
+	t.Apply(&resourcev1.ResourceClaimTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: "single-device"},
+		Spec: resourcev1.ResourceClaimTemplateSpec{Spec: resourcev1.ResourceClaimSpec{
+			Devices: resourcev1.DeviceClaim{Requests: []resourcev1.DeviceRequest{{
+				Name: "accelerator",
+				Exactly: &resourcev1.ExactDeviceRequest{
+					DeviceClassName: acc.DeviceClass,
+					AllocationMode:  resourcev1.DeviceAllocationModeExactCount,
+					Count:           1,
+				},
+			}}},
+		}},
+	})
+	template := "single-device"
+	t.Apply(probePod(env, "with-device", corev1.PodResourceClaim{Name: "accelerator", ResourceClaimTemplateName: &template}))
+
+	ctx, cancel := context.WithTimeout(t.Context(), scheduleTimeout)
+	defer cancel()
+	pod, err := conformance.WaitForPod(ctx, env.Client, env.Namespace, "with-device", conformance.PodRunning)
+	if err != nil {
+		if pod != nil {
+			t.Observe("pod with-device as last seen", podSummary(pod))
+		}
+		t.Fatalf("the pod claiming one device did not run: %v", err)
+	}
+	t.Observe("pod with-device", podSummary(pod))
+
+	if len(pod.Status.ResourceClaimStatuses) != 1 || pod.Status.ResourceClaimStatuses[0].ResourceClaimName == nil {
+		t.Fatalf("pod with-device has no ResourceClaim generated from the template: %+v", pod.Status.ResourceClaimStatuses)
+	}
+	claimName := *pod.Status.ResourceClaimStatuses[0].ResourceClaimName
+	claim, err := env.Client.ResourceV1().ResourceClaims(env.Namespace).Get(t.Context(), claimName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("getting ResourceClaim %s: %v", claimName, err)
+	}
+	if claim.Status.Allocation == nil || len(claim.Status.Allocation.Devices.Results) != 1 {
+		t.Fatalf("ResourceClaim %s is not allocated exactly one device: %+v", claimName, claim.Status.Allocation)
+	}
+	res := claim.Status.Allocation.Devices.Results[0]
+	t.Observe("allocation of ResourceClaim "+claimName, map[string]string{
+		"driver": res.Driver, "pool": res.Pool, "device": res.Device, "request": res.Request, "node": pod.Spec.NodeName,
+	})
+	if res.Driver != acc.DRADriver {
+		t.Errorf("the device comes from driver %s, want %s", res.Driver, acc.DRADriver)
+	}
+	if !slices.ContainsFunc(claim.Status.ReservedFor, func(r resourcev1.ResourceClaimConsumerReference) bool {
+		return r.Resource == "pods" && r.UID == pod.UID
+	}) {
+		t.Errorf("ResourceClaim %s is not reserved for pod with-device: %+v", claimName, claim.Status.ReservedFor)
+	}
+	// The device must be one the driver published for the pod's node.
+	published, err := env.Client.ResourceV1().ResourceSlices().List(t.Context(), metav1.ListOptions{
+		FieldSelector: fields.AndSelectors(
+			fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorNodeName, pod.Spec.NodeName),
+			fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, res.Driver),
+		).String(),
+	})
+	if err != nil {
+		t.Fatalf("listing the ResourceSlices of node %s: %v", pod.Spec.NodeName, err)
+	}
+	if !hasDevice(published.Items, res.Pool, res.Device) {
+		t.Errorf("device %s/%s is not among the devices %s published for node %s", res.Pool, res.Device, res.Driver, pod.Spec.NodeName)
+	}
+	node, err := env.Client.CoreV1().Nodes().Get(t.Context(), pod.Spec.NodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("getting node %s: %v", pod.Spec.NodeName, err)
+	}
+	_, kwok := node.Annotations[kwokNodeAnnotation]
+	t.Logf("pod with-device runs on %s holding device %s/%s", pod.Spec.NodeName, res.Pool, res.Device)
+	return allocation{pod: pod, device: res.Device, kwok: kwok}
+}
+
+// resultLine matches the probe's machine-readable output.
+var resultLine = regexp.MustCompile(`RESULT: (ACCELERATOR_COUNT|DEVICES)=(\S*)`)
+
+func probeSeesDevice(t *conformance.T, env *conformance.Env, alloc allocation) {
+	if alloc.pod == nil {
+		t.Skipf("no pod holds a device: ClaimAllocatedAndPodRuns failed")
+	}
+	if alloc.kwok {
+		t.Skipf("pod %s runs on %s, a simulated (kwok) node that runs no containers: what a container sees cannot be observed there",
+			alloc.pod.Name, alloc.pod.Spec.NodeName)
+	}
+	t.Step("Read what the probe in pod %s reports about its devices", alloc.pod.Name)
+	ctx, cancel := context.WithTimeout(t.Context(), probeTimeout)
+	defer cancel()
+	var found map[string]string
+	var logs string
+	for found == nil {
+		raw, err := env.Client.CoreV1().Pods(env.Namespace).GetLogs(alloc.pod.Name, &corev1.PodLogOptions{Container: "probe"}).DoRaw(ctx)
+		if err == nil {
+			logs = string(raw)
+			if m := resultLine.FindAllStringSubmatch(logs, -1); m != nil {
+				found = map[string]string{}
+				for _, kv := range m {
+					found[kv[1]] = kv[2]
+				}
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Observe("probe output", logs)
+			t.Fatalf("the probe printed no RESULT line within %s (last error: %v)", probeTimeout, err)
+		case <-time.After(2 * time.Second):
+		}
+	}
+	t.Observe("probe output", strings.TrimSpace(logs))
+	if c, ok := found["ACCELERATOR_COUNT"]; ok {
+		if n, err := strconv.Atoi(c); err != nil || n != 1 {
+			t.Errorf("the probe sees %s devices, want exactly 1", c)
+		}
+	}
+	if d, ok := found["DEVICES"]; ok && d != alloc.device {
+		t.Errorf("the probe sees devices %q, want exactly the allocated device %q", d, alloc.device)
+	}
+}
+
+func beyondCapacity(t *conformance.T, env *conformance.Env, maxPerNode int) {
+	acc := env.Accelerator
+	want := int64(maxPerNode + 1)
+	t.Step("Claim %d %s devices, one more than any Ready node has", want, acc.DeviceClass)
+	t.Apply(&resourcev1.ResourceClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "beyond-capacity"},
+		Spec: resourcev1.ResourceClaimSpec{Devices: resourcev1.DeviceClaim{Requests: []resourcev1.DeviceRequest{{
+			Name: "accelerators",
+			Exactly: &resourcev1.ExactDeviceRequest{
+				DeviceClassName: acc.DeviceClass,
+				AllocationMode:  resourcev1.DeviceAllocationModeExactCount,
+				Count:           want,
+			},
+		}}}},
+	})
+	claimName := "beyond-capacity"
+	t.Apply(probePod(env, "beyond-capacity", corev1.PodResourceClaim{Name: "accelerators", ResourceClaimName: &claimName}))
+
+	ctx, cancel := context.WithTimeout(t.Context(), scheduleTimeout)
+	defer cancel()
+	pod, err := conformance.WaitForPod(ctx, env.Client, env.Namespace, "beyond-capacity", conformance.PodUnschedulable)
+	if err != nil {
+		if pod != nil {
+			t.Observe("pod beyond-capacity as last seen", podSummary(pod))
+		}
+		t.Fatalf("the scheduler did not mark the pod unschedulable: %v", err)
+	}
+	cond := conformance.PodCondition(pod, corev1.PodScheduled)
+	t.Observe("scheduler's reason for pod beyond-capacity", fmt.Sprintf("PodScheduled=%s reason=%s: %s", cond.Status, cond.Reason, cond.Message))
+	if !strings.Contains(strings.ToLower(cond.Message), "claim") {
+		t.Errorf("the scheduler's message does not name the resource claim as the cause: %q", cond.Message)
+	}
+	claim, err := env.Client.ResourceV1().ResourceClaims(env.Namespace).Get(t.Context(), claimName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("getting ResourceClaim %s: %v", claimName, err)
+	}
+	if claim.Status.Allocation != nil {
+		t.Errorf("ResourceClaim %s for %d devices was allocated although no node has that many", claimName, want)
+	}
+}
+
+// probePod is a pod running the probe in one container that uses claim.
+func probePod(env *conformance.Env, name string, claim corev1.PodResourceClaim) *corev1.Pod {
+	acc := env.Accelerator
+	args := []string{"probe", "devices"}
+	if acc.DeviceEnvPrefix != "" {
+		args = append(args, "--env-prefix="+acc.DeviceEnvPrefix)
+	}
+	if acc.DeviceGlob != "" {
+		args = append(args, "--device-glob="+acc.DeviceGlob)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "kaic-probe"}},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{
+				Name:      "probe",
+				Image:     env.ProbeImage,
+				Args:      args,
+				Resources: corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: claim.Name}}},
+			}},
+			ResourceClaims:                []corev1.PodResourceClaim{claim},
+			TerminationGracePeriodSeconds: new(int64),
+		},
+	}
+	if acc.NodeTaintKey != "" {
+		pod.Spec.Tolerations = []corev1.Toleration{{Key: acc.NodeTaintKey, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+	}
+	return pod
+}
+
+func podSummary(pod *corev1.Pod) map[string]any {
+	conds := []string{}
+	for _, c := range pod.Status.Conditions {
+		s := fmt.Sprintf("%s=%s", c.Type, c.Status)
+		if c.Reason != "" {
+			s += " (" + c.Reason + ")"
+		}
+		conds = append(conds, s)
+	}
+	return map[string]any{"phase": string(pod.Status.Phase), "node": pod.Spec.NodeName, "conditions": conds}
+}
+
+func hasDevice(items []resourcev1.ResourceSlice, pool, device string) bool {
+	for _, s := range items {
+		if s.Spec.Pool.Name != pool {
+			continue
+		}
+		if slices.ContainsFunc(s.Spec.Devices, func(d resourcev1.Device) bool { return d.Name == device }) {
+			return true
+		}
+	}
+	return false
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}

@@ -1,0 +1,194 @@
+package conformance
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Status is the outcome of a check or of one of its tests.
+type Status string
+
+// The outcomes a result can have. NotApplicable is only given by the
+// runner, for requirements the profile opts out of.
+const (
+	Passed        Status = "pass"
+	Failed        Status = "fail"
+	Skipped       Status = "skip"
+	NotApplicable Status = "N/A"
+)
+
+// Result is the outcome of one requirement in a run.
+type Result struct {
+	ID       string `json:"id"`
+	TestName string `json:"testName"`
+	Category string `json:"category"`
+	Level    Level  `json:"level"`
+	Status   Status `json:"status"`
+	// Reason says why a check failed or was skipped, or holds the notes of
+	// an opt-out. Empty for a pass.
+	Reason string `json:"reason,omitempty"`
+	// Namespace is the namespace the check ran in.
+	Namespace string        `json:"namespace,omitempty"`
+	Start     time.Time     `json:"start"`
+	Duration  time.Duration `json:"duration"`
+	// Test is the check's top-level test with its subtests; nil for results
+	// given without running a check (N/A, excluded, no check).
+	Test *TestRecord `json:"test,omitempty"`
+	// Transcript is what the check did and saw, in order.
+	Transcript []Entry `json:"transcript,omitempty"`
+	// CleanupProblems are what the time-boxed cleanup could not finish,
+	// such as a namespace still terminating. They do not change Status.
+	CleanupProblems []string `json:"cleanupProblems,omitempty"`
+}
+
+// Tests returns the result's top-level test followed by all of its
+// subtests, depth first.
+func (r Result) Tests() []*TestRecord {
+	if r.Test == nil {
+		return nil
+	}
+	var out []*TestRecord
+	var walk func(*TestRecord)
+	walk = func(tr *TestRecord) {
+		out = append(out, tr)
+		for _, s := range tr.Subtests {
+			walk(s)
+		}
+	}
+	walk(r.Test)
+	return out
+}
+
+// TestRecord is one test of a check: the check's top-level test (named
+// after the requirement, e.g. TestDRASupport) or a subtest of it
+// (TestDRASupport/APIServed).
+type TestRecord struct {
+	// Name is the full name, with subtest names joined by "/".
+	Name     string        `json:"name"`
+	Status   Status        `json:"status"`
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration"`
+	// Output are the lines the test logged, as go test -v prints them
+	// (without file:line prefixes).
+	Output   []string      `json:"output,omitempty"`
+	Subtests []*TestRecord `json:"subtests,omitempty"`
+}
+
+// EntryKind classifies a transcript entry.
+type EntryKind string
+
+// Transcript entry kinds.
+const (
+	EntryStep    EntryKind = "step"    // a heading: what the check does next
+	EntryLog     EntryKind = "log"     // a line logged with Logf
+	EntryApply   EntryKind = "apply"   // an object applied; Body is its manifest
+	EntryObserve EntryKind = "observe" // observed state; Body holds the value
+	EntryError   EntryKind = "error"   // a failure (Errorf, Fatalf, panic, timeout)
+	EntrySkip    EntryKind = "skip"    // a skip with its reason
+	EntryCleanup EntryKind = "cleanup" // what cleanup did or could not do
+)
+
+// Entry is one line of a check's transcript.
+type Entry struct {
+	Time time.Time `json:"time"`
+	// Test is the full name of the test that recorded the entry.
+	Test string    `json:"test"`
+	Kind EntryKind `json:"kind"`
+	Text string    `json:"text"`
+	// Body is a manifest (YAML) or an observed value, shown verbatim.
+	Body string `json:"body,omitempty"`
+}
+
+// ResultsDirName is the directory of a run directory holding one JSON file
+// per finished requirement.
+const ResultsDirName = "results"
+
+// SaveResult writes r to dir/<id>.json atomically, so a reader never sees
+// a partial file.
+func SaveResult(dir string, r Result) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("saving result of %s: %w", r.ID, err)
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("saving result of %s: %w", r.ID, err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+r.ID+"-*.tmp")
+	if err != nil {
+		return fmt.Errorf("saving result of %s: %w", r.ID, err)
+	}
+	_, werr := tmp.Write(append(data, '\n'))
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("saving result of %s: %w", r.ID, err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, r.ID+".json")); err != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("saving result of %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// LoadResults reads the results saved in dir, sorted by id. A missing
+// directory holds no results.
+func LoadResults(dir string) ([]Result, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Result
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var r Result
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, fmt.Errorf("reading result %s: %w", f, err)
+		}
+		if r.ID == "" || r.ID+".json" != filepath.Base(f) {
+			return nil, fmt.Errorf("reading result %s: it holds id %q", f, r.ID)
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Result) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// ChecksFailedError is returned when a run completed and some checks
+// failed. The CLI exits with its own code for it.
+type ChecksFailedError struct {
+	// IDs are the failed requirements, in catalog order.
+	IDs []string
+	// Must counts how many of them are MUST requirements.
+	Must int
+}
+
+func (e *ChecksFailedError) Error() string {
+	return fmt.Sprintf("%d check(s) failed (%d MUST): %s", len(e.IDs), e.Must, strings.Join(e.IDs, ", "))
+}
+
+// FailedChecks returns a *ChecksFailedError naming the failed results, or
+// nil when none failed.
+func FailedChecks(results []Result) error {
+	e := &ChecksFailedError{}
+	for _, r := range results {
+		if r.Status == Failed {
+			e.IDs = append(e.IDs, r.ID)
+			if r.Level == Must {
+				e.Must++
+			}
+		}
+	}
+	if len(e.IDs) == 0 {
+		return nil
+	}
+	return e
+}

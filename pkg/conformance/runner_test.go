@@ -1,0 +1,355 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kaic-dev/kaic/pkg/profile"
+)
+
+// testCatalog is a catalog of the given ids with levels from 1.37 (ids
+// missing there get MUST).
+func testCatalog(ids ...string) Catalog {
+	builtin, _ := Builtin("1.37")
+	cat := Catalog{Version: "1.37", Source: "test"}
+	for _, id := range ids {
+		req, ok := builtin.Requirement(id)
+		if !ok {
+			req = Requirement{ID: id, Category: "accelerators", Level: Must}
+		}
+		cat.Requirements = append(cat.Requirements, req)
+	}
+	return cat
+}
+
+func mustRegistry(t *testing.T, checks ...Check) *Registry {
+	t.Helper()
+	reg, err := NewRegistry(checks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func byID(results []Result) map[string]Result {
+	m := map[string]Result{}
+	for _, r := range results {
+		m[r.ID] = r
+	}
+	return m
+}
+
+func TestRunnerOutcomes(t *testing.T) {
+	var cleaned sync.Map
+	reg := mustRegistry(t,
+		NewCheck("gang_scheduling", func(t *T, env *Env) {
+			t.Cleanup(func(context.Context) { cleaned.Store("gang_scheduling", true) })
+			t.Step("admit a job")
+			t.Observe("admitted pods", 3)
+			t.Run("Positive", func(t *T) { t.Logf("all pods ran") })
+			t.Run("Negative", func(t *T) { t.Logf("no pod ran") })
+		}),
+		NewCheck("pod_autoscaling", func(t *T, env *Env) {
+			t.Cleanup(func(context.Context) { cleaned.Store("pod_autoscaling", true) })
+			t.Run("ScaleUp", func(t *T) { t.Errorf("replicas stayed at %d", 1) })
+			t.Run("ScaleDown", func(t *T) { t.Logf("fine") })
+		}),
+		NewCheck("ai_service_metrics", func(t *T, env *Env) {
+			t.Run("Query", func(t *T) {
+				panic(errors.New("query exploded")) // a panic inside a subtest
+			})
+			t.Logf("after the panicking subtest")
+		}),
+		NewCheck("accelerator_metrics", func(t *T, env *Env) {
+			panic("top-level panic")
+		}),
+		NewCheck("robust_controller", func(t *T, env *Env) {
+			t.Skipf("no operator installed")
+		}),
+		NewCheck("cluster_autoscaling", func(t *T, env *Env) {
+			t.Fatalf("must not run: opted out")
+		}),
+		NewCheck("ai_inference", func(t *T, env *Env) {
+			t.Run("Sub", func(t *T) {
+				t.Fatalf("fatal in subtest")
+				t.Errorf("unreachable")
+			})
+			t.Logf("parent continues")
+		}),
+	)
+	r := &Runner{
+		Catalog:  testCatalog("gang_scheduling", "pod_autoscaling", "ai_service_metrics", "accelerator_metrics", "robust_controller", "cluster_autoscaling", "ai_inference", "secure_accelerator_access", "gpu_sharing"),
+		Registry: reg,
+		OptOuts:  []profile.OptOut{{ID: "cluster_autoscaling", Status: "N/A", Notes: "no node groups"}},
+		Exclude:  []string{"gpu_sharing"},
+		Timeout:  5 * time.Second,
+	}
+	results, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 9 {
+		t.Fatalf("got %d results, want 9", len(results))
+	}
+	got := byID(results)
+	want := map[string]struct {
+		status Status
+		reason string
+	}{
+		"gang_scheduling":           {Passed, ""},
+		"pod_autoscaling":           {Failed, "TestPodAutoscaling/ScaleUp: replicas stayed at 1"},
+		"ai_service_metrics":        {Failed, "TestAIServiceMetrics/Query: panic: query exploded"},
+		"accelerator_metrics":       {Failed, "TestAcceleratorPerformanceMetrics: panic: top-level panic"},
+		"robust_controller":         {Skipped, "no operator installed"},
+		"cluster_autoscaling":       {NotApplicable, "no node groups"},
+		"ai_inference":              {Failed, "TestAIInference/Sub: fatal in subtest"},
+		"secure_accelerator_access": {Skipped, "kaic has no check for this requirement yet"},
+		"gpu_sharing":               {Skipped, "excluded by the profile (spec.checks.exclude)"},
+	}
+	for id, w := range want {
+		res := got[id]
+		if res.Status != w.status || res.Reason != w.reason {
+			t.Errorf("%s: got %s %q, want %s %q", id, res.Status, res.Reason, w.status, w.reason)
+		}
+		if res.Test == nil || res.Test.Name != TestName(id) {
+			t.Errorf("%s: test record %+v, want name %s", id, res.Test, TestName(id))
+		}
+	}
+	// Results come in catalog order.
+	if results[0].ID != "gang_scheduling" || results[8].ID != "gpu_sharing" {
+		t.Errorf("results not in catalog order: %s … %s", results[0].ID, results[8].ID)
+	}
+	// Subtest statuses and the parent of a failed subtest.
+	ps := got["pod_autoscaling"].Test
+	if len(ps.Subtests) != 2 || ps.Subtests[0].Status != Failed || ps.Subtests[1].Status != Passed || ps.Status != Failed {
+		t.Errorf("pod_autoscaling tests: %+v", ps)
+	}
+	ai := got["ai_inference"].Test
+	if !strings.Contains(strings.Join(ai.Output, "\n"), "parent continues") || strings.Contains(strings.Join(ai.Subtests[0].Output, "\n"), "unreachable") {
+		t.Errorf("Fatalf did not stop only the subtest: parent %q, sub %q", ai.Output, ai.Subtests[0].Output)
+	}
+	if !strings.Contains(strings.Join(got["ai_service_metrics"].Test.Output, "\n"), "after the panicking subtest") {
+		t.Errorf("the parent did not continue after a panicking subtest: %q", got["ai_service_metrics"].Test.Output)
+	}
+	// Transcript of the passing check.
+	var kinds []string
+	for _, e := range got["gang_scheduling"].Transcript {
+		kinds = append(kinds, string(e.Kind)+":"+e.Text)
+	}
+	if j := strings.Join(kinds, "|"); !strings.Contains(j, "step:admit a job|observe:admitted pods: 3|log:all pods ran|log:no pod ran") {
+		t.Errorf("transcript: %s", j)
+	}
+	// Cleanups ran for the passing and the failing check.
+	for _, id := range []string{"gang_scheduling", "pod_autoscaling"} {
+		if _, ok := cleaned.Load(id); !ok {
+			t.Errorf("cleanup of %s did not run", id)
+		}
+	}
+	if err := FailedChecks(results); err == nil || !strings.Contains(err.Error(), "4 check(s) failed (4 MUST)") {
+		t.Errorf("FailedChecks: %v", err)
+	}
+}
+
+func TestRunnerParallelLimit(t *testing.T) {
+	ids := []string{"gang_scheduling", "pod_autoscaling", "ai_service_metrics", "accelerator_metrics", "robust_controller", "ai_inference"}
+	for _, tc := range []struct {
+		parallel int
+		want     int32
+	}{{2, 2}, {0, int32(len(ids))}} {
+		var running, peak atomic.Int32
+		release := make(chan struct{})
+		var checks []Check
+		for _, id := range ids {
+			checks = append(checks, NewCheck(id, func(t *T, env *Env) {
+				n := running.Add(1)
+				for {
+					p := peak.Load()
+					if n <= p || peak.CompareAndSwap(p, n) {
+						break
+					}
+				}
+				<-release
+				running.Add(-1)
+			}))
+		}
+		// Release the checks once as many run at once as allowed, or after
+		// a while if the runner never gets there.
+		go func() {
+			deadline := time.Now().Add(5 * time.Second)
+			for running.Load() < tc.want && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond) // room for an excess check to start
+			close(release)
+		}()
+		r := &Runner{Catalog: testCatalog(ids...), Registry: mustRegistry(t, checks...), Parallel: tc.parallel}
+		results, err := r.Run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, res := range results {
+			if res.Status != Passed {
+				t.Errorf("%s: %s %s", res.ID, res.Status, res.Reason)
+			}
+		}
+		if got := peak.Load(); got != tc.want {
+			t.Errorf("parallel %d: at most %d checks ran at once, want %d", tc.parallel, got, tc.want)
+		}
+	}
+}
+
+func TestRunnerTimeoutsAndCleanupBox(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	var cleanupCtxOK atomic.Bool
+	reg := mustRegistry(t,
+		// Honours its context: fails promptly when it times out.
+		NewCheck("gang_scheduling", func(t *T, env *Env) {
+			t.Cleanup(func(ctx context.Context) {
+				// The cleanup context is live although the check's expired.
+				cleanupCtxOK.Store(ctx.Err() == nil && t.Context().Err() != nil)
+			})
+			t.Run("Wait", func(t *T) {
+				<-t.Context().Done()
+				t.Fatalf("gave up: %v", t.Context().Err())
+			})
+		}),
+		// Ignores cancellation entirely: abandoned after the grace period.
+		NewCheck("pod_autoscaling", func(t *T, env *Env) {
+			t.Run("Stuck", func(t *T) {
+				<-release
+				t.Logf("too late")
+			})
+		}),
+		// Its cleanup blocks: the cleanup is cut at CleanupTimeout.
+		NewCheck("ai_inference", func(t *T, env *Env) {
+			t.Cleanup(func(ctx context.Context) { <-release })
+		}),
+	)
+	r := &Runner{
+		Catalog:        testCatalog("gang_scheduling", "pod_autoscaling", "ai_inference"),
+		Registry:       reg,
+		Timeout:        200 * time.Millisecond,
+		AbandonAfter:   200 * time.Millisecond,
+		CleanupTimeout: 300 * time.Millisecond,
+	}
+	start := time.Now()
+	results, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("run took %s; timeouts and the cleanup box should bound it near 0.5s", d)
+	}
+	got := byID(results)
+	if res := got["gang_scheduling"]; res.Status != Failed || !strings.Contains(res.Reason, "timed out after 200ms") ||
+		!strings.Contains(res.Reason, "gave up: context deadline exceeded") {
+		t.Errorf("blocking check: %s %q", res.Status, res.Reason)
+	}
+	if !cleanupCtxOK.Load() {
+		t.Error("cleanup of the timed-out check did not get a live context")
+	}
+	res := got["pod_autoscaling"]
+	if res.Status != Failed || !strings.Contains(res.Reason, "ignored cancellation and was abandoned 200ms later") {
+		t.Errorf("check ignoring cancellation: %s %q", res.Status, res.Reason)
+	}
+	if len(res.Test.Subtests) != 1 || res.Test.Subtests[0].Status != Failed {
+		t.Errorf("the stuck subtest is not recorded failed: %+v", res.Test.Subtests)
+	}
+	if res := got["ai_inference"]; res.Status != Passed || len(res.CleanupProblems) != 1 ||
+		!strings.Contains(res.CleanupProblems[0], "cleanup did not finish within 300ms") {
+		t.Errorf("blocking cleanup: %s, problems %q", res.Status, res.CleanupProblems)
+	}
+}
+
+func TestRunnerInterruptKeepsFinishedResults(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancelCause(t.Context())
+	defer cancel(nil)
+	var cleanedUp atomic.Bool
+	reg := mustRegistry(t,
+		NewCheck("gang_scheduling", func(t *T, env *Env) { t.Logf("quick") }),
+		NewCheck("pod_autoscaling", func(t *T, env *Env) {
+			t.Cleanup(func(context.Context) { cleanedUp.Store(true) })
+			<-t.Context().Done()
+			t.Fatalf("stopped: %v", t.Context().Err())
+		}),
+		NewCheck("ai_inference", func(t *T, env *Env) { t.Fatalf("must not start") }),
+	)
+	r := &Runner{
+		Catalog:    testCatalog("gang_scheduling", "pod_autoscaling", "ai_inference"),
+		Registry:   reg,
+		Parallel:   1,
+		ResultsDir: dir,
+		OnResult: func(res Result) {
+			// The quick check's file exists as soon as its result is known.
+			if res.ID == "gang_scheduling" {
+				if _, err := os.Stat(filepath.Join(dir, "gang_scheduling.json")); err != nil {
+					t.Errorf("result not saved when reported: %v", err)
+				}
+			}
+		},
+		OnStart: func(req Requirement) {
+			if req.ID == "pod_autoscaling" {
+				go func() {
+					time.Sleep(100 * time.Millisecond)
+					cancel(errors.New("SIGINT"))
+				}()
+			}
+		},
+	}
+	results, err := r.Run(ctx)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "SIGINT") {
+		t.Fatalf("Run error = %v, want the cancellation with its cause", err)
+	}
+	got := byID(results)
+	if len(results) != 2 || got["gang_scheduling"].Status != Passed || got["pod_autoscaling"].Status != Failed {
+		t.Fatalf("results: %+v", results)
+	}
+	if !strings.Contains(got["pod_autoscaling"].Reason, "interrupted after") {
+		t.Errorf("interrupted check reason: %q", got["pod_autoscaling"].Reason)
+	}
+	if !cleanedUp.Load() {
+		t.Error("cleanup did not run on interruption")
+	}
+	saved, err := LoadResults(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(saved) != 2 || saved[0].ID != "gang_scheduling" || saved[1].ID != "pod_autoscaling" {
+		t.Errorf("saved results: %+v", saved)
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	reg := &Registry{}
+	if err := reg.Register(NewCheck("gang_scheduling", func(*T, *Env) {})); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(NewCheck("gang_scheduling", func(*T, *Env) {})); err == nil || !strings.Contains(err.Error(), "already registered") {
+		t.Errorf("duplicate: %v", err)
+	}
+	if err := reg.Register(NewCheck("gang_sched", func(*T, *Env) {})); err == nil || !strings.Contains(err.Error(), "no conformance version") {
+		t.Errorf("unknown id: %v", err)
+	}
+	if ids := reg.IDs(); len(ids) != 1 || ids[0] != "gang_scheduling" {
+		t.Errorf("IDs = %v", ids)
+	}
+}
+
+func TestNamespaceName(t *testing.T) {
+	a, b := NamespaceName("secure_accelerator_access"), NamespaceName("secure_accelerator_access")
+	if a == b || !strings.HasPrefix(a, "kaic-secure-accelerator-access-") || len(a) != len("kaic-secure-accelerator-access-")+5 {
+		t.Errorf("names %q %q", a, b)
+	}
+	if long := NamespaceName(strings.Repeat("x", 80)); len(long) > 63 {
+		t.Errorf("%q is longer than a DNS label", long)
+	}
+}

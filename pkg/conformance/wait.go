@@ -1,0 +1,81 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+)
+
+// WaitForPod watches the pod namespace/name until done returns true (or
+// an error) and returns the pod as last seen, also on error. A deleted pod
+// is an error.
+func WaitForPod(ctx context.Context, client kubernetes.Interface, namespace, name string, done func(*corev1.Pod) (bool, error)) (*corev1.Pod, error) {
+	pods := client.CoreV1().Pods(namespace)
+	selector := fields.OneTermEqualSelector("metadata.name", name).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (k8sruntime.Object, error) {
+			opts.FieldSelector = selector
+			return pods.List(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.FieldSelector = selector
+			return pods.Watch(ctx, opts)
+		},
+	}
+	var last *corev1.Pod
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(event watch.Event) (bool, error) {
+		pod, ok := event.Object.(*corev1.Pod)
+		if !ok {
+			return false, nil
+		}
+		last = pod
+		if event.Type == watch.Deleted {
+			return false, fmt.Errorf("pod %s/%s was deleted", namespace, name)
+		}
+		return done(pod)
+	})
+	if err != nil {
+		return last, fmt.Errorf("waiting for pod %s/%s: %w", namespace, name, err)
+	}
+	return last, nil
+}
+
+// PodRunning is a WaitForPod condition: the pod is bound and Running (or
+// has already Succeeded). A failed pod is an error.
+func PodRunning(pod *corev1.Pod) (bool, error) {
+	switch pod.Status.Phase {
+	case corev1.PodRunning, corev1.PodSucceeded:
+		return pod.Spec.NodeName != "", nil
+	case corev1.PodFailed:
+		return false, fmt.Errorf("pod %s/%s failed: %s %s", pod.Namespace, pod.Name, pod.Status.Reason, pod.Status.Message)
+	}
+	return false, nil
+}
+
+// PodUnschedulable is a WaitForPod condition: the scheduler marked the pod
+// PodScheduled=False with reason Unschedulable. A bound pod is an error.
+func PodUnschedulable(pod *corev1.Pod) (bool, error) {
+	if pod.Spec.NodeName != "" {
+		return false, fmt.Errorf("pod %s/%s was bound to node %s", pod.Namespace, pod.Name, pod.Spec.NodeName)
+	}
+	c := PodCondition(pod, corev1.PodScheduled)
+	return c != nil && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable, nil
+}
+
+// PodCondition returns the pod's condition of type ct, or nil.
+func PodCondition(pod *corev1.Pod, ct corev1.PodConditionType) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == ct {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}

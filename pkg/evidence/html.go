@@ -1,0 +1,254 @@
+package evidence
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"time"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+)
+
+// reportData is what report.html shows.
+type reportData struct {
+	Title       string
+	Version     string
+	KaicVersion string
+	Simulated   bool
+	Notice      string
+	Platform    string
+	Profile     string
+	Started     string
+	Finished    string
+	Categories  []categoryRow
+	Totals      levelCounts
+	Cases       caseCounts
+	Failures    []requirementRow
+	Rows        []requirementRow
+	TestCases   []testCaseRow
+}
+
+type levelCounts struct{ Pass, Fail, Skip, NA, Total int }
+
+func (c *levelCounts) add(s conformance.Status) {
+	c.Total++
+	switch s {
+	case conformance.Passed:
+		c.Pass++
+	case conformance.Failed:
+		c.Fail++
+	case conformance.NotApplicable:
+		c.NA++
+	default:
+		c.Skip++
+	}
+}
+
+type categoryRow struct {
+	Title        string
+	Must, Should levelCounts
+}
+
+// caseCounts are the totals of junit.xml's root element.
+type caseCounts struct{ Tests, Failures, Skipped, Passed int }
+
+type requirementRow struct {
+	ID, Category, Level, Status, StatusClass, Duration, Reason, TestName string
+	JUnit, Transcript                                                    string
+}
+
+type testCaseRow struct {
+	Name, Status, Duration string
+}
+
+func statusClass(s conformance.Status) string {
+	switch s {
+	case conformance.Passed:
+		return "pass"
+	case conformance.Failed:
+		return "fail"
+	case conformance.NotApplicable:
+		return "na"
+	default:
+		return "skip"
+	}
+}
+
+// Report returns report.html: one self-contained page (inline style and
+// script, no external assets) with the summary by category and level,
+// failures first, every requirement with its status, duration and
+// evidence, and every test case. A small script recounts the test cases in
+// the browser and flags any disagreement with the totals printed.
+func Report(run *Run) ([]byte, error) {
+	start, end := run.span()
+	d := reportData{
+		Title:       fmt.Sprintf("Kubernetes AI Conformance v%s: kaic report", run.Version),
+		Version:     run.Version,
+		KaicVersion: orDev(run.KaicVersion),
+		Simulated:   run.Simulated(),
+		Notice:      run.SimulatedNotice(),
+	}
+	if !start.IsZero() {
+		d.Started, d.Finished = start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339)
+	}
+	if run.Profile != nil {
+		d.Platform = run.Profile.Spec.Product.PlatformName
+		d.Profile = run.Profile.Metadata.Name
+	}
+	byCategory := map[string]*categoryRow{}
+	for _, key := range conformance.Categories() {
+		byCategory[key] = &categoryRow{Title: conformance.CategoryTitle(key)}
+	}
+	for _, res := range run.ordered() {
+		row := requirementRow{
+			ID: res.ID, Category: conformance.CategoryTitle(res.Category), Level: string(res.Level),
+			Status: verdictWord(res.Status), StatusClass: statusClass(res.Status),
+			Duration: fmt.Sprintf("%.2fs", seconds(res.Duration)), Reason: res.Reason, TestName: res.TestName,
+			Transcript: transcriptPath(res.TestName),
+		}
+		if res.Status == conformance.Passed || res.Status == conformance.Failed {
+			row.JUnit = JUnitFile
+		}
+		d.Rows = append(d.Rows, row)
+		if res.Status == conformance.Failed {
+			d.Failures = append(d.Failures, row)
+		}
+		cat := byCategory[res.Category]
+		if cat == nil {
+			cat = &categoryRow{Title: conformance.CategoryTitle(res.Category)}
+			byCategory[res.Category] = cat
+		}
+		if res.Level == conformance.Must {
+			cat.Must.add(res.Status)
+		} else {
+			cat.Should.add(res.Status)
+		}
+		d.Totals.add(res.Status)
+		for _, tr := range res.Tests() {
+			d.TestCases = append(d.TestCases, testCaseRow{Name: tr.Name, Status: statusClass(tr.Status), Duration: fmt.Sprintf("%.2fs", seconds(tr.Duration))})
+			d.Cases.Tests++
+			switch tr.Status {
+			case conformance.Passed:
+				d.Cases.Passed++
+			case conformance.Failed:
+				d.Cases.Failures++
+			default:
+				d.Cases.Skipped++
+			}
+		}
+	}
+	for _, key := range conformance.Categories() {
+		if c := byCategory[key]; c.Must.Total+c.Should.Total > 0 {
+			d.Categories = append(d.Categories, *c)
+		}
+	}
+	var buf bytes.Buffer
+	if err := reportTemplate.Execute(&buf, d); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+var reportTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #1f2328; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; }
+.meta { color: #59636e; margin-top: 0; }
+.banner { border: 3px solid #cf222e; background: #ffebe9; color: #82071e; padding: .8rem 1rem; font-weight: 700; margin: 1rem 0; }
+.mismatch { border: 3px solid #bf8700; background: #fff8c5; padding: .6rem 1rem; }
+table { border-collapse: collapse; width: 100%; margin: .6rem 0 1.4rem; }
+th, td { border: 1px solid #d1d9e0; padding: .35rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
+.pass { color: #1a7f37; font-weight: 600; }
+.fail { color: #cf222e; font-weight: 700; }
+.skip { color: #9a6700; }
+.na { color: #59636e; }
+.cards { display: flex; gap: 1rem; flex-wrap: wrap; }
+.card { border: 1px solid #d1d9e0; border-radius: 6px; padding: .6rem 1rem; min-width: 8rem; }
+.card b { display: block; font-size: 1.6rem; }
+code { font-size: .9em; }
+</style>
+</head>
+<body data-summary="unchecked">
+<h1>{{.Title}}</h1>
+<p class="meta">{{if .Platform}}{{.Platform}} · {{end}}{{if .Profile}}profile {{.Profile}} · {{end}}kaic {{.KaicVersion}}{{if .Started}} · {{.Started}} – {{.Finished}}{{end}}</p>
+{{if .Simulated}}<div class="banner" id="simulated-banner">{{.Notice}}</div>{{end}}
+<div id="summary-warning" class="mismatch" hidden></div>
+
+<h2>Summary</h2>
+<div class="cards">
+<div class="card">Requirements<b id="req-total">{{.Totals.Total}}</b></div>
+<div class="card pass">Passed<b id="req-pass">{{.Totals.Pass}}</b></div>
+<div class="card fail">Failed<b id="req-fail">{{.Totals.Fail}}</b></div>
+<div class="card skip">Skipped<b id="req-skip">{{.Totals.Skip}}</b></div>
+<div class="card na">N/A<b id="req-na">{{.Totals.NA}}</b></div>
+</div>
+<p>Test cases (as in junit.xml): <b id="tc-tests">{{.Cases.Tests}}</b> tests, <b id="tc-failures">{{.Cases.Failures}}</b> failures, <b id="tc-skipped">{{.Cases.Skipped}}</b> skipped, <b id="tc-passed">{{.Cases.Passed}}</b> passed.</p>
+<table id="by-category">
+<thead><tr><th>Category</th><th class="num">MUST pass</th><th class="num">MUST fail</th><th class="num">MUST skip</th><th class="num">MUST N/A</th><th class="num">SHOULD pass</th><th class="num">SHOULD fail</th><th class="num">SHOULD skip</th><th class="num">SHOULD N/A</th></tr></thead>
+<tbody>
+{{range .Categories}}<tr><td>{{.Title}}</td><td class="num">{{.Must.Pass}}</td><td class="num">{{.Must.Fail}}</td><td class="num">{{.Must.Skip}}</td><td class="num">{{.Must.NA}}</td><td class="num">{{.Should.Pass}}</td><td class="num">{{.Should.Fail}}</td><td class="num">{{.Should.Skip}}</td><td class="num">{{.Should.NA}}</td></tr>
+{{end}}</tbody>
+</table>
+
+{{if .Failures}}<h2>Failures</h2>
+<table id="failures">
+<thead><tr><th>Requirement</th><th>Level</th><th>Why</th><th>Evidence</th></tr></thead>
+<tbody>
+{{range .Failures}}<tr><td><code>{{.ID}}</code></td><td>{{.Level}}</td><td>{{.Reason}}</td><td><a href="{{.Transcript}}">transcript</a></td></tr>
+{{end}}</tbody>
+</table>
+{{end}}
+<h2>Requirements</h2>
+<table id="requirements">
+<thead><tr><th>Requirement</th><th>Category</th><th>Level</th><th>Status</th><th class="num">Duration</th><th>Evidence</th><th>Notes</th></tr></thead>
+<tbody>
+{{range .Rows}}<tr class="requirement" data-status="{{.StatusClass}}"><td><code>{{.ID}}</code><br><small>{{.TestName}}</small></td><td>{{.Category}}</td><td>{{.Level}}</td><td class="{{.StatusClass}}">{{.Status}}</td><td class="num">{{.Duration}}</td><td>{{if .JUnit}}<a href="{{.JUnit}}">junit.xml</a><br>{{end}}<a href="{{.Transcript}}">transcript</a></td><td>{{.Reason}}</td></tr>
+{{end}}</tbody>
+</table>
+
+<h2>Test cases</h2>
+<table id="testcases">
+<thead><tr><th>Test</th><th>Result</th><th class="num">Duration</th></tr></thead>
+<tbody>
+{{range .TestCases}}<tr class="testcase" data-status="{{.Status}}"><td><code>{{.Name}}</code></td><td class="{{.Status}}">{{.Status}}</td><td class="num">{{.Duration}}</td></tr>
+{{end}}</tbody>
+</table>
+<script>
+(function () {
+  var count = function (sel, status) {
+    return document.querySelectorAll(sel + (status ? '[data-status="' + status + '"]' : '')).length;
+  };
+  var want = {
+    'tc-tests': count('tr.testcase'),
+    'tc-failures': count('tr.testcase', 'fail'),
+    'tc-skipped': count('tr.testcase', 'skip') + count('tr.testcase', 'na'),
+    'tc-passed': count('tr.testcase', 'pass'),
+    'req-total': count('tr.requirement'),
+    'req-pass': count('tr.requirement', 'pass'),
+    'req-fail': count('tr.requirement', 'fail'),
+    'req-skip': count('tr.requirement', 'skip'),
+    'req-na': count('tr.requirement', 'na')
+  };
+  var bad = [];
+  for (var id in want) {
+    var shown = parseInt(document.getElementById(id).textContent, 10);
+    if (shown !== want[id]) { bad.push(id + ' shows ' + shown + ' but the page lists ' + want[id]); }
+  }
+  document.body.setAttribute('data-summary', bad.length ? 'mismatch' : 'verified');
+  if (bad.length) {
+    var w = document.getElementById('summary-warning');
+    w.textContent = 'Summary does not match the rows: ' + bad.join('; ');
+    w.hidden = false;
+  }
+})();
+</script>
+</body>
+</html>
+`))

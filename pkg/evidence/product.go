@@ -1,0 +1,150 @@
+package evidence
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+)
+
+// PRODUCT.yaml status values.
+const (
+	StatusImplemented          = "Implemented"
+	StatusNotImplemented       = "Not Implemented"
+	StatusPartiallyImplemented = "Partially Implemented"
+	StatusNA                   = "N/A"
+)
+
+// Product fills the official checklist of the run's version: id,
+// description and level stay as published; status, evidence and notes
+// come from the results; metadata comes from the profile. It returns the
+// document and warnings for metadata still holding placeholders.
+func Product(run *Run) ([]byte, []string, error) {
+	cl, err := conformance.ParseChecklist(run.Template)
+	if err != nil {
+		return nil, nil, fmt.Errorf("official checklist v%s: %w", run.Version, err)
+	}
+	results := map[string]conformance.Result{}
+	for _, r := range run.Results {
+		results[r.ID] = r
+	}
+	for ci := range cl.Spec {
+		for ii := range cl.Spec[ci].Items {
+			item := &cl.Spec[ci].Items[ii]
+			res, ok := results[item.ID]
+			fillItem(item, res, ok, run)
+		}
+	}
+	warnings := fillMetadata(cl, run)
+	data, err := cl.Marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	return data, warnings, nil
+}
+
+func fillItem(item *conformance.ChecklistItem, res conformance.Result, ok bool, run *Run) {
+	var notes []string
+	item.Evidence = nil
+	switch {
+	case !ok:
+		item.Status = ""
+		notes = append(notes, "Not verified: the run ended before kaic ran this check.")
+	case res.Status == conformance.Passed:
+		item.Status = StatusImplemented
+		item.Evidence = []string{"file://" + JUnitFile + "#" + res.TestName, transcriptPath(res.TestName)}
+		notes = append(notes, fmt.Sprintf("Verified by kaic: %s passed%s.", res.TestName, subtestSummary(res)))
+	case res.Status == conformance.Failed:
+		item.Status = StatusNotImplemented
+		item.Evidence = []string{transcriptPath(res.TestName)}
+		notes = append(notes, fmt.Sprintf("kaic's check %s failed: %s", res.TestName, res.Reason))
+	case res.Status == conformance.NotApplicable:
+		item.Status = StatusNA
+		notes = append(notes, res.Reason)
+	default: // skipped
+		item.Status = ""
+		notes = append(notes, "Not verified by kaic: "+res.Reason)
+	}
+	if run.Simulated() {
+		notes = append(notes, run.SimulatedNotice())
+	}
+	item.Notes = strings.Join(notes, " ")
+}
+
+// subtestSummary says how many subtests passed, e.g. " (5 of 6 subtests
+// passed, 1 skipped)".
+func subtestSummary(res conformance.Result) string {
+	tests := res.Tests()
+	if len(tests) <= 1 {
+		return ""
+	}
+	var passed, skipped int
+	for _, tr := range tests[1:] {
+		switch tr.Status {
+		case conformance.Passed:
+			passed++
+		case conformance.Skipped:
+			skipped++
+		}
+	}
+	s := fmt.Sprintf(" (%d of %d subtests passed", passed, len(tests)-1)
+	if skipped > 0 {
+		s += fmt.Sprintf(", %d skipped", skipped)
+	}
+	return s + ")"
+}
+
+// metadataFields are PRODUCT.yaml's metadata keys, in template order.
+var metadataFields = []string{
+	"kubernetesVersion", "platformName", "platformVersion", "vendorName", "websiteUrl", "repoUrl",
+	"documentationUrl", "productLogoUrl", "description", "contactEmailAddress", "k8sConformanceUrl",
+}
+
+func fillMetadata(cl *conformance.Checklist, run *Run) []string {
+	var values map[string]string
+	if run.Profile != nil {
+		p := run.Profile.Spec.Product
+		values = map[string]string{
+			"kubernetesVersion":   run.Profile.Spec.KubernetesVersion,
+			"platformName":        p.PlatformName,
+			"platformVersion":     p.PlatformVersion,
+			"vendorName":          p.VendorName,
+			"websiteUrl":          p.WebsiteURL,
+			"repoUrl":             p.RepoURL,
+			"documentationUrl":    p.DocumentationURL,
+			"productLogoUrl":      p.ProductLogoURL,
+			"description":         strings.TrimSpace(p.Description),
+			"contactEmailAddress": p.ContactEmailAddress,
+			"k8sConformanceUrl":   p.K8sConformanceURL,
+		}
+	}
+	var warnings []string
+	for _, key := range metadataFields {
+		v := values[key]
+		cur, present := cl.Meta(key)
+		switch {
+		case v != "":
+			cl.SetMeta(key, v)
+		case key == "repoUrl":
+			if present {
+				cl.SetMeta(key, "") // optional: an empty value, not the template's placeholder
+			}
+		case !present || cur == "":
+			cl.SetMeta(key, "["+key+"]")
+		}
+		if key == "repoUrl" {
+			continue
+		}
+		if final, _ := cl.Meta(key); isPlaceholder(final) {
+			warnings = append(warnings, fmt.Sprintf("PRODUCT.yaml metadata.%s is the placeholder %q: set spec.product.%s in the profile (the CNCF validator rejects placeholders)", key, final, key))
+		}
+	}
+	return warnings
+}
+
+// isPlaceholder reports whether a metadata value is empty or of the form
+// "[...]", which the CNCF validator rejects.
+func isPlaceholder(v string) bool {
+	v = strings.TrimSpace(v)
+	return v == "" || (strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]"))
+}
