@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Creates a one-node kind cluster from the image hack/kindnode/build.sh made,
+# through the kind Go library, and checks it: node Ready, a pod from a locally
+# built image runs, `kubectl logs` works, cluster DNS resolves. Deletes the
+# cluster afterwards (KEEP=1 keeps it).
+#
+#   hack/kindnode/smoke.sh [node-image]
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${KAIC_KINDNODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kaic/kindnode}
+name=${KAIC_SMOKE_CLUSTER:-kaic-kindnode-smoke}
+
+image=${1:-$("$here/build.sh")}
+testbin=$(KAIC_TESTBIN_QUIET=1 "$repo/hack/testbin/build.sh" kubectl)
+k8s_version=${image##*:}
+kubeconfig=$(mktemp)
+kubectl() { "$testbin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
+say() { echo "smoke: $*" >&2; }
+
+cleanup() {
+	if [[ ${KEEP:-} == 1 ]]; then
+		say "kept cluster $name (kubeconfig $kubeconfig)"
+	else
+		"$cache/bin/kindcluster" -name "$name" -delete >/dev/null 2>&1 || true
+		rm -f "$kubeconfig"
+	fi
+}
+trap cleanup EXIT
+
+t0=$(date +%s)
+"$cache/bin/kindcluster" -name "$name" -image "$image" -kubeconfig "$kubeconfig"
+t1=$(date +%s)
+kubectl wait --for=condition=Ready node --all --timeout=120s
+
+# A locally built image, side-loaded the way `kind load image-archive` does.
+docker exec -i "$name-control-plane" ctr -n k8s.io images import --all-platforms --digests --snapshotter=overlayfs - \
+	<"$cache/$k8s_version/debian.tar" >/dev/null
+kubectl apply -f - <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: smoke
+spec:
+  containers:
+  - name: smoke
+    image: kaic.local/debian:bookworm
+    imagePullPolicy: Never
+    command: ["bash", "-c", "echo smoke-ok; getent hosts kubernetes.default.svc.cluster.local; exec sleep 600"]
+EOF
+kubectl -n kube-system rollout status deployment/coredns --timeout=180s
+kubectl wait --for=condition=Ready pod/smoke --timeout=120s
+for _ in $(seq 30); do
+	logs=$(kubectl logs smoke)
+	grep -q 'kubernetes.default.svc.cluster.local' <<<"$logs" && break
+	# DNS may not have been ready when the pod started; ask again.
+	logs+=$'\n'$(kubectl exec smoke -- getent hosts kubernetes.default.svc.cluster.local || true)
+	grep -q 'kubernetes.default.svc.cluster.local' <<<"$logs" && break
+	sleep 2
+done
+echo "$logs"
+grep -q smoke-ok <<<"$logs" || { say "FAIL: no pod output"; exit 1; }
+grep -q 'kubernetes.default.svc.cluster.local' <<<"$logs" || { say "FAIL: cluster DNS did not resolve"; exit 1; }
+kubectl get nodes -o wide
+kubectl get pods -A -o wide
+say "PASS: cluster created in $((t1 - t0))s, all checks in $(($(date +%s) - t0))s"
