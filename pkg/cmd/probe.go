@@ -41,11 +41,11 @@ matching a glob, and prints RESULT: ACCELERATOR_COUNT=<n>, DEVICES=<list> and
 ACCELERATOR_FOUND or ACCELERATOR_MISSING. With --hold it then waits, so the
 pod stays Running while a check reads its log.`,
 		Example: `  kaic probe devices --env-prefix GPU_DEVICE_ --hold 1h
-  kaic probe devices --glob '/dev/nvidia[0-9]*'`,
+  kaic probe devices --device-glob '/dev/nvidia[0-9]*'`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if envPrefix == "" && glob == "" {
-				return usageError("give --env-prefix, --glob or both")
+				return usageError("give --env-prefix, --device-glob or both")
 			}
 			r, err := probe.FindDevices(os.Environ(), envPrefix, glob)
 			if err != nil {
@@ -58,7 +58,7 @@ pod stays Running while a check reads its log.`,
 		},
 	}
 	c.Flags().StringVar(&envPrefix, "env-prefix", "", "environment variable prefix naming held devices, e.g. GPU_DEVICE_")
-	c.Flags().StringVar(&glob, "glob", "", "device file glob, e.g. /dev/nvidia[0-9]*")
+	c.Flags().StringVar(&glob, "device-glob", "", "device file glob, e.g. /dev/nvidia[0-9]*")
 	c.Flags().DurationVar(&hold, "hold", 0, "keep running this long after reporting (0: exit)")
 	return c
 }

@@ -78,7 +78,7 @@ func TestBuildIsReproducibleAndLoadable(t *testing.T) {
 		t.Fatalf("docker load: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", ref).Run() })
-	out, err := exec.Command("docker", "run", "--rm", "-e", "GPU_DEVICE_0=gpu-4", "-e", "GPU_DEVICE_1=gpu-6", ref, "devices", "--env-prefix", "GPU_DEVICE_").CombinedOutput()
+	out, err := exec.Command("docker", "run", "--rm", "--network", "none", "-e", "GPU_DEVICE_0=gpu-4", "-e", "GPU_DEVICE_1=gpu-6", ref, "devices", "--env-prefix", "GPU_DEVICE_").CombinedOutput()
 	if err != nil {
 		t.Fatalf("docker run: %v\n%s", err, out)
 	}
