@@ -12,7 +12,7 @@ FUZZTIME    ?= 3m
 all: build
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kaic
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kaic
 
 # testbin builds the real control plane (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kwok) the integration tests run
