@@ -134,16 +134,22 @@ func TestInterruptAndResume(t *testing.T) {
 	}
 
 	// Resume against a real API server: provision now succeeds, install has
-	// nothing to do (existing has no stack), verify is not there yet.
+	// nothing to do (existing has no stack), and verify runs the checks
+	// against a control plane without accelerators, so checks fail (exit 3)
+	// and the evidence says so.
 	env := testenv.Shared(t)
-	resume := exec.Command(bin, "up", "--resume", out, "--kubeconfig", env.KubeconfigPath)
+	checklists, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "checklists"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resume := exec.Command(bin, "up", "--resume", out, "--kubeconfig", env.KubeconfigPath, "--checklist-dir", checklists)
 	resume.Env = append(os.Environ(), "CI=true")
 	combined, err := resume.CombinedOutput()
-	if code := exitCode(err); code != 1 {
-		t.Fatalf("resume: exit %d, want 1 (verify is not implemented):\n%s", code, combined)
+	if code := exitCode(err); code != 3 {
+		t.Fatalf("resume: exit %d, want 3 (checks fail without accelerators):\n%s", code, combined)
 	}
-	if !strings.Contains(string(combined), "not implemented yet: running the conformance checks") {
-		t.Errorf("resume output:\n%s", combined)
+	if !strings.Contains(string(combined), "[verify] dra_support") && !strings.Contains(string(combined), "[verify] secure_accelerator_access") {
+		t.Errorf("resume output shows no check:\n%s", combined)
 	}
 	st, err = pipeline.LoadState(out)
 	if err != nil {
@@ -159,6 +165,11 @@ func TestInterruptAndResume(t *testing.T) {
 			t.Errorf("%s after resume: %+v, want %s", phase, p, status)
 		}
 	}
+	for _, f := range []string{"PRODUCT.yaml", "junit.xml", "results.json", "e2e.log"} {
+		if _, err := os.Stat(filepath.Join(out, "v1.37", "my-platform", f)); err != nil {
+			t.Errorf("evidence of a failed verify: %v", err)
+		}
+	}
 	prov := st.Phase(pipeline.PhaseProvision)
 	kc := prov.Outputs["kubeconfig"]
 	fi, err := os.Stat(kc)
@@ -170,7 +181,7 @@ func TestInterruptAndResume(t *testing.T) {
 	}
 
 	// A second resume skips what succeeded.
-	again := exec.Command(bin, "up", "--resume", out, "--kubeconfig", env.KubeconfigPath)
+	again := exec.Command(bin, "up", "--resume", out, "--kubeconfig", env.KubeconfigPath, "--checklist-dir", checklists)
 	again.Env = append(os.Environ(), "CI=true")
 	combined, _ = again.CombinedOutput()
 	if !strings.Contains(string(combined), "[provision] skipped: already succeeded") {

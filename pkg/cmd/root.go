@@ -93,7 +93,7 @@ A profile is a built-in name (kaic profiles list) or a YAML file.`,
 	pf.StringVar(&o.context, "context", "", "kubeconfig context to use")
 	pf.CountVarP(&o.verbosity, "verbose", "v", "more log output (-v info, -vv debug)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 
 	root.AddCommand(
@@ -166,7 +166,7 @@ func isUnknownCommand(err error) bool {
 // usage errors.
 func noArgs(c *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usageError("%s takes no arguments, got %q\nRun '%s --help' for usage.", c.CommandPath(), args, c.CommandPath())
+		return usageError("%s takes no arguments, got %q (see '%s --help')", c.CommandPath(), args, c.CommandPath())
 	}
 	return nil
 }
@@ -174,7 +174,7 @@ func noArgs(c *cobra.Command, args []string) error {
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usageError("%s takes %d argument(s), got %d\nRun '%s --help' for usage.", c.CommandPath(), n, len(args), c.CommandPath())
+			return usageError("%s takes %d argument(s), got %d (see '%s --help')", c.CommandPath(), n, len(args), c.CommandPath())
 		}
 		return nil
 	}
@@ -183,7 +183,7 @@ func exactArgs(n int) cobra.PositionalArgs {
 func maxArgs(n int) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
 		if len(args) > n {
-			return usageError("%s takes at most %d argument(s), got %d\nRun '%s --help' for usage.", c.CommandPath(), n, len(args), c.CommandPath())
+			return usageError("%s takes at most %d argument(s), got %d (see '%s --help')", c.CommandPath(), n, len(args), c.CommandPath())
 		}
 		return nil
 	}

@@ -163,31 +163,54 @@ func LoadResults(dir string) ([]Result, error) {
 }
 
 // ChecksFailedError is returned when a run completed and some checks
-// failed. The CLI exits with its own code for it.
+// failed, or some MUST requirements the profile selected were not verified
+// (no check for them yet, or the check skipped itself). The CLI exits with
+// its own code for it: such a run demonstrates nothing about those
+// requirements.
 type ChecksFailedError struct {
 	// IDs are the failed requirements, in catalog order.
 	IDs []string
 	// Must counts how many of them are MUST requirements.
 	Must int
+	// Unverified are the selected MUST requirements that were skipped.
+	Unverified []string
 }
 
 func (e *ChecksFailedError) Error() string {
-	return fmt.Sprintf("%d check(s) failed (%d MUST): %s", len(e.IDs), e.Must, strings.Join(e.IDs, ", "))
+	var parts []string
+	if len(e.IDs) > 0 {
+		parts = append(parts, fmt.Sprintf("%d check(s) failed (%d MUST): %s", len(e.IDs), e.Must, strings.Join(e.IDs, ", ")))
+	}
+	if len(e.Unverified) > 0 {
+		parts = append(parts, fmt.Sprintf("%d MUST requirement(s) not verified: %s", len(e.Unverified), strings.Join(e.Unverified, ", ")))
+	}
+	return strings.Join(parts, "; ")
 }
 
-// FailedChecks returns a *ChecksFailedError naming the failed results, or
-// nil when none failed.
+// Reasons of results the profile deselected; such skips are the user's
+// choice, not a gap in the run.
+const (
+	ReasonNotSelected = "not selected by the profile (spec.checks.include)"
+	ReasonExcluded    = "excluded by the profile (spec.checks.exclude)"
+)
+
+// FailedChecks returns a *ChecksFailedError naming the failed results and
+// the selected MUST requirements that were skipped, or nil when there are
+// none.
 func FailedChecks(results []Result) error {
 	e := &ChecksFailedError{}
 	for _, r := range results {
-		if r.Status == Failed {
+		switch {
+		case r.Status == Failed:
 			e.IDs = append(e.IDs, r.ID)
 			if r.Level == Must {
 				e.Must++
 			}
+		case r.Status == Skipped && r.Level == Must && r.Reason != ReasonNotSelected && r.Reason != ReasonExcluded:
+			e.Unverified = append(e.Unverified, r.ID)
 		}
 	}
-	if len(e.IDs) == 0 {
+	if len(e.IDs) == 0 && len(e.Unverified) == 0 {
 		return nil
 	}
 	return e

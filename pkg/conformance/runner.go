@@ -199,9 +199,9 @@ func (r *Runner) notRun(req Requirement) (Result, bool) {
 		res.Status, res.Reason = NotApplicable, strings.TrimSpace(r.OptOuts[i].Notes)
 		line = "N/A: " + res.Reason
 	case len(r.Include) > 0 && !slices.Contains(r.Include, req.ID):
-		res.Status, res.Reason = Skipped, "not selected by the profile (spec.checks.include)"
+		res.Status, res.Reason = Skipped, ReasonNotSelected
 	case slices.Contains(r.Exclude, req.ID):
-		res.Status, res.Reason = Skipped, "excluded by the profile (spec.checks.exclude)"
+		res.Status, res.Reason = Skipped, ReasonExcluded
 	default:
 		if _, ok := r.Registry.Lookup(req.ID); ok {
 			return Result{}, false

@@ -353,3 +353,28 @@ func TestNamespaceName(t *testing.T) {
 		t.Errorf("%q is longer than a DNS label", long)
 	}
 }
+
+func TestSkippedMustIsNotASuccess(t *testing.T) {
+	results := []Result{
+		{ID: "gang_scheduling", Level: Must, Status: Passed},
+		{ID: "ai_inference", Level: Must, Status: Skipped, Reason: "kaic has no check for this requirement yet"},
+		{ID: "pod_autoscaling", Level: Must, Status: Skipped, Reason: ReasonExcluded},
+		{ID: "robust_controller", Level: Must, Status: Skipped, Reason: ReasonNotSelected},
+		{ID: "gpu_sharing", Level: Should, Status: Skipped, Reason: "kaic has no check for this requirement yet"},
+		{ID: "cluster_autoscaling", Level: Must, Status: NotApplicable, Reason: "no autoscaler"},
+	}
+	err := FailedChecks(results)
+	var failed *ChecksFailedError
+	if !errors.As(err, &failed) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(failed.IDs) != 0 || strings.Join(failed.Unverified, ",") != "ai_inference" {
+		t.Errorf("failed %v, unverified %v", failed.IDs, failed.Unverified)
+	}
+	if err.Error() != "1 MUST requirement(s) not verified: ai_inference" {
+		t.Errorf("message %q", err)
+	}
+	if err := FailedChecks(results[:1]); err != nil {
+		t.Errorf("all passed: %v", err)
+	}
+}
