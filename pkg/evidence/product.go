@@ -57,18 +57,28 @@ func fillItem(item *conformance.ChecklistItem, res conformance.Result, ok bool, 
 	case res.Status == conformance.Failed:
 		item.Status = StatusNotImplemented
 		item.Evidence = []string{transcriptPath(res.TestName)}
-		notes = append(notes, fmt.Sprintf("kaic's check %s failed: %s", res.TestName, res.Reason))
+		notes = append(notes, sentence(fmt.Sprintf("kaic's check %s failed: %s", res.TestName, res.Reason)))
 	case res.Status == conformance.NotApplicable:
 		item.Status = StatusNA
-		notes = append(notes, res.Reason)
+		notes = append(notes, sentence(res.Reason))
 	default: // skipped
 		item.Status = ""
-		notes = append(notes, "Not verified by kaic: "+res.Reason)
+		notes = append(notes, sentence("Not verified by kaic: "+res.Reason))
 	}
 	if run.Simulated() {
 		notes = append(notes, run.SimulatedNotice())
 	}
 	item.Notes = strings.Join(notes, " ")
+}
+
+// sentence ends s with a full stop unless it already ends a sentence, so
+// notes joined with spaces read as sentences.
+func sentence(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" || strings.HasSuffix(s, ".") || strings.HasSuffix(s, "!") || strings.HasSuffix(s, "?") {
+		return s
+	}
+	return s + "."
 }
 
 // subtestSummary says how many subtests passed, e.g. " (5 of 6 subtests
