@@ -138,10 +138,7 @@ func TestInterruptAndResume(t *testing.T) {
 	// against a control plane without accelerators, so checks fail (exit 3)
 	// and the evidence says so.
 	env := testenv.Shared(t)
-	checklists, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "checklists"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	checklists := testenv.OfficialChecklists(t)
 	resume := exec.Command(bin, "up", "--resume", out, "--kubeconfig", env.KubeconfigPath, "--checklist-dir", checklists)
 	resume.Env = append(os.Environ(), "CI=true")
 	combined, err := resume.CombinedOutput()

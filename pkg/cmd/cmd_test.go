@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/plan"
 )
 
@@ -20,20 +21,6 @@ func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
 	code = Execute(context.Background(), args, &out, &errOut)
 	return code, out.String(), errOut.String()
-}
-
-// sharedChecklists is the directory of the official checklists beside the
-// repository.
-func sharedChecklists(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "checklists"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("official checklists not found at %s: %v", dir, err)
-	}
-	return dir
 }
 
 func TestPlanEveryBuiltinProfile(t *testing.T) {
@@ -150,7 +137,7 @@ func TestFailedRunKeepsState(t *testing.T) {
 }
 
 func TestRequirementsListFromOfficialChecklist(t *testing.T) {
-	code, stdout, stderr := run(t, "requirements", "list", "--version", "1.35", "--checklist-dir", sharedChecklists(t), "-o", "json")
+	code, stdout, stderr := run(t, "requirements", "list", "--version", "1.35", "--checklist-dir", testenv.OfficialChecklists(t), "-o", "json")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

@@ -12,33 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/fetch"
 )
 
-// officialDir returns the directory of the official checklist files, which
-// lives beside the repository: <repo root>/../shared/checklists.
-func officialDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	checklists := filepath.Join(dir, "..", "shared", "checklists")
-	if _, err := os.Stat(checklists); err != nil {
-		t.Fatalf("official checklists not found beside the repository: %v", err)
-	}
-	return checklists
-}
+// officialDir returns the directory of the official checklist files.
+func officialDir(t testing.TB) string { return testenv.OfficialChecklists(t) }
 
 func officialBytes(t testing.TB, version string) []byte {
 	t.Helper()

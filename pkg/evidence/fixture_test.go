@@ -7,36 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
 
-// checklistsDir is <repo root>/../shared/checklists, found by walking up
-// to go.mod.
-func checklistsDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	checklists := filepath.Join(dir, "..", "shared", "checklists")
-	if _, err := os.Stat(checklists); err != nil {
-		t.Fatalf("official checklists not found beside the repository: %v", err)
-	}
-	return checklists
-}
+// checklistsDir is the directory of the official checklist files.
+func checklistsDir(t testing.TB) string { return testenv.OfficialChecklists(t) }
 
 func officialTemplate(t testing.TB, version string) []byte {
 	t.Helper()

@@ -51,20 +51,7 @@ spec:
     k8sConformanceUrl: https://github.com/cncf/k8s-conformance/tree/master/v1.35/acme-ai
 `
 
-func checklistsDir(t *testing.T) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("no go.mod above the test")
-		}
-		dir = filepath.Dir(dir)
-	}
-	return filepath.Join(dir, "..", "shared", "checklists")
-}
+func checklistsDir(t *testing.T) string { return testenv.OfficialChecklists(t) }
 
 // registry holds the real dra_support check and synthetic checks for the
 // other MUSTs of 1.35; failing names one that fails.
