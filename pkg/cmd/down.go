@@ -39,11 +39,7 @@ releases in reverse install order and keeps the cluster.`,
 				fmt.Fprintf(o.stderr, "%s records no provisioned cluster: nothing to tear down\n", dir)
 				return nil
 			}
-			saved, err := phases.SavedProfile(dir)
-			if err != nil {
-				return err
-			}
-			r, err := loadProfile(o, saved)
+			r, err := loadRunProfile(o, dir, "")
 			if err != nil {
 				return err
 			}

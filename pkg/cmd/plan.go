@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kaic-dev/kaic/pkg/pipeline/phases"
 	"github.com/kaic-dev/kaic/pkg/plan"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
@@ -32,6 +33,19 @@ func loadProfile(o *globalOptions, ref string) (*profile.Resolved, error) {
 		fmt.Fprintf(o.stderr, "Warning: %s\n", w)
 	}
 	return r, nil
+}
+
+// loadRunProfile loads the profile a run directory was made from, or
+// explicit when the user names one.
+func loadRunProfile(o *globalOptions, dir, explicit string) (*profile.Resolved, error) {
+	if explicit != "" {
+		return loadProfile(o, explicit)
+	}
+	saved, err := phases.SavedProfile(dir)
+	if err != nil {
+		return nil, err
+	}
+	return loadProfile(o, saved)
 }
 
 type planOptions struct {

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kaic-dev/kaic/pkg/evidence"
-	"github.com/kaic-dev/kaic/pkg/pipeline/phases"
 )
 
 func newReportCommand(o *globalOptions) *cobra.Command {
@@ -28,15 +27,7 @@ RUN_DIR/v<X.Y>/<product-dir>/.`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			dir := args[0]
-			ref := profileFile
-			if ref == "" {
-				saved, err := phases.SavedProfile(dir)
-				if err != nil {
-					return err
-				}
-				ref = saved
-			}
-			r, err := loadProfile(o, ref)
+			r, err := loadRunProfile(o, dir, profileFile)
 			if err != nil {
 				return err
 			}

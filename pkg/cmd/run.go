@@ -12,6 +12,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 	"github.com/kaic-dev/kaic/pkg/pipeline/phases"
 	"github.com/kaic-dev/kaic/pkg/pipeline/progress"
+	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
 // runOptions are the flags of the commands that run phases.
@@ -117,19 +118,19 @@ there, e.g. the cluster's kubeconfig.`, phase, phase),
 // runPhases loads the profile (or the one saved in the run directory when
 // resuming) and runs the selected phases with a progress printer.
 func runPhases(ctx context.Context, o *globalOptions, ro *runOptions, only []string, profileSet bool) error {
-	ref := ro.profile
 	dir := ro.out
+	var r *profile.Resolved
+	var err error
 	if ro.resume != "" {
 		dir = ro.resume
-		if !profileSet {
-			saved, err := phases.SavedProfile(dir)
-			if err != nil {
-				return err
-			}
-			ref = saved
+		explicit := ""
+		if profileSet {
+			explicit = ro.profile
 		}
+		r, err = loadRunProfile(o, dir, explicit)
+	} else {
+		r, err = loadProfile(o, ro.profile)
 	}
-	r, err := loadProfile(o, ref)
 	if err != nil {
 		return err
 	}
