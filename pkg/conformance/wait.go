@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -78,4 +79,26 @@ func PodCondition(pod *corev1.Pod, ct corev1.PodConditionType) *corev1.PodCondit
 		}
 	}
 	return nil
+}
+
+// KwokNodeAnnotation marks the nodes kwok simulates.
+const KwokNodeAnnotation = "kwok.x-k8s.io/node"
+
+// NodeRunsNoContainers reports whether node cannot run containers, and
+// why: kwok simulates it (its annotation, or the kwok-<version> runtime it
+// reports), or it reports no container runtime at all. Pods bound to such
+// a node are scheduled, get their claims allocated and are marked Running,
+// but no container starts, so there are no logs to read.
+func NodeRunsNoContainers(node *corev1.Node) (string, bool) {
+	runtime := node.Status.NodeInfo.ContainerRuntimeVersion
+	_, kwok := node.Annotations[KwokNodeAnnotation]
+	switch {
+	case kwok:
+		return fmt.Sprintf("node %s is simulated by kwok (annotation %s) and runs no containers", node.Name, KwokNodeAnnotation), true
+	case strings.HasPrefix(runtime, "kwok-"):
+		return fmt.Sprintf("node %s is simulated by kwok (container runtime %q) and runs no containers", node.Name, runtime), true
+	case runtime == "":
+		return fmt.Sprintf("node %s reports no container runtime version, so it runs no containers", node.Name), true
+	}
+	return "", false
 }

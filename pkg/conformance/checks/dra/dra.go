@@ -9,10 +9,8 @@ package dra
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -23,19 +21,15 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
 )
 
 // ID is the requirement this package verifies.
 const ID = "dra_support"
 
-// Time limits of the check's waits, each within the check's own deadline.
-const (
-	scheduleTimeout = 2 * time.Minute
-	probeTimeout    = 90 * time.Second
-)
-
-// kwokNodeAnnotation marks nodes simulated by kwok, which run no containers.
-const kwokNodeAnnotation = "kwok.x-k8s.io/node"
+// scheduleTimeout bounds the wait for the probe pod to run, within the
+// check's own deadline.
+const scheduleTimeout = 2 * time.Minute
 
 // APIGroupVersion is the DRA API the check requires, with its resources.
 const APIGroupVersion = "resource.k8s.io/v1"
@@ -172,6 +166,8 @@ type allocation struct {
 	pod    *corev1.Pod
 	device string
 	kwok   bool
+	// noContainers says why the pod's node runs no containers.
+	noContainers string
 }
 
 func claimAllocated(t *conformance.T, env *conformance.Env) allocation {
@@ -244,55 +240,22 @@ func claimAllocated(t *conformance.T, env *conformance.Env) allocation {
 	if err != nil {
 		t.Fatalf("getting node %s: %v", pod.Spec.NodeName, err)
 	}
-	_, kwok := node.Annotations[kwokNodeAnnotation]
+	noContainers, kwok := conformance.NodeRunsNoContainers(node)
 	t.Logf("pod with-device runs on %s holding device %s/%s", pod.Spec.NodeName, res.Pool, res.Device)
-	return allocation{pod: pod, device: res.Device, kwok: kwok}
+	return allocation{pod: pod, device: res.Device, kwok: kwok, noContainers: noContainers}
 }
-
-// resultLine matches the probe's machine-readable output.
-var resultLine = regexp.MustCompile(`RESULT: (ACCELERATOR_COUNT|DEVICES)=(\S*)`)
 
 func probeSeesDevice(t *conformance.T, env *conformance.Env, alloc allocation) {
 	if alloc.pod == nil {
 		t.Skipf("no pod holds a device: ClaimAllocatedAndPodRuns failed")
 	}
 	if alloc.kwok {
-		t.Skipf("pod %s runs on %s, a simulated (kwok) node that runs no containers: what a container sees cannot be observed there",
-			alloc.pod.Name, alloc.pod.Spec.NodeName)
+		t.Skipf("pod %s runs on %s: %s, so what a container sees cannot be observed there",
+			alloc.pod.Name, alloc.pod.Spec.NodeName, alloc.noContainers)
 	}
 	t.Step("Read what the probe in pod %s reports about its devices", alloc.pod.Name)
-	ctx, cancel := context.WithTimeout(t.Context(), probeTimeout)
-	defer cancel()
-	var found map[string]string
-	var logs string
-	for found == nil {
-		raw, err := env.Client.CoreV1().Pods(env.Namespace).GetLogs(alloc.pod.Name, &corev1.PodLogOptions{Container: "probe"}).DoRaw(ctx)
-		if err == nil {
-			logs = string(raw)
-			if m := resultLine.FindAllStringSubmatch(logs, -1); m != nil {
-				found = map[string]string{}
-				for _, kv := range m {
-					found[kv[1]] = kv[2]
-				}
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Observe("probe output", logs)
-			t.Fatalf("the probe printed no RESULT line within %s (last error: %v)", probeTimeout, err)
-		case <-time.After(2 * time.Second):
-		}
-	}
-	t.Observe("probe output", strings.TrimSpace(logs))
-	if c, ok := found["ACCELERATOR_COUNT"]; ok {
-		if n, err := strconv.Atoi(c); err != nil || n != 1 {
-			t.Errorf("the probe sees %s devices, want exactly 1", c)
-		}
-	}
-	if d, ok := found["DEVICES"]; ok && d != alloc.device {
-		t.Errorf("the probe sees devices %q, want exactly the allocated device %q", d, alloc.device)
-	}
+	report := devicepod.Read(t, env, alloc.pod.Name, "probe")
+	devicepod.ExpectOne(t, env, "pod "+alloc.pod.Name, report, devicepod.Device{Name: alloc.device})
 }
 
 func beyondCapacity(t *conformance.T, env *conformance.Env, maxPerNode int) {

@@ -1,0 +1,17 @@
+package checks
+
+import (
+	"slices"
+	"testing"
+)
+
+// Builtin panics on a duplicate or unknown requirement id; this builds it
+// and checks that the accelerator checks are in it.
+func TestBuiltin(t *testing.T) {
+	ids := Builtin().IDs()
+	for _, want := range []string{"dra_support", "secure_accelerator_access", "gpu_sharing", "driver_runtime_management"} {
+		if !slices.Contains(ids, want) {
+			t.Errorf("Builtin() lacks %s: %v", want, ids)
+		}
+	}
+}

@@ -1,0 +1,195 @@
+// Package driverruntime verifies the driver_runtime_management
+// requirement as far as the platform makes it verifiable: every device of
+// the accelerator model's DRA driver advertises its driver version as a
+// device attribute, the nodes that carry those devices report their
+// container runtime and its version, and a pod granted one device runs
+// with the runtime having handed it exactly that device.
+package driverruntime
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
+)
+
+// ID is the requirement this package verifies.
+const ID = "driver_runtime_management"
+
+// versionAttribute is the device attribute that carries the driver
+// version, with or without a domain prefix.
+const versionAttribute = "driverVersion"
+
+// Names of the objects the check creates.
+const (
+	template = "driver-check-template"
+	podClaim = "accelerator"
+	checkPod = "driver-check"
+)
+
+// listed bounds how many offending devices a failure names.
+const listed = 10
+
+// Check returns the driver_runtime_management check.
+func Check() conformance.Check { return conformance.NewCheck(ID, run) }
+
+func run(t *conformance.T, env *conformance.Env) {
+	inventory := devicepod.Preflight(t, env)
+	var versions map[devicepod.Device]string
+	t.Run("VerifiableMechanismExposed", func(t *conformance.T) { versions = driverVersions(t, env) })
+	t.Run("ContainerRuntimeReported", func(t *conformance.T) { runtimes(t, env, inventory) })
+	t.Run("DriverAndRuntimeCompatibility", func(t *conformance.T) { compatibility(t, env, versions) })
+}
+
+// driverVersions reads the driver version every published device
+// advertises.
+func driverVersions(t *conformance.T, env *conformance.Env) map[devicepod.Device]string {
+	driver := env.Accelerator.DRADriver
+	t.Step("Read the %s attribute of every device driver %s publishes", versionAttribute, driver)
+	list, err := env.Client.ResourceV1().ResourceSlices().List(t.Context(), metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, driver).String(),
+	})
+	if err != nil {
+		t.Fatalf("listing ResourceSlices: %v", err)
+	}
+	versions := map[devicepod.Device]string{}
+	byVersion := map[string][]string{}
+	var missing []string
+	total := 0
+	for _, s := range list.Items {
+		where := s.Spec.Pool.Name
+		if s.Spec.NodeName != nil {
+			where = *s.Spec.NodeName
+		}
+		for _, d := range s.Spec.Devices {
+			total++
+			id := devicepod.Device{Driver: driver, Pool: s.Spec.Pool.Name, Name: d.Name}
+			v, ok := version(d.Attributes)
+			if !ok {
+				missing = append(missing, where+"/"+d.Name)
+				continue
+			}
+			versions[id] = v
+			byVersion[v] = append(byVersion[v], where+"/"+d.Name)
+		}
+	}
+	if total == 0 {
+		t.Fatalf("driver %s publishes no devices in ResourceSlices", driver)
+	}
+	rows := []string{}
+	for v, devs := range byVersion {
+		rows = append(rows, fmt.Sprintf("%s: %d devices (%s)", v, len(devs), abbreviate(devs)))
+	}
+	sort.Strings(rows)
+	t.Observe(fmt.Sprintf("%s of the %d devices of %s", versionAttribute, total, driver), rows)
+	if len(missing) > 0 {
+		t.Errorf("%d of the %d devices of driver %s advertise no %s attribute: %s", len(missing), total, driver, versionAttribute, abbreviate(missing))
+	}
+	return versions
+}
+
+// version returns the driver version among a device's attributes.
+func version(attrs map[resourcev1.QualifiedName]resourcev1.DeviceAttribute) (string, bool) {
+	for name, a := range attrs {
+		n := string(name)
+		if i := strings.LastIndexByte(n, '/'); i >= 0 {
+			n = n[i+1:]
+		}
+		if !strings.EqualFold(n, versionAttribute) {
+			continue
+		}
+		switch {
+		case a.VersionValue != nil && *a.VersionValue != "":
+			return *a.VersionValue, true
+		case a.StringValue != nil && *a.StringValue != "":
+			return *a.StringValue, true
+		}
+	}
+	return "", false
+}
+
+func abbreviate(items []string) string {
+	sort.Strings(items)
+	if len(items) <= listed {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:listed], ", "), len(items)-listed)
+}
+
+// runtimes checks that the nodes with devices report a container runtime
+// as <name>://<version>.
+func runtimes(t *conformance.T, env *conformance.Env, inventory map[string][]devicepod.Device) {
+	t.Step("Read the container runtime the nodes with devices of %s report", env.Accelerator.DRADriver)
+	var rows, simulated []string
+	checked := 0
+	names := make([]string, 0, len(inventory))
+	for n := range inventory {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		node, err := env.Client.CoreV1().Nodes().Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("getting node %s: %v", name, err)
+		}
+		rt := node.Status.NodeInfo.ContainerRuntimeVersion
+		rows = append(rows, fmt.Sprintf("%s: %q", name, rt))
+		if strings.Contains(rt, "://") {
+			checked++
+			continue
+		}
+		if why, none := conformance.NodeRunsNoContainers(node); none {
+			simulated = append(simulated, why)
+			continue
+		}
+		checked++
+		t.Errorf("node %s reports container runtime %q, not <runtime>://<version>", name, rt)
+	}
+	t.Observe("container runtime of the nodes with devices", rows)
+	if checked == 0 {
+		t.Skipf("no node with devices runs containers: %s", strings.Join(simulated, "; "))
+	}
+	for _, s := range simulated {
+		t.Logf("not checked: %s", s)
+	}
+}
+
+// compatibility runs a pod granted one device and reads what the probe in
+// it sees, next to the driver version advertised for that device.
+func compatibility(t *conformance.T, env *conformance.Env, versions map[devicepod.Device]string) {
+	t.Step("Run pod %s that claims one %s device", checkPod, env.Accelerator.DeviceClass)
+	t.Apply(devicepod.OneDeviceTemplate(template, env.Accelerator.DeviceClass))
+	devicepod.Start(t, env, devicepod.Spec{Name: checkPod, Claims: []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)}})
+	defer devicepod.ReleaseNow(t, env, checkPod)
+	pod := devicepod.WaitRunning(t, env, checkPod)
+	dev := devicepod.OneDevice(t, env, devicepod.Claim(t, env, pod, podClaim), pod.Spec.NodeName)
+	node, err := env.Client.CoreV1().Nodes().Get(t.Context(), pod.Spec.NodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("getting node %s: %v", pod.Spec.NodeName, err)
+	}
+	advertised, ok := versions[dev]
+	if !ok {
+		advertised = "(none advertised)"
+	}
+	t.Observe("what the platform advertises for the allocated device", map[string]string{
+		"device":           dev.String(),
+		"driverVersion":    advertised,
+		"node":             node.Name,
+		"containerRuntime": node.Status.NodeInfo.ContainerRuntimeVersion,
+		"kubelet":          node.Status.NodeInfo.KubeletVersion,
+	})
+	devicepod.SkipWithoutContainers(t, env, pod)
+	t.Step("Read what the probe in pod %s sees", checkPod)
+	report := devicepod.Read(t, env, checkPod, "probe")
+	devicepod.ExpectOne(t, env, "pod "+checkPod, report, dev)
+	if !t.Failed() {
+		t.Logf("the runtime on %s handed the container device %s (driver version %s as advertised)", node.Name, strings.Join(report.Devices, ","), advertised)
+	}
+}

@@ -1,0 +1,131 @@
+// Package gpusharing verifies the gpu_sharing requirement with DRA's way
+// of sharing an accelerator: one ResourceClaim used by several consumers.
+// A claim referenced by two containers of one pod, and a claim referenced
+// by two pods, are each allocated one device that is reserved for all
+// their consumers, every consumer runs, and each container sees that same
+// device. A driver that does not let consumers share a device fails the
+// check with what was observed.
+package gpusharing
+
+import (
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
+)
+
+// ID is the requirement this package verifies.
+const ID = "gpu_sharing"
+
+// Names of the objects the check creates.
+const (
+	template        = "shared-accelerator-template"
+	sharedClaim     = "shared-accelerator"
+	podClaim        = "shared"
+	containersPod   = "shared-by-containers"
+	podA, podB      = "sharer-a", "sharer-b"
+	firstContainer  = "first"
+	secondContainer = "second"
+)
+
+// Check returns the gpu_sharing check.
+func Check() conformance.Check { return conformance.NewCheck(ID, run) }
+
+func run(t *conformance.T, env *conformance.Env) {
+	acc := env.Accelerator
+	devicepod.Preflight(t, env)
+	t.Logf("accelerator model %q: DeviceClass %s, driver %s", acc.Model, acc.DeviceClass, acc.DRADriver)
+	t.Run("SharedAcrossContainers", func(t *conformance.T) { acrossContainers(t, env) })
+	t.Run("SharedAcrossPods", func(t *conformance.T) { acrossPods(t, env) })
+}
+
+func acrossContainers(t *conformance.T, env *conformance.Env) {
+	t.Step("Run pod %s whose containers %s and %s both reference one claim for one %s device",
+		containersPod, firstContainer, secondContainer, env.Accelerator.DeviceClass)
+	t.Apply(devicepod.OneDeviceTemplate(template, env.Accelerator.DeviceClass))
+	devicepod.Start(t, env, devicepod.Spec{
+		Name:   containersPod,
+		Claims: []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)},
+		Containers: []devicepod.Container{
+			{Name: firstContainer, Claims: []string{podClaim}},
+			{Name: secondContainer, Claims: []string{podClaim}},
+		},
+	})
+	defer devicepod.ReleaseNow(t, env, containersPod)
+	pod := devicepod.WaitRunning(t, env, containersPod)
+	claim := devicepod.Claim(t, env, pod, podClaim)
+	dev := devicepod.OneDevice(t, env, claim, pod.Spec.NodeName)
+	if !devicepod.ReservedFor(claim, pod.UID) {
+		t.Errorf("ResourceClaim %s is not reserved for pod %s: %v", claim.Name, containersPod, devicepod.Consumers(claim))
+	}
+	if n := runningContainers(pod); n != 2 {
+		t.Errorf("%d of the 2 containers sharing the device are running", n)
+	}
+	t.Logf("both containers of pod %s share device %s", containersPod, dev)
+	t.Run("ContainersSeeSameDevice", func(t *conformance.T) {
+		devicepod.SkipWithoutContainers(t, env, pod)
+		t.Step("Read what the probe in each container of pod %s sees", containersPod)
+		first := devicepod.Read(t, env, containersPod, firstContainer)
+		second := devicepod.Read(t, env, containersPod, secondContainer)
+		devicepod.ExpectOne(t, env, "container "+firstContainer, first, dev)
+		devicepod.ExpectOne(t, env, "container "+secondContainer, second, dev)
+		sameDevice(t, "containers "+firstContainer+" and "+secondContainer, first, second)
+	})
+}
+
+func acrossPods(t *conformance.T, env *conformance.Env) {
+	t.Step("Run pods %s and %s that both reference ResourceClaim %s for one %s device",
+		podA, podB, sharedClaim, env.Accelerator.DeviceClass)
+	t.Apply(devicepod.OneDeviceClaim(sharedClaim, env.Accelerator.DeviceClass))
+	names := []string{podA, podB}
+	for _, name := range names {
+		devicepod.Start(t, env, devicepod.Spec{Name: name, Claims: []corev1.PodResourceClaim{devicepod.FromClaim(podClaim, sharedClaim)}})
+	}
+	defer devicepod.ReleaseNow(t, env, names...)
+	pods := make([]*corev1.Pod, len(names))
+	for i, name := range names {
+		pods[i] = devicepod.WaitRunning(t, env, name)
+	}
+	claim := devicepod.Claim(t, env, pods[1], podClaim)
+	dev := devicepod.OneDevice(t, env, claim, pods[0].Spec.NodeName)
+	if pods[0].Spec.NodeName != pods[1].Spec.NodeName {
+		t.Errorf("pods %s and %s share a device but run on different nodes, %s and %s", podA, podB, pods[0].Spec.NodeName, pods[1].Spec.NodeName)
+	}
+	for _, p := range pods {
+		if !devicepod.ReservedFor(claim, p.UID) {
+			t.Errorf("ResourceClaim %s is not reserved for pod %s: it is reserved for %v", sharedClaim, p.Name, devicepod.Consumers(claim))
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("pods %s and %s on node %s share device %s", podA, podB, pods[0].Spec.NodeName, dev)
+	t.Run("PodsSeeSameDevice", func(t *conformance.T) {
+		devicepod.SkipWithoutContainers(t, env, pods[0])
+		t.Step("Read what the probe in each pod sees")
+		a := devicepod.Read(t, env, podA, "probe")
+		b := devicepod.Read(t, env, podB, "probe")
+		devicepod.ExpectOne(t, env, "pod "+podA, a, dev)
+		devicepod.ExpectOne(t, env, "pod "+podB, b, dev)
+		sameDevice(t, "pods "+podA+" and "+podB, a, b)
+	})
+}
+
+func sameDevice(t *conformance.T, who string, a, b devicepod.Report) {
+	if !slices.Equal(a.Devices, b.Devices) {
+		t.Errorf("%s see different devices, %q and %q, although they share one claim", who, strings.Join(a.Devices, ","), strings.Join(b.Devices, ","))
+	}
+}
+
+func runningContainers(pod *corev1.Pod) int {
+	n := 0
+	for _, s := range pod.Status.ContainerStatuses {
+		if s.State.Running != nil {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,204 @@
+// Package secureaccess verifies the secure_accelerator_access requirement:
+// a container sees an accelerator only when it was allocated one. A pod
+// whose claim got a device sees exactly that device; a pod without a
+// claim on the same node sees none; in one pod, the container that
+// references the claim sees the device and its sibling does not; and two
+// pods that each claim a device get different devices.
+package secureaccess
+
+import (
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
+)
+
+// ID is the requirement this package verifies.
+const ID = "secure_accelerator_access"
+
+// Names of the objects the check creates, after the official suite's.
+const (
+	template  = "accelerator-claim-template"
+	podClaim  = "claim"
+	posPod    = "pos-pod"
+	negPod    = "neg-pod"
+	multiPod  = "multi-container-pod"
+	isolated1 = "isolation-pod-1"
+	isolated2 = "isolation-pod-2"
+)
+
+// Check returns the secure_accelerator_access check.
+func Check() conformance.Check { return conformance.NewCheck(ID, run) }
+
+func run(t *conformance.T, env *conformance.Env) {
+	acc := env.Accelerator
+	inventory := devicepod.Preflight(t, env)
+	t.Logf("accelerator model %q: DeviceClass %s, driver %s; a container proves it holds a device by %s",
+		acc.Model, acc.DeviceClass, acc.DRADriver, evidence(env))
+	t.Apply(devicepod.OneDeviceTemplate(template, acc.DeviceClass))
+
+	var pos *corev1.Pod
+	if !t.Run("PositiveAccessTest", func(t *conformance.T) { pos = positive(t, env) }) && pos == nil {
+		// Without one pod holding a device, the isolation tests would
+		// only fail the same way.
+		t.Logf("no pod could hold a device, so isolation was not tested")
+		return
+	}
+	t.Run("NegativeIsolationTest", func(t *conformance.T) { negative(t, env, pos) })
+	devicepod.ReleaseNow(t, env, posPod, negPod)
+	t.Run("MultiContainerIsolationTest", func(t *conformance.T) { multiContainer(t, env) })
+	t.Run("DistinctDevicesTest", func(t *conformance.T) { distinct(t, env, inventory) })
+}
+
+func evidence(env *conformance.Env) string {
+	var ways []string
+	if p := env.Accelerator.DeviceEnvPrefix; p != "" {
+		ways = append(ways, "environment variables "+p+"<n>")
+	}
+	if g := env.Accelerator.DeviceGlob; g != "" {
+		ways = append(ways, "device files "+g)
+	}
+	return strings.Join(ways, " and ")
+}
+
+// positive runs a pod with a claim and keeps it for the negative test.
+func positive(t *conformance.T, env *conformance.Env) *corev1.Pod {
+	t.Step("Run pod %s whose container claims one %s device", posPod, env.Accelerator.DeviceClass)
+	devicepod.Start(t, env, devicepod.Spec{Name: posPod, Claims: []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)}})
+	pod := devicepod.WaitRunning(t, env, posPod)
+	claim := devicepod.Claim(t, env, pod, podClaim)
+	dev := devicepod.OneDevice(t, env, claim, pod.Spec.NodeName)
+	if !devicepod.ReservedFor(claim, pod.UID) {
+		t.Errorf("ResourceClaim %s is not reserved for pod %s: %v", claim.Name, posPod, devicepod.Consumers(claim))
+	}
+	t.Run("ProbeSeesAllocatedDevice", func(t *conformance.T) {
+		devicepod.SkipWithoutContainers(t, env, pod)
+		t.Step("Read what the probe in pod %s sees", posPod)
+		devicepod.ExpectOne(t, env, "pod "+posPod, devicepod.Read(t, env, posPod, "probe"), dev)
+	})
+	return pod
+}
+
+// negative runs a pod without a claim on the node where the positive pod
+// holds a device, so it cannot pass by landing on a node without one.
+func negative(t *conformance.T, env *conformance.Env, pos *corev1.Pod) {
+	if pos == nil {
+		t.Fatalf("no node is known to hold a device for this pod: PositiveAccessTest failed")
+	}
+	node := pos.Spec.NodeName
+	t.Step("Run pod %s without a claim on node %s, where pod %s holds a device", negPod, node, posPod)
+	devicepod.Start(t, env, devicepod.Spec{Name: negPod, NodeName: node})
+	pod := devicepod.WaitRunning(t, env, negPod)
+	if len(pod.Status.ResourceClaimStatuses) != 0 {
+		t.Errorf("pod %s references no claim but has claim statuses %+v", negPod, pod.Status.ResourceClaimStatuses)
+	}
+	reservedForPod(t, env, pod)
+	t.Run("ProbeSeesNoDevice", func(t *conformance.T) {
+		devicepod.SkipWithoutContainers(t, env, pod)
+		t.Step("Read what the probe in pod %s sees", negPod)
+		devicepod.ExpectNone(t, "pod "+negPod, devicepod.Read(t, env, negPod, "probe"))
+	})
+}
+
+// reservedForPod fails when any claim of the namespace is reserved for a
+// pod that references none.
+func reservedForPod(t *conformance.T, env *conformance.Env, pod *corev1.Pod) {
+	claims, err := env.Client.ResourceV1().ResourceClaims(env.Namespace).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("listing ResourceClaims: %v", err)
+	}
+	for i := range claims.Items {
+		if devicepod.ReservedFor(&claims.Items[i], pod.UID) {
+			t.Errorf("ResourceClaim %s is reserved for pod %s, which references no claim", claims.Items[i].Name, pod.Name)
+		}
+	}
+}
+
+func multiContainer(t *conformance.T, env *conformance.Env) {
+	t.Step("Run pod %s: container authorized references the claim, container unauthorized does not", multiPod)
+	devicepod.Start(t, env, devicepod.Spec{
+		Name:   multiPod,
+		Claims: []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)},
+		Containers: []devicepod.Container{
+			{Name: "authorized", Claims: []string{podClaim}},
+			{Name: "unauthorized"},
+		},
+	})
+	defer devicepod.ReleaseNow(t, env, multiPod)
+	pod := devicepod.WaitRunning(t, env, multiPod)
+	claim := devicepod.Claim(t, env, pod, podClaim)
+	dev := devicepod.OneDevice(t, env, claim, pod.Spec.NodeName)
+	if !devicepod.ReservedFor(claim, pod.UID) {
+		t.Errorf("ResourceClaim %s is not reserved for pod %s: %v", claim.Name, multiPod, devicepod.Consumers(claim))
+	}
+	t.Run("OnlyAuthorizedContainerSeesDevice", func(t *conformance.T) {
+		devicepod.SkipWithoutContainers(t, env, pod)
+		t.Step("Read what the probe in each container of pod %s sees", multiPod)
+		devicepod.ExpectOne(t, env, "container authorized", devicepod.Read(t, env, multiPod, "authorized"), dev)
+		devicepod.ExpectNone(t, "container unauthorized", devicepod.Read(t, env, multiPod, "unauthorized"))
+	})
+}
+
+// distinct runs two pods that claim a device each at the same time,
+// preferably on one node so that they compete for its devices.
+func distinct(t *conformance.T, env *conformance.Env, inventory map[string][]devicepod.Device) {
+	total, node, most := 0, "", 0
+	for n, devs := range inventory {
+		total += len(devs)
+		if len(devs) > most || (len(devs) == most && n < node) {
+			node, most = n, len(devs)
+		}
+	}
+	if total < 2 {
+		t.Fatalf("driver %s publishes %d device on Ready nodes: two pods cannot get distinct devices, so isolation between pods cannot be shown", env.Accelerator.DRADriver, total)
+	}
+	prefer := ""
+	if most >= 2 {
+		prefer = node
+		t.Step("Run pods %s and %s, each claiming one device, preferably both on node %s (%d devices)", isolated1, isolated2, node, most)
+	} else {
+		t.Step("Run pods %s and %s, each claiming one device (no node has two)", isolated1, isolated2)
+	}
+	names := []string{isolated1, isolated2}
+	for _, name := range names {
+		devicepod.Start(t, env, devicepod.Spec{Name: name, PreferNode: prefer, Claims: []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)}})
+	}
+	defer devicepod.ReleaseNow(t, env, names...)
+	pods := make([]*corev1.Pod, len(names))
+	devs := make([]devicepod.Device, len(names))
+	for i, name := range names {
+		pods[i] = devicepod.WaitRunning(t, env, name)
+		claim := devicepod.Claim(t, env, pods[i], podClaim)
+		devs[i] = devicepod.OneDevice(t, env, claim, pods[i].Spec.NodeName)
+		if !devicepod.ReservedFor(claim, pods[i].UID) {
+			t.Errorf("ResourceClaim %s is not reserved for pod %s: %v", claim.Name, name, devicepod.Consumers(claim))
+		}
+		if n := len(claim.Status.ReservedFor); n != 1 {
+			t.Errorf("ResourceClaim %s of pod %s is reserved for %d consumers (%v), want only that pod", claim.Name, name, n, devicepod.Consumers(claim))
+		}
+	}
+	sameNode := pods[0].Spec.NodeName == pods[1].Spec.NodeName
+	if devs[0] == devs[1] {
+		t.Fatalf("pods %s and %s were allocated the same device %s", isolated1, isolated2, devs[0])
+	}
+	t.Logf("pods %s and %s hold different devices: %s and %s (same node: %t)", isolated1, isolated2, devs[0], devs[1], sameNode)
+	t.Run("ProbesSeeDistinctDevices", func(t *conformance.T) {
+		for _, p := range pods {
+			devicepod.SkipWithoutContainers(t, env, p)
+		}
+		reports := make([]devicepod.Report, len(pods))
+		for i, name := range names {
+			reports[i] = devicepod.Read(t, env, name, "probe")
+			devicepod.ExpectOne(t, env, "pod "+name, reports[i], devs[i])
+		}
+		// Device files are named by their node: only on one node do equal
+		// paths mean the same device.
+		if sameNode && reports[0].Count == 1 && reports[1].Count == 1 && slices.Equal(reports[0].Devices, reports[1].Devices) {
+			t.Errorf("pods %s and %s on node %s both see %s", isolated1, isolated2, pods[0].Spec.NodeName, reports[0].Devices[0])
+		}
+	})
+}
