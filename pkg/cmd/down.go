@@ -66,9 +66,13 @@ func uninstallStacks(ctx context.Context, o *globalOptions, dir string, st *pipe
 		}
 		return err
 	}
+	// The cluster is --kubeconfig, else the one the install phase recorded
+	// using, else the one provisioned in the run directory.
 	path, kubeContext := o.kubeconfig, o.context
-	if rec := st.Phase(pipeline.PhaseProvision); rec != nil && rec.Outputs[provision.KeyKubeconfig] != "" && path == "" {
-		path, kubeContext = rec.Outputs[provision.KeyKubeconfig], ""
+	for _, phase := range []string{pipeline.PhaseInstall, pipeline.PhaseProvision} {
+		if rec := st.Phase(phase); path == "" && rec != nil && rec.Outputs[provision.KeyKubeconfig] != "" {
+			path, kubeContext = rec.Outputs[provision.KeyKubeconfig], rec.Outputs[provision.KeyContext]
+		}
 	}
 	if path == "" {
 		return usageError("%s records no cluster kubeconfig: pass --kubeconfig", dir)

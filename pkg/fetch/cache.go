@@ -139,6 +139,71 @@ func (c *Cache) Pinned(ctx context.Context, rawURL, sum string) (string, error) 
 	return path, nil
 }
 
+// Put stores content obtained some other way (an OCI registry client, a
+// module proxy) under its digest and returns its path. With sum set, the
+// content must have that sha256 digest: other content is refused with a
+// *ChecksumError and not stored. With sum empty the content is stored under
+// whatever digest it has. Like a download, it is written to a temporary file
+// and renamed into place only once complete and verified; content already
+// cached intact is not written again.
+func (c *Cache) Put(r io.Reader, sum string) (string, error) {
+	if c.Dir == "" {
+		return "", errors.New("fetch: cache directory not set")
+	}
+	if sum != "" {
+		var err error
+		if sum, err = NormalizeSHA256(sum); err != nil {
+			return "", err
+		}
+		if p, ok := c.Lookup(sum); ok {
+			// Drain r so that a caller streaming it sees the same outcome
+			// whether or not the content was cached.
+			got, err := readerSHA256(r)
+			if err != nil {
+				return "", fmt.Errorf("reading content: %w", err)
+			}
+			if got != sum {
+				return "", &ChecksumError{Want: sum, Got: got}
+			}
+			return p, nil
+		}
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return "", fmt.Errorf("creating cache directory: %w", err)
+	}
+	f, err := os.CreateTemp(c.Dir, ".put-*")
+	if err != nil {
+		return "", fmt.Errorf("creating temporary file: %w", err)
+	}
+	h := sha256.New()
+	_, werr := io.Copy(io.MultiWriter(f, h), r)
+	if werr == nil {
+		werr = f.Chmod(0o644)
+	}
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("writing %s: %w", f.Name(), err)
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	if sum != "" && got != sum {
+		_ = os.Remove(f.Name())
+		return "", &ChecksumError{Want: sum, Got: got}
+	}
+	if err := c.store(f.Name(), got); err != nil {
+		return "", err
+	}
+	return c.blobPath(got), nil
+}
+
+func readerSHA256(r io.Reader) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 // Get returns the content of an unpinned URL, keeping the last good copy.
 // When a copy is cached it is revalidated with If-None-Match and
 // If-Modified-Since. If the server cannot be reached (or the cache is

@@ -7,11 +7,23 @@
 // Components install in dependency order; independent ones run
 // concurrently, bounded by [WithParallel]. A component counts as installed
 // when Helm's kstatus watcher reports its objects ready within the
-// component's timeout and its declared readiness conditions hold. A
+// component's timeout and its declared readiness conditions hold (CRDs
+// Established, Deployments Available, DaemonSets ready on every node,
+// APIServices Available, webhook services with a ready endpoint). A custom
+// resource whose status kstatus cannot read (one that does not follow the
+// Kubernetes status conventions) is not waited for; one with a standard
+// status is. A
 // component that fails is rolled back (a new release is uninstalled, an
 // upgrade goes back to the previous revision), the components depending on
 // it are not started, and the error names it with the state and the last
 // events of its unready objects.
+//
+// Everything downloaded is verified before anything of its component is
+// applied: chart archives against their pinned digest (an OCI chart pinned
+// by digest is then kept in the content-addressed download cache and needs
+// no registry again), manifest URLs against their sha256, and Go module
+// zips, fetched through the module proxy protocol ([WithGoProxy]), against
+// their go.sum hash.
 //
 // Values are merged in this order, later winning: the chart's own
 // values.yaml, the component's default values (built-in stack definition),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"helm.sh/helm/v4/pkg/action"
@@ -109,7 +110,7 @@ func (in *Installer) installChart(ctx context.Context, c profile.Component, rec 
 	if err != nil {
 		return fmt.Errorf("reading release %s: %w", name, err)
 	}
-	if last != nil && last.Info.Status == rcommon.StatusDeployed && last.Info.Description == desc && sameValues(last.Config, vals) {
+	if last != nil && last.Info.Status == rcommon.StatusDeployed && sameChart(last.Info.Description, desc) && sameValues(last.Config, vals) {
 		rec.Action, rec.Revision = ActionUnchanged, last.Version
 		wctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
@@ -139,6 +140,7 @@ func (in *Installer) installChart(ctx context.Context, c profile.Component, rec 
 		act.ReleaseName, act.Namespace, act.CreateNamespace = name, ns, true
 		act.WaitStrategy, act.WaitForJobs, act.Timeout = kube.StatusWatcherStrategy, true, timeout
 		act.ServerSideApply, act.ForceConflicts = true, true
+		act.WaitOptions = waitOptions(in.cluster.mapper)
 		act.Description = desc
 		var r any
 		r, err = act.RunWithContext(ctx, lc.chart, vals)
@@ -151,6 +153,7 @@ func (in *Installer) installChart(ctx context.Context, c profile.Component, rec 
 		act.WaitStrategy, act.WaitForJobs, act.Timeout = kube.StatusWatcherStrategy, true, timeout
 		act.ServerSideApply, act.ForceConflicts = "true", true
 		act.ResetValues, act.MaxHistory = true, maxHistory
+		act.WaitOptions = waitOptions(in.cluster.mapper)
 		act.Description = desc
 		var r any
 		r, err = act.RunWithContext(ctx, name, lc.chart, vals)
@@ -186,16 +189,48 @@ func (in *Installer) rollback(cfg *action.Configuration, name string, fresh bool
 		return fmt.Sprintf("release %s uninstalled", name)
 	}
 	rev := lastDeployedRevision(cfg, name)
+	if rev == 0 {
+		return fmt.Sprintf("release %s has no deployed revision to roll back to", name)
+	}
 	act := action.NewRollback(cfg)
 	act.Version = rev
-	act.WaitStrategy, act.Timeout = kube.StatusWatcherStrategy, timeout
+	act.WaitStrategy, act.WaitForJobs, act.Timeout = kube.StatusWatcherStrategy, true, timeout
+	act.WaitOptions = waitOptions(in.cluster.mapper)
 	act.ServerSideApply, act.ForceConflicts = "true", true
 	act.MaxHistory = maxHistory
-	act.Description = "kaic: rolled back after a failed upgrade"
+	act.Description = rollbackDescription(cfg, name, rev)
 	if err := act.Run(name); err != nil {
 		return fmt.Sprintf("rolling release %s back to revision %d failed: %v", name, rev, err)
 	}
 	return fmt.Sprintf("release %s rolled back to revision %d", name, rev)
+}
+
+// rollbackNote separates the chart description of a revision from the note
+// that it is a rollback.
+const rollbackNote = "; rolled back to revision "
+
+// rollbackDescription describes the revision a rollback to rev creates: the
+// chart description of rev (so that a re-run with rev's chart and values
+// finds the release unchanged) and the note that it is a rollback.
+func rollbackDescription(cfg *action.Configuration, name string, rev int) string {
+	note := fmt.Sprintf("%s%d after a failed upgrade", rollbackNote, rev)
+	desc := "kaic: chart unknown"
+	if r, err := cfg.Releases.Get(name, rev); err == nil {
+		if rel, ok := r.(*release.Release); ok && rel.Info != nil && strings.HasPrefix(rel.Info.Description, "kaic: ") {
+			desc, _, _ = strings.Cut(rel.Info.Description, rollbackNote)
+		}
+	}
+	if len(desc)+len(note) > action.MaxDescriptionLength {
+		return desc
+	}
+	return desc + note
+}
+
+// sameChart reports whether a release's description (as kaic writes it,
+// maybe with a rollback note) names the chart desc describes.
+func sameChart(releaseDesc, desc string) bool {
+	chartDesc, _, _ := strings.Cut(releaseDesc, rollbackNote)
+	return chartDesc == desc
 }
 
 // uninstallHelm removes a release; wait makes it wait until the objects are

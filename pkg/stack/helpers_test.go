@@ -125,6 +125,13 @@ func (c testChart) pack(t *testing.T) (string, string) {
 // TLS from httptest, and returns its host:port and a client that trusts it.
 func ociRegistry(t *testing.T) (string, *http.Client) {
 	t.Helper()
+	srv := ociRegistryServer(t)
+	return strings.TrimPrefix(srv.URL, "https://"), srv.Client()
+}
+
+// ociRegistryServer is ociRegistry's server, for tests that stop it early.
+func ociRegistryServer(t *testing.T) *httptest.Server {
+	t.Helper()
 	cfg := &configuration.Configuration{
 		Storage: configuration.Storage{"inmemory": configuration.Parameters{}},
 	}
@@ -133,7 +140,7 @@ func ociRegistry(t *testing.T) (string, *http.Client) {
 	app := handlers.NewApp(context.Background(), cfg)
 	srv := httptest.NewTLSServer(app)
 	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "https://"), srv.Client()
+	return srv
 }
 
 // pushChart pushes a packaged chart to host/charts/<name>:<version>.

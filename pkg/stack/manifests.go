@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path"
 	"slices"
@@ -82,6 +83,19 @@ func (in *Installer) loadManifests(ctx context.Context, m *profile.Manifests) ([
 	return objs, nil
 }
 
+// ModuleHashMismatchError reports a module zip whose go.sum hash is not the
+// one the component pins. Nothing of the component has been applied.
+type ModuleHashMismatchError struct {
+	Module, Version string
+	// URL is where the zip came from.
+	URL       string
+	Want, Got string
+}
+
+func (e *ModuleHashMismatchError) Error() string {
+	return fmt.Sprintf("module %s@%s from %s has hash %s, but the component pins %s: refusing it, nothing was applied", e.Module, e.Version, e.URL, e.Got, e.Want)
+}
+
 type namedData struct {
 	name string
 	data []byte
@@ -109,7 +123,11 @@ func (in *Installer) moduleFiles(ctx context.Context, mod profile.ModuleManifest
 		return nil, fmt.Errorf("%s: %w", u, err)
 	}
 	if sum != mod.Sum {
-		return nil, fmt.Errorf("module %s@%s has hash %s, but the component pins %s: refusing it, nothing was applied", mod.Path, mod.Version, sum, mod.Sum)
+		shown := u
+		if pu, err := url.Parse(u); err == nil {
+			shown = pu.Redacted()
+		}
+		return nil, &ModuleHashMismatchError{Module: mod.Path, Version: mod.Version, URL: shown, Want: mod.Sum, Got: sum}
 	}
 	zr, err := zip.OpenReader(entry.Path)
 	if err != nil {
@@ -253,7 +271,7 @@ func (in *Installer) waitCurrent(ctx context.Context, refs []ObjectRef) error {
 				pending = append(pending, fmt.Sprintf("%s: %v", ref, err))
 				continue
 			}
-			res, err := status.Compute(live)
+			res, err := computeStatus(live)
 			if err != nil {
 				pending = append(pending, fmt.Sprintf("%s: %v", ref, err))
 			} else if res.Status != status.CurrentStatus {

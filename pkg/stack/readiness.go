@@ -178,7 +178,7 @@ func (in *Installer) describeUnready(ctx context.Context, objs []ObjectRef) []st
 			out = append(out, fmt.Sprintf("%s: %v", ref, err))
 			continue
 		}
-		res, err := status.Compute(live)
+		res, err := computeStatus(live)
 		if err == nil && res.Status == status.CurrentStatus {
 			continue
 		}

@@ -274,6 +274,17 @@ func (in *Installer) pullOCI(ctx context.Context, h *profile.HelmChart) ([]byte,
 	if err != nil {
 		return nil, fmt.Errorf("chart %s version %s: %w", h.Chart, version, err)
 	}
+	if h.Digest != "" {
+		// Keep the pinned archive by its digest, so that later runs (and
+		// kaic images offline) need no registry. An archive that is not
+		// the pinned one is not stored; loadChart refuses it.
+		if _, err := in.cache.Put(bytes.NewReader(res.Chart.Data), h.Digest); err != nil {
+			var sumErr *fetch.ChecksumError
+			if !errors.As(err, &sumErr) {
+				in.logger.Warn("could not cache the chart archive", "chart", h.Chart, "version", version, "error", err)
+			}
+		}
+	}
 	return res.Chart.Data, nil
 }
 

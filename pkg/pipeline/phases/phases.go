@@ -113,10 +113,15 @@ func installPhase(r *profile.Resolved, opts Options) func(context.Context, *pipe
 		case err == nil:
 			path = recorded
 		case opts.Kubeconfig != "":
-			path, kubeContext = opts.Kubeconfig, opts.Context
+			if path, err = filepath.Abs(opts.Kubeconfig); err != nil {
+				return nil, err
+			}
+			kubeContext = opts.Context
 		default:
 			return nil, err
 		}
+		// Recorded so that kaic down --stacks-only finds the same cluster.
+		outputs := pipeline.Outputs{"releases": stack.RecordsFileName, provision.KeyKubeconfig: path, provision.KeyContext: kubeContext}
 		kubeconfig, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("reading the cluster's kubeconfig: %w", err)
@@ -145,7 +150,7 @@ func installPhase(r *profile.Resolved, opts Options) func(context.Context, *pipe
 			}
 			rc.Notef("releases recorded in %s", filepath.Join(rc.Dir, stack.RecordsFileName))
 		}
-		return pipeline.Outputs{"releases": stack.RecordsFileName}, err
+		return outputs, err
 	}
 }
 
