@@ -2,13 +2,15 @@
 # Builds the control-plane binaries kaic's integration tests run against
 # (kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok) from
 # the Go module proxy, into a cache directory outside the repository, and
-# prints that directory on stdout.
+# prints that directory on stdout. On request it also builds the Kueue
+# manager the gang-scheduling check's tests run (component kueue).
 #
 #   hack/testbin/build.sh                 # the default set
 #   hack/testbin/build.sh kubelet kubeadm # any of: see COMPONENTS below
+#   hack/testbin/build.sh kueue           # the Kueue manager
 #   hack/testbin/build.sh --check         # exit 1 if a binary is missing or stale; build nothing
 #
-# The Kubernetes, etcd and kwok versions are pinned by the wrapper modules
+# The Kubernetes, etcd, kwok and Kueue versions are pinned by the wrapper modules
 # next to this script (their go.mod and go.sum). Each binary is stamped with
 # a hash of its wrapper module and build flags and is rebuilt only when that
 # changes, so a second run with everything present returns at once.
@@ -22,12 +24,13 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 k8s_version=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/kubernetes/go.mod")
 [[ -n $k8s_version ]] || { echo "testbin: cannot read the k8s.io/kubernetes version from $here/kubernetes/go.mod" >&2; exit 1; }
 kwok_version=$(awk '$1=="require" && $2=="sigs.k8s.io/kwok" {print $3}' "$here/kwok/go.mod")
+kueue_version=$(awk '$1=="require" && $2=="sigs.k8s.io/kueue" {print $3}' "$here/kueue/go.mod")
 
 out=${KAIC_TESTBIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kaic/testbin/$k8s_version}
 mkdir -p "$out"
 
 DEFAULT=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok)
-COMPONENTS=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok kubelet kubeadm kube-proxy kubectl)
+COMPONENTS=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok kubelet kubeadm kube-proxy kubectl kueue)
 check_only=false
 if [[ ${1:-} == --check ]]; then
 	check_only=true
@@ -59,6 +62,7 @@ module_of() {
 	case $1 in
 	etcd) echo etcd ;;
 	kwok) echo kwok ;;
+	kueue) echo kueue ;;
 	*) echo kubernetes ;;
 	esac
 }
@@ -67,6 +71,7 @@ package_of() {
 	case $1 in
 	etcd) echo . ;;
 	kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
+	kueue) echo sigs.k8s.io/kueue/cmd/kueue ;;
 	*) echo "k8s.io/kubernetes/cmd/$1" ;;
 	esac
 }
@@ -74,6 +79,7 @@ package_of() {
 ldflags_of() {
 	case $1 in
 	etcd | kwok) echo "-s -w" ;;
+	kueue) echo "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$kueue_version" ;;
 	*) echo "$k8s_ldflags" ;;
 	esac
 }

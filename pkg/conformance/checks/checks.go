@@ -6,6 +6,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/dra"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/driverruntime"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/gang"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/gpusharing"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/secureaccess"
 )
@@ -15,6 +16,7 @@ func Builtin() *conformance.Registry {
 	reg, err := conformance.NewRegistry(
 		dra.Check(),
 		driverruntime.Check(),
+		gang.Check(),
 		gpusharing.Check(),
 		secureaccess.Check(),
 	)

@@ -6,10 +6,10 @@ import (
 )
 
 // Builtin panics on a duplicate or unknown requirement id; this builds it
-// and checks that the accelerator checks are in it.
+// and checks that the built-in checks are in it.
 func TestBuiltin(t *testing.T) {
 	ids := Builtin().IDs()
-	for _, want := range []string{"dra_support", "secure_accelerator_access", "gpu_sharing", "driver_runtime_management"} {
+	for _, want := range []string{"dra_support", "secure_accelerator_access", "gpu_sharing", "driver_runtime_management", "gang_scheduling"} {
 		if !slices.Contains(ids, want) {
 			t.Errorf("Builtin() lacks %s: %v", want, ids)
 		}

@@ -1,0 +1,606 @@
+// Package gang verifies the gang_scheduling requirement with Kueue: the
+// cluster serves Kueue's kueue.x-k8s.io/v1beta2 API and a Kueue controller
+// activates a queue the check sets up with a CPU and memory quota; a Job
+// whose pods fit the quota is admitted whole, all its pods run and it
+// completes; a Job with one pod more than the quota holds gets no bound or
+// running pod at all for the whole observation window, and its Workload
+// says why it is not admitted.
+package gang
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+)
+
+// ID is the requirement this package verifies.
+const ID = "gang_scheduling"
+
+// APIGroupVersion is the Kueue API the check drives.
+const APIGroupVersion = "kueue.x-k8s.io/v1beta2"
+
+// Kueue's resources the check needs, and the labels that tie Jobs to queues
+// and Workloads to Jobs.
+var (
+	kueueGV         = schema.GroupVersion{Group: "kueue.x-k8s.io", Version: "v1beta2"}
+	resourceFlavors = kueueGV.WithResource("resourceflavors")
+	clusterQueues   = kueueGV.WithResource("clusterqueues")
+	localQueues     = kueueGV.WithResource("localqueues")
+	workloads       = kueueGV.WithResource("workloads")
+	apiResources    = []string{"resourceflavors", "clusterqueues", "localqueues", "workloads"}
+)
+
+const (
+	queueNameLabel = "kueue.x-k8s.io/queue-name"
+	jobUIDLabel    = "kueue.x-k8s.io/job-uid"
+)
+
+// Names of what the check creates in its namespace; the ResourceFlavor and
+// ClusterQueue, being cluster-scoped, are named after the namespace.
+const (
+	localQueueName = "gang"
+	fitsJobName    = "fits"
+	beyondJobName  = "beyond-quota"
+)
+
+// The gang that fits, how long the Job beyond the quota is watched (the
+// official suite's default window) and how long each probe pod runs.
+const (
+	gangSize       = 3
+	negativeWindow = 30 * time.Second
+	podSleep       = 10 * time.Second
+)
+
+// Time limits of the waits, each within the check's own deadline.
+const (
+	queueActiveTimeout = time.Minute
+	admitTimeout       = 2 * time.Minute
+	runTimeout         = 3 * time.Minute
+)
+
+// Requests of every pod of the check's Jobs; the quota is a whole number
+// of pods. They set no limits: the quota counts requests, and a limit
+// would only risk throttling or killing the probe.
+var (
+	podCPU    = resource.MustParse("100m")
+	podMemory = resource.MustParse("128Mi")
+)
+
+// config sizes the check; tests shorten its waits.
+type config struct {
+	pods         int           // pods of the Job that fits; the quota holds exactly these
+	window       time.Duration // how long the Job beyond the quota is watched
+	sleep        time.Duration // how long each probe pod sleeps
+	queueTimeout time.Duration // how long the queue may take to become Active
+}
+
+// Check returns the gang_scheduling check.
+func Check() conformance.Check {
+	c := config{pods: gangSize, window: negativeWindow, sleep: podSleep, queueTimeout: queueActiveTimeout}
+	return conformance.NewCheck(ID, c.run)
+}
+
+func (c config) run(t *conformance.T, env *conformance.Env) {
+	if !t.Run("KueueAPIServed", func(t *conformance.T) { apiServed(t, env) }) {
+		return
+	}
+	if !t.Run("QueueActive", func(t *conformance.T) { c.queueActive(t, env) }) {
+		return
+	}
+	t.Run("JobThatFitsIsAdmittedWhole", func(t *conformance.T) { c.jobFits(t, env) })
+	t.Run("JobBeyondQuotaGetsNoPod", func(t *conformance.T) { c.jobBeyondQuota(t, env) })
+}
+
+func apiServed(t *conformance.T, env *conformance.Env) {
+	t.Step("Discover the resources of %s", APIGroupVersion)
+	list, err := env.Client.Discovery().ServerResourcesForGroupVersion(APIGroupVersion)
+	if err != nil {
+		if !apierrors.IsNotFound(err) {
+			t.Fatalf("discovering %s: %v", APIGroupVersion, err)
+		}
+		if served := servedVersions(env, kueueGV.Group); len(served) > 0 {
+			t.Fatalf("the API server serves %s only as %s, not %s: the installed Kueue is older than this check supports",
+				kueueGV.Group, strings.Join(served, ", "), kueueGV.Version)
+		}
+		t.Fatalf("the API server does not serve %s: Kueue (or another gang scheduler this check drives through it) is not installed", APIGroupVersion)
+	}
+	var served []string
+	for _, r := range list.APIResources {
+		if !strings.Contains(r.Name, "/") {
+			served = append(served, r.Name)
+		}
+	}
+	sort.Strings(served)
+	t.Observe("resources served by "+APIGroupVersion, strings.Join(served, ", "))
+	for _, want := range apiResources {
+		if !slices.Contains(served, want) {
+			t.Errorf("%s does not serve %s: Kueue's installation is incomplete", APIGroupVersion, want)
+		}
+	}
+}
+
+// servedVersions lists the versions the API server serves of group.
+func servedVersions(env *conformance.Env, group string) []string {
+	groups, err := env.Client.Discovery().ServerGroups()
+	if err != nil {
+		return nil
+	}
+	for _, g := range groups.Groups {
+		if g.Name != group {
+			continue
+		}
+		var versions []string
+		for _, v := range g.Versions {
+			versions = append(versions, v.GroupVersion)
+		}
+		return versions
+	}
+	return nil
+}
+
+// quota returns the ClusterQueue's nominal quota: exactly c.pods pods.
+func (c config) quota() (cpu, memory resource.Quantity) {
+	cpu = *resource.NewMilliQuantity(podCPU.MilliValue()*int64(c.pods), resource.DecimalSI)
+	memory = *resource.NewQuantity(podMemory.Value()*int64(c.pods), resource.BinarySI)
+	return cpu, memory
+}
+
+func (c config) queueActive(t *conformance.T, env *conformance.Env) {
+	name := env.Namespace
+	cpu, memory := c.quota()
+	t.Step("Set up a queue whose quota holds exactly %d pods: ResourceFlavor %s, ClusterQueue %s (cpu %s, memory %s) for namespace %s only, LocalQueue %s",
+		c.pods, name, name, cpu.String(), memory.String(), env.Namespace, localQueueName)
+	t.Apply(kueueObject("ResourceFlavor", name, "", map[string]any{}))
+	t.Apply(kueueObject("ClusterQueue", name, "", map[string]any{
+		"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": env.Namespace}},
+		"queueingStrategy":  "BestEffortFIFO",
+		"resourceGroups": []any{map[string]any{
+			"coveredResources": []any{"cpu", "memory"},
+			"flavors": []any{map[string]any{
+				"name": name,
+				"resources": []any{
+					map[string]any{"name": "cpu", "nominalQuota": cpu.String()},
+					map[string]any{"name": "memory", "nominalQuota": memory.String()},
+				},
+			}},
+		}},
+	}))
+	t.Apply(kueueObject("LocalQueue", localQueueName, env.Namespace, map[string]any{"clusterQueue": name}))
+
+	ctx, cancel := context.WithTimeout(t.Context(), c.queueTimeout)
+	defer cancel()
+	for _, q := range []struct {
+		kind, namespace, name string
+		resource              schema.GroupVersionResource
+	}{
+		{"ClusterQueue", "", name, clusterQueues},
+		{"LocalQueue", env.Namespace, localQueueName, localQueues},
+	} {
+		obj, err := waitForCondition(ctx, env, q.resource, q.namespace, q.name, "Active")
+		if err != nil {
+			if obj != nil {
+				t.Observe(q.kind+" "+q.name+" conditions as last seen", strings.Join(conditionLines(obj), "\n"))
+			}
+			t.Fatalf("%s %s did not become Active within %s: no Kueue controller reconciles it (%v)", q.kind, q.name, c.queueTimeout, err)
+		}
+		t.Observe(q.kind+" "+q.name, strings.Join(conditionLines(obj), "\n"))
+	}
+}
+
+func (c config) jobFits(t *conformance.T, env *conformance.Env) {
+	n := c.pods
+	t.Step("Submit Job %s of %d pods (parallelism = completions = %d, %s CPU and %s memory each) to LocalQueue %s: together they fill the quota exactly",
+		fitsJobName, n, n, podCPU.String(), podMemory.String(), localQueueName)
+	job := c.submit(t, env, fitsJobName, n)
+
+	ctx, cancel := context.WithTimeout(t.Context(), admitTimeout)
+	defer cancel()
+	wl, err := waitForWorkload(ctx, env, job.GetUID(), func(wl *unstructured.Unstructured) bool {
+		return conditionTrue(wl, "Admitted")
+	})
+	if err != nil {
+		if wl != nil {
+			t.Observe("Workload "+wl.GetName()+" as last seen", strings.Join(conditionLines(wl), "\n"))
+		}
+		t.Fatalf("the Workload of Job %s was not admitted within %s: %v", fitsJobName, admitTimeout, err)
+	}
+	admitted, assignments := admittedPods(wl)
+	t.Observe("admission of Workload "+wl.GetName(), strings.Join(assignments, "\n"))
+	if admitted != n {
+		t.Errorf("Workload %s was admitted for %d pods, want all %d at once", wl.GetName(), admitted, n)
+	}
+
+	t.Step("Watch the pods of Job %s until all %d are bound and have run", fitsJobName, n)
+	ctx, cancel = context.WithTimeout(t.Context(), runTimeout)
+	defer cancel()
+	pods, err := waitForPodsRan(ctx, env, fitsJobName, n)
+	t.Observe(fmt.Sprintf("pods of Job %s", fitsJobName), strings.Join(podLines(pods), "\n"))
+	if err != nil {
+		t.Fatalf("not all %d pods of Job %s ran: %v", n, fitsJobName, err)
+	}
+	done, err := waitForJobComplete(ctx, env, fitsJobName)
+	if err != nil {
+		t.Fatalf("Job %s did not complete: %v", fitsJobName, err)
+	}
+	t.Observe("Job "+fitsJobName, fmt.Sprintf("Complete, %d pods succeeded", done.Status.Succeeded))
+	t.Logf("Job %s was admitted whole: %d pods ran and it completed", fitsJobName, n)
+}
+
+func (c config) jobBeyondQuota(t *conformance.T, env *conformance.Env) {
+	n := c.pods + 1
+	t.Step("Submit Job %s of %d pods to LocalQueue %s, one pod more than the quota holds: %d of them would fit, a gang scheduler starts none",
+		beyondJobName, n, localQueueName, c.pods)
+	job := c.submit(t, env, beyondJobName, n)
+	created := time.Now()
+
+	t.Step("Watch its pods and its Workload for %s: no pod may be bound or run, the Workload may not be admitted", c.window)
+	ctx, cancel := context.WithTimeout(t.Context(), c.window)
+	defer cancel()
+	var (
+		wg           sync.WaitGroup
+		pods         map[string]*corev1.Pod
+		firstBound   map[string]time.Duration
+		wl           *unstructured.Unstructured
+		admittedAt   time.Duration
+		podErr, wErr error
+	)
+	wg.Go(func() { pods, firstBound, podErr = watchPods(ctx, env, beyondJobName, created) })
+	wg.Go(func() { wl, admittedAt, wErr = watchWorkload(ctx, env, job.GetUID(), created) })
+	wg.Wait()
+	if t.Context().Err() != nil {
+		t.Fatalf("the check's deadline ended the observation window early")
+	}
+	for _, err := range []error{podErr, wErr} {
+		if err != nil {
+			t.Fatalf("watching Job %s: %v", beyondJobName, err)
+		}
+	}
+
+	t.Observe(fmt.Sprintf("pods of Job %s during the window", beyondJobName), strings.Join(podLines(pods), "\n"))
+	var bound []string
+	for name, after := range firstBound {
+		p := pods[name]
+		bound = append(bound, fmt.Sprintf("%s (node %q, phase %s, %s after the Job was created)", name, p.Spec.NodeName, p.Status.Phase, after.Round(100*time.Millisecond)))
+	}
+	sort.Strings(bound)
+	if len(bound) > 0 {
+		t.Errorf("%d pod(s) of Job %s, which does not fit the quota, were bound or ran: %s", len(bound), beyondJobName, strings.Join(bound, "; "))
+	}
+	if wl == nil {
+		t.Fatalf("no Workload was created for Job %s within %s: Kueue does not manage Jobs labelled %s", beyondJobName, c.window, queueNameLabel)
+	}
+	if admittedAt > 0 {
+		t.Observe("Workload "+wl.GetName()+" at the end of the window", strings.Join(conditionLines(wl), "\n"))
+		count, _ := admittedPods(wl)
+		t.Errorf("Workload %s was admitted (quota reserved for %d pods) %s after the Job was created, although its %d pods exceed the quota of %d",
+			wl.GetName(), count, admittedAt.Round(100*time.Millisecond), n, c.pods)
+		return
+	}
+	reason := condition(wl, "QuotaReserved")
+	if reason == nil {
+		t.Observe("Workload "+wl.GetName()+" at the end of the window", strings.Join(conditionLines(wl), "\n"))
+		t.Errorf("Workload %s has no QuotaReserved condition saying why it is not admitted", wl.GetName())
+		return
+	}
+	msg, _ := reason["message"].(string)
+	t.Observe("why Workload "+wl.GetName()+" is not admitted", fmt.Sprintf("QuotaReserved=%v reason=%v: %s", reason["status"], reason["reason"], msg))
+	if !strings.Contains(strings.ToLower(msg), "quota") {
+		t.Errorf("the Workload's QuotaReserved message does not name the quota as the reason: %q", msg)
+	}
+}
+
+// submit creates a Job of n probe pods in LocalQueue localQueueName and
+// returns it as created, after admission webhooks.
+func (c config) submit(t *conformance.T, env *conformance.Env, name string, n int) *unstructured.Unstructured {
+	count := int32(n)
+	requests := corev1.ResourceList{corev1.ResourceCPU: podCPU, corev1.ResourceMemory: podMemory}
+	pod := corev1.PodSpec{
+		RestartPolicy: corev1.RestartPolicyNever,
+		Containers: []corev1.Container{{
+			Name:            "probe",
+			Image:           env.ProbeImage,
+			ImagePullPolicy: corev1.PullIfNotPresent,
+			Args:            []string{"probe", "sleep", c.sleep.String()},
+			Resources:       corev1.ResourceRequirements{Requests: requests},
+		}},
+		TerminationGracePeriodSeconds: new(int64),
+	}
+	if key := env.Accelerator.NodeTaintKey; key != "" {
+		pod.Tolerations = []corev1.Toleration{{Key: key, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+	}
+	job := t.Apply(&batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{queueNameLabel: localQueueName}},
+		Spec: batchv1.JobSpec{
+			Parallelism:  &count,
+			Completions:  &count,
+			BackoffLimit: new(int32),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app.kubernetes.io/name": "kaic-probe"}},
+				Spec:       pod,
+			},
+		},
+	})
+	suspended, _, _ := unstructured.NestedBool(job.Object, "spec", "suspend")
+	t.Observe("Job "+name+" as created", fmt.Sprintf("spec.suspend=%t", suspended))
+	if !suspended {
+		t.Errorf("Job %s was not suspended when created: its pods can start before the queue admits the whole gang (is Kueue's Job webhook active?)", name)
+	}
+	return job
+}
+
+// kueueObject is a Kueue object of kind with the given spec.
+func kueueObject(kind, name, namespace string, spec map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+	u.SetGroupVersionKind(kueueGV.WithKind(kind))
+	u.SetName(name)
+	u.SetNamespace(namespace)
+	return u
+}
+
+// waitForCondition watches the object until its condition ct is True and
+// returns it as last seen.
+func waitForCondition(ctx context.Context, env *conformance.Env, gvr schema.GroupVersionResource, namespace, name, ct string) (*unstructured.Unstructured, error) {
+	lw := dynamicListWatch(env, gvr, namespace, fields.OneTermEqualSelector("metadata.name", name).String(), "")
+	var last *unstructured.Unstructured
+	_, err := watchtools.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(event watch.Event) (bool, error) {
+		u, ok := event.Object.(*unstructured.Unstructured)
+		if !ok {
+			return false, nil
+		}
+		last = u
+		if event.Type == watch.Deleted {
+			return false, fmt.Errorf("%s %s was deleted", u.GetKind(), name)
+		}
+		return conditionTrue(u, ct), nil
+	})
+	return last, err
+}
+
+// waitForWorkload watches the Workload of the Job with uid until done.
+func waitForWorkload(ctx context.Context, env *conformance.Env, uid types.UID, done func(*unstructured.Unstructured) bool) (*unstructured.Unstructured, error) {
+	lw := dynamicListWatch(env, workloads, env.Namespace, "", labels.Set{jobUIDLabel: string(uid)}.String())
+	var last *unstructured.Unstructured
+	_, err := watchtools.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(event watch.Event) (bool, error) {
+		u, ok := event.Object.(*unstructured.Unstructured)
+		if !ok || event.Type == watch.Deleted {
+			return false, nil
+		}
+		last = u
+		return done(u), nil
+	})
+	if err != nil && last == nil {
+		err = fmt.Errorf("no Workload was created for the Job: %w", err)
+	}
+	return last, err
+}
+
+// watchWorkload follows the Workload of the Job with uid until ctx ends,
+// returning it as last seen and, if it was admitted or reserved quota, how
+// long after created that was first seen.
+func watchWorkload(ctx context.Context, env *conformance.Env, uid types.UID, created time.Time) (*unstructured.Unstructured, time.Duration, error) {
+	var admittedAt time.Duration
+	last, err := waitForWorkload(ctx, env, uid, func(u *unstructured.Unstructured) bool {
+		if admittedAt == 0 && (conditionTrue(u, "Admitted") || conditionTrue(u, "QuotaReserved")) {
+			admittedAt = max(time.Since(created), time.Millisecond)
+		}
+		return false
+	})
+	if windowEnded(ctx, err) {
+		err = nil
+	}
+	return last, admittedAt, err
+}
+
+// watchPods follows the pods of Job job until ctx ends, returning every pod
+// seen (as last seen) and, for those that were bound or ran, how long after
+// created that was first seen.
+func watchPods(ctx context.Context, env *conformance.Env, job string, created time.Time) (map[string]*corev1.Pod, map[string]time.Duration, error) {
+	pods := map[string]*corev1.Pod{}
+	bound := map[string]time.Duration{}
+	_, err := watchtools.UntilWithSync(ctx, podListWatch(env, job), &corev1.Pod{}, nil, func(event watch.Event) (bool, error) {
+		p, ok := event.Object.(*corev1.Pod)
+		if !ok {
+			return false, nil
+		}
+		pods[p.Name] = p
+		if _, seen := bound[p.Name]; !seen && (p.Spec.NodeName != "" || p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodSucceeded) {
+			bound[p.Name] = time.Since(created)
+		}
+		return false, nil
+	})
+	if windowEnded(ctx, err) {
+		err = nil
+	}
+	return pods, bound, err
+}
+
+// windowEnded reports whether err only says that ctx's deadline passed.
+func windowEnded(ctx context.Context, err error) bool {
+	return err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)
+}
+
+// waitForPodsRan watches the pods of Job job until n distinct pods are
+// bound and Running or Succeeded. A failed pod is an error.
+func waitForPodsRan(ctx context.Context, env *conformance.Env, job string, n int) (map[string]*corev1.Pod, error) {
+	pods := map[string]*corev1.Pod{}
+	ran := map[string]bool{}
+	_, err := watchtools.UntilWithSync(ctx, podListWatch(env, job), &corev1.Pod{}, nil, func(event watch.Event) (bool, error) {
+		p, ok := event.Object.(*corev1.Pod)
+		if !ok {
+			return false, nil
+		}
+		pods[p.Name] = p
+		switch p.Status.Phase {
+		case corev1.PodRunning, corev1.PodSucceeded:
+			if p.Spec.NodeName != "" {
+				ran[p.Name] = true
+			}
+		case corev1.PodFailed:
+			return false, fmt.Errorf("pod %s failed: %s %s", p.Name, p.Status.Reason, p.Status.Message)
+		}
+		return len(ran) >= n, nil
+	})
+	if err != nil {
+		return pods, fmt.Errorf("%d of %d pods ran: %w", len(ran), n, err)
+	}
+	return pods, nil
+}
+
+// waitForJobComplete watches Job name until it is Complete; a Failed Job is
+// an error.
+func waitForJobComplete(ctx context.Context, env *conformance.Env, name string) (*batchv1.Job, error) {
+	jobs := env.Client.BatchV1().Jobs(env.Namespace)
+	selector := fields.OneTermEqualSelector("metadata.name", name).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (k8sruntime.Object, error) {
+			opts.FieldSelector = selector
+			return jobs.List(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.FieldSelector = selector
+			return jobs.Watch(ctx, opts)
+		},
+	}
+	var last *batchv1.Job
+	_, err := watchtools.UntilWithSync(ctx, lw, &batchv1.Job{}, nil, func(event watch.Event) (bool, error) {
+		job, ok := event.Object.(*batchv1.Job)
+		if !ok {
+			return false, nil
+		}
+		last = job
+		for _, c := range job.Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				continue
+			}
+			switch c.Type {
+			case batchv1.JobComplete:
+				return true, nil
+			case batchv1.JobFailed:
+				return false, fmt.Errorf("job %s failed: %s %s", name, c.Reason, c.Message)
+			}
+		}
+		return false, nil
+	})
+	return last, err
+}
+
+func podListWatch(env *conformance.Env, job string) *cache.ListWatch {
+	pods := env.Client.CoreV1().Pods(env.Namespace)
+	selector := labels.Set{batchv1.JobNameLabel: job}.String()
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (k8sruntime.Object, error) {
+			opts.LabelSelector = selector
+			return pods.List(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.LabelSelector = selector
+			return pods.Watch(ctx, opts)
+		},
+	}
+}
+
+func dynamicListWatch(env *conformance.Env, gvr schema.GroupVersionResource, namespace, fieldSelector, labelSelector string) *cache.ListWatch {
+	res := env.Dynamic.Resource(gvr).Namespace(namespace)
+	set := func(opts *metav1.ListOptions) {
+		opts.FieldSelector = fieldSelector
+		opts.LabelSelector = labelSelector
+	}
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (k8sruntime.Object, error) {
+			set(&opts)
+			return res.List(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			set(&opts)
+			return res.Watch(ctx, opts)
+		},
+	}
+}
+
+// admittedPods sums the pod counts of a Workload's admission and lists its
+// pod set assignments for the transcript.
+func admittedPods(wl *unstructured.Unstructured) (int, []string) {
+	assignments, _, _ := unstructured.NestedSlice(wl.Object, "status", "admission", "podSetAssignments")
+	queue, _, _ := unstructured.NestedString(wl.Object, "status", "admission", "clusterQueue")
+	total := 0
+	var lines []string
+	for _, a := range assignments {
+		m, _ := a.(map[string]any)
+		count, _, _ := unstructured.NestedInt64(m, "count")
+		flavors, _, _ := unstructured.NestedStringMap(m, "flavors")
+		total += int(count)
+		lines = append(lines, fmt.Sprintf("ClusterQueue %s, pod set %v: %d pods, flavors %v", queue, m["name"], count, flavors))
+	}
+	return total, lines
+}
+
+func condition(u *unstructured.Unstructured, ct string) map[string]any {
+	conditions, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conditions {
+		if m, ok := c.(map[string]any); ok && m["type"] == ct {
+			return m
+		}
+	}
+	return nil
+}
+
+func conditionTrue(u *unstructured.Unstructured, ct string) bool {
+	c := condition(u, ct)
+	return c != nil && c["status"] == "True"
+}
+
+// conditionLines lists an object's conditions for the transcript.
+func conditionLines(u *unstructured.Unstructured) []string {
+	conditions, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	lines := []string{}
+	for _, c := range conditions {
+		m, _ := c.(map[string]any)
+		line := fmt.Sprintf("%v=%v", m["type"], m["status"])
+		if r, _ := m["reason"].(string); r != "" {
+			line += " (" + r + ")"
+		}
+		if msg, _ := m["message"].(string); msg != "" {
+			line += ": " + msg
+		}
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+func podLines(pods map[string]*corev1.Pod) []string {
+	lines := []string{}
+	for _, p := range pods {
+		node := p.Spec.NodeName
+		if node == "" {
+			node = "(not bound)"
+		}
+		lines = append(lines, fmt.Sprintf("%s: phase %s, node %s", p.Name, p.Status.Phase, node))
+	}
+	sort.Strings(lines)
+	if len(lines) == 0 {
+		lines = append(lines, "(none)")
+	}
+	return lines
+}

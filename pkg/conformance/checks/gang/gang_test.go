@@ -1,0 +1,230 @@
+package gang
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/kaic-dev/kaic/internal/testenv"
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/checktest"
+)
+
+// Two kwok nodes of 32 CPUs each: room for every pod of the check's Jobs,
+// so only the queue's quota decides what runs.
+func TestMain(m *testing.M) {
+	testenv.Main(m, testenv.WithControlLoops(), testenv.WithNodes(testenv.Node{Name: "kwok-0"}, testenv.Node{Name: "kwok-1"}))
+}
+
+// testConfig is the check as the tests run it: a short observation window.
+func testConfig() config {
+	return config{pods: 3, window: 10 * time.Second, sleep: 5 * time.Second, queueTimeout: 20 * time.Second}
+}
+
+// runCheck runs the check c through the runner against env.
+func runCheck(t *testing.T, env *testenv.Env, c config) conformance.Result {
+	t.Helper()
+	return runCheckWithCleanup(t, env, c, 0)
+}
+
+// runCheckWithCleanup is runCheck with a cleanup time limit: without a
+// controller manager the check's namespace is never deleted, and the
+// runner would wait its full cleanup time for it.
+func runCheckWithCleanup(t *testing.T, env *testenv.Env, c config, cleanup time.Duration) conformance.Result {
+	t.Helper()
+	cenv, err := conformance.NewEnv(env.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := conformance.NewRegistry(conformance.NewCheck(ID, c.run))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &conformance.Runner{
+		Catalog:        conformance.Catalog{Version: "1.35", Requirements: []conformance.Requirement{{ID: ID, Category: "schedulingOrchestration", Level: conformance.Must}}},
+		Registry:       reg,
+		Env:            *cenv,
+		Timeout:        4 * time.Minute,
+		CleanupTimeout: cleanup,
+	}
+	results, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 {
+		t.Fatalf("got %d results", len(results))
+	}
+	res := results[0]
+	for _, tr := range res.Tests() {
+		t.Logf("%s: %s %q", tr.Name, tr.Status, tr.Output)
+	}
+	return res
+}
+
+func wantSubtests(t *testing.T, res conformance.Result, want map[string]conformance.Status) {
+	t.Helper()
+	for name, status := range want {
+		tr := checktest.Subtest(res, name)
+		switch {
+		case tr == nil && status == "":
+		case tr == nil:
+			t.Errorf("subtest %s did not run, want %s", name, status)
+		case status == "":
+			t.Errorf("subtest %s ran (%s), want it not to", name, tr.Status)
+		case tr.Status != status:
+			t.Errorf("subtest %s: %s, want %s:\n%s", name, tr.Status, status, strings.Join(tr.Output, "\n"))
+		}
+	}
+}
+
+func TestGangSchedulingPasses(t *testing.T) {
+	env := sharedWithKueue(t)
+	res := runCheck(t, env, testConfig())
+	if res.TestName != "TestGangScheduling" {
+		t.Errorf("test name %q, want the official suite's TestGangScheduling", res.TestName)
+	}
+	if res.Status != conformance.Passed {
+		t.Fatalf("status %s: %s", res.Status, res.Reason)
+	}
+	wantSubtests(t, res, map[string]conformance.Status{
+		"KueueAPIServed":             conformance.Passed,
+		"QueueActive":                conformance.Passed,
+		"JobThatFitsIsAdmittedWhole": conformance.Passed,
+		"JobBeyondQuotaGetsNoPod":    conformance.Passed,
+	})
+	all := checktest.Transcript(res)
+	for _, want := range []string{
+		"spec.suspend=true",          // Kueue's webhook held the Jobs
+		"pod set main: 3 pods",       // admitted whole
+		"Complete, 3 pods succeeded", // and completed
+		"QuotaReserved=False",        // why the big one waits
+		"insufficient quota",
+		"deleted namespace " + res.Namespace,
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("transcript lacks %q", want)
+		}
+	}
+	if !strings.Contains(all, "pods of Job beyond-quota during the window: (none)") {
+		t.Errorf("the transcript does not show that the Job beyond the quota got no pod")
+	}
+	// The cluster-scoped queue objects named after the namespace are gone
+	// or going (Kueue's finalizers release them).
+	for kind, gvr := range map[string]schema.GroupVersionResource{"ClusterQueue": clusterQueues, "ResourceFlavor": resourceFlavors} {
+		obj, err := env.Dynamic().Resource(gvr).Get(t.Context(), res.Namespace, metav1.GetOptions{})
+		switch {
+		case err == nil && obj.GetDeletionTimestamp() == nil:
+			t.Errorf("%s %s still exists after cleanup", kind, res.Namespace)
+		case err != nil && !apierrors.IsNotFound(err):
+			t.Error(err)
+		}
+	}
+}
+
+// Without Kueue's API the check fails at once saying Kueue is missing; with
+// the API but no controller it fails saying no controller reconciles the
+// queue. Neither needs the Kueue manager binary.
+func TestGangSchedulingFailsWithoutKueue(t *testing.T) {
+	env := testenv.New(t)
+	res := runCheckWithCleanup(t, env, testConfig(), 3*time.Second)
+	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "does not serve kueue.x-k8s.io/v1beta2: Kueue") {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+	wantSubtests(t, res, map[string]conformance.Status{"KueueAPIServed": conformance.Failed, "QueueActive": ""})
+
+	moduleDir, err := kueueModuleDir(t.Context())
+	if err != nil {
+		t.Skipf("Kueue's CRDs are not at hand: %v", err)
+	}
+	// Conversion is never needed: everything is stored and read as v1beta2.
+	if err := installKueueCRDs(t.Context(), env, filepath.Join(moduleDir, "config/components/crd/bases"), "https://127.0.0.1:1", nil); err != nil {
+		t.Fatal(err)
+	}
+	res = runCheckWithCleanup(t, env, testConfig(), 3*time.Second)
+	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "did not become Active") || !strings.Contains(res.Reason, "no Kueue controller") {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+	wantSubtests(t, res, map[string]conformance.Status{
+		"KueueAPIServed":             conformance.Passed,
+		"QueueActive":                conformance.Failed,
+		"JobThatFitsIsAdmittedWhole": "",
+	})
+}
+
+// A queue that admits the Job beyond the quota (its quota raised behind the
+// check's back, as if it let pods bypass the gang) fails the negative case,
+// which reports the admission and the pods it saw bound.
+func TestGangSchedulingFailsWhenQueueAdmitsBeyondQuota(t *testing.T) {
+	env := sharedWithKueue(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	raised := make(chan string, 1)
+	go func() {
+		defer close(raised)
+		if name, err := raiseNextQuota(ctx, env); err != nil {
+			t.Errorf("raising the quota: %v", err)
+		} else {
+			raised <- name
+		}
+	}()
+	res := runCheck(t, env, testConfig())
+	if name := <-raised; name != res.Namespace {
+		t.Fatalf("raised the quota of ClusterQueue %q, want %q", name, res.Namespace)
+	}
+	if res.Status != conformance.Failed {
+		t.Fatalf("status %s, want Failed", res.Status)
+	}
+	wantSubtests(t, res, map[string]conformance.Status{
+		"KueueAPIServed":             conformance.Passed,
+		"QueueActive":                conformance.Passed,
+		"JobThatFitsIsAdmittedWhole": conformance.Passed,
+		"JobBeyondQuotaGetsNoPod":    conformance.Failed,
+	})
+	out := strings.Join(checktest.Subtest(res, "JobBeyondQuotaGetsNoPod").Output, "\n")
+	for _, want := range []string{
+		"4 pod(s) of Job beyond-quota, which does not fit the quota, were bound or ran",
+		"was admitted (quota reserved for 4 pods)",
+		"node \"kwok-",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the negative case's output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// raiseNextQuota waits for the next ClusterQueue to be created and raises
+// its quota far beyond what the check's Jobs ask for. It returns the
+// queue's name.
+func raiseNextQuota(ctx context.Context, env *testenv.Env) (string, error) {
+	queues := env.Dynamic().Resource(clusterQueues)
+	list, err := queues.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	w, err := queues.Watch(ctx, metav1.ListOptions{ResourceVersion: list.GetResourceVersion()})
+	if err != nil {
+		return "", err
+	}
+	defer w.Stop()
+	for event := range w.ResultChan() {
+		if event.Type != watch.Added {
+			continue
+		}
+		name := event.Object.(*unstructured.Unstructured).GetName()
+		patch := `[{"op": "replace", "path": "/spec/resourceGroups/0/flavors/0/resources/0/nominalQuota", "value": "1000"},
+			{"op": "replace", "path": "/spec/resourceGroups/0/flavors/0/resources/1/nominalQuota", "value": "1000Gi"}]`
+		_, err := queues.Patch(ctx, name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
+		return name, err
+	}
+	return "", fmt.Errorf("no ClusterQueue was created: %w", ctx.Err())
+}
