@@ -16,10 +16,11 @@ build:
 
 # testbin builds the real control plane (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kwok) the integration tests run
-# against, into a cache outside the repository. Cold: ~15-20 min on 2 cores;
-# cached: under 2 s.
+# against, and the Kueue manager the gang-scheduling tests run, into a cache
+# outside the repository. Cold: ~25-30 min on 2 cores; cached: under 2 s.
 testbin:
 	@hack/testbin/build.sh >/dev/null
+	@hack/testbin/build.sh kueue >/dev/null
 
 # test runs every unit and integration test (and the fuzz seed corpora)
 # against the real control plane built by testbin.
@@ -48,6 +49,13 @@ fuzz:
 # a profile pulls; see the e2e workflow).
 e2e: build
 	$(GO) test -tags e2e -timeout 90m -v ./e2e/...
+
+# e2e-offline runs the e2e suite against a kind cluster made only of images
+# built on this machine (hack/kindnode, no registry): it builds what is
+# missing, starts a private Docker engine where the host's cannot run kind
+# nodes, and tears everything down again. See e2e/offline.sh.
+e2e-offline: build
+	e2e/offline.sh
 
 clean:
 	rm -rf bin
