@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
 )
 
 // Component binary names as hack/testbin/build.sh writes them.
@@ -47,6 +48,23 @@ func (e *MissingBinariesError) Error() string {
 func InCI() bool {
 	ci, err := strconv.ParseBool(os.Getenv("CI"))
 	return err == nil && ci
+}
+
+// RequireOperatorsEnv names the variable that makes a missing operator
+// binary (the Kueue or KubeRay manager some checks' tests run, built by
+// `make testbin-operators`) a failure instead of a skip. CI sets it when
+// those binaries are cached; they take longer to build than the rest of
+// the suite takes to run.
+const RequireOperatorsEnv = "KAIC_REQUIRE_OPERATORS"
+
+// MissingOperator skips t because an operator binary is missing, or fails
+// it when RequireOperatorsEnv is true.
+func MissingOperator(t testing.TB, why string) {
+	t.Helper()
+	if req, err := strconv.ParseBool(os.Getenv(RequireOperatorsEnv)); err == nil && req {
+		t.Fatalf("%s=true: %s", RequireOperatorsEnv, why)
+	}
+	t.Skip(why)
 }
 
 // BinDir returns the directory holding the control-plane binaries:
