@@ -22,7 +22,8 @@ func newProbeCommand(o *globalOptions) *cobra.Command {
 to its log. 'kaic probe image' builds that image from this kaic binary.`,
 		Args: noArgs,
 	}
-	c.AddCommand(newProbeDevicesCommand(o), newProbeServeCommand(o), newProbeSleepCommand(o), newProbeImageCommand(o))
+	c.AddCommand(newProbeDevicesCommand(o), newProbeServeCommand(o), newProbeSleepCommand(o), newProbeImageCommand(o),
+		newProbeDRADriverCommand(o), newProbeLoadCommand(o))
 	return c
 }
 

@@ -93,7 +93,7 @@ func (in *Installer) installChart(ctx context.Context, c profile.Component, rec 
 		return err
 	}
 	rec.ChartName, rec.Version, rec.Digest, rec.Source = lc.chart.Metadata.Name, lc.chart.Metadata.Version, lc.digest, lc.kind
-	vals, err := componentValues(c, in.set)
+	vals, err := in.values(c)
 	if err != nil {
 		return err
 	}

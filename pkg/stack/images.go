@@ -89,7 +89,7 @@ func (in *Installer) render(ctx context.Context, c profile.Component) (string, e
 	if err != nil {
 		return "", err
 	}
-	vals, err := componentValues(c, in.set)
+	vals, err := in.values(c)
 	if err != nil {
 		return "", err
 	}

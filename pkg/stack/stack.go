@@ -52,6 +52,7 @@ type Installer struct {
 	reporter       Reporter
 	defaultTimeout time.Duration
 	embedded       fs.FS
+	embeddedValues map[string]any
 	goProxy        string
 
 	registryOnce sync.Once
@@ -126,6 +127,14 @@ func WithEmbeddedCharts(fsys fs.FS) Option {
 			in.embedded = fsys
 		}
 	}
+}
+
+// WithEmbeddedChartValues sets values every embedded chart (kaic://) is
+// installed with, beneath the component's values and --set: how kaic hands
+// its own charts what only the running kaic knows. The install phase sets
+// "image" to the probe image, which the kaic-fake-gpu chart runs.
+func WithEmbeddedChartValues(v map[string]any) Option {
+	return func(in *Installer) { in.embeddedValues = v }
 }
 
 // WithGoProxy sets the Go module proxy that manifest modules come from

@@ -44,6 +44,16 @@ func componentValues(c profile.Component, set Overrides) (map[string]any, error)
 	return normalize(merged)
 }
 
+// values are the values Install uses for a component: componentValues over
+// the embedded charts' defaults (WithEmbeddedChartValues) for a kaic://
+// chart.
+func (in *Installer) values(c profile.Component) (map[string]any, error) {
+	if c.Helm != nil && strings.HasPrefix(c.Helm.Chart, profile.EmbeddedChartScheme) && len(in.embeddedValues) > 0 {
+		c.Values = mergeMaps(in.embeddedValues, c.Values)
+	}
+	return componentValues(c, in.set)
+}
+
 // mergeMaps returns base with over merged into it: maps merge key by key,
 // anything else in over replaces what base has. Neither input is modified.
 func mergeMaps(base, over map[string]any) map[string]any {

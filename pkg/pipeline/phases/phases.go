@@ -17,6 +17,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/evidence"
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 	"github.com/kaic-dev/kaic/pkg/pipeline/progress"
+	"github.com/kaic-dev/kaic/pkg/probe/image"
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/provision"
 	"github.com/kaic-dev/kaic/pkg/provision/capi"
@@ -139,6 +140,9 @@ func installPhase(r *profile.Resolved, opts Options) func(context.Context, *pipe
 		if opts.Parallel > 0 {
 			stackOpts = append(stackOpts, stack.WithParallel(opts.Parallel))
 		}
+		if ref := probeImage(r.Profile); ref != "" {
+			stackOpts = append(stackOpts, stack.WithEmbeddedChartValues(map[string]any{"image": ref}))
+		}
 		installer, err := stack.New(stackOpts...)
 		if err != nil {
 			return nil, err
@@ -152,6 +156,26 @@ func installPhase(r *profile.Resolved, opts Options) func(context.Context, *pipe
 		}
 		return outputs, err
 	}
+}
+
+// probeImage is the image kaic's own charts run (kaic-fake-gpu's driver is
+// `kaic probe dra-driver`): the profile's checks.probeImage, else the probe
+// image `kaic probe image` builds from this binary, whose tag is derived
+// from the binary's content. "" when neither is known; the chart then says
+// its image is required.
+func probeImage(p *profile.Profile) string {
+	if p.Spec.Checks.ProbeImage != "" {
+		return p.Spec.Checks.ProbeImage
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		return ""
+	}
+	return image.Reference(data)
 }
 
 // reporter adapts a phase's run context to provision.Reporter.
@@ -222,6 +246,10 @@ func verifyPhase(r *profile.Resolved, opts Options) func(context.Context, *pipel
 		env, err := conformance.NewEnv(cfg, r.Profile)
 		if err != nil {
 			return nil, err
+		}
+		// Checks run the same probe image kaic's charts run.
+		if ref := probeImage(r.Profile); ref != "" {
+			env.ProbeImage = ref
 		}
 		catalog, err := conformance.Builtin(r.Profile.Spec.ConformanceVersion)
 		if err != nil {

@@ -1,0 +1,28 @@
+{{- /* Named templates only: this file renders to nothing. (Not _helpers.tpl: go:embed leaves out files whose names start with an underscore.) */ -}}
+{{- define "kaic-fake-gpu.fullname" -}}
+{{- default "kaic-fake-gpu" .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kaic-fake-gpu.labels" -}}
+app.kubernetes.io/name: kaic-fake-gpu
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+
+{{- define "kaic-fake-gpu.selectorLabels" -}}
+app.kubernetes.io/name: kaic-fake-gpu
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* The driver name is fixed: it is that of the `example` accelerator model. */}}
+{{- define "kaic-fake-gpu.driverName" -}}gpu.example.com{{- end -}}
+
+{{- define "kaic-fake-gpu.serviceMonitor" -}}
+{{- $mode := toString .Values.metrics.serviceMonitor -}}
+{{- $served := .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor" -}}
+{{- if and .Values.metrics.enabled (eq $mode "true") (not $served) -}}
+{{- fail "metrics.serviceMonitor is true but the cluster serves no monitoring.coreos.com/v1 ServiceMonitor: install the Prometheus operator first, or set it to auto or false" -}}
+{{- end -}}
+{{- if and .Values.metrics.enabled (or (eq $mode "true") (and (eq $mode "auto") $served)) -}}true{{- end -}}
+{{- end -}}

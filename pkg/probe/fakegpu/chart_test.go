@@ -1,0 +1,154 @@
+package fakegpu_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kaic-dev/kaic/internal/testenv"
+	"github.com/kaic-dev/kaic/pkg/fetch"
+	"github.com/kaic-dev/kaic/pkg/probe/fakegpu"
+	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/stack"
+)
+
+const testImage = "kaic.dev/probe:0123456789abcdef"
+
+// component is the built-in kaic-fake-gpu component with the given values.
+func component(values map[string]any) profile.Component {
+	return profile.Component{
+		Name: "kaic-fake-gpu", Namespace: "kaic-fake-gpu",
+		Helm:      &profile.HelmChart{Chart: "kaic://kaic-fake-gpu"},
+		Values:    values,
+		Readiness: &profile.Readiness{Timeout: profile.Duration{Duration: 2 * time.Minute}},
+	}
+}
+
+func installer(t *testing.T, opts ...stack.Option) *stack.Installer {
+	t.Helper()
+	opts = append([]stack.Option{stack.WithCache(&fetch.Cache{Dir: t.TempDir()})}, opts...)
+	in, err := stack.New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// TestChartRendersOffline renders the embedded chart as kaic does without
+// a cluster: the probe image kaic passes is what the DaemonSet runs, a
+// missing image and a ServiceMonitor without its CRD fail clearly.
+func TestChartRendersOffline(t *testing.T) {
+	in := installer(t, stack.WithEmbeddedChartValues(map[string]any{"image": testImage}))
+	imgs, err := in.Images(t.Context(), []profile.Component{component(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imgs) != 1 || imgs[0].Image != testImage {
+		t.Errorf("images %+v, want only %s", imgs, testImage)
+	}
+	// The component's own value wins over kaic's default.
+	imgs, err = in.Images(t.Context(), []profile.Component{component(map[string]any{"image": "registry.example/probe:1"})})
+	if err != nil || len(imgs) != 1 || imgs[0].Image != "registry.example/probe:1" {
+		t.Errorf("images %+v %v, want the component's image", imgs, err)
+	}
+
+	_, err = installer(t).Images(t.Context(), []profile.Component{component(nil)})
+	if err == nil || !strings.Contains(err.Error(), "image is required") {
+		t.Errorf("without an image: %v", err)
+	}
+	_, err = in.Images(t.Context(), []profile.Component{component(map[string]any{"metrics": map[string]any{"serviceMonitor": true}})})
+	if err == nil || !strings.Contains(err.Error(), "serves no monitoring.coreos.com/v1 ServiceMonitor") {
+		t.Errorf("serviceMonitor true without the CRD: %v", err)
+	}
+}
+
+// TestChartInstalls installs the embedded chart into the test control plane
+// the way the install phase does and checks what the API server accepted.
+func TestChartInstalls(t *testing.T) {
+	env := testenv.Shared(t)
+	cs := env.Clientset()
+	ctx := t.Context()
+	// Another test of this package may have created the DeviceClass.
+	if err := cs.ResourceV1().DeviceClasses().Delete(ctx, fakegpu.DriverName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	in := installer(t, stack.WithKubeconfig(env.Kubeconfig, ""), stack.WithEmbeddedChartValues(map[string]any{"image": testImage}))
+	comp := component(map[string]any{"devicesPerNode": 3})
+	records, err := in.Install(ctx, []profile.Component{comp})
+	if err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := in.Uninstall(context.Background(), records); err != nil {
+			t.Logf("uninstall: %v", err)
+		}
+	})
+
+	class, err := cs.ResourceV1().DeviceClasses().Get(ctx, fakegpu.DriverName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := class.Spec.Selectors; len(s) != 1 || s[0].CEL == nil || s[0].CEL.Expression != `device.driver == "gpu.example.com"` {
+		t.Errorf("DeviceClass selectors %+v", s)
+	}
+	ds, err := cs.AppsV1().DaemonSets("kaic-fake-gpu").Get(ctx, "kaic-fake-gpu", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr := ds.Spec.Template.Spec.Containers[0]
+	if ctr.Image != testImage || ctr.Args[0] != "dra-driver" || !slices.Contains(ctr.Args, "--devices=3") {
+		t.Errorf("driver container %s %v", ctr.Image, ctr.Args)
+	}
+	if sc := ctr.SecurityContext; sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 0 {
+		t.Errorf("driver does not run as root: %+v", sc)
+	}
+	var hostPaths []string
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.HostPath != nil {
+			hostPaths = append(hostPaths, v.HostPath.Path)
+		}
+	}
+	for _, want := range []string{"/var/lib/kubelet/plugins", "/var/lib/kubelet/plugins_registry", "/var/run/cdi", fakegpu.DefaultStateDir} {
+		if !slices.Contains(hostPaths, want) {
+			t.Errorf("no hostPath %s in %v", want, hostPaths)
+		}
+	}
+	env0 := map[string]string{}
+	for _, e := range ctr.Env {
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			env0[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	if env0["NODE_NAME"] != "spec.nodeName" || env0["POD_UID"] != "metadata.uid" {
+		t.Errorf("downward API env %v", env0)
+	}
+	svc, err := cs.CoreV1().Services("kaic-fake-gpu").Get(ctx, "kaic-fake-gpu-metrics", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the example model's metrics endpoint kaic-fake-gpu/kaic-fake-gpu-metrics:9400: %v", err)
+	}
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 9400 {
+		t.Errorf("metrics service ports %+v", svc.Spec.Ports)
+	}
+	// The service account may publish slices and read claims.
+	role, err := cs.RbacV1().ClusterRoles().Get(ctx, "kaic-fake-gpu", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resources []string
+	for _, r := range role.Rules {
+		resources = append(resources, r.Resources...)
+	}
+	for _, want := range []string{"resourceslices", "resourceclaims", "nodes"} {
+		if !slices.Contains(resources, want) {
+			t.Errorf("ClusterRole lacks %s: %+v", want, role.Rules)
+		}
+	}
+	// The control plane serves no ServiceMonitor CRD: that the install
+	// succeeded shows serviceMonitor: auto left it out (the API server
+	// would have refused the unknown kind).
+}
