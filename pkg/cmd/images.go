@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kaic-dev/kaic/pkg/pipeline/phases"
 	"github.com/kaic-dev/kaic/pkg/stack"
 )
 
@@ -69,6 +70,9 @@ With --kubeconfig the charts render against that cluster's API versions
 				return usageError("%v", err)
 			}
 			opts := []stack.Option{stack.WithOverrides(overrides), stack.WithLogger(o.logger())}
+			if ref := phases.ProbeImage(r.Profile); ref != "" {
+				opts = append(opts, stack.WithEmbeddedChartValues(map[string]any{"image": ref}))
+			}
 			if o.kubeconfig != "" {
 				data, err := os.ReadFile(o.kubeconfig)
 				if err != nil {

@@ -140,7 +140,7 @@ func installPhase(r *profile.Resolved, opts Options) func(context.Context, *pipe
 		if opts.Parallel > 0 {
 			stackOpts = append(stackOpts, stack.WithParallel(opts.Parallel))
 		}
-		if ref := probeImage(r.Profile); ref != "" {
+		if ref := ProbeImage(r.Profile); ref != "" {
 			stackOpts = append(stackOpts, stack.WithEmbeddedChartValues(map[string]any{"image": ref}))
 		}
 		installer, err := stack.New(stackOpts...)
@@ -158,12 +158,12 @@ func installPhase(r *profile.Resolved, opts Options) func(context.Context, *pipe
 	}
 }
 
-// probeImage is the image kaic's own charts run (kaic-fake-gpu's driver is
+// ProbeImage is the image kaic's own charts run (kaic-fake-gpu's driver is
 // `kaic probe dra-driver`): the profile's checks.probeImage, else the probe
 // image `kaic probe image` builds from this binary, whose tag is derived
 // from the binary's content. "" when neither is known; the chart then says
 // its image is required.
-func probeImage(p *profile.Profile) string {
+func ProbeImage(p *profile.Profile) string {
 	if p.Spec.Checks.ProbeImage != "" {
 		return p.Spec.Checks.ProbeImage
 	}
@@ -248,7 +248,7 @@ func verifyPhase(r *profile.Resolved, opts Options) func(context.Context, *pipel
 			return nil, err
 		}
 		// Checks run the same probe image kaic's charts run.
-		if ref := probeImage(r.Profile); ref != "" {
+		if ref := ProbeImage(r.Profile); ref != "" {
 			env.ProbeImage = ref
 		}
 		catalog, err := conformance.Builtin(r.Profile.Spec.ConformanceVersion)
