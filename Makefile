@@ -22,11 +22,11 @@ testbin:
 	@hack/testbin/build.sh >/dev/null
 
 # testbin-operators builds the operator managers some checks' tests run
-# against the control plane (Kueue): about 10 more minutes cold. Without
+# against the control plane (Kueue, KubeRay): about 13 more minutes cold. Without
 # them those tests skip, saying so (KAIC_REQUIRE_OPERATORS=1 makes that a
 # failure; CI sets it when they are cached).
 testbin-operators:
-	@hack/testbin/build.sh kueue >/dev/null
+	@hack/testbin/build.sh kueue kuberay >/dev/null
 
 # test runs every unit and integration test (and the fuzz seed corpora)
 # against the real control plane built by testbin.

@@ -3,14 +3,16 @@
 # (kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok) from
 # the Go module proxy, into a cache directory outside the repository, and
 # prints that directory on stdout. On request it also builds the Kueue
-# manager the gang-scheduling check's tests run (component kueue).
+# manager the gang-scheduling check's tests run (component kueue) and the
+# KubeRay operator the robust-controller check's tests run (component kuberay).
 #
 #   hack/testbin/build.sh                 # the default set
 #   hack/testbin/build.sh kubelet kubeadm # any of: see COMPONENTS below
 #   hack/testbin/build.sh kueue           # the Kueue manager
+#   hack/testbin/build.sh kuberay         # the KubeRay operator
 #   hack/testbin/build.sh --check         # exit 1 if a binary is missing or stale; build nothing
 #
-# The Kubernetes, etcd, kwok and Kueue versions are pinned by the wrapper modules
+# The Kubernetes, etcd, kwok, Kueue and KubeRay versions are pinned by the wrapper modules
 # next to this script (their go.mod and go.sum). Each binary is stamped with
 # a hash of its wrapper module and build flags and is rebuilt only when that
 # changes, so a second run with everything present returns at once.
@@ -30,7 +32,7 @@ out=${KAIC_TESTBIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kaic/testbin/$k8s_versio
 mkdir -p "$out"
 
 DEFAULT=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok)
-COMPONENTS=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok kubelet kubeadm kube-proxy kubectl kueue)
+COMPONENTS=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok kubelet kubeadm kube-proxy kubectl kueue kuberay)
 check_only=false
 if [[ ${1:-} == --check ]]; then
 	check_only=true
@@ -63,6 +65,7 @@ module_of() {
 	etcd) echo etcd ;;
 	kwok) echo kwok ;;
 	kueue) echo kueue ;;
+	kuberay) echo kuberay ;;
 	*) echo kubernetes ;;
 	esac
 }
@@ -72,13 +75,14 @@ package_of() {
 	etcd) echo . ;;
 	kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
 	kueue) echo sigs.k8s.io/kueue/cmd/kueue ;;
+	kuberay) echo github.com/ray-project/kuberay/ray-operator ;;
 	*) echo "k8s.io/kubernetes/cmd/$1" ;;
 	esac
 }
 
 ldflags_of() {
 	case $1 in
-	etcd | kwok) echo "-s -w" ;;
+	etcd | kwok | kuberay) echo "-s -w" ;;
 	kueue) echo "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$kueue_version" ;;
 	*) echo "$k8s_ldflags" ;;
 	esac

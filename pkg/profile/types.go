@@ -333,6 +333,29 @@ type Checks struct {
 	// ProbeImage is the workload image; defaults to kaic's own probe image,
 	// built and loaded into kind clusters.
 	ProbeImage string `json:"probeImage,omitempty"`
+	// RobustController configures the robust_controller check.
+	RobustController RobustController `json:"robustController,omitempty"`
+}
+
+// RobustController configures the robust_controller check.
+type RobustController struct {
+	// Operator is the AI operator the check exercises, one of
+	// RobustControllerOperators. Empty selects the one the profile's stack
+	// installs (component kuberay-operator or kubeflow-trainer), else the
+	// one whose custom resources the cluster serves.
+	Operator string `json:"operator,omitempty"`
+}
+
+// The AI operators the robust_controller check knows.
+const (
+	OperatorKubeRay         = "kuberay"
+	OperatorKubeflowTrainer = "kubeflow-trainer"
+)
+
+// RobustControllerOperators lists the operators the robust_controller
+// check knows, in the order it prefers them when several are installed.
+func RobustControllerOperators() []string {
+	return []string{OperatorKubeRay, OperatorKubeflowTrainer}
 }
 
 // OptOut declares a requirement not applicable.

@@ -432,6 +432,9 @@ func validateChecks(errs *fieldErrors, c Checks, levels map[string]string) (warn
 	if c.Parallel < 0 {
 		errs.invalid(p+".parallel", c.Parallel, "must be >= 0 (0 runs every check at once)")
 	}
+	if op := c.RobustController.Operator; op != "" && !slices.Contains(RobustControllerOperators(), op) {
+		errs.invalid(p+".robustController.operator", op, "must be one of %s", strings.Join(RobustControllerOperators(), ", "))
+	}
 	return warnings
 }
 

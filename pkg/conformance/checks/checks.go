@@ -8,16 +8,27 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/driverruntime"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/gang"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/gpusharing"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/robust"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/secureaccess"
+	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
-// Builtin returns a registry of every built-in check.
+// Builtin returns a registry of every built-in check, each finding what
+// it exercises on the cluster.
 func Builtin() *conformance.Registry {
+	return ForProfile(nil)
+}
+
+// ForProfile returns a registry of every built-in check, configured by
+// the profile p where a check takes settings from it (the AI operator of
+// robust_controller); nil leaves every choice to the cluster.
+func ForProfile(p *profile.Profile) *conformance.Registry {
 	reg, err := conformance.NewRegistry(
 		dra.Check(),
 		driverruntime.Check(),
 		gang.Check(),
 		gpusharing.Check(),
+		robust.ForProfile(p),
 		secureaccess.Check(),
 	)
 	if err != nil {

@@ -257,7 +257,7 @@ func verifyPhase(r *profile.Resolved, opts Options) func(context.Context, *pipel
 		}
 		registry := opts.Checks
 		if registry == nil {
-			registry = checks.Builtin()
+			registry = checks.ForProfile(r.Profile)
 		}
 		resultsDir := filepath.Join(rc.Dir, conformance.ResultsDirName)
 		if err := os.RemoveAll(resultsDir); err != nil {
