@@ -31,6 +31,14 @@
 // that panics or times out, and it avoids pulling controller-runtime into
 // the module for a few hundred lines of exec and polling.
 //
+// Operators some checks' tests need (Kueue, KubeRay) are binaries that
+// `make testbin-operators` builds into the same directory. An [Operator]
+// describes one: it finds the binary and the module its manifests come
+// from, starts it once per test binary as a process of the environment
+// (logged and stopped like a component) and [ApplyManifests] installs its
+// CRDs and webhooks; [NewWebhookCerts] makes the certificates it serves
+// with.
+//
 // Each component logs to <dir>/logs/<component>.log in the environment's
 // temporary directory. A start failure keeps that directory and quotes the
 // tail of the failing component's log in the error; [Main] also keeps it

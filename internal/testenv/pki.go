@@ -1,9 +1,11 @@
 package testenv
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -44,28 +46,11 @@ func newPKI(dir string) (*pki, error) {
 	now := time.Now().Add(-time.Hour)
 	notAfter := now.Add(7 * 24 * time.Hour)
 
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, caKey, caPEM, err := newCA(pkix.Name{CommonName: "kaic-testenv-ca"}, nil, now, notAfter, false)
 	if err != nil {
 		return nil, err
 	}
-	caTemplate := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "kaic-testenv-ca"},
-		NotBefore:             now,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, fmt.Errorf("create CA certificate: %w", err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	p.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	p.caPEM = caPEM
 
 	servingCertPEM, servingKeyPEM, err := issue(ca, caKey, &x509.Certificate{
 		SerialNumber: big.NewInt(2),
@@ -118,9 +103,48 @@ func newPKI(dir string) (*pki, error) {
 	return p, nil
 }
 
+// newCA creates a self-signed certificate authority valid from notBefore to
+// notAfter, with an ECDSA P-256 key or, if rsaKey, an RSA 2048 one; dnsNames
+// are for certificate managers that verify their CA as a server
+// certificate. It returns the parsed certificate, its key and the
+// certificate PEM encoded.
+func newCA(subject pkix.Name, dnsNames []string, notBefore, notAfter time.Time, rsaKey bool) (*x509.Certificate, crypto.Signer, []byte, error) {
+	usage := x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
+	var key crypto.Signer
+	var err error
+	if rsaKey {
+		usage |= x509.KeyUsageKeyEncipherment
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	} else {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	template := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               subject,
+		DNSNames:              dnsNames,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              usage,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, key.Public(), key)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("create CA certificate: %w", err)
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return ca, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
 // issue signs template with the CA and returns the certificate and a fresh
-// private key, PEM encoded.
-func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, template *x509.Certificate) (certPEM, keyPEM []byte, err error) {
+// ECDSA P-256 private key, PEM encoded.
+func issue(ca *x509.Certificate, caKey crypto.Signer, template *x509.Certificate) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err

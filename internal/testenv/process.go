@@ -34,6 +34,12 @@ type component struct {
 
 // startComponent runs binary with args, logging to logDir/<name>.log.
 func startComponent(name, binary, logDir string, args []string) (*component, error) {
+	return startComponentEnv(name, binary, logDir, args, nil)
+}
+
+// startComponentEnv is startComponent with environ added to the test
+// binary's environment.
+func startComponentEnv(name, binary, logDir string, args, environ []string) (*component, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -42,7 +48,7 @@ func startComponent(name, binary, logDir string, args []string) (*component, err
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), environ...)
 	cmd.SysProcAttr = processGroupAttr()
 	fmt.Fprintf(logFile, "# %s %s\n", binary, strings.Join(args, " "))
 	if err := spawn(cmd); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/checktest"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
@@ -23,46 +24,14 @@ func TestMain(m *testing.M) {
 // accelerator model.
 func runCheck(t *testing.T, env *testenv.Env, acc profile.Accelerator) conformance.Result {
 	t.Helper()
-	cenv, err := conformance.NewEnv(env.Config, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cenv.Accelerator = acc
-	reg, err := conformance.NewRegistry(Check())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &conformance.Runner{
-		Catalog:  conformance.Catalog{Version: "1.35", Requirements: []conformance.Requirement{{ID: ID, Category: "accelerators", Level: conformance.Must}}},
-		Registry: reg,
-		Env:      *cenv,
-		Timeout:  3 * time.Minute,
-	}
-	results, err := r.Run(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(results) != 1 {
-		t.Fatalf("got %d results", len(results))
-	}
-	res := results[0]
-	for _, tr := range res.Tests() {
-		t.Logf("%s: %s %q", tr.Name, tr.Status, tr.Output)
-	}
-	return res
+	return checktest.RunWith(t, env, Check(), checktest.Options{
+		Version: "1.35", Category: "accelerators", Level: conformance.Must,
+		Timeout: 3 * time.Minute, Accelerator: &acc,
+	})
 }
 
 func exampleModel(deviceClass string) profile.Accelerator {
 	return profile.Accelerator{Model: "example", DRADriver: testenv.DefaultDRADriver, DeviceClass: deviceClass, DeviceEnvPrefix: "GPU_DEVICE_"}
-}
-
-func subtest(res conformance.Result, name string) *conformance.TestRecord {
-	for _, tr := range res.Tests() {
-		if tr.Name == res.TestName+"/"+name {
-			return tr
-		}
-	}
-	return nil
 }
 
 func TestDRASupportPasses(t *testing.T) {
@@ -74,20 +43,15 @@ func TestDRASupportPasses(t *testing.T) {
 	if res.Status != conformance.Passed {
 		t.Fatalf("status %s: %s", res.Status, res.Reason)
 	}
-	for name, want := range map[string]conformance.Status{
+	checktest.ExpectStatuses(t, res, map[string]conformance.Status{
 		"APIServed":                            conformance.Passed,
 		"DeviceClassExists":                    conformance.Passed,
 		"ResourceSlicesOnReadyNodes":           conformance.Passed,
 		"ClaimAllocatedAndPodRuns":             conformance.Passed,
 		"ProbeSeesAllocatedDevice":             conformance.Skipped,
 		"ClaimBeyondNodeCapacityUnschedulable": conformance.Passed,
-	} {
-		tr := subtest(res, name)
-		if tr == nil || tr.Status != want {
-			t.Errorf("subtest %s: %+v, want %s", name, tr, want)
-		}
-	}
-	if out := strings.Join(subtest(res, "ProbeSeesAllocatedDevice").Output, "\n"); !strings.Contains(out, "kwok") {
+	})
+	if out := strings.Join(checktest.Subtest(res, "ProbeSeesAllocatedDevice").Output, "\n"); !strings.Contains(out, "kwok") {
 		t.Errorf("the probe subtest does not say why it skips: %q", out)
 	}
 	// The decisive values are in the transcript: the allocation, the
@@ -121,7 +85,7 @@ func TestDRASupportFailsWithoutDeviceClass(t *testing.T) {
 	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "DeviceClass missing.example.com does not exist") {
 		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
 	}
-	if tr := subtest(res, "ClaimAllocatedAndPodRuns"); tr != nil {
+	if tr := checktest.Subtest(res, "ClaimAllocatedAndPodRuns"); tr != nil {
 		t.Errorf("the check went on after the DeviceClass was missing: %+v", tr)
 	}
 }

@@ -42,49 +42,10 @@ func runCheck(t *testing.T, env *testenv.Env, c config) conformance.Result {
 // runner would wait its full cleanup time for it.
 func runCheckWithCleanup(t *testing.T, env *testenv.Env, c config, cleanup time.Duration) conformance.Result {
 	t.Helper()
-	cenv, err := conformance.NewEnv(env.Config, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := conformance.NewRegistry(conformance.NewCheck(ID, c.run))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &conformance.Runner{
-		Catalog:        conformance.Catalog{Version: "1.35", Requirements: []conformance.Requirement{{ID: ID, Category: "schedulingOrchestration", Level: conformance.Must}}},
-		Registry:       reg,
-		Env:            *cenv,
-		Timeout:        4 * time.Minute,
-		CleanupTimeout: cleanup,
-	}
-	results, err := r.Run(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(results) != 1 {
-		t.Fatalf("got %d results", len(results))
-	}
-	res := results[0]
-	for _, tr := range res.Tests() {
-		t.Logf("%s: %s %q", tr.Name, tr.Status, tr.Output)
-	}
-	return res
-}
-
-func wantSubtests(t *testing.T, res conformance.Result, want map[string]conformance.Status) {
-	t.Helper()
-	for name, status := range want {
-		tr := checktest.Subtest(res, name)
-		switch {
-		case tr == nil && status == "":
-		case tr == nil:
-			t.Errorf("subtest %s did not run, want %s", name, status)
-		case status == "":
-			t.Errorf("subtest %s ran (%s), want it not to", name, tr.Status)
-		case tr.Status != status:
-			t.Errorf("subtest %s: %s, want %s:\n%s", name, tr.Status, status, strings.Join(tr.Output, "\n"))
-		}
-	}
+	return checktest.RunWith(t, env, conformance.NewCheck(ID, c.run), checktest.Options{
+		Version: "1.35", Category: "schedulingOrchestration", Level: conformance.Must,
+		Timeout: 4 * time.Minute, CleanupTimeout: cleanup,
+	})
 }
 
 func TestGangSchedulingPasses(t *testing.T) {
@@ -96,7 +57,7 @@ func TestGangSchedulingPasses(t *testing.T) {
 	if res.Status != conformance.Passed {
 		t.Fatalf("status %s: %s", res.Status, res.Reason)
 	}
-	wantSubtests(t, res, map[string]conformance.Status{
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
 		"KueueAPIServed":             conformance.Passed,
 		"QueueActive":                conformance.Passed,
 		"JobThatFitsIsAdmittedWhole": conformance.Passed,
@@ -140,9 +101,9 @@ func TestGangSchedulingFailsWithoutKueue(t *testing.T) {
 	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "does not serve kueue.x-k8s.io/v1beta2: Kueue") {
 		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
 	}
-	wantSubtests(t, res, map[string]conformance.Status{"KueueAPIServed": conformance.Failed, "QueueActive": ""})
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{"KueueAPIServed": conformance.Failed, "QueueActive": ""})
 
-	moduleDir, err := kueueModuleDir(t.Context())
+	moduleDir, err := kueue.ModuleDir(t.Context())
 	if err != nil {
 		t.Skipf("Kueue's CRDs are not at hand: %v", err)
 	}
@@ -154,7 +115,7 @@ func TestGangSchedulingFailsWithoutKueue(t *testing.T) {
 	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "did not become Active") || !strings.Contains(res.Reason, "no Kueue controller") {
 		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
 	}
-	wantSubtests(t, res, map[string]conformance.Status{
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
 		"KueueAPIServed":             conformance.Passed,
 		"QueueActive":                conformance.Failed,
 		"JobThatFitsIsAdmittedWhole": "",
@@ -184,7 +145,7 @@ func TestGangSchedulingFailsWhenQueueAdmitsBeyondQuota(t *testing.T) {
 	if res.Status != conformance.Failed {
 		t.Fatalf("status %s, want Failed", res.Status)
 	}
-	wantSubtests(t, res, map[string]conformance.Status{
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
 		"KueueAPIServed":             conformance.Passed,
 		"QueueActive":                conformance.Passed,
 		"JobThatFitsIsAdmittedWhole": conformance.Passed,

@@ -33,51 +33,10 @@ func testConfig(operator string) config {
 // is never deleted, and the runner would wait its full cleanup time.
 func runCheck(t *testing.T, env *testenv.Env, c config, cleanup time.Duration) conformance.Result {
 	t.Helper()
-	cenv, err := conformance.NewEnv(env.Config, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := conformance.NewRegistry(conformance.NewCheck(ID, c.run))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &conformance.Runner{
-		Catalog:        conformance.Catalog{Version: "1.37", Requirements: []conformance.Requirement{{ID: ID, Category: "operator", Level: conformance.Must}}},
-		Registry:       reg,
-		Env:            *cenv,
-		Timeout:        4 * time.Minute,
-		CleanupTimeout: cleanup,
-	}
-	results, err := r.Run(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(results) != 1 {
-		t.Fatalf("got %d results", len(results))
-	}
-	res := results[0]
-	for _, tr := range res.Tests() {
-		t.Logf("%s: %s %q", tr.Name, tr.Status, tr.Output)
-	}
-	return res
-}
-
-// wantSubtests checks the status of each named subtest; "" means it must
-// not have run.
-func wantSubtests(t *testing.T, res conformance.Result, want map[string]conformance.Status) {
-	t.Helper()
-	for name, status := range want {
-		tr := checktest.Subtest(res, name)
-		switch {
-		case tr == nil && status == "":
-		case tr == nil:
-			t.Errorf("subtest %s did not run, want %s", name, status)
-		case status == "":
-			t.Errorf("subtest %s ran (%s), want it not to", name, tr.Status)
-		case tr.Status != status:
-			t.Errorf("subtest %s: %s, want %s:\n%s", name, tr.Status, status, strings.Join(tr.Output, "\n"))
-		}
-	}
+	return checktest.RunWith(t, env, conformance.NewCheck(ID, c.run), checktest.Options{
+		Version: "1.37", Category: "operator", Level: conformance.Must,
+		Timeout: 4 * time.Minute, CleanupTimeout: cleanup,
+	})
 }
 
 // wantOutput checks that a subtest's output holds every string of want.
@@ -109,7 +68,7 @@ func TestRobustControllerPassesWithKubeRay(t *testing.T) {
 	if res.Status != conformance.Passed {
 		t.Fatalf("status %s: %s", res.Status, res.Reason)
 	}
-	wantSubtests(t, res, map[string]conformance.Status{
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
 		"OperatorPodsRunning":     conformance.Passed,
 		"CRDRegistered":           conformance.Passed,
 		"WebhookOperational":      conformance.Passed,
@@ -160,19 +119,19 @@ func TestRobustControllerFailsWithWrongCABundle(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		setBundle(ctx, kubeRayOnce.ca)
+		setBundle(ctx, kubeRayCA)
 	})
 
 	other, err := newWebhookCerts("elsewhere")
 	if err != nil {
 		t.Fatal(err)
 	}
-	setBundle(t.Context(), other.caPEM)
+	setBundle(t.Context(), other.CAPEM)
 	res := runCheck(t, env, testConfig("kuberay"), 0)
 	if res.Status != conformance.Failed {
 		t.Fatalf("status %s, want Failed", res.Status)
 	}
-	wantSubtests(t, res, map[string]conformance.Status{
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
 		"OperatorPodsRunning":     conformance.Passed,
 		"CRDRegistered":           conformance.Passed,
 		"WebhookOperational":      conformance.Passed, // a well-formed bundle: only calling the webhook shows it is wrong
@@ -184,7 +143,7 @@ func TestRobustControllerFailsWithWrongCABundle(t *testing.T) {
 
 	setBundle(t.Context(), []byte("not a certificate"))
 	res = runCheck(t, env, testConfig("kuberay"), 0)
-	wantSubtests(t, res, map[string]conformance.Status{
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
 		"WebhookOperational":      conformance.Failed,
 		"WebhookRejectsInvalidCR": conformance.Failed,
 	})
@@ -215,11 +174,11 @@ func TestRobustControllerFailsWithoutKubeRay(t *testing.T) {
 			t.Errorf("reason %q lacks %q", res.Reason, want)
 		}
 	}
-	wantSubtests(t, res, map[string]conformance.Status{"OperatorPodsRunning": "", "CRDRegistered": ""})
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{"OperatorPodsRunning": "", "CRDRegistered": ""})
 
 	quick.operator = "kuberay"
 	res = runCheck(t, env, quick, cleanup)
-	wantSubtests(t, res, map[string]conformance.Status{
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
 		"OperatorPodsRunning": conformance.Failed,
 		"CRDRegistered":       conformance.Failed,
 		"WebhookOperational":  "",
@@ -227,15 +186,15 @@ func TestRobustControllerFailsWithoutKubeRay(t *testing.T) {
 	wantOutput(t, res, "OperatorPodsRunning", "KubeRay is not running: namespace ray-system has no pod matching app.kubernetes.io/name=kuberay-operator")
 	wantOutput(t, res, "CRDRegistered", "CRD rayclusters.ray.io of KubeRay is not installed")
 
-	moduleDir, err := kubeRayModuleDir(t.Context())
+	moduleDir, err := kubeRayBinary.ModuleDir(t.Context())
 	if err != nil {
 		t.Skipf("KubeRay's CRDs are not at hand: %v", err)
 	}
-	if _, err := installKubeRayCRDs(t.Context(), env, moduleDir+"/config/crd/bases"); err != nil {
+	if err := installKubeRayCRDs(t.Context(), env, moduleDir+"/config/crd/bases"); err != nil {
 		t.Fatal(err)
 	}
 	res = runCheck(t, env, quick, cleanup)
-	wantSubtests(t, res, map[string]conformance.Status{
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
 		"OperatorPodsRunning":     conformance.Failed,
 		"CRDRegistered":           conformance.Passed,
 		"WebhookOperational":      conformance.Failed,
@@ -266,14 +225,14 @@ func TestRobustControllerFailsWithoutKubeRay(t *testing.T) {
 	err = installKubeRayWebhook(t.Context(), env, moduleDir+"/config/webhook/manifests.yaml", func(path string) admissionv1.WebhookClientConfig {
 		return admissionv1.WebhookClientConfig{
 			Service:  &admissionv1.ServiceReference{Namespace: "ray-system", Name: webhookServiceName, Path: &path},
-			CABundle: certs.caPEM,
+			CABundle: certs.CAPEM,
 		}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	res = runCheck(t, env, quick, cleanup)
-	wantSubtests(t, res, map[string]conformance.Status{
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
 		"WebhookOperational":      conformance.Failed,
 		"WebhookRejectsInvalidCR": conformance.Failed,
 	})

@@ -58,13 +58,13 @@ func TestCheckCABundle(t *testing.T) {
 		at     time.Time
 		want   string
 	}{
-		"valid":         {certs.caPEM, now, ""},
+		"valid":         {certs.CAPEM, now, ""},
 		"empty":         {nil, now, "is empty"},
 		"not PEM":       {[]byte("not a certificate"), now, "holds no PEM certificate"},
-		"key only":      {certs.keyPEM, now, "holds no PEM certificate"},
-		"expired":       {certs.caPEM, now.Add(48 * time.Hour), "is valid only from"},
+		"key only":      {certs.KeyPEM, now, "holds no PEM certificate"},
+		"expired":       {certs.CAPEM, now.Add(48 * time.Hour), "is valid only from"},
 		"bad DER":       {[]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), now, "does not parse"},
-		"two, first ok": {append(append([]byte{}, certs.caPEM...), certs.certPEM...), now, ""},
+		"two, first ok": {append(append([]byte{}, certs.CAPEM...), certs.CertPEM...), now, ""},
 	} {
 		err := checkCABundle(tc.bundle, tc.at)
 		switch {

@@ -9,26 +9,13 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/checktest"
 )
 
-// Two kwok nodes with two fake devices each.
-func TestMain(m *testing.M) {
-	testenv.Main(m, testenv.WithControlLoops(), testenv.WithGPUNodes(2, 2))
-}
+func TestMain(m *testing.M) { checktest.MainWithGPUNodes(m) }
 
-func runCheck(t *testing.T, env *testenv.Env, driver, class string) conformance.Result {
-	t.Helper()
-	return checktest.Run(t, env, Check(), conformance.Must, checktest.ExampleModel(driver, class))
-}
+// check is the check as its tests run it.
+var check = checktest.AcceleratorCheck{Check: Check(), Level: conformance.Must}
 
 func TestSecureAcceleratorAccessPasses(t *testing.T) {
-	env := testenv.Shared(t)
-	checktest.EnsureDeviceClass(t, env, "gpu.example.com", testenv.DefaultDRADriver)
-	res := runCheck(t, env, testenv.DefaultDRADriver, "gpu.example.com")
-	if res.Status != conformance.Passed {
-		t.Fatalf("status %s: %s", res.Status, res.Reason)
-	}
-	if res.TestName != "TestSecureAcceleratorAccess" {
-		t.Errorf("test name %q", res.TestName)
-	}
+	env, res := check.RunPassing(t, "TestSecureAcceleratorAccess")
 	checktest.ExpectStatuses(t, res, map[string]conformance.Status{
 		"PositiveAccessTest":          conformance.Passed,
 		"NegativeIsolationTest":       conformance.Passed,
@@ -40,41 +27,27 @@ func TestSecureAcceleratorAccessPasses(t *testing.T) {
 		"NegativeIsolationTest/ProbeSeesNoDevice",
 		"MultiContainerIsolationTest/OnlyAuthorizedContainerSeesDevice",
 		"DistinctDevicesTest/ProbesSeeDistinctDevices")
-	all := checktest.Transcript(res)
-	for _, want := range []string{
+	checktest.ExpectTranscript(t, res,
 		"allocation of ResourceClaim",
 		"Run pod neg-pod without a claim on node kwok-gpu-",
 		"nodeName: kwok-gpu-",                // the negative pod is pinned
 		"key: example.com/gpu",               // pods tolerate the model's taint
 		"preferably both on node kwok-gpu-0", // the two pods compete for one node's devices
 		"hold different devices: gpu.example.com/kwok-gpu-",
-		"deleted namespace " + res.Namespace,
-	} {
-		if !strings.Contains(all, want) {
-			t.Errorf("transcript lacks %q", want)
-		}
-	}
+		"deleted namespace "+res.Namespace,
+	)
 	checktest.ExpectCleanedUp(t, env, res)
 }
 
 func TestSecureAcceleratorAccessFailsWithoutDeviceClass(t *testing.T) {
-	env := testenv.Shared(t)
-	res := runCheck(t, env, testenv.DefaultDRADriver, "missing.example.com")
-	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "DeviceClass missing.example.com of the accelerator model does not exist") {
-		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
-	}
+	res := check.ExpectFailsWithoutDeviceClass(t)
 	if tr := checktest.Subtest(res, "PositiveAccessTest"); tr != nil {
 		t.Errorf("the check went on without a DeviceClass: %+v", tr)
 	}
 }
 
 func TestSecureAcceleratorAccessFailsWhenDriverPublishesNothing(t *testing.T) {
-	env := testenv.Shared(t)
-	checktest.EnsureDeviceClass(t, env, "gpu.absent.example.com", "gpu.absent.example.com")
-	res := runCheck(t, env, "gpu.absent.example.com", "gpu.absent.example.com")
-	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "driver gpu.absent.example.com publishes no devices") {
-		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
-	}
+	check.ExpectFailsWhenDriverPublishesNothing(t)
 }
 
 // With one device in the cluster every single-pod test passes, but two
@@ -84,7 +57,7 @@ func TestSecureAcceleratorAccessFailsWithOneDevice(t *testing.T) {
 	const driver = "gpu.single.example.com"
 	checktest.PublishSlice(t, env, testenv.FakeGPUSlice("kwok-gpu-0", driver, 1))
 	checktest.EnsureDeviceClass(t, env, driver, driver)
-	res := runCheck(t, env, driver, driver)
+	res := check.Run(t, env, driver, driver)
 	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "publishes 1 device on Ready nodes: two pods cannot get distinct devices") {
 		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
 	}
@@ -102,7 +75,7 @@ func TestSecureAcceleratorAccessFailsWithOneDevice(t *testing.T) {
 func TestSecureAcceleratorAccessFailsWhenDeviceClassSelectsNothing(t *testing.T) {
 	env := testenv.Shared(t)
 	checktest.EnsureDeviceClass(t, env, "nothing.example.com", "gpu.nowhere.example.com")
-	res := runCheck(t, env, testenv.DefaultDRADriver, "nothing.example.com")
+	res := check.Run(t, env, testenv.DefaultDRADriver, "nothing.example.com")
 	if res.Status != conformance.Failed {
 		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
 	}

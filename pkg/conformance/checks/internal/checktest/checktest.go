@@ -22,20 +22,44 @@ import (
 // and logs every test's status and output.
 func Run(t *testing.T, env *testenv.Env, check conformance.Check, level conformance.Level, acc profile.Accelerator) conformance.Result {
 	t.Helper()
+	return RunWith(t, env, check, Options{Version: "1.37", Category: "accelerators", Level: level, Timeout: 5 * time.Minute, Accelerator: &acc})
+}
+
+// Options say how [RunWith] runs a check.
+type Options struct {
+	// Version is the catalog's Kubernetes version.
+	Version string
+	// Category and Level are those of the check's requirement.
+	Category string
+	Level    conformance.Level
+	// Timeout and CleanupTimeout are the runner's (0: its default cleanup
+	// time).
+	Timeout, CleanupTimeout time.Duration
+	// Accelerator, if set, is the accelerator model of the environment.
+	Accelerator *profile.Accelerator
+}
+
+// RunWith runs check through the runner on env as o says and logs every
+// test's status and output.
+func RunWith(t *testing.T, env *testenv.Env, check conformance.Check, o Options) conformance.Result {
+	t.Helper()
 	cenv, err := conformance.NewEnv(env.Config, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cenv.Accelerator = acc
+	if o.Accelerator != nil {
+		cenv.Accelerator = *o.Accelerator
+	}
 	reg, err := conformance.NewRegistry(check)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &conformance.Runner{
-		Catalog:  conformance.Catalog{Version: "1.37", Requirements: []conformance.Requirement{{ID: check.ID(), Category: "accelerators", Level: level}}},
-		Registry: reg,
-		Env:      *cenv,
-		Timeout:  5 * time.Minute,
+		Catalog:        conformance.Catalog{Version: o.Version, Requirements: []conformance.Requirement{{ID: check.ID(), Category: o.Category, Level: o.Level}}},
+		Registry:       reg,
+		Env:            *cenv,
+		Timeout:        o.Timeout,
+		CleanupTimeout: o.CleanupTimeout,
 	}
 	results, err := r.Run(t.Context())
 	if err != nil {
@@ -74,6 +98,24 @@ func ExpectStatuses(t *testing.T, res conformance.Result, want map[string]confor
 	for name, status := range want {
 		if tr := Subtest(res, name); tr == nil || tr.Status != status {
 			t.Errorf("subtest %s: %+v, want %s", name, tr, status)
+		}
+	}
+}
+
+// ExpectSubtests checks the status of each named subtest; "" means it must
+// not have run.
+func ExpectSubtests(t *testing.T, res conformance.Result, want map[string]conformance.Status) {
+	t.Helper()
+	for name, status := range want {
+		tr := Subtest(res, name)
+		switch {
+		case tr == nil && status == "":
+		case tr == nil:
+			t.Errorf("subtest %s did not run, want %s", name, status)
+		case status == "":
+			t.Errorf("subtest %s ran (%s), want it not to", name, tr.Status)
+		case tr.Status != status:
+			t.Errorf("subtest %s: %s, want %s:\n%s", name, tr.Status, status, strings.Join(tr.Output, "\n"))
 		}
 	}
 }
@@ -147,4 +189,79 @@ func PublishSlice(t *testing.T, env *testenv.Env, slice *resourcev1.ResourceSlic
 			t.Errorf("deleting ResourceSlice %s: %v", slice.Name, err)
 		}
 	})
+}
+
+// MainWithGPUNodes is the TestMain of the accelerator checks' tests: a
+// control plane with control loops and two kwok nodes with two fake devices
+// each.
+func MainWithGPUNodes(m *testing.M) {
+	testenv.Main(m, testenv.WithControlLoops(), testenv.WithGPUNodes(2, 2))
+}
+
+// ExpectTranscript fails t for each string of want the transcript lacks.
+func ExpectTranscript(t *testing.T, res conformance.Result, want ...string) {
+	t.Helper()
+	all := Transcript(res)
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("transcript lacks %q", w)
+		}
+	}
+}
+
+// AcceleratorCheck is an accelerator check as its tests run it, at the
+// level of its requirement, with the example model.
+type AcceleratorCheck struct {
+	Check conformance.Check
+	Level conformance.Level
+}
+
+// Run runs the check on env with the example model of driver and
+// DeviceClass class.
+func (c AcceleratorCheck) Run(t *testing.T, env *testenv.Env, driver, class string) conformance.Result {
+	t.Helper()
+	return Run(t, env, c.Check, c.Level, ExampleModel(driver, class))
+}
+
+// RunPassing runs the check on the shared control plane with the example
+// model over the fake devices (DeviceClass gpu.example.com), stops t
+// unless it passed and fails t unless its test is testName.
+func (c AcceleratorCheck) RunPassing(t *testing.T, testName string) (*testenv.Env, conformance.Result) {
+	t.Helper()
+	env := testenv.Shared(t)
+	EnsureDeviceClass(t, env, "gpu.example.com", testenv.DefaultDRADriver)
+	res := c.Run(t, env, testenv.DefaultDRADriver, "gpu.example.com")
+	if res.Status != conformance.Passed {
+		t.Fatalf("status %s: %s", res.Status, res.Reason)
+	}
+	if res.TestName != testName {
+		t.Errorf("test name %q", res.TestName)
+	}
+	return env, res
+}
+
+// ExpectFailsWithoutDeviceClass runs the check on the shared control plane
+// with a model whose DeviceClass does not exist, stops t unless the check
+// fails saying so and returns its result.
+func (c AcceleratorCheck) ExpectFailsWithoutDeviceClass(t *testing.T) conformance.Result {
+	t.Helper()
+	res := c.Run(t, testenv.Shared(t), testenv.DefaultDRADriver, "missing.example.com")
+	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "DeviceClass missing.example.com of the accelerator model does not exist") {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+	return res
+}
+
+// ExpectFailsWhenDriverPublishesNothing runs the check on the shared
+// control plane with a model whose driver publishes no devices, and stops t
+// unless the check fails saying so.
+func (c AcceleratorCheck) ExpectFailsWhenDriverPublishesNothing(t *testing.T) {
+	t.Helper()
+	env := testenv.Shared(t)
+	const driver = "gpu.absent.example.com"
+	EnsureDeviceClass(t, env, driver, driver)
+	res := c.Run(t, env, driver, driver)
+	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "driver gpu.absent.example.com publishes no devices") {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
 }
