@@ -367,3 +367,45 @@ func FuzzLoadBytes(f *testing.F) {
 		}
 	})
 }
+
+// TestResolvedProfileRoundTrips writes a resolved profile out and reads it
+// back, as a resumed run or kaic down does: it must load to the same
+// digest, including an emptied dependency list.
+func TestResolvedProfileRoundTrips(t *testing.T) {
+	src := `apiVersion: kaic.dev/v1alpha1
+kind: Profile
+metadata:
+  name: roundtrip
+extends: kind-dra
+spec:
+  stack:
+    components:
+      - name: kaic-fake-gpu
+        dependsOn: []
+      - name: kube-prometheus-stack
+        disabled: true
+      - name: prometheus-adapter
+        disabled: true
+`
+	l := newLoader()
+	r, err := l.LoadBytes("roundtrip.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := r.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := l.LoadBytes("profile.yaml", data)
+	if err != nil {
+		t.Fatalf("the resolved profile does not load again: %v\n%s", err, data)
+	}
+	if again.Digest != r.Digest {
+		t.Errorf("digest changed on the round trip: %s -> %s", r.Digest, again.Digest)
+	}
+	for _, c := range again.Components {
+		if c.Name == "kaic-fake-gpu" && len(c.DependsOn) != 0 {
+			t.Errorf("kaic-fake-gpu depends on %v after the round trip", c.DependsOn)
+		}
+	}
+}

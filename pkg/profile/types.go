@@ -205,8 +205,10 @@ type Component struct {
 	Namespace string `json:"namespace,omitempty"`
 	// Values are merged over the component's default values.
 	Values map[string]any `json:"values,omitempty"`
-	// DependsOn names components that must be ready first.
-	DependsOn []string `json:"dependsOn,omitempty"`
+	// DependsOn names components that must be ready first. An empty list
+	// (dependsOn: []) drops a built-in component's dependencies, so it is
+	// kept when the resolved profile is written out (no omitempty).
+	DependsOn []string `json:"dependsOn"`
 	// Readiness says when the component counts as ready.
 	Readiness *Readiness `json:"readiness,omitempty"`
 	// Provides lists the capabilities the component brings (e.g.
