@@ -44,8 +44,9 @@ type Provisioner struct {
 
 var _ provision.Provisioner = (*Provisioner)(nil)
 
-// providerOption picks kind's node provider from the profile.
-func providerOption(name string) (kindcluster.ProviderOption, string, error) {
+// providerOption picks kind's node provider from the profile and returns
+// the name of the one picked ("detected" when only kind could tell).
+func providerOption(ctx context.Context, name string) (kindcluster.ProviderOption, string, error) {
 	switch name {
 	case "docker":
 		return kindcluster.ProviderWithDocker(), name, nil
@@ -55,7 +56,10 @@ func providerOption(name string) (kindcluster.ProviderOption, string, error) {
 		return kindcluster.ProviderWithNerdctl("nerdctl"), name, nil
 	case "", "auto":
 		if env := os.Getenv("KIND_EXPERIMENTAL_PROVIDER"); env != "" && env != "auto" {
-			return providerOption(env)
+			return providerOption(ctx, env)
+		}
+		if detected, err := detectProvider(ctx); err == nil {
+			return providerOption(ctx, detected)
 		}
 		opt, err := kindcluster.DetectNodeProvider()
 		if err != nil {
@@ -98,7 +102,7 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 			r.Notef("warning: this host uses cgroup v1; the kubelet is told to accept it (failCgroupV1: false)")
 		}
 	}
-	opt, providerName, err := providerOption(k.Provider)
+	opt, providerName, err := providerOption(ctx, k.Provider)
 	if err != nil {
 		return rec, err
 	}
@@ -110,6 +114,13 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 	}
 	if slices.Contains(existing, k.Name) {
 		return rec, fmt.Errorf("a kind cluster named %s already exists: remove it (kaic down <run dir> if kaic created it) or set spec.cluster.kind.name", k.Name)
+	}
+	// kind creates its network on first use and leaves it behind; remember
+	// whether this run brings it into being, so kaic down can remove it.
+	if cli, ok := cliFor(providerName); ok {
+		if exists, err := cli.networkExists(ctx, cli.network()); err == nil && !exists {
+			rec[KeyNetworkCreated] = cli.network()
+		}
 	}
 	kubeconfig := filepath.Join(dir, KubeconfigFileName)
 	rec[provision.KeyKubeconfig] = kubeconfig
@@ -150,6 +161,7 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 		if !p.Retain {
 			if derr := provider.Delete(k.Name, kubeconfig); derr == nil {
 				rec[provision.KeyCreated] = "false"
+				removeCreatedNetwork(ctx, rec, r)
 			}
 		} else {
 			r.Notef("nodes of %s kept for debugging (--retain); kaic down removes them", k.Name)
@@ -157,6 +169,17 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 		return rec, fmt.Errorf("creating kind cluster %s: %w", k.Name, err)
 	}
 	if err := os.Chmod(kubeconfig, 0o600); err != nil {
+		return rec, err
+	}
+	// kind waits for the control plane only; workers join on their own time.
+	if err := waitNodesReady(ctx, kubeconfig, len(cfg.Nodes), wait, r); err != nil {
+		if ctx.Err() == nil {
+			logs := filepath.Join(dir, "logs", "kind")
+			if lerr := provider.CollectLogs(k.Name, logs); lerr == nil {
+				rec[KeyLogs] = logs
+				r.Notef("kind logs exported to %s; the cluster is kept, kaic down removes it", logs)
+			}
+		}
 		return rec, err
 	}
 	if len(k.ImageArchives) > 0 {
@@ -206,14 +229,15 @@ func (p *Provisioner) loadArchives(ctx context.Context, provider *kindcluster.Pr
 	return nil
 }
 
-// Delete deletes the cluster the record names, if kaic created it.
+// Delete deletes the cluster the record names, if kaic created it, and the
+// node network if the record says this run created it.
 func (p *Provisioner) Delete(ctx context.Context, rec provision.Record, r provision.Reporter) error {
 	name := rec[provision.KeyClusterName]
 	if rec[provision.KeyCreated] != "true" || name == "" {
 		r.Notef("the run created no kind cluster: nothing to delete")
 		return nil
 	}
-	opt, _, err := providerOption(p.Profile.Spec.Cluster.Kind.Provider)
+	opt, err := p.recordedProvider(ctx, rec)
 	if err != nil {
 		return err
 	}
@@ -222,12 +246,45 @@ func (p *Provisioner) Delete(ctx context.Context, rec provision.Record, r provis
 	// Deleting with the run's own kubeconfig leaves the user's untouched.
 	err = provider.Delete(name, rec[provision.KeyKubeconfig])
 	done(err)
-	return err
+	if err != nil {
+		return err
+	}
+	removeCreatedNetwork(ctx, rec, r)
+	return nil
+}
+
+// removeCreatedNetwork removes the node network when the record says this
+// run created it and no container uses it any more.
+func removeCreatedNetwork(ctx context.Context, rec provision.Record, r provision.Reporter) {
+	network := rec[KeyNetworkCreated]
+	cli, ok := cliFor(rec[KeyNodeProvider])
+	if network == "" || !ok {
+		return
+	}
+	if exists, err := cli.networkExists(ctx, network); err != nil || !exists {
+		return
+	}
+	if err := cli.removeNetwork(ctx, network); err != nil {
+		// Another kind cluster joined the network since.
+		r.Notef("network %s kept: %v", network, err)
+		return
+	}
+	r.Notef("network %s removed (this run created it)", network)
+}
+
+// recordedProvider is the node provider the record names, or the profile's.
+func (p *Provisioner) recordedProvider(ctx context.Context, rec provision.Record) (kindcluster.ProviderOption, error) {
+	name := rec[KeyNodeProvider]
+	if _, ok := cliFor(name); !ok {
+		name = p.Profile.Spec.Cluster.Kind.Provider
+	}
+	opt, _, err := providerOption(ctx, name)
+	return opt, err
 }
 
 // CollectLogs exports kind's logs of the cluster into dir.
 func (p *Provisioner) CollectLogs(ctx context.Context, rec provision.Record, dir string) error {
-	opt, _, err := providerOption(p.Profile.Spec.Cluster.Kind.Provider)
+	opt, err := p.recordedProvider(ctx, rec)
 	if err != nil {
 		return err
 	}

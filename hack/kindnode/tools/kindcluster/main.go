@@ -1,7 +1,7 @@
 // Command kindcluster creates or deletes a kind cluster through the kind Go
-// library (no kind binary): one control-plane node, the default CNI disabled
-// (the node image ships a CNI configuration), and kubelet allowed to run on a
-// cgroup v1 host.
+// library (no kind binary): one control-plane node, pod networking from the
+// node image's default CNI manifest, and kubelet allowed to run on a cgroup
+// v1 host.
 //
 //	kindcluster -name x -image kaic.local/kind-node:v1.37.2 -kubeconfig /tmp/x.kubeconfig
 //	kindcluster -name x -delete
@@ -19,8 +19,6 @@ import (
 
 const config = `kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
-networking:
-  disableDefaultCNI: true
 nodes:
 - role: control-plane
 kubeadmConfigPatches:
