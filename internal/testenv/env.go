@@ -308,7 +308,7 @@ func (e *Env) run(ctx context.Context, bins binaries, began time.Time) error {
 			"--use-service-account-credentials=false",
 		)
 		kcm, err := e.startDependent("kube-controller-manager", bins.path(binControllerManager), logDir,
-			append(kcmArgs, cfg.featureGateArgs()...))
+			append(append(kcmArgs, cfg.featureGateArgs()...), cfg.kcmArgs...))
 		if err != nil {
 			return err
 		}

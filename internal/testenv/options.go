@@ -43,6 +43,7 @@ type config struct {
 	draDriver     string
 	featureGates  map[string]bool
 	apiServerArgs []string
+	kcmArgs       []string
 	startTimeout  time.Duration
 	stopGrace     time.Duration
 	logger        *slog.Logger
@@ -115,6 +116,14 @@ func WithFeatureGates(gates map[string]bool) Option {
 // flag overrides an earlier one.
 func WithAPIServerArgs(args ...string) Option {
 	return func(c *config) { c.apiServerArgs = append(c.apiServerArgs, args...) }
+}
+
+// WithControllerManagerArgs appends flags to kube-controller-manager's
+// command line (with [WithControlLoops]), e.g. a shorter
+// --horizontal-pod-autoscaler-sync-period; a later flag overrides an
+// earlier one.
+func WithControllerManagerArgs(args ...string) Option {
+	return func(c *config) { c.kcmArgs = append(c.kcmArgs, args...) }
 }
 
 // WithStartTimeout bounds how long [Start] waits for every component to be

@@ -8,6 +8,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/driverruntime"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/gang"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/gpusharing"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/podautoscaling"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/robust"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/secureaccess"
 	"github.com/kaic-dev/kaic/pkg/profile"
@@ -28,6 +29,7 @@ func ForProfile(p *profile.Profile) *conformance.Registry {
 		driverruntime.Check(),
 		gang.Check(),
 		gpusharing.Check(),
+		podautoscaling.Check(),
 		robust.ForProfile(p),
 		secureaccess.Check(),
 	)

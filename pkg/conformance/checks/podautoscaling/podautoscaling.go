@@ -1,0 +1,616 @@
+// Package podautoscaling verifies the pod_autoscaling requirement: a
+// HorizontalPodAutoscaler (autoscaling/v2) scales a workload whose pods
+// hold accelerators on a custom metric served by the cluster's metrics
+// adapter. The check runs a Deployment of probe pods that each hold one
+// device through a ResourceClaimTemplate, sets an HPA on the probe's load
+// gauge as the custom metrics API reports it, raises the gauge in every
+// pod (PUT /load through the API server's pod proxy) and expects one more
+// replica whose pod gets a device of its own, then lowers it and expects
+// the Deployment back at one replica.
+package podautoscaling
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
+	"github.com/kaic-dev/kaic/pkg/probe"
+)
+
+// ID is the requirement this package verifies.
+const ID = "pod_autoscaling"
+
+// MetricsGroup is the API group metrics adapters serve custom metrics in.
+const MetricsGroup = "custom.metrics.k8s.io"
+
+// Names of the objects the check creates.
+const (
+	name      = "autoscaled-probe"
+	template  = "autoscaled-accelerator"
+	podClaim  = "accelerator"
+	probePort = 8080
+	instance  = "app.kubernetes.io/instance"
+)
+
+// The load levels: the HPA targets an average of target per pod; raising
+// every pod to high asks for two replicas, lowering them to low for one.
+const (
+	target = 50
+	high   = 100
+	low    = 0
+)
+
+// Behaviour the check sets on its HPA: scale up at once, scale down after
+// a short stabilization window instead of the default five minutes, one
+// pod at a time.
+const (
+	scaleUpWindow   = 0
+	scaleDownWindow = 15
+	policyPeriod    = 15
+)
+
+// Defaults of Options.
+const (
+	// DefaultScaleTimeout bounds each of the waits for the HPA to scale
+	// up and down, which include its sync period, the stabilization
+	// window and a new pod's start.
+	DefaultScaleTimeout = 4 * time.Minute
+	// DefaultMetricTimeout bounds the wait for a metrics pipeline to
+	// pick up a new pod (scrape interval plus the adapter's relist).
+	DefaultMetricTimeout = 2 * time.Minute
+	// loadTimeout bounds setting the gauge in one pod.
+	loadTimeout = 30 * time.Second
+	poll        = 2 * time.Second
+)
+
+// Options configure the check.
+type Options struct {
+	// Metric is the custom metric the adapter serves for pods from the
+	// probe's gauge (default probe.MetricLoad).
+	Metric string
+	// ScaleTimeout bounds each wait for scaling (default
+	// DefaultScaleTimeout).
+	ScaleTimeout time.Duration
+	// MetricTimeout bounds the wait for the adapter to report the metric
+	// of the first pod (default DefaultMetricTimeout).
+	MetricTimeout time.Duration
+}
+
+// Check returns the pod_autoscaling check with default options.
+func Check() conformance.Check { return New(Options{}) }
+
+// New returns the pod_autoscaling check configured by o.
+func New(o Options) conformance.Check {
+	if o.Metric == "" {
+		o.Metric = probe.MetricLoad
+	}
+	if o.ScaleTimeout <= 0 {
+		o.ScaleTimeout = DefaultScaleTimeout
+	}
+	if o.MetricTimeout <= 0 {
+		o.MetricTimeout = DefaultMetricTimeout
+	}
+	return conformance.NewCheck(ID, func(t *conformance.T, env *conformance.Env) { run(t, env, o) })
+}
+
+func run(t *conformance.T, env *conformance.Env, o Options) {
+	acc := env.Accelerator
+	inventory := devicepod.Preflight(t, env)
+	if n := countDevices(inventory); n < 2 {
+		t.Fatalf("driver %s publishes %d device(s) on Ready nodes: scaling to two pods that each hold one needs at least 2", acc.DRADriver, n)
+	}
+	version := metricsAPI(t, env)
+
+	t.Step("Run Deployment %s of 1 probe pod serving gauge %s, each pod claiming one %s device", name, probe.MetricLoad, acc.DeviceClass)
+	t.Apply(devicepod.OneDeviceTemplate(template, acc.DeviceClass))
+	t.Apply(deployment(env))
+	t.Cleanup(func(ctx context.Context) { release(ctx, t, env) })
+	pods := waitPods(t, env, 1, o.ScaleTimeout)
+	first := pods[0]
+	firstDev := holdsDevice(t, env, &first)
+
+	t.Step("Create HorizontalPodAutoscaler %s: Pods metric %s, target average %d, 1 to 2 replicas, scale-down stabilization %ds", name, o.Metric, target, scaleDownWindow)
+	t.Apply(hpa(o.Metric))
+	defer recordHPA(t, env)
+	waitMetric(t, env, version, o, pods)
+
+	up := t.Run("ScaleUp", func(t *conformance.T) {
+		t.Step("Raise %s to %d in every pod: the HPA should scale %s to 2 replicas", probe.MetricLoad, high, name)
+		setLoad(t, env, pods, high)
+		pods := waitScaled(t, env, version, o, 2, "raising")
+		t.Step("Check that the new pod holds a device of its own")
+		for i := range pods {
+			if pods[i].UID == first.UID {
+				continue
+			}
+			dev := holdsDevice(t, env, &pods[i])
+			if dev == firstDev {
+				t.Errorf("the new pod %s holds device %s, which pod %s already holds", pods[i].Name, dev, first.Name)
+			}
+		}
+	})
+	if !up {
+		t.Logf("the HPA did not scale up, so scaling down was not tested")
+		return
+	}
+	t.Run("ScaleDown", func(t *conformance.T) {
+		pods := listPods(t, env)
+		t.Step("Lower %s to %d in every pod: the HPA should scale %s back to 1 replica after its %ds stabilization window", probe.MetricLoad, low, name, scaleDownWindow)
+		setLoad(t, env, pods, low)
+		waitScaled(t, env, version, o, 1, "lowering")
+	})
+}
+
+// metricsAPI checks that the custom metrics API is served and returns its
+// preferred version; without it no adapter can feed the HPA.
+func metricsAPI(t *conformance.T, env *conformance.Env) string {
+	t.Step("Check that the custom metrics API (%s) is served by a metrics adapter", MetricsGroup)
+	groups, err := env.Client.Discovery().ServerGroups()
+	if err != nil && groups == nil {
+		t.Fatalf("listing the API groups: %v", err)
+	}
+	var version string
+	for _, g := range groups.Groups {
+		if g.Name == MetricsGroup {
+			version = g.PreferredVersion.Version
+		}
+	}
+	if version == "" {
+		registered := apiServices(t, env)
+		if len(registered) == 0 {
+			t.Fatalf("the custom metrics API %s is not served and no APIService registers it: no metrics adapter is installed (such as prometheus-adapter or KEDA), so no HPA can scale on a custom metric", MetricsGroup)
+		}
+		t.Fatalf("the custom metrics API %s is registered but not served: the metrics adapter is installed but not available; APIServices: %s", MetricsGroup, strings.Join(registered, "; "))
+	}
+	if _, err := env.Client.Discovery().ServerResourcesForGroupVersion(MetricsGroup + "/" + version); err != nil {
+		t.Fatalf("the custom metrics API %s/%s is registered but does not answer: the metrics adapter is not working: %v; APIServices: %s", MetricsGroup, version, err, strings.Join(apiServices(t, env), "; "))
+	}
+	t.Observe("custom metrics API", MetricsGroup+"/"+version)
+	return version
+}
+
+// apiServices describes the APIServices of the custom metrics API with
+// their availability, for a failure.
+func apiServices(t *conformance.T, env *conformance.Env) []string {
+	gvr := schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
+	list, err := env.Dynamic.Resource(gvr).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Logf("listing APIServices: %v", err)
+		return nil
+	}
+	var found []string
+	for _, as := range list.Items {
+		if !strings.HasSuffix(as.GetName(), "."+MetricsGroup) {
+			continue
+		}
+		conds, _, _ := unstructured.NestedSlice(as.Object, "status", "conditions")
+		state := "no status"
+		for _, c := range conds {
+			m, _ := c.(map[string]any)
+			if m["type"] == "Available" {
+				state = fmt.Sprintf("Available=%v (%v: %v)", m["status"], m["reason"], m["message"])
+			}
+		}
+		found = append(found, as.GetName()+": "+state)
+	}
+	return found
+}
+
+func labelsOf() map[string]string {
+	return map[string]string{"app.kubernetes.io/name": "kaic-probe", instance: name}
+}
+
+// deployment runs the probe's HTTP mode; every pod claims one device and
+// is Ready once the probe answers.
+func deployment(env *conformance.Env) *appsv1.Deployment {
+	acc := env.Accelerator
+	fieldEnv := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	pod := corev1.PodSpec{
+		ResourceClaims:                []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)},
+		TerminationGracePeriodSeconds: new(int64),
+		Containers: []corev1.Container{{
+			Name:  "probe",
+			Image: env.ProbeImage,
+			Args:  []string{"probe", "serve", "--addr=:" + strconv.Itoa(probePort)},
+			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: probePort}},
+			Env: []corev1.EnvVar{
+				fieldEnv("POD_NAME", "metadata.name"),
+				fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+				fieldEnv("NODE_NAME", "spec.nodeName"),
+			},
+			ReadinessProbe: &corev1.Probe{
+				ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(probePort)}},
+				PeriodSeconds: 2,
+			},
+			Resources: corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: podClaim}}},
+		}},
+	}
+	if acc.NodeTaintKey != "" {
+		pod.Tolerations = []corev1.Toleration{{Key: acc.NodeTaintKey, Operator: corev1.TolerationOpExists}}
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labelsOf()},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: new(int32(1)),
+			Selector: &metav1.LabelSelector{MatchLabels: labelsOf()},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labelsOf()}, Spec: pod},
+		},
+	}
+}
+
+// hpa scales the Deployment between 1 and 2 replicas on the per-pod
+// average of metric.
+func hpa(metric string) *autoscalingv2.HorizontalPodAutoscaler {
+	policies := []autoscalingv2.HPAScalingPolicy{{Type: autoscalingv2.PodsScalingPolicy, Value: 1, PeriodSeconds: policyPeriod}}
+	return &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
+			MinReplicas:    new(int32(1)),
+			MaxReplicas:    2,
+			Metrics: []autoscalingv2.MetricSpec{{
+				Type: autoscalingv2.PodsMetricSourceType,
+				Pods: &autoscalingv2.PodsMetricSource{
+					Metric: autoscalingv2.MetricIdentifier{Name: metric},
+					Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: resource.NewQuantity(target, resource.DecimalSI)},
+				},
+			}},
+			Behavior: &autoscalingv2.HorizontalPodAutoscalerBehavior{
+				ScaleUp:   &autoscalingv2.HPAScalingRules{StabilizationWindowSeconds: new(int32(scaleUpWindow)), Policies: policies},
+				ScaleDown: &autoscalingv2.HPAScalingRules{StabilizationWindowSeconds: new(int32(scaleDownWindow)), Policies: policies},
+			},
+		},
+	}
+}
+
+// listPods returns the Deployment's pods that are not being deleted,
+// sorted by name.
+func listPods(t *conformance.T, env *conformance.Env) []corev1.Pod {
+	pods, err := tryListPods(t.Context(), env)
+	if err != nil {
+		t.Fatalf("listing the pods of Deployment %s: %v", name, err)
+	}
+	return pods
+}
+
+func tryListPods(ctx context.Context, env *conformance.Env) ([]corev1.Pod, error) {
+	list, err := env.Client.CoreV1().Pods(env.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labelsOf()).String()})
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.Pod
+	for _, p := range list.Items {
+		if p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodFailed && p.Status.Phase != corev1.PodSucceeded {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func ready(p *corev1.Pod) bool {
+	c := conformance.PodCondition(p, corev1.PodReady)
+	return p.Spec.NodeName != "" && p.Status.Phase == corev1.PodRunning && c != nil && c.Status == corev1.ConditionTrue
+}
+
+// waitPods waits until the Deployment has exactly n pods, all Ready, and
+// returns them.
+func waitPods(t *conformance.T, env *conformance.Env, n int, timeout time.Duration) []corev1.Pod {
+	var pods []corev1.Pod
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+		var err error
+		if pods, err = tryListPods(ctx, env); err != nil {
+			return false, nil
+		}
+		return len(pods) == n && !slices.ContainsFunc(pods, func(p corev1.Pod) bool { return !ready(&p) }), nil
+	})
+	if err != nil {
+		for _, p := range pods {
+			devicepod.Describe(t, env, p.Name)
+		}
+		t.Fatalf("Deployment %s did not get %d Ready pod(s) within %s: %s", name, n, timeout, podStates(pods))
+	}
+	for _, p := range pods {
+		t.Observe("pod "+p.Name, devicepod.Summary(&p))
+	}
+	return pods
+}
+
+func podStates(pods []corev1.Pod) string {
+	if len(pods) == 0 {
+		return "no pods"
+	}
+	var s []string
+	for _, p := range pods {
+		s = append(s, fmt.Sprintf("%s %s on %q ready=%v", p.Name, p.Status.Phase, p.Spec.NodeName, ready(&p)))
+	}
+	return strings.Join(s, "; ")
+}
+
+// holdsDevice checks that the pod's claim is allocated one device of the
+// model, reserved for the pod, and returns the device.
+func holdsDevice(t *conformance.T, env *conformance.Env, pod *corev1.Pod) devicepod.Device {
+	claim := devicepod.Claim(t, env, pod, podClaim)
+	dev := devicepod.OneDevice(t, env, claim, pod.Spec.NodeName)
+	if !devicepod.ReservedFor(claim, pod.UID) {
+		t.Errorf("ResourceClaim %s is not reserved for pod %s: %v", claim.Name, pod.Name, devicepod.Consumers(claim))
+	}
+	return dev
+}
+
+// setLoad sets the probe's gauge in every pod through the API server's
+// pod proxy, as an operator would reach a pod, and checks the probe's
+// answer.
+func setLoad(t *conformance.T, env *conformance.Env, pods []corev1.Pod, value float64) {
+	v := strconv.FormatFloat(value, 'g', -1, 64)
+	for _, p := range pods {
+		answer, err := putLoad(t.Context(), env, p.Name, v)
+		if err != nil {
+			t.Fatalf("setting %s=%s in pod %s through the pod proxy (PUT /load): %v", probe.MetricLoad, v, p.Name, err)
+		}
+		t.Observe(fmt.Sprintf("PUT /load?value=%s on pod %s", v, p.Name), strings.TrimSpace(answer))
+	}
+}
+
+// putLoad sends PUT /load?value=v to the probe in pod, retrying while the
+// pod proxy cannot reach it yet, and checks that the probe confirmed it.
+func putLoad(ctx context.Context, env *conformance.Env, pod, v string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
+	defer cancel()
+	var answer string
+	var lastErr error
+	err := wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+		raw, err := env.Client.CoreV1().RESTClient().Put().
+			Namespace(env.Namespace).Resource("pods").Name(pod+":"+strconv.Itoa(probePort)).
+			SubResource("proxy").Suffix("load").Param("value", v).DoRaw(ctx)
+		if err != nil {
+			lastErr = keep(lastErr, err)
+			return false, nil
+		}
+		answer = string(raw)
+		return true, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("no answer within %s: %v", loadTimeout, lastErr)
+	}
+	if want := probe.ResultPrefix + "LOAD=" + v; !strings.Contains(answer, want) {
+		return answer, fmt.Errorf("the probe answered %q, not %q", strings.TrimSpace(answer), want)
+	}
+	return answer, nil
+}
+
+func metricPath(env *conformance.Env, version, metric string) string {
+	return fmt.Sprintf("/apis/%s/%s/namespaces/%s/pods/*/%s", MetricsGroup, version, env.Namespace, metric)
+}
+
+// getMetric asks the custom metrics API for the metric of the
+// Deployment's pods, as the HPA does.
+func getMetric(ctx context.Context, env *conformance.Env, version, metric string) ([]byte, error) {
+	return env.Client.CoreV1().RESTClient().Get().AbsPath(metricPath(env, version, metric)).
+		Param("labelSelector", labels.SelectorFromSet(labelsOf()).String()).DoRaw(ctx)
+}
+
+// metricList is what the check reads of a MetricValueList.
+type metricList struct {
+	Items []metricItem `json:"items"`
+}
+
+type metricItem struct {
+	DescribedObject struct {
+		Name string `json:"name"`
+	} `json:"describedObject"`
+	Value string `json:"value"`
+}
+
+// waitMetric waits until the custom metrics API reports the metric for
+// every pod and records the answer. An adapter without a rule for the
+// metric, or a pipeline that never scrapes the probe, fails here rather
+// than as an HPA that does not scale.
+func waitMetric(t *conformance.T, env *conformance.Env, version string, o Options, pods []corev1.Pod) {
+	t.Step("Wait for the custom metrics API to report %s for pod(s) %s", o.Metric, strings.Join(podNames(pods), ", "))
+	ctx, cancel := context.WithTimeout(t.Context(), o.MetricTimeout)
+	defer cancel()
+	var last []byte
+	var lastErr error
+	err := wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+		raw, err := getMetric(ctx, env, version, o.Metric)
+		if err != nil {
+			lastErr = keep(lastErr, err)
+			return false, nil
+		}
+		last, lastErr = raw, nil
+		var list metricList
+		if err := json.Unmarshal(raw, &list); err != nil {
+			lastErr = fmt.Errorf("decoding the answer: %w", err)
+			return false, nil
+		}
+		for _, p := range pods {
+			if !slices.ContainsFunc(list.Items, func(i metricItem) bool { return i.DescribedObject.Name == p.Name }) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	path := metricPath(env, version, o.Metric)
+	if err != nil {
+		why := "its answer names not every pod: " + string(last)
+		if lastErr != nil {
+			why = lastErr.Error()
+		}
+		t.Fatalf("the metrics adapter does not report %s for pod(s) %s within %s (GET %s): %s; the adapter needs a rule exposing the probe's gauge for pods",
+			o.Metric, strings.Join(podNames(pods), ", "), o.MetricTimeout, path, why)
+	}
+	t.Observe("GET "+path, string(last))
+}
+
+// sawMetric records what the custom metrics API reports for the pods,
+// the value the HPA reads.
+func sawMetric(t *conformance.T, env *conformance.Env, version, metric string) {
+	path := metricPath(env, version, metric)
+	raw, err := getMetric(t.Context(), env, version, metric)
+	if err != nil {
+		t.Logf("GET %s: %v", path, err)
+		return
+	}
+	t.Observe("GET "+path, string(raw))
+}
+
+// waitScaled waits until the HPA has scaled the Deployment to want
+// replicas, all of them Ready, and returns the pods. On timeout it fails
+// with the HPA's status.
+func waitScaled(t *conformance.T, env *conformance.Env, version string, o Options, want int32, doing string) []corev1.Pod {
+	ctx, cancel := context.WithTimeout(t.Context(), o.ScaleTimeout)
+	defer cancel()
+	var pods []corev1.Pod
+	var replicas int32 = -1
+	err := wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+		d, err := env.Client.AppsV1().Deployments(env.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || d.Spec.Replicas == nil {
+			return false, nil
+		}
+		replicas = *d.Spec.Replicas
+		if replicas != want {
+			return false, nil
+		}
+		if pods, err = tryListPods(ctx, env); err != nil {
+			return false, nil
+		}
+		return int32(len(pods)) == want && !slices.ContainsFunc(pods, func(p corev1.Pod) bool { return !ready(&p) }), nil
+	})
+	if err != nil {
+		sawMetric(t, env, version, o.Metric)
+		status := hpaStatus(t, env)
+		if replicas != want {
+			t.Fatalf("replicas stayed at %d within %s after %s %s in every pod (target average %d, want %d replicas); the HPA reports: %s",
+				replicas, o.ScaleTimeout, doing, probe.MetricLoad, target, want, status)
+		}
+		for _, p := range pods {
+			devicepod.Describe(t, env, p.Name)
+		}
+		t.Fatalf("the HPA set %d replicas but the Deployment's pods did not all become Ready within %s: %s; the HPA reports: %s",
+			want, o.ScaleTimeout, podStates(pods), status)
+	}
+	t.Observe(fmt.Sprintf("Deployment %s replicas", name), map[string]any{"replicas": want, "pods": podNames(pods), "hpa": hpaStatus(t, env)})
+	return pods
+}
+
+func podNames(pods []corev1.Pod) []string {
+	out := make([]string, len(pods))
+	for i, p := range pods {
+		out[i] = p.Name
+	}
+	return out
+}
+
+// hpaStatus summarizes the HPA's status on one line.
+func hpaStatus(t *conformance.T, env *conformance.Env) string {
+	h, err := env.Client.AutoscalingV2().HorizontalPodAutoscalers(env.Namespace).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Sprintf("(getting HPA %s: %v)", name, err)
+	}
+	s := h.Status
+	parts := []string{fmt.Sprintf("currentReplicas=%d desiredReplicas=%d", s.CurrentReplicas, s.DesiredReplicas)}
+	for _, m := range s.CurrentMetrics {
+		if m.Pods != nil && m.Pods.Current.AverageValue != nil {
+			parts = append(parts, fmt.Sprintf("current %s average=%s", m.Pods.Metric.Name, m.Pods.Current.AverageValue))
+		}
+	}
+	if len(s.CurrentMetrics) == 0 {
+		parts = append(parts, "no current metric")
+	}
+	for _, c := range s.Conditions {
+		parts = append(parts, fmt.Sprintf("%s=%s (%s: %s)", c.Type, c.Status, c.Reason, c.Message))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// recordHPA records the HPA's status and events for the transcript.
+func recordHPA(t *conformance.T, env *conformance.Env) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 10*time.Second)
+	defer cancel()
+	h, err := env.Client.AutoscalingV2().HorizontalPodAutoscalers(env.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Logf("getting HPA %s: %v", name, err)
+		return
+	}
+	t.Observe("status of HorizontalPodAutoscaler "+name, h.Status)
+	events, err := env.Client.CoreV1().Events(env.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.AndSelectors(
+			fields.OneTermEqualSelector("involvedObject.kind", "HorizontalPodAutoscaler"),
+			fields.OneTermEqualSelector("involvedObject.name", name),
+		).String(),
+	})
+	if err != nil {
+		t.Logf("listing the events of HPA %s: %v", name, err)
+		return
+	}
+	lines := []string{"(none)"}
+	if len(events.Items) > 0 {
+		lines = lines[:0]
+	}
+	for _, e := range events.Items {
+		lines = append(lines, fmt.Sprintf("%s %s (x%d): %s", e.Type, e.Reason, max(e.Count, 1), strings.TrimSpace(e.Message)))
+	}
+	t.Observe("events of HorizontalPodAutoscaler "+name, strings.Join(lines, "\n"))
+}
+
+// release deletes the HPA and the Deployment and waits until the pods
+// are gone and their devices free.
+func release(ctx context.Context, t *conformance.T, env *conformance.Env) {
+	err := env.Client.AutoscalingV2().HorizontalPodAutoscalers(env.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Logf("cleanup: deleting HPA %s: %v", name, err)
+	}
+	pods, _ := tryListPods(ctx, env)
+	fg := metav1.DeletePropagationForeground
+	if err := env.Client.AppsV1().Deployments(env.Namespace).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &fg}); err != nil && !apierrors.IsNotFound(err) {
+		t.Logf("cleanup: deleting Deployment %s: %v", name, err)
+	}
+	if err := devicepod.Release(ctx, env, podNames(pods)...); err != nil {
+		t.Logf("cleanup: %v", err)
+	}
+}
+
+// keep returns the error worth reporting after a poll: the server's
+// answer rather than the client giving up at the deadline.
+func keep(last, err error) error {
+	if _, ok := err.(apierrors.APIStatus); ok || last == nil {
+		return err
+	}
+	if _, ok := last.(apierrors.APIStatus); ok {
+		return last
+	}
+	return err
+}
+
+func countDevices(inv map[string][]devicepod.Device) int {
+	n := 0
+	for _, d := range inv {
+		n += len(d)
+	}
+	return n
+}
