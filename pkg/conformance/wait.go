@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,22 +16,55 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 )
 
+// ListWatch restricts a client's List and Watch (typed or dynamic) to the
+// objects matching fieldSelector and labelSelector (either may be ""), for
+// watchtools.UntilWithSync and informers.
+func ListWatch[L k8sruntime.Object](list func(context.Context, metav1.ListOptions) (L, error), watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error), fieldSelector, labelSelector string) *cache.ListWatch {
+	set := func(opts *metav1.ListOptions) {
+		opts.FieldSelector, opts.LabelSelector = fieldSelector, labelSelector
+	}
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (k8sruntime.Object, error) {
+			set(&opts)
+			return list(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			set(&opts)
+			return watchFn(ctx, opts)
+		},
+	}
+}
+
+// NameSelector is the field selector of the object called name.
+func NameSelector(name string) string {
+	return fields.OneTermEqualSelector("metadata.name", name).String()
+}
+
+// ServedResources lists the resources (without subresources) the API
+// server serves for groupVersion, sorted, and records them in the
+// transcript.
+func ServedResources(t *T, env *Env, groupVersion string) ([]string, error) {
+	list, err := env.Client.Discovery().ServerResourcesForGroupVersion(groupVersion)
+	if err != nil {
+		return nil, err
+	}
+	var served []string
+	for _, r := range list.APIResources {
+		if !strings.Contains(r.Name, "/") {
+			served = append(served, r.Name)
+		}
+	}
+	sort.Strings(served)
+	t.Observe("resources served by "+groupVersion, strings.Join(served, ", "))
+	return served, nil
+}
+
 // WaitForPod watches the pod namespace/name until done returns true (or
 // an error) and returns the pod as last seen, also on error. A deleted pod
 // is an error.
 func WaitForPod(ctx context.Context, client kubernetes.Interface, namespace, name string, done func(*corev1.Pod) (bool, error)) (*corev1.Pod, error) {
 	pods := client.CoreV1().Pods(namespace)
-	selector := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (k8sruntime.Object, error) {
-			opts.FieldSelector = selector
-			return pods.List(ctx, opts)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.FieldSelector = selector
-			return pods.Watch(ctx, opts)
-		},
-	}
+	lw := ListWatch(pods.List, pods.Watch, NameSelector(name), "")
 	var last *corev1.Pod
 	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(event watch.Event) (bool, error) {
 		pod, ok := event.Object.(*corev1.Pod)

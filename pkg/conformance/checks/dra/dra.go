@@ -64,18 +64,10 @@ func run(t *conformance.T, env *conformance.Env) {
 
 func apiServed(t *conformance.T, env *conformance.Env) {
 	t.Step("Discover the resources of %s", APIGroupVersion)
-	list, err := env.Client.Discovery().ServerResourcesForGroupVersion(APIGroupVersion)
+	served, err := conformance.ServedResources(t, env, APIGroupVersion)
 	if err != nil {
 		t.Fatalf("the API server does not serve %s: %v", APIGroupVersion, err)
 	}
-	var served []string
-	for _, r := range list.APIResources {
-		if !strings.Contains(r.Name, "/") {
-			served = append(served, r.Name)
-		}
-	}
-	sort.Strings(served)
-	t.Observe("resources served by "+APIGroupVersion, strings.Join(served, ", "))
 	for _, want := range apiResources {
 		if !slices.Contains(served, want) {
 			t.Errorf("%s does not serve %s", APIGroupVersion, want)

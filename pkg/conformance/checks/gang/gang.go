@@ -25,7 +25,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
@@ -115,7 +114,7 @@ func (c config) run(t *conformance.T, env *conformance.Env) {
 
 func apiServed(t *conformance.T, env *conformance.Env) {
 	t.Step("Discover the resources of %s", APIGroupVersion)
-	list, err := env.Client.Discovery().ServerResourcesForGroupVersion(APIGroupVersion)
+	served, err := conformance.ServedResources(t, env, APIGroupVersion)
 	if err != nil {
 		if !apierrors.IsNotFound(err) {
 			t.Fatalf("discovering %s: %v", APIGroupVersion, err)
@@ -126,14 +125,6 @@ func apiServed(t *conformance.T, env *conformance.Env) {
 		}
 		t.Fatalf("the API server does not serve %s: Kueue (or another gang scheduler this check drives through it) is not installed", APIGroupVersion)
 	}
-	var served []string
-	for _, r := range list.APIResources {
-		if !strings.Contains(r.Name, "/") {
-			served = append(served, r.Name)
-		}
-	}
-	sort.Strings(served)
-	t.Observe("resources served by "+APIGroupVersion, strings.Join(served, ", "))
 	for _, want := range apiResources {
 		if !slices.Contains(served, want) {
 			t.Errorf("%s does not serve %s: Kueue's installation is incomplete", APIGroupVersion, want)
@@ -472,17 +463,7 @@ func waitForPodsRan(ctx context.Context, env *conformance.Env, job string, n int
 // an error.
 func waitForJobComplete(ctx context.Context, env *conformance.Env, name string) (*batchv1.Job, error) {
 	jobs := env.Client.BatchV1().Jobs(env.Namespace)
-	selector := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (k8sruntime.Object, error) {
-			opts.FieldSelector = selector
-			return jobs.List(ctx, opts)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.FieldSelector = selector
-			return jobs.Watch(ctx, opts)
-		},
-	}
+	lw := conformance.ListWatch(jobs.List, jobs.Watch, conformance.NameSelector(name), "")
 	var last *batchv1.Job
 	_, err := watchtools.UntilWithSync(ctx, lw, &batchv1.Job{}, nil, func(event watch.Event) (bool, error) {
 		job, ok := event.Object.(*batchv1.Job)
@@ -508,35 +489,12 @@ func waitForJobComplete(ctx context.Context, env *conformance.Env, name string) 
 
 func podListWatch(env *conformance.Env, job string) *cache.ListWatch {
 	pods := env.Client.CoreV1().Pods(env.Namespace)
-	selector := labels.Set{batchv1.JobNameLabel: job}.String()
-	return &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (k8sruntime.Object, error) {
-			opts.LabelSelector = selector
-			return pods.List(ctx, opts)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.LabelSelector = selector
-			return pods.Watch(ctx, opts)
-		},
-	}
+	return conformance.ListWatch(pods.List, pods.Watch, "", labels.Set{batchv1.JobNameLabel: job}.String())
 }
 
 func dynamicListWatch(env *conformance.Env, gvr schema.GroupVersionResource, namespace, fieldSelector, labelSelector string) *cache.ListWatch {
 	res := env.Dynamic.Resource(gvr).Namespace(namespace)
-	set := func(opts *metav1.ListOptions) {
-		opts.FieldSelector = fieldSelector
-		opts.LabelSelector = labelSelector
-	}
-	return &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (k8sruntime.Object, error) {
-			set(&opts)
-			return res.List(ctx, opts)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			set(&opts)
-			return res.Watch(ctx, opts)
-		},
-	}
+	return conformance.ListWatch(res.List, res.Watch, fieldSelector, labelSelector)
 }
 
 // admittedPods sums the pod counts of a Workload's admission and lists its

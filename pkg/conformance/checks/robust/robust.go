@@ -25,11 +25,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/fields"
-	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -191,16 +188,7 @@ func (c config) podsRunning(t *conformance.T, env *conformance.Env, op Operator)
 // one and all are Ready, and returns them as last seen.
 func waitForPods(ctx context.Context, env *conformance.Env, namespace, selector string) ([]corev1.Pod, error) {
 	podsAPI := env.Client.CoreV1().Pods(namespace)
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (k8sruntime.Object, error) {
-			opts.LabelSelector = selector
-			return podsAPI.List(ctx, opts)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.LabelSelector = selector
-			return podsAPI.Watch(ctx, opts)
-		},
-	}
+	lw := conformance.ListWatch(podsAPI.List, podsAPI.Watch, "", selector)
 	seen := map[string]corev1.Pod{}
 	snapshot := func() []corev1.Pod {
 		var out []corev1.Pod
@@ -588,17 +576,7 @@ func controlledBy(o, owner *unstructured.Unstructured) bool {
 // (or fails), and returns it as last seen.
 func waitForObject(ctx context.Context, env *conformance.Env, gvr schema.GroupVersionResource, namespace, name string, done func(*unstructured.Unstructured) (bool, error)) (*unstructured.Unstructured, error) {
 	res := env.Dynamic.Resource(gvr).Namespace(namespace)
-	selector := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (k8sruntime.Object, error) {
-			opts.FieldSelector = selector
-			return res.List(ctx, opts)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.FieldSelector = selector
-			return res.Watch(ctx, opts)
-		},
-	}
+	lw := conformance.ListWatch(res.List, res.Watch, conformance.NameSelector(name), "")
 	var last *unstructured.Unstructured
 	_, err := watchtools.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(event watch.Event) (bool, error) {
 		u, ok := event.Object.(*unstructured.Unstructured)
