@@ -18,7 +18,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) { testenv.Main(m, testenv.WithControlLoops()) }
 
 // buildKaic builds the real kaic binary.
 func buildKaic(t *testing.T) string {
