@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -100,9 +101,10 @@ func Start(ctx context.Context, o Options) (*Plugin, error) {
 		kubeletplugin.NodeName(o.Devices.Node),
 		kubeletplugin.KubeClient(o.Client),
 	}
-	if o.PluginDir != "" {
-		opts = append(opts, kubeletplugin.PluginDataDirectoryPath(o.PluginDir))
+	if o.PluginDir == "" {
+		o.PluginDir = filepath.Join("/var/lib/kubelet/plugins", DriverName)
 	}
+	opts = append(opts, kubeletplugin.PluginDataDirectoryPath(o.PluginDir))
 	if o.RegistryDir != "" {
 		opts = append(opts, kubeletplugin.RegistrarDirectoryPath(o.RegistryDir))
 	}
@@ -110,10 +112,10 @@ func Start(ctx context.Context, o Options) (*Plugin, error) {
 		opts = append(opts, kubeletplugin.RollingUpdate(o.PodUID))
 	}
 	opts = append(opts, o.Plugin...)
-	if o.PluginDir != "" {
-		if err := os.MkdirAll(o.PluginDir, 0o750); err != nil {
-			return nil, err
-		}
+	// The kubelet does not create a plugin's socket directory, and the
+	// helper does not either.
+	if err := os.MkdirAll(o.PluginDir, 0o750); err != nil {
+		return nil, err
 	}
 	ctx = klog.NewContext(ctx, logr.FromSlogHandler(o.Logger.Handler()))
 	helper, err := kubeletplugin.Start(ctx, p.Driver, opts...)
