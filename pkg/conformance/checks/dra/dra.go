@@ -186,11 +186,11 @@ func claimAllocated(t *conformance.T, env *conformance.Env) allocation {
 	pod, err := conformance.WaitForPod(ctx, env.Client, env.Namespace, "with-device", conformance.PodRunning)
 	if err != nil {
 		if pod != nil {
-			t.Observe("pod with-device as last seen", podSummary(pod))
+			t.Observe("pod with-device as last seen", devicepod.Summary(pod))
 		}
 		t.Fatalf("the pod claiming one device did not run: %v", err)
 	}
-	t.Observe("pod with-device", podSummary(pod))
+	t.Observe("pod with-device", devicepod.Summary(pod))
 
 	if len(pod.Status.ResourceClaimStatuses) != 1 || pod.Status.ResourceClaimStatuses[0].ResourceClaimName == nil {
 		t.Fatalf("pod with-device has no ResourceClaim generated from the template: %+v", pod.Status.ResourceClaimStatuses)
@@ -273,7 +273,7 @@ func beyondCapacity(t *conformance.T, env *conformance.Env, maxPerNode int) {
 	pod, err := conformance.WaitForPod(ctx, env.Client, env.Namespace, "beyond-capacity", conformance.PodUnschedulable)
 	if err != nil {
 		if pod != nil {
-			t.Observe("pod beyond-capacity as last seen", podSummary(pod))
+			t.Observe("pod beyond-capacity as last seen", devicepod.Summary(pod))
 		}
 		t.Fatalf("the scheduler did not mark the pod unschedulable: %v", err)
 	}
@@ -319,18 +319,6 @@ func probePod(env *conformance.Env, name string, claim corev1.PodResourceClaim) 
 		pod.Spec.Tolerations = []corev1.Toleration{{Key: acc.NodeTaintKey, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
 	}
 	return pod
-}
-
-func podSummary(pod *corev1.Pod) map[string]any {
-	conds := []string{}
-	for _, c := range pod.Status.Conditions {
-		s := fmt.Sprintf("%s=%s", c.Type, c.Status)
-		if c.Reason != "" {
-			s += " (" + c.Reason + ")"
-		}
-		conds = append(conds, s)
-	}
-	return map[string]any{"phase": string(pod.Status.Phase), "node": pod.Spec.NodeName, "conditions": conds}
 }
 
 func hasDevice(items []resourcev1.ResourceSlice, pool, device string) bool {
