@@ -110,9 +110,51 @@ func PlanFor(p *profile.Profile, getenv func(string) string) (*Plan, error) {
 		pl.Variables[name] = maskSecret(name, value)
 	}
 	if g := c.GPUPool; g != nil {
-		pl.Objects = gpuPoolObjects(p, g)
+		if c.ClusterClass != "" {
+			// With a ClusterClass the pool is one more machine deployment
+			// of the Cluster's topology, not objects of its own.
+			pl.Objects = []map[string]any{{
+				"apiVersion": "cluster.x-k8s.io/v1beta2",
+				"kind":       "Cluster",
+				"metadata":   map[string]any{"name": c.ClusterName, "namespace": c.Namespace},
+				"spec": map[string]any{"topology": map[string]any{
+					"classRef": map[string]any{"name": c.ClusterClass},
+					"workers": map[string]any{"machineDeployments": []any{
+						topologyPool(p, g, gpuMachineClass(vars)),
+					}},
+				}},
+			}}
+		} else {
+			pl.Objects = gpuPoolObjects(p, g)
+		}
 	}
 	return pl, nil
+}
+
+// defaultGPUMachineClass is the ClusterClass worker class of the GPU pool
+// unless variable GPU_MACHINE_CLASS names another.
+const defaultGPUMachineClass = "gpu"
+
+func gpuMachineClass(vars map[string]string) string {
+	if v := vars["GPU_MACHINE_CLASS"]; v != "" {
+		return v
+	}
+	return defaultGPUMachineClass
+}
+
+// topologyPool is the GPU pool as a machine deployment of a ClusterClass
+// topology: its class, replicas, and the node labels and autoscaler
+// annotations the pool carries as standalone objects.
+func topologyPool(p *profile.Profile, g *profile.GPUPool, class string) map[string]any {
+	md := gpuPoolObjects(p, g)[0]
+	annotations := md["metadata"].(map[string]any)["annotations"]
+	labels := md["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["labels"]
+	return map[string]any{
+		"class":    class,
+		"name":     g.Name,
+		"replicas": int64(*g.Replicas),
+		"metadata": map[string]any{"labels": labels, "annotations": annotations},
+	}
 }
 
 // ResolveVariables returns the template variables of a capi profile with

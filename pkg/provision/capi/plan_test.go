@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kaic-dev/kaic/pkg/plan"
+	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/provision/capi"
 )
 
@@ -83,5 +84,66 @@ func TestMissingVariablesNamed(t *testing.T) {
 	}
 	if _, err := capi.PlanFor(r.Profile, env(nil)); err != nil {
 		t.Errorf("capi-docker needs no environment: %v", err)
+	}
+}
+
+func TestClusterClassPlanPutsPoolInTopology(t *testing.T) {
+	doc := `apiVersion: kaic.dev/v1alpha1
+kind: Profile
+metadata:
+  name: cc
+spec:
+  kubernetesVersion: v1.36.3
+  conformanceVersion: "1.36"
+  cluster:
+    backend: capi
+    capi:
+      infrastructure: docker
+      providers:
+        infrastructure: docker:v1.14.2
+      clusterName: kaic-cc
+      clusterClass: quick-start
+      variables:
+        GPU_MACHINE_CLASS: accelerated
+      gpuPool:
+        name: accel
+        replicas: 1
+        minSize: 1
+        maxSize: 3
+        gpuCount: 2
+        labels:
+          kaic.dev/accelerator: example
+        autoscaler: true
+`
+	r, err := (&profile.Loader{}).LoadBytes("cc", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := capi.PlanFor(r.Profile, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl.Template != "ClusterClass quick-start" {
+		t.Errorf("template = %q", pl.Template)
+	}
+	if len(pl.Objects) != 1 || pl.Objects[0]["kind"] != "Cluster" {
+		t.Fatalf("a ClusterClass plan adds the pool to the Cluster's topology, got objects %v", pl.Objects)
+	}
+	topo := pl.Objects[0]["spec"].(map[string]any)["topology"].(map[string]any)
+	if ref := topo["classRef"].(map[string]any)["name"]; ref != "quick-start" {
+		t.Errorf("classRef = %v", ref)
+	}
+	mds := topo["workers"].(map[string]any)["machineDeployments"].([]any)
+	md := mds[0].(map[string]any)
+	if md["class"] != "accelerated" || md["name"] != "accel" || md["replicas"] != int64(1) {
+		t.Errorf("topology machine deployment: %v", md)
+	}
+	meta := md["metadata"].(map[string]any)
+	ann := meta["annotations"].(map[string]any)
+	if ann["cluster.x-k8s.io/cluster-api-autoscaler-node-group-max-size"] != "3" || ann["capacity.cluster-autoscaler.kubernetes.io/gpu-count"] != "2" {
+		t.Errorf("autoscaler annotations: %v", ann)
+	}
+	if meta["labels"].(map[string]any)["kaic.dev/accelerator"] != "example" {
+		t.Errorf("labels: %v", meta["labels"])
 	}
 }

@@ -158,19 +158,11 @@ func (p *Provisioner) topologyObjects(ctx context.Context, cc clusterctl.Client,
 		return nil, err
 	}
 	if g := c.GPUPool; g != nil {
-		md := gpuPoolObjects(p.Profile, g)[0]
-		class := "gpu"
+		class := defaultGPUMachineClass
 		if v, err := reader.Get("GPU_MACHINE_CLASS"); err == nil {
 			class = v
 		}
-		meta := md["metadata"].(map[string]any)
-		tmplMeta := md["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)
-		topologyMD := map[string]any{
-			"class":    class,
-			"name":     g.Name,
-			"replicas": int64(*g.Replicas),
-			"metadata": map[string]any{"labels": tmplMeta["labels"], "annotations": meta["annotations"]},
-		}
+		topologyMD := topologyPool(p.Profile, g, class)
 		mds, _, _ := unstructured.NestedSlice(cluster.Object, "spec", "topology", "workers", "machineDeployments")
 		if err := unstructured.SetNestedSlice(cluster.Object, append(mds, topologyMD), "spec", "topology", "workers", "machineDeployments"); err != nil {
 			return nil, err
