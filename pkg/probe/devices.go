@@ -7,7 +7,9 @@ package probe
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -20,7 +22,25 @@ type DeviceReport struct {
 	// Devices are the device identifiers found: environment variable
 	// values for an env prefix, device file paths for a glob.
 	Devices []string
+	// DriverVersions are the driver versions the container can read
+	// (distinct, sorted): <prefix><n>_DRIVER_VERSION variables of the
+	// devices announced through the environment, and the kernel module
+	// version in /proc/driver/nvidia/version when a device glob is used
+	// and that file exists. Empty when the driver exposes none.
+	DriverVersions []string
 }
+
+// driverVersionSuffix ends the variable that carries a device's driver
+// version next to the one announcing it (GPU_DEVICE_0_DRIVER_VERSION).
+const driverVersionSuffix = "_DRIVER_VERSION"
+
+// nvidiaVersionFile is where NVIDIA's kernel driver states its version;
+// a variable so tests can point it elsewhere.
+var nvidiaVersionFile = "/proc/driver/nvidia/version"
+
+// nvidiaModuleVersion finds the version in the file's NVRM line, e.g.
+// "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.82.07  Wed ...".
+var nvidiaModuleVersion = regexp.MustCompile(`Kernel Module\s+([0-9][0-9.]*)`)
 
 // FindDevices lists the devices a container holds: the values of
 // environment variables named with envPrefix (as CDI injects them for
@@ -54,7 +74,37 @@ func FindDevices(environ []string, envPrefix, glob string) (DeviceReport, error)
 		}
 	}
 	sort.Strings(devs)
-	return DeviceReport{Devices: devs}, nil
+	return DeviceReport{Devices: devs, DriverVersions: driverVersions(environ, envPrefix, glob)}, nil
+}
+
+// driverVersions reads the driver versions a container can see; see
+// DeviceReport.DriverVersions.
+func driverVersions(environ []string, envPrefix, glob string) []string {
+	seen := map[string]bool{}
+	if envPrefix != "" {
+		for _, kv := range environ {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || v == "" || !strings.HasPrefix(k, envPrefix) || !strings.HasSuffix(k, driverVersionSuffix) {
+				continue
+			}
+			if isDeviceVar(strings.TrimSuffix(k[len(envPrefix):], driverVersionSuffix)) {
+				seen[v] = true
+			}
+		}
+	}
+	if glob != "" {
+		if data, err := os.ReadFile(nvidiaVersionFile); err == nil {
+			if m := nvidiaModuleVersion.FindSubmatch(data); m != nil {
+				seen[string(m[1])] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for v := range seen {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // isDeviceVar accepts the part of a variable name after the prefix that
@@ -79,8 +129,14 @@ func WriteDeviceReport(w io.Writer, r DeviceReport) error {
 	if len(r.Devices) > 0 {
 		found = "ACCELERATOR_FOUND"
 	}
-	_, err := fmt.Fprintf(w, "%sACCELERATOR_COUNT=%d\n%sDEVICES=%s\n%s%s\n",
-		ResultPrefix, len(r.Devices), ResultPrefix, strings.Join(r.Devices, ","), ResultPrefix, found)
+	_, err := fmt.Fprintf(w, "%sACCELERATOR_COUNT=%d\n%sDEVICES=%s\n",
+		ResultPrefix, len(r.Devices), ResultPrefix, strings.Join(r.Devices, ","))
+	if err == nil && len(r.DriverVersions) > 0 {
+		_, err = fmt.Fprintf(w, "%sDRIVER_VERSIONS=%s\n", ResultPrefix, strings.Join(r.DriverVersions, ","))
+	}
+	if err == nil {
+		_, err = fmt.Fprintf(w, "%s%s\n", ResultPrefix, found)
+	}
 	return err
 }
 

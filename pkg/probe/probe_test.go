@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,56 @@ func TestServer(t *testing.T) {
 	}
 	if s.Served() != 7 {
 		t.Errorf("served = %d", s.Served())
+	}
+}
+
+func TestDriverVersionsFromEnv(t *testing.T) {
+	env := []string{
+		"GPU_DEVICE_0=gpu-0", "GPU_DEVICE_0_DRIVER_VERSION=1.2.0",
+		"GPU_DEVICE_1=gpu-1", "GPU_DEVICE_1_DRIVER_VERSION=1.2.0",
+		"GPU_DEVICE_0_SHARING_STRATEGY=TimeSlicing",
+		"GPU_DEVICE_X_DRIVER_VERSION=9.9.9", // not a device's
+		"OTHER_0_DRIVER_VERSION=8.8.8",
+	}
+	r, err := FindDevices(env, "GPU_DEVICE_", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.Devices, []string{"gpu-0", "gpu-1"}) || !slices.Equal(r.DriverVersions, []string{"1.2.0"}) {
+		t.Errorf("report = %+v", r)
+	}
+	var buf bytes.Buffer
+	if err := WriteDeviceReport(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	if got := ParseResults(buf.String()); got["DRIVER_VERSIONS"] != "1.2.0" {
+		t.Errorf("results = %v", got)
+	}
+	none, _ := FindDevices([]string{"GPU_DEVICE_0=gpu-0"}, "GPU_DEVICE_", "")
+	buf.Reset()
+	_ = WriteDeviceReport(&buf, none)
+	if len(none.DriverVersions) != 0 || strings.Contains(buf.String(), "DRIVER_VERSIONS") {
+		t.Errorf("a driver that exposes no version reported one: %+v %q", none, buf.String())
+	}
+}
+
+func TestDriverVersionFromNVIDIAFile(t *testing.T) {
+	dir := t.TempDir()
+	old := nvidiaVersionFile
+	t.Cleanup(func() { nvidiaVersionFile = old })
+	nvidiaVersionFile = filepath.Join(dir, "version")
+	if err := os.WriteFile(nvidiaVersionFile, []byte("NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.82.07  Wed Aug 13 2026\nGCC version:  gcc version 12.2.0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := FindDevices(nil, "", filepath.Join(dir, "nvidia[0-9]*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.DriverVersions, []string{"580.82.07"}) {
+		t.Errorf("driver versions = %v", r.DriverVersions)
+	}
+	// Without a device glob the file is not read.
+	if r, _ := FindDevices(nil, "GPU_DEVICE_", ""); len(r.DriverVersions) != 0 {
+		t.Errorf("driver versions without a glob = %v", r.DriverVersions)
 	}
 }

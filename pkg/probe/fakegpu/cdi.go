@@ -52,7 +52,8 @@ func (c cdiSpecs) path(claim types.UID) string {
 }
 
 // Spec returns the CDI spec that gives a claim's containers its devices:
-// per device the variable GPU_DEVICE_<index>=<name> and a read-write bind
+// per device the variables GPU_DEVICE_<index>=<name> and
+// GPU_DEVICE_<index>_DRIVER_VERSION=<its driverVersion attribute> and a read-write bind
 // mount of the device's load directory.
 func (c cdiSpecs) Spec(claim types.UID, devices []Device) (*cdispec.Spec, error) {
 	spec := &cdispec.Spec{Kind: CDIKind}
@@ -61,7 +62,7 @@ func (c cdiSpecs) Spec(claim types.UID, devices []Device) (*cdispec.Spec, error)
 		spec.Devices = append(spec.Devices, cdispec.Device{
 			Name: cdiDeviceName(claim, d.Name),
 			ContainerEdits: cdispec.ContainerEdits{
-				Env: []string{d.EnvName() + "=" + d.Name},
+				Env: []string{d.EnvName() + "=" + d.Name, d.EnvName() + "_DRIVER_VERSION=" + d.DriverVersion},
 				Mounts: []*cdispec.Mount{{
 					HostPath:      dir,
 					ContainerPath: dir,

@@ -124,7 +124,8 @@ func TestCDISpec(t *testing.T) {
 	if unresolved, err := cache.InjectDevices(ctr, deviceID(claim, "gpu-3")); err != nil {
 		t.Fatalf("inject: %v (unresolved %v)", err, unresolved)
 	}
-	if !slices.Contains(ctr.Process.Env, "GPU_DEVICE_3=gpu-3") || slices.Contains(ctr.Process.Env, "GPU_DEVICE_1=gpu-1") {
+	if !slices.Contains(ctr.Process.Env, "GPU_DEVICE_3=gpu-3") || slices.Contains(ctr.Process.Env, "GPU_DEVICE_1=gpu-1") ||
+		!slices.Contains(ctr.Process.Env, "GPU_DEVICE_3_DRIVER_VERSION="+DefaultDriverVersion) {
 		t.Errorf("env after injecting gpu-3: %v", ctr.Process.Env)
 	}
 	if len(ctr.Mounts) != 1 || ctr.Mounts[0].Source != stateDir+"/gpu-3" || ctr.Mounts[0].Destination != stateDir+"/gpu-3" ||

@@ -219,7 +219,7 @@ func TestPublishAllocatePrepare(t *testing.T) {
 		t.Fatalf("CDI device %s not in the spec directory (errors: %v)", wantID, cache.GetErrors())
 	}
 	index := strings.TrimPrefix(alloc.Device, "gpu-")
-	if env := dev.ContainerEdits.Env; len(env) != 1 || env[0] != "GPU_DEVICE_"+index+"="+alloc.Device {
+	if env := dev.ContainerEdits.Env; len(env) != 2 || env[0] != "GPU_DEVICE_"+index+"="+alloc.Device || env[1] != "GPU_DEVICE_"+index+"_DRIVER_VERSION="+fakegpu.DefaultDriverVersion {
 		t.Errorf("CDI env %v", env)
 	}
 	if m := metrics(); !strings.Contains(m, series(fakegpu.MetricAllocated, alloc.Device, "1")) || !strings.Contains(m, series(fakegpu.MetricUtilization, alloc.Device, "0")) {

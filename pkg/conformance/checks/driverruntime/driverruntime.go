@@ -189,7 +189,48 @@ func compatibility(t *conformance.T, env *conformance.Env, versions map[devicepo
 	t.Step("Read what the probe in pod %s sees", checkPod)
 	report := devicepod.Read(t, env, checkPod, "probe")
 	devicepod.ExpectOne(t, env, "pod "+checkPod, report, dev)
-	if !t.Failed() {
-		t.Logf("the runtime on %s handed the container device %s (driver version %s as advertised)", node.Name, strings.Join(report.Devices, ","), advertised)
+	if err := sameDriverVersion(advertised, report.DriverVersions); err != nil {
+		t.Errorf("device %s: %v", dev, err)
 	}
+	if t.Failed() {
+		return
+	}
+	if len(report.DriverVersions) == 0 {
+		t.Logf("the runtime on %s handed the container device %s; the driver exposes no version inside containers, so only the advertised %s is known", node.Name, strings.Join(report.Devices, ","), advertised)
+		return
+	}
+	t.Logf("the runtime on %s handed the container device %s, and the driver version the container reads (%s) is the advertised one", node.Name, strings.Join(report.Devices, ","), advertised)
+}
+
+// sameDriverVersion compares the version a device advertises with the
+// versions the container holding it reads from its driver: each read
+// version must equal the advertised one, compared as dotted numbers (a
+// leading "v" and leading zeros aside: NVIDIA's driver reads 580.95.05
+// where its DRA driver advertises the semantic version 580.95.5). A
+// driver that exposes no version inside containers is not a mismatch.
+func sameDriverVersion(advertised string, read []string) error {
+	var differing []string
+	for _, v := range read {
+		if normalVersion(v) != normalVersion(advertised) {
+			differing = append(differing, v)
+		}
+	}
+	if len(differing) > 0 {
+		return fmt.Errorf("advertises driver version %s but the container reads %s from the driver", advertised, strings.Join(differing, ", "))
+	}
+	return nil
+}
+
+// normalVersion drops a leading "v" and the leading zeros of each dotted
+// numeric part.
+func normalVersion(v string) string {
+	parts := strings.Split(strings.TrimPrefix(v, "v"), ".")
+	for i, p := range parts {
+		if t := strings.TrimLeft(p, "0"); t != p && t != "" && strings.Trim(t, "0123456789") == "" {
+			parts[i] = t
+		} else if t == "" && p != "" {
+			parts[i] = "0"
+		}
+	}
+	return strings.Join(parts, ".")
 }

@@ -373,6 +373,9 @@ func SkipWithoutContainers(t *conformance.T, env *conformance.Env, pod *corev1.P
 type Report struct {
 	Count   int
 	Devices []string
+	// DriverVersions are the driver versions the container could read;
+	// empty when the driver exposes none to containers.
+	DriverVersions []string
 }
 
 // Read waits for the probe's RESULT lines in container of pod name and
@@ -398,7 +401,11 @@ func Read(t *conformance.T, env *conformance.Env, name, container string) Report
 				if d := res["DEVICES"]; d != "" {
 					devs = strings.Split(d, ",")
 				}
-				return Report{Count: n, Devices: devs}
+				var versions []string
+				if v := res["DRIVER_VERSIONS"]; v != "" {
+					versions = strings.Split(v, ",")
+				}
+				return Report{Count: n, Devices: devs, DriverVersions: versions}
 			}
 		}
 		select {
