@@ -4,6 +4,7 @@ package checks
 
 import (
 	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/accelmetrics"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/dra"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/driverruntime"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/gang"
@@ -11,6 +12,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/podautoscaling"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/robust"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/secureaccess"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/servicemetrics"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
@@ -25,6 +27,7 @@ func Builtin() *conformance.Registry {
 // robust_controller); nil leaves every choice to the cluster.
 func ForProfile(p *profile.Profile) *conformance.Registry {
 	reg, err := conformance.NewRegistry(
+		accelmetrics.Check(),
 		dra.Check(),
 		driverruntime.Check(),
 		gang.Check(),
@@ -32,6 +35,7 @@ func ForProfile(p *profile.Profile) *conformance.Registry {
 		podautoscaling.Check(),
 		robust.ForProfile(p),
 		secureaccess.Check(),
+		servicemetrics.Check(),
 	)
 	if err != nil {
 		panic(err) // the built-in list is fixed; a test covers it

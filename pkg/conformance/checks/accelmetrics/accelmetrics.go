@@ -1,0 +1,703 @@
+// Package accelmetrics verifies the accelerator_metrics requirement: the
+// accelerator model's metrics exporter serves per-device utilization and
+// memory series for every device the DRA driver publishes, and those
+// series follow the work a pod puts on the device it holds.
+//
+// The check scrapes every pod behind the exporter's Service through the
+// API server's pod proxy (a Service of a per-node exporter answers for one
+// node per request), checks that each utilization and memory series
+// carries the model's device label and that each device published in a
+// ResourceSlice on a Ready node has a series (matched by its uuid
+// attribute, else by its name or index and node), logs the optional
+// temperature, power and interconnect series, and then runs a pod holding
+// one device that generates load: that device's utilization and memory use
+// must rise while devices no pod holds stay as they were, and fall back
+// once the pod is gone.
+package accelmetrics
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/promtext"
+	"github.com/kaic-dev/kaic/pkg/probe/fakegpu"
+)
+
+// ID is the requirement this package verifies.
+const ID = "accelerator_metrics"
+
+// Names of the objects the check creates.
+const (
+	template = "metrics-accelerator"
+	loadPod  = "metrics-load"
+	podClaim = "accelerator"
+)
+
+// Defaults of Options.
+const (
+	DefaultPath = "/metrics"
+	// DefaultChangeTimeout bounds the waits for a device's utilization to
+	// rise under load and to fall back after it.
+	DefaultChangeTimeout = 2 * time.Minute
+	// DefaultUtilization is the load, in percent, the workload puts on
+	// its device.
+	DefaultUtilization = 80
+	// DefaultMemory is the device memory the workload reports in use.
+	DefaultMemory = "8Gi"
+
+	// DefaultScrapeTimeout bounds the first scrape of the exporter,
+	// retried while its pods are not all answering yet.
+	DefaultScrapeTimeout = 30 * time.Second
+
+	poll = 2 * time.Second
+)
+
+// DeviceLabels are the labels that identify a device in a series when the
+// model names none, those the official suite accepts.
+var DeviceLabels = []string{"gpu", "UUID", "uuid", "device", "device_id", "dev_id", "card_id", "GPU_I_ID", "minor_number", "pci_bus_id"}
+
+// Name patterns of series the model does not name, those of the official
+// suite.
+var (
+	utilizationPattern  = regexp.MustCompile(`(?i)util|utilization`)
+	memoryPattern       = regexp.MustCompile(`(?i)mem|memory|fb|vram|hbm`)
+	temperaturePattern  = regexp.MustCompile(`(?i)temp`)
+	powerPattern        = regexp.MustCompile(`(?i)power|watt|energy`)
+	interconnectPattern = regexp.MustCompile(`(?i)nvlink|pcie_tx|pcie_rx|bandwidth|xgmi`)
+)
+
+// nodeLabels name a series' node in exporters that say it.
+var nodeLabels = []string{"node", "Hostname", "hostname", "kubernetes_node", "node_name"}
+
+// Options configure the check.
+type Options struct {
+	// Endpoint overrides the accelerator model's metrics endpoint,
+	// namespace/service:port.
+	Endpoint string
+	// Path is the path scraped (default DefaultPath).
+	Path string
+	// ChangeTimeout bounds each wait for utilization to change (default
+	// DefaultChangeTimeout).
+	ChangeTimeout time.Duration
+	// Utilization is the load in percent the workload generates (default
+	// DefaultUtilization).
+	Utilization float64
+	// ScrapeTimeout bounds the first scrape (default DefaultScrapeTimeout).
+	ScrapeTimeout time.Duration
+}
+
+// Check returns the accelerator_metrics check with default options.
+func Check() conformance.Check { return New(Options{}) }
+
+// New returns the accelerator_metrics check configured by o.
+func New(o Options) conformance.Check {
+	if o.Path == "" {
+		o.Path = DefaultPath
+	}
+	if o.ChangeTimeout <= 0 {
+		o.ChangeTimeout = DefaultChangeTimeout
+	}
+	if o.ScrapeTimeout <= 0 {
+		o.ScrapeTimeout = DefaultScrapeTimeout
+	}
+	if o.Utilization <= 0 || o.Utilization > 100 {
+		o.Utilization = DefaultUtilization
+	}
+	return conformance.NewCheck(ID, func(t *conformance.T, env *conformance.Env) { run(t, env, o) })
+}
+
+// names are the series the check reads, from the model or Options.
+type names struct {
+	endpoint    promtext.Service
+	deviceLabel string
+	utilization string
+	memoryUsed  string
+	memoryTotal string
+	temperature string
+	power       string
+}
+
+func resolve(t *conformance.T, env *conformance.Env, o Options) names {
+	acc := env.Accelerator
+	var n names
+	endpoint := o.Endpoint
+	if m := acc.Metrics; m != nil {
+		if endpoint == "" {
+			endpoint = m.Endpoint
+		}
+		n.deviceLabel, n.utilization, n.memoryUsed, n.memoryTotal, n.temperature, n.power =
+			m.DeviceLabel, m.Utilization, m.MemoryUsed, m.MemoryTotal, m.Temperature, m.Power
+	}
+	if endpoint == "" {
+		t.Fatalf("the accelerator model %q names no metrics endpoint (spec.accelerator.metrics.endpoint, namespace/service:port of the exporter)", acc.Model)
+	}
+	svc, err := promtext.ParseService(endpoint)
+	if err != nil {
+		t.Fatalf("the accelerator model's metrics endpoint: %v", err)
+	}
+	n.endpoint = svc
+	t.Observe("metrics of accelerator model "+acc.Model, map[string]string{
+		"endpoint": svc.String(), "deviceLabel": orAny(n.deviceLabel, strings.Join(DeviceLabels, "|")),
+		"utilization": orAny(n.utilization, utilizationPattern.String()), "memoryUsed": orAny(n.memoryUsed, memoryPattern.String()),
+		"memoryTotal": orAny(n.memoryTotal, "-"), "temperature": orAny(n.temperature, temperaturePattern.String()), "power": orAny(n.power, powerPattern.String()),
+	})
+	return n
+}
+
+func orAny(name, pattern string) string {
+	if name != "" {
+		return name
+	}
+	return "any matching " + pattern
+}
+
+func run(t *conformance.T, env *conformance.Env, o Options) {
+	n := resolve(t, env, o)
+	var first *scrape
+	if !t.Run("MetricsEndpointReachable", func(t *conformance.T) { first = reachable(t, env, n, o) }) || first == nil {
+		t.Logf("the exporter could not be scraped, so its series were not examined")
+		return
+	}
+	inv := inventory(t, env)
+	t.Run("PerAcceleratorUtilizationMetric", func(t *conformance.T) {
+		perDevice(t, env, n, first, inv, "utilization", n.utilization, utilizationPattern)
+	})
+	t.Run("PerAcceleratorMemoryMetric", func(t *conformance.T) {
+		perDevice(t, env, n, first, inv, "memory", n.memoryUsed, memoryPattern)
+		if n.memoryTotal != "" {
+			logSeries(t, first, "memory capacity", n.memoryTotal, nil)
+		}
+	})
+	t.Run("OptionalMetrics", func(t *conformance.T) {
+		logSeries(t, first, "temperature", n.temperature, temperaturePattern)
+		logSeries(t, first, "power", n.power, powerPattern)
+		logSeries(t, first, "interconnect", "", interconnectPattern)
+	})
+	t.Run("UtilizationFollowsWorkload", func(t *conformance.T) { workload(t, env, n, o, inv) })
+}
+
+// series is a scraped sample with the node of the exporter pod that
+// served it.
+type series struct {
+	promtext.Sample
+	node string
+}
+
+// node is the series' node: its own label, else the exporter pod's node.
+func (s series) nodeName() string {
+	for _, l := range nodeLabels {
+		if v := s.Labels[l]; v != "" {
+			return v
+		}
+	}
+	return s.node
+}
+
+// scrape is what every exporter pod served at once.
+type scrape struct {
+	samples []series
+}
+
+func (s *scrape) named(name string) []series {
+	var out []series
+	for _, x := range s.samples {
+		if x.Name == name {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// matching returns the series names that match pattern, sorted.
+func (s *scrape) matching(pattern *regexp.Regexp) []string {
+	var out []string
+	for _, x := range s.samples {
+		if pattern.MatchString(x.Name) && !slices.Contains(out, x.Name) {
+			out = append(out, x.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// reachable finds the exporter's Service and its pods and scrapes each.
+func reachable(t *conformance.T, env *conformance.Env, n names, o Options) *scrape {
+	svc := n.endpoint
+	t.Step("Scrape %s from every pod behind Service %s through the API server's proxy", o.Path, svc)
+	_, eps, err := promtext.Endpoints(t.Context(), env.Client, svc)
+	if apierrors.IsNotFound(err) {
+		t.Fatalf("the metrics exporter's Service %s/%s does not exist: the accelerator model's exporter is not installed (or spec.accelerator.metrics.endpoint names the wrong Service)", svc.Namespace, svc.Name)
+	}
+	if err != nil {
+		t.Fatalf("finding the metrics exporter %s: %v", svc, err)
+	}
+	rows := []string{}
+	for _, e := range eps {
+		rows = append(rows, fmt.Sprintf("%s ready=%t", e, e.Ready))
+	}
+	t.Observe("endpoints of Service "+svc.Namespace+"/"+svc.Name, rows)
+	ctx, cancel := context.WithTimeout(t.Context(), o.ScrapeTimeout)
+	defer cancel()
+	var sc *scrape
+	var lastErr error
+	err = wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+		sc, lastErr = scrapeAll(ctx, env, svc, o.Path)
+		return lastErr == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("the metrics exporter %s could not be scraped within %s: %v", svc, o.ScrapeTimeout, lastErr)
+	}
+	counts := map[string]int{}
+	for _, s := range sc.samples {
+		if !runtimeSeries(s.Name) {
+			counts[s.Name]++
+		}
+	}
+	var lines []string
+	for _, name := range slices.Sorted(maps.Keys(counts)) {
+		lines = append(lines, fmt.Sprintf("%s: %d series", name, counts[name]))
+	}
+	t.Observe("series served (without the exporter's own runtime series)", strings.Join(lines, "\n"))
+	return sc
+}
+
+// runtimeSeries reports whether a series describes the exporter process
+// rather than accelerators.
+func runtimeSeries(name string) bool {
+	for _, p := range []string{"go_", "process_", "promhttp_"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// scrapeAll scrapes every ready pod behind the Service through the pod
+// proxy, or the Service itself through the service proxy when its
+// endpoints name no pod. Every pod must answer.
+func scrapeAll(ctx context.Context, env *conformance.Env, svc promtext.Service, path string) (*scrape, error) {
+	_, eps, err := promtext.Endpoints(ctx, env.Client, svc)
+	if err != nil {
+		return nil, err
+	}
+	sc := &scrape{}
+	ready := 0
+	for _, e := range eps {
+		if !e.Ready {
+			continue
+		}
+		ready++
+		var body []byte
+		if e.Pod != "" {
+			body, err = promtext.GetPod(ctx, env.Client, e.Namespace, e.Pod, e.Port, path)
+		} else {
+			body, err = promtext.Get(ctx, env.Client, svc, path, nil)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e, err)
+		}
+		samples, err := promtext.Parse(body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e, err)
+		}
+		for _, s := range samples {
+			sc.samples = append(sc.samples, series{Sample: s, node: e.Node})
+		}
+	}
+	if ready == 0 {
+		return nil, fmt.Errorf("service %s has no ready endpoint (%d not ready): no exporter pod is running", svc, len(eps))
+	}
+	return sc, nil
+}
+
+// device is one device the driver publishes on a Ready node, with the
+// attributes series are matched by.
+type device struct {
+	node, pool, name string
+	uuid, index      string
+}
+
+func (d device) String() string { return d.node + "/" + d.name }
+
+// inventory lists the devices the model's driver publishes in
+// ResourceSlices for Ready nodes.
+func inventory(t *conformance.T, env *conformance.Env) []device {
+	driver := env.Accelerator.DRADriver
+	if driver == "" {
+		t.Fatalf("the accelerator model %q names no DRA driver (spec.accelerator.draDriver), so its devices cannot be listed", env.Accelerator.Model)
+	}
+	list, err := env.Client.ResourceV1().ResourceSlices().List(t.Context(), metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, driver).String(),
+	})
+	if err != nil {
+		t.Fatalf("listing ResourceSlices: %v", err)
+	}
+	nodes, err := env.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("listing nodes: %v", err)
+	}
+	ready := map[string]bool{}
+	for i := range nodes.Items {
+		ready[nodes.Items[i].Name] = devicepod.NodeReady(&nodes.Items[i])
+	}
+	var out []device
+	for _, s := range list.Items {
+		if s.Spec.NodeName == nil || !ready[*s.Spec.NodeName] {
+			continue
+		}
+		for _, d := range s.Spec.Devices {
+			dev := device{node: *s.Spec.NodeName, pool: s.Spec.Pool.Name, name: d.Name}
+			for k, a := range d.Attributes {
+				switch {
+				case strings.EqualFold(attrName(k), "uuid") && a.StringValue != nil:
+					dev.uuid = *a.StringValue
+				case strings.EqualFold(attrName(k), "index") && a.IntValue != nil:
+					dev.index = strconv.FormatInt(*a.IntValue, 10)
+				}
+			}
+			out = append(out, dev)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	var rows []string
+	for _, d := range out {
+		rows = append(rows, fmt.Sprintf("%s uuid=%s index=%s", d, orNone(d.uuid), orNone(d.index)))
+	}
+	t.Observe("devices of "+driver+" on Ready nodes", strings.Join(rows, "\n"))
+	if len(out) == 0 {
+		t.Fatalf("driver %s publishes no devices in ResourceSlices for any Ready node", driver)
+	}
+	return out
+}
+
+// attrName drops a qualified attribute name's domain.
+func attrName(q resourcev1.QualifiedName) string {
+	s := string(q)
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// deviceLabel returns the value of the series' device label: the model's,
+// or the first of DeviceLabels present.
+func deviceLabel(s series, label string) (string, bool) {
+	if label != "" {
+		v, ok := s.Labels[label]
+		return v, ok && v != ""
+	}
+	for _, l := range DeviceLabels {
+		if v := s.Labels[l]; v != "" {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// matches reports whether the series is the device's: by uuid when both
+// carry one, else by the device label naming the device or its index on
+// the device's node.
+func matches(s series, d device, label string) bool {
+	if d.uuid != "" {
+		for k, v := range s.Labels {
+			if strings.EqualFold(k, "uuid") {
+				return strings.EqualFold(v, d.uuid)
+			}
+		}
+	}
+	v, ok := deviceLabel(s, label)
+	if !ok || (v != d.name && (d.index == "" || v != d.index)) {
+		return false
+	}
+	node := s.nodeName()
+	return node == "" || node == d.node
+}
+
+// pick returns the series names a kind is read from: the model's name,
+// else those matching pattern that carry a device label.
+func pick(sc *scrape, name string, pattern *regexp.Regexp, label string) []string {
+	if name != "" {
+		return []string{name}
+	}
+	var out []string
+	for _, candidate := range sc.matching(pattern) {
+		if slices.ContainsFunc(sc.named(candidate), func(s series) bool { _, ok := deviceLabel(s, label); return ok }) {
+			out = append(out, candidate)
+		}
+	}
+	return out
+}
+
+// perDevice checks that the kind's series carry the device label and
+// cover every published device.
+func perDevice(t *conformance.T, env *conformance.Env, n names, sc *scrape, inv []device, kind, name string, pattern *regexp.Regexp) {
+	label := n.deviceLabel
+	labelDesc := "device label " + label
+	if label == "" {
+		labelDesc = "a device label (" + strings.Join(DeviceLabels, ", ") + ")"
+	}
+	metrics := pick(sc, name, pattern, label)
+	t.Step("Check that every %s series carries %s and every device of %s has one", kind, labelDesc, env.Accelerator.DRADriver)
+	if len(metrics) == 0 {
+		t.Fatalf("the exporter %s serves no per-device %s series (none whose name matches %s with %s); it serves: %s",
+			n.endpoint, kind, pattern, labelDesc, strings.Join(promtextNames(sc), ", "))
+	}
+	for _, metric := range metrics {
+		got := sc.named(metric)
+		if len(got) == 0 {
+			t.Errorf("the exporter %s serves no %s series %s; it serves: %s", n.endpoint, kind, metric, strings.Join(promtextNames(sc), ", "))
+			continue
+		}
+		var unlabelled, rows []string
+		for _, s := range got {
+			rows = append(rows, s.String())
+			if _, ok := deviceLabel(s, label); !ok {
+				unlabelled = append(unlabelled, s.Series())
+			}
+		}
+		t.Observe("series "+metric, strings.Join(rows, "\n"))
+		if len(unlabelled) > 0 {
+			t.Errorf("%d of %d %s series lack %s, so they cannot be attributed to an accelerator: %s",
+				len(unlabelled), len(got), metric, labelDesc, strings.Join(unlabelled, "; "))
+		}
+		var missing []string
+		for _, d := range inv {
+			if !slices.ContainsFunc(got, func(s series) bool { return matches(s, d, label) }) {
+				missing = append(missing, fmt.Sprintf("%s (uuid %s)", d, orNone(d.uuid)))
+			}
+		}
+		if len(missing) > 0 {
+			t.Errorf("%d of %d devices published by %s on Ready nodes have no %s series: %s",
+				len(missing), len(inv), env.Accelerator.DRADriver, metric, strings.Join(missing, ", "))
+		} else {
+			t.Logf("all %d devices of %s have a %s series", len(inv), env.Accelerator.DRADriver, metric)
+		}
+	}
+}
+
+func promtextNames(sc *scrape) []string {
+	var out []string
+	for _, s := range sc.samples {
+		if !slices.Contains(out, s.Name) {
+			out = append(out, s.Name)
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return []string{"(nothing)"}
+	}
+	return out
+}
+
+// logSeries records an optional kind of series, found or not; it never
+// fails.
+func logSeries(t *conformance.T, sc *scrape, kind, name string, pattern *regexp.Regexp) {
+	metrics := []string{name}
+	if name == "" {
+		metrics = sc.matching(pattern)
+	}
+	found := false
+	for _, m := range metrics {
+		got := sc.named(m)
+		if len(got) == 0 {
+			continue
+		}
+		found = true
+		rows := make([]string, len(got))
+		for i, s := range got {
+			rows[i] = s.String()
+		}
+		t.Observe(kind+" series "+m, strings.Join(rows, "\n"))
+	}
+	if !found {
+		what := name
+		if what == "" {
+			what = "matching " + pattern.String()
+		}
+		t.Logf("SHOULD: the exporter serves no %s series (%s)", kind, what)
+	}
+}
+
+// value reads the device's series of metric, if any.
+func (s *scrape) value(metric string, d device, label string) (float64, bool) {
+	for _, x := range s.named(metric) {
+		if matches(x, d, label) {
+			return x.Value, true
+		}
+	}
+	return 0, false
+}
+
+// workload runs a pod that loads the one device it holds and follows the
+// device's series.
+func workload(t *conformance.T, env *conformance.Env, n names, o Options, inv []device) {
+	acc := env.Accelerator
+	if acc.DRADriver != fakegpu.DriverName {
+		t.Skipf("the accelerator model %q uses driver %s: the workload this check runs (kaic probe load) generates load only on kaic-fake-gpu (%s) devices, and the probe image carries no compute kernels for other accelerators",
+			acc.Model, acc.DRADriver, fakegpu.DriverName)
+	}
+	if n.utilization == "" || n.memoryUsed == "" {
+		t.Fatalf("the accelerator model %q names no utilization or memory series (spec.accelerator.metrics.utilization, memoryUsed) to follow", acc.Model)
+	}
+	devicepod.Preflight(t, env)
+	before, err := scrapeAll(t.Context(), env, n.endpoint, o.Path)
+	if err != nil {
+		t.Fatalf("scraping the exporter before the workload: %v", err)
+	}
+	t.Step("Run pod %s holding one %s device that loads it to %g%% utilization and %s of memory (kaic probe load)", loadPod, acc.DeviceClass, o.Utilization, DefaultMemory)
+	t.Apply(devicepod.OneDeviceTemplate(template, acc.DeviceClass))
+	pod := devicepod.Pod(env, devicepod.Spec{Name: loadPod, Claims: []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)}})
+	pod.Spec.Containers[0].Args = []string{"probe", "load",
+		"--utilization=" + strconv.FormatFloat(o.Utilization, 'g', -1, 64), "--memory=" + DefaultMemory}
+	t.Apply(pod)
+	t.Cleanup(func(ctx context.Context) {
+		if err := devicepod.Release(ctx, env, loadPod); err != nil {
+			t.Logf("cleanup: %v", err)
+		}
+	})
+	running := devicepod.WaitRunning(t, env, loadPod)
+	claim := devicepod.Claim(t, env, running, podClaim)
+	held := devicepod.OneDevice(t, env, claim, running.Spec.NodeName)
+	node, err := env.Client.CoreV1().Nodes().Get(t.Context(), running.Spec.NodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("getting node %s of pod %s: %v", running.Spec.NodeName, loadPod, err)
+	}
+	if why, none := conformance.NodeRunsNoContainers(node); none {
+		t.Skipf("pod %s runs on %s: %s, so no load reaches device %s", loadPod, node.Name, why, held)
+	}
+	i := slices.IndexFunc(inv, func(d device) bool { return d.pool == held.Pool && d.name == held.Name })
+	if i < 0 {
+		t.Fatalf("device %s held by pod %s is not among the devices published on Ready nodes", held, loadPod)
+	}
+	dev := inv[i]
+	baseUtil, okU := before.value(n.utilization, dev, n.deviceLabel)
+	baseMem, okM := before.value(n.memoryUsed, dev, n.deviceLabel)
+	if !okU || !okM {
+		t.Fatalf("device %s has no %s or %s series to follow", dev, n.utilization, n.memoryUsed)
+	}
+	t.Observe("before the workload, device "+dev.String(), map[string]float64{n.utilization: baseUtil, n.memoryUsed: baseMem})
+
+	t.Step("Wait for %s and %s of device %s to rise above %g and %g", n.utilization, n.memoryUsed, dev, baseUtil, baseMem)
+	loaded := follow(t, env, n, o, func(sc *scrape) bool {
+		u, _ := sc.value(n.utilization, dev, n.deviceLabel)
+		m, _ := sc.value(n.memoryUsed, dev, n.deviceLabel)
+		return u > baseUtil && m > baseMem
+	})
+	if loaded == nil {
+		return
+	}
+	u, _ := loaded.value(n.utilization, dev, n.deviceLabel)
+	m, _ := loaded.value(n.memoryUsed, dev, n.deviceLabel)
+	t.Observe("under load, device "+dev.String(), map[string]float64{n.utilization: u, n.memoryUsed: m})
+	unchanged(t, env, n, before, loaded, inv, dev)
+
+	t.Step("Delete pod %s and wait for %s of device %s to fall back to %g", loadPod, n.utilization, dev, baseUtil)
+	devicepod.ReleaseNow(t, env, loadPod)
+	idle := follow(t, env, n, o, func(sc *scrape) bool {
+		u, _ := sc.value(n.utilization, dev, n.deviceLabel)
+		return u <= baseUtil
+	})
+	if idle != nil {
+		u, _ := idle.value(n.utilization, dev, n.deviceLabel)
+		m, _ := idle.value(n.memoryUsed, dev, n.deviceLabel)
+		t.Observe("after the workload, device "+dev.String(), map[string]float64{n.utilization: u, n.memoryUsed: m})
+	}
+}
+
+// follow scrapes until done holds and returns that scrape; on timeout it
+// fails the test with the device's last values and returns nil.
+func follow(t *conformance.T, env *conformance.Env, n names, o Options, done func(*scrape) bool) *scrape {
+	ctx, cancel := context.WithTimeout(t.Context(), o.ChangeTimeout)
+	defer cancel()
+	var last *scrape
+	var lastErr error
+	err := wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+		sc, err := scrapeAll(ctx, env, n.endpoint, o.Path)
+		if err != nil {
+			lastErr = err
+			return false, nil
+		}
+		last = sc
+		return done(sc), nil
+	})
+	if err == nil {
+		return last
+	}
+	if last == nil {
+		t.Errorf("the exporter %s could not be scraped for %s: %v", n.endpoint, o.ChangeTimeout, lastErr)
+		return nil
+	}
+	t.Errorf("the device's series did not change as expected within %s; last scrape: %s", o.ChangeTimeout, strings.Join(utilRows(last, n), "; "))
+	return nil
+}
+
+func utilRows(sc *scrape, n names) []string {
+	var rows []string
+	for _, metric := range []string{n.utilization, n.memoryUsed} {
+		for _, s := range sc.named(metric) {
+			rows = append(rows, s.String())
+		}
+	}
+	return rows
+}
+
+// unchanged fails for devices other than dev that no claim holds and
+// whose utilization changed while dev was loaded.
+func unchanged(t *conformance.T, env *conformance.Env, n names, before, after *scrape, inv []device, dev device) {
+	held := heldDevices(t, env)
+	var changed []string
+	for _, d := range inv {
+		if d == dev || held[d.pool+"/"+d.name] {
+			continue
+		}
+		b, ok1 := before.value(n.utilization, d, n.deviceLabel)
+		a, ok2 := after.value(n.utilization, d, n.deviceLabel)
+		if ok1 && ok2 && a != b {
+			changed = append(changed, fmt.Sprintf("%s %g -> %g", d, b, a))
+		}
+	}
+	if len(changed) > 0 {
+		t.Errorf("devices no pod holds changed %s while only %s was loaded: %s", n.utilization, dev, strings.Join(changed, ", "))
+	}
+}
+
+// heldDevices lists the devices of the driver some ResourceClaim holds,
+// as pool/name.
+func heldDevices(t *conformance.T, env *conformance.Env) map[string]bool {
+	claims, err := env.Client.ResourceV1().ResourceClaims(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("listing ResourceClaims: %v", err)
+	}
+	out := map[string]bool{}
+	for i := range claims.Items {
+		for _, d := range devicepod.Allocated(&claims.Items[i]) {
+			if d.Driver == env.Accelerator.DRADriver {
+				out[d.Pool+"/"+d.Name] = true
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,365 @@
+package accelmetrics
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+
+	"github.com/kaic-dev/kaic/internal/testenv"
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/checktest"
+	"github.com/kaic-dev/kaic/pkg/probe/fakegpu"
+	"github.com/kaic-dev/kaic/pkg/profile"
+)
+
+// What is real in these tests and what stands in:
+//
+// Real: the API server and its pod and service proxies, which forward to
+// the exporters over the network; the scheduler and the DRA controllers;
+// kaic-fake-gpu's driver (one per kwok node, in this process) publishing
+// its devices in ResourceSlices and serving its metrics handler; the
+// check's code.
+//
+// Stands in: the exporter's DaemonSet. Each driver's metrics handler
+// listens on a non-loopback address of this host (the proxies refuse
+// loopback), and a Pod object per exporter, bound to node exporterHost
+// that no kubelet runs, carries that address as its pod IP; a
+// selector-less Service with one EndpointSlice per exporter pod points at
+// them, as the endpoint controller would. kwok pods run no containers, so
+// the workload-driven subtest skips here; the e2e suite runs it on kind.
+
+const (
+	exporterNS   = "kaic-fake-gpu"
+	exporterSvc  = "kaic-fake-gpu-metrics"
+	exporterHost = "exporter-host"
+	devices      = 2
+)
+
+var kwokNodes = []string{"kwok-gpu-0", "kwok-gpu-1"}
+
+func TestMain(m *testing.M) {
+	nodes := make([]testenv.Node, len(kwokNodes))
+	for i, n := range kwokNodes {
+		nodes[i] = testenv.Node{Name: n}
+	}
+	testenv.Main(m, testenv.WithControlLoops(), testenv.WithNodes(nodes...))
+}
+
+// model is the example accelerator model reading kaic-fake-gpu's series.
+func model() profile.Accelerator {
+	acc := checktest.ExampleModel(fakegpu.DriverName, fakegpu.DriverName)
+	acc.NodeTaintKey = ""
+	acc.Metrics = &profile.AcceleratorMetrics{
+		Endpoint:    exporterNS + "/" + exporterSvc + ":9400",
+		DeviceLabel: "device",
+		Utilization: fakegpu.MetricUtilization,
+		MemoryUsed:  fakegpu.MetricMemoryUsed,
+		MemoryTotal: fakegpu.MetricMemoryTotal,
+		Temperature: fakegpu.MetricTemperature,
+		Power:       fakegpu.MetricPower,
+	}
+	return acc
+}
+
+// fixture is what every test shares: the drivers of the kwok nodes and
+// the exporter namespace and node.
+type fixture struct {
+	env     *testenv.Env
+	drivers map[string]*fakegpu.Plugin
+	hostIP  string
+}
+
+var (
+	setupOnce sync.Once
+	shared    *fixture
+	setupErr  error
+)
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	env := testenv.Shared(t)
+	setupOnce.Do(func() { shared, setupErr = start(env) })
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+	return shared
+}
+
+// start runs one kaic-fake-gpu driver per kwok node for the rest of the
+// test binary and creates the exporter's namespace and node.
+func start(env *testenv.Env) (*fixture, error) {
+	ctx := context.Background()
+	cs := env.Clientset()
+	ip, err := hostIP()
+	if err != nil {
+		return nil, err
+	}
+	f := &fixture{env: env, drivers: map[string]*fakegpu.Plugin{}, hostIP: ip}
+	for _, node := range kwokNodes {
+		plugin, err := os.MkdirTemp("", "accelmetrics-")
+		if err != nil {
+			return nil, err
+		}
+		state, err := os.MkdirTemp("", "accelmetrics-state-")
+		if err != nil {
+			return nil, err
+		}
+		p, err := fakegpu.Start(ctx, fakegpu.Options{
+			Devices:   fakegpu.Spec{Node: node, Count: devices},
+			Client:    cs,
+			CDIDir:    state + "/cdi",
+			StateDir:  state + "/load",
+			PluginDir: plugin,
+			Logger:    slog.New(slog.DiscardHandler),
+			Plugin:    []kubeletplugin.Option{kubeletplugin.RegistrationService(false)},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("starting the driver of %s: %w", node, err)
+		}
+		f.drivers[node] = p
+	}
+	if _, err := cs.ResourceV1().DeviceClasses().Create(ctx, testenv.DeviceClassFor(fakegpu.DriverName, fakegpu.DriverName), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: exporterNS}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: exporterHost}, Spec: corev1.NodeSpec{Unschedulable: true}}
+	if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	// Wait for every driver's slice, so that the check sees all devices.
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := cs.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.driver=" + fakegpu.DriverName})
+		return err == nil && len(list.Items) == len(kwokNodes), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the drivers' ResourceSlices were not published: %w", err)
+	}
+	return f, nil
+}
+
+// hostIP is an IPv4 address of this host that the API server's proxies
+// accept (not loopback, not link-local).
+func hostIP() (string, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.To4() == nil || n.IP.IsLoopback() || n.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		return n.IP.String(), nil
+	}
+	return "", fmt.Errorf("no non-loopback IPv4 address on this host for the API server's proxies to reach")
+}
+
+// exporter serves handler on the host address like one pod of the
+// exporter DaemonSet on node: a Pod object carrying the address and an
+// EndpointSlice of Service svc naming it.
+func (f *fixture) exporter(t *testing.T, svc, pod, node string, handler http.Handler) {
+	t.Helper()
+	ctx := t.Context()
+	cs := f.env.Clientset()
+	l, err := net.Listen("tcp", net.JoinHostPort(f.hostIP, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	port := int32(l.Addr().(*net.TCPAddr).Port)
+
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: pod, Namespace: exporterNS, Labels: map[string]string{"app": svc}},
+		Spec: corev1.PodSpec{
+			NodeName:    exporterHost,
+			Containers:  []corev1.Container{{Name: "exporter", Image: "kaic-probe:test", Ports: []corev1.ContainerPort{{Name: "metrics", ContainerPort: port}}}},
+			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+		},
+	}
+	created, err := cs.CoreV1().Pods(exporterNS).Create(ctx, p, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created.Status = corev1.PodStatus{
+		Phase:  corev1.PodRunning,
+		PodIP:  f.hostIP,
+		PodIPs: []corev1.PodIP{{IP: f.hostIP}},
+		Conditions: []corev1.PodCondition{
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue},
+		},
+	}
+	if _, err := cs.CoreV1().Pods(exporterNS).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ensureService(t, cs, svc)
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: pod, Namespace: exporterNS, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{
+			Addresses:  []string{f.hostIP},
+			Conditions: discoveryv1.EndpointConditions{Ready: new(true)},
+			NodeName:   new(node),
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: exporterNS, Name: pod, UID: created.UID},
+		}},
+		Ports: []discoveryv1.EndpointPort{{Name: new("metrics"), Port: new(port), Protocol: new(corev1.ProtocolTCP)}},
+	}
+	if _, err := cs.DiscoveryV1().EndpointSlices(exporterNS).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = cs.DiscoveryV1().EndpointSlices(exporterNS).Delete(ctx, pod, metav1.DeleteOptions{})
+		_ = cs.CoreV1().Pods(exporterNS).Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	})
+}
+
+// ensureService creates the selector-less Service svc (port metrics
+// 9400) unless it exists, and deletes it when the test ends.
+func ensureService(t *testing.T, cs kubernetes.Interface, svc string) {
+	t.Helper()
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: svc, Namespace: exporterNS},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "metrics", Port: 9400, TargetPort: intstr.FromString("metrics")}}},
+	}
+	_, err := cs.CoreV1().Services(exporterNS).Create(t.Context(), s, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = cs.CoreV1().Services(exporterNS).Delete(ctx, svc, metav1.DeleteOptions{})
+	})
+}
+
+func runCheck(t *testing.T, check conformance.Check, acc profile.Accelerator) conformance.Result {
+	t.Helper()
+	return checktest.RunWith(t, testenv.Shared(t), check, checktest.Options{
+		Version: "1.37", Category: "observability", Level: conformance.Must, Timeout: 3 * time.Minute, Accelerator: &acc,
+	})
+}
+
+// expectFailure fails t unless the subtest failed saying every one of
+// wants.
+func expectFailure(t *testing.T, res conformance.Result, subtest string, wants ...string) {
+	t.Helper()
+	if res.Status != conformance.Failed {
+		t.Errorf("check status %s, want failed", res.Status)
+	}
+	tr := checktest.Subtest(res, subtest)
+	if tr == nil || tr.Status != conformance.Failed {
+		t.Fatalf("subtest %s: %+v, want failed", subtest, tr)
+	}
+	out := strings.Join(tr.Output, "\n")
+	for _, w := range wants {
+		if !strings.Contains(out, w) {
+			t.Errorf("subtest %s does not say %q:\n%s", subtest, w, out)
+		}
+	}
+}
+
+// TestExporterCoversEveryDevice: both nodes' exporters serve their
+// devices' series through the proxies, so the check passes; the
+// workload-driven subtest skips on kwok.
+func TestExporterCoversEveryDevice(t *testing.T) {
+	f := setup(t)
+	for i, node := range kwokNodes {
+		f.exporter(t, exporterSvc, fmt.Sprintf("%s-%d", exporterSvc, i), node, f.drivers[node].Handler())
+	}
+	res := runCheck(t, Check(), model())
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
+		"MetricsEndpointReachable":        conformance.Passed,
+		"PerAcceleratorUtilizationMetric": conformance.Passed,
+		"PerAcceleratorMemoryMetric":      conformance.Passed,
+		"OptionalMetrics":                 conformance.Passed,
+	})
+	checktest.ExpectSkippedOnKwok(t, res, "UtilizationFollowsWorkload")
+	if res.Status != conformance.Passed {
+		t.Errorf("check status %s, want passed: %v", res.Status, res.Reason)
+	}
+	tr := checktest.Transcript(res)
+	for _, node := range kwokNodes {
+		for _, d := range (fakegpu.Spec{Node: node, Count: devices}).Devices() {
+			if !strings.Contains(tr, d.UUID) {
+				t.Errorf("the transcript does not show device %s/%s (uuid %s)", node, d.Name, d.UUID)
+			}
+		}
+	}
+	checktest.ExpectCleanedUp(t, f.env, res)
+}
+
+// TestExporterServiceMissing: no Service behind the endpoint fails the
+// scrape, naming the Service.
+func TestExporterServiceMissing(t *testing.T) {
+	setup(t)
+	res := runCheck(t, New(Options{Endpoint: exporterNS + "/absent-exporter:9400"}), model())
+	expectFailure(t, res, "MetricsEndpointReachable", "Service kaic-fake-gpu/absent-exporter does not exist")
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{"PerAcceleratorUtilizationMetric": ""})
+}
+
+// TestDeviceWithoutSeries: only the first node's exporter is behind the
+// Service, so the second node's devices have no series.
+func TestDeviceWithoutSeries(t *testing.T) {
+	f := setup(t)
+	const svc = "partial-exporter"
+	f.exporter(t, svc, svc+"-0", kwokNodes[0], f.drivers[kwokNodes[0]].Handler())
+	res := runCheck(t, New(Options{Endpoint: exporterNS + "/" + svc + ":metrics"}), model())
+	missing := (fakegpu.Spec{Node: kwokNodes[1], Count: devices}).Devices()
+	expectFailure(t, res, "PerAcceleratorUtilizationMetric", "2 of 4 devices published by gpu.example.com on Ready nodes have no "+fakegpu.MetricUtilization,
+		kwokNodes[1]+"/gpu-0 (uuid "+missing[0].UUID+")", kwokNodes[1]+"/gpu-1")
+	expectFailure(t, res, "PerAcceleratorMemoryMetric", "have no "+fakegpu.MetricMemoryUsed)
+}
+
+// TestSeriesWithoutDeviceLabel: an exporter whose series carry no device
+// label fails, whatever else they carry.
+func TestSeriesWithoutDeviceLabel(t *testing.T) {
+	f := setup(t)
+	const svc = "unlabelled-exporter"
+	for i, node := range kwokNodes {
+		var b strings.Builder
+		for slot := range devices {
+			fmt.Fprintf(&b, "%s{node=%q,slot=\"%d\"} 0\n%s{node=%q,slot=\"%d\"} 0\n", fakegpu.MetricUtilization, node, slot, fakegpu.MetricMemoryUsed, node, slot)
+		}
+		body := b.String()
+		f.exporter(t, svc, fmt.Sprintf("%s-%d", svc, i), node, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte(body))
+		}))
+	}
+	res := runCheck(t, New(Options{Endpoint: exporterNS + "/" + svc + ":9400"}), model())
+	expectFailure(t, res, "PerAcceleratorUtilizationMetric", "lack device label device", "have no "+fakegpu.MetricUtilization)
+	expectFailure(t, res, "PerAcceleratorMemoryMetric", "lack device label device")
+}
+
+// TestNoExporterPod: a Service without ready endpoints fails the scrape
+// saying no exporter pod runs.
+func TestNoExporterPod(t *testing.T) {
+	f := setup(t)
+	const svc = "idle-exporter"
+	ensureService(t, f.env.Clientset(), svc)
+	res := runCheck(t, New(Options{Endpoint: exporterNS + "/" + svc + ":9400", ScrapeTimeout: 3 * time.Second}), model())
+	expectFailure(t, res, "MetricsEndpointReachable", "has no ready endpoint", "no exporter pod is running")
+}
