@@ -21,6 +21,9 @@ type Operator struct {
 	Title string
 	// Component is the built-in stack component that installs it.
 	Component string
+	// WebhookComponent is the built-in stack component that enables its
+	// validating webhook, when that is not Component itself.
+	WebhookComponent string
 	// Namespace and PodSelector find the operator's pods.
 	Namespace   string
 	PodSelector string
@@ -107,15 +110,17 @@ func kubeRay() Operator {
 	raycluster := schema.GroupVersionResource{Group: "ray.io", Version: "v1", Resource: "rayclusters"}
 	headSelector := "ray.io/cluster=%s,ray.io/node-type=head"
 	return Operator{
-		Name:        profile.OperatorKubeRay,
-		Title:       "KubeRay",
-		Component:   "kuberay-operator",
-		Namespace:   "ray-system",
-		PodSelector: "app.kubernetes.io/name=kuberay-operator",
-		CRDs:        []string{"rayclusters.ray.io", "rayjobs.ray.io", "rayservices.ray.io"},
-		Webhook:     "vraycluster.kb.io",
-		Resource:    raycluster,
-		Kind:        "RayCluster",
+		Name:      profile.OperatorKubeRay,
+		Title:     "KubeRay",
+		Component: "kuberay-operator",
+		// The chart ships no webhook: kuberay-webhook adds it.
+		WebhookComponent: "kuberay-webhook",
+		Namespace:        "ray-system",
+		PodSelector:      "app.kubernetes.io/name=kuberay-operator",
+		CRDs:             []string{"rayclusters.ray.io", "rayjobs.ray.io", "rayservices.ray.io"},
+		Webhook:          "vraycluster.kb.io",
+		Resource:         raycluster,
+		Kind:             "RayCluster",
 		Invalid: func(name string) map[string]any {
 			return map[string]any{
 				"headGroupSpec": map[string]any{

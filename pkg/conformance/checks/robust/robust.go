@@ -326,6 +326,10 @@ func findWebhookConfiguration(t *conformance.T, env *conformance.Env, op Operato
 			return &list.Items[i]
 		}
 	}
+	if op.WebhookComponent != "" {
+		t.Fatalf("no ValidatingWebhookConfiguration has webhook %s: %s's webhook is not enabled (stack component %s enables it: a serving certificate, the webhook Service and the configuration)",
+			op.Webhook, op.Title, op.WebhookComponent)
+	}
 	t.Fatalf("no ValidatingWebhookConfiguration has webhook %s: %s's webhook is not enabled (its %s must run with it, with a serving certificate and the configuration)",
 		op.Webhook, op.Title, op.Component)
 	return nil

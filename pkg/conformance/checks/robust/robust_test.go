@@ -201,7 +201,7 @@ func TestRobustControllerFailsWithoutKubeRay(t *testing.T) {
 		"WebhookRejectsInvalidCR": conformance.Failed,
 		"ControllerReconcilesCR":  conformance.Failed,
 	})
-	wantOutput(t, res, "WebhookOperational", "no ValidatingWebhookConfiguration has webhook vraycluster.kb.io: KubeRay's webhook is not enabled")
+	wantOutput(t, res, "WebhookOperational", "no ValidatingWebhookConfiguration has webhook vraycluster.kb.io: KubeRay's webhook is not enabled (stack component kuberay-webhook enables it")
 	wantOutput(t, res, "WebhookRejectsInvalidCR", "the invalid RayCluster invalid-cr was accepted")
 	wantOutput(t, res, "ControllerReconcilesCR", "not attempted: KubeRay's pods are not running")
 
