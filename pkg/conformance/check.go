@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -25,6 +26,35 @@ type Check interface {
 	// Run verifies the requirement against the cluster in env.
 	Run(t *T, env *Env)
 }
+
+// Alone is implemented by checks the runner must run by themselves, after
+// every other check has finished: a check that needs the cluster's
+// accelerators to itself (cluster autoscaling fills a node pool and
+// watches it grow and shrink) would otherwise race the others for them.
+type Alone interface {
+	RunsAlone() bool
+}
+
+// NeedsTime is implemented by checks that take longer than the usual
+// per-check timeout by nature (waiting for nodes to be created and
+// removed): the runner gives them at least MinTimeout.
+type NeedsTime interface {
+	MinTimeout() time.Duration
+}
+
+// RunAlone wraps c so that the runner runs it by itself, after the
+// others, and gives it at least minTimeout (0 keeps the runner's).
+func RunAlone(c Check, minTimeout time.Duration) Check {
+	return aloneCheck{Check: c, minTimeout: minTimeout}
+}
+
+type aloneCheck struct {
+	Check
+	minTimeout time.Duration
+}
+
+func (aloneCheck) RunsAlone() bool             { return true }
+func (c aloneCheck) MinTimeout() time.Duration { return c.minTimeout }
 
 // NewCheck returns a Check for id that runs fn.
 func NewCheck(id string, fn func(t *T, env *Env)) Check {

@@ -50,7 +50,8 @@ type Runner struct {
 	OptOuts []profile.OptOut
 	// Parallel bounds how many checks run at once; 0 runs all at once.
 	Parallel int
-	// Timeout bounds each check (default DefaultTimeout).
+	// Timeout bounds each check (default DefaultTimeout); a check that
+	// implements NeedsTime gets at least its MinTimeout.
 	Timeout time.Duration
 	// CleanupTimeout bounds each check's cleanup, which runs on success,
 	// failure, timeout and interruption alike (default
@@ -90,7 +91,8 @@ func ForProfile(p *profile.Profile, cat Catalog, reg *Registry, env Env) *Runner
 }
 
 // Run runs the selected checks and returns every result known when it
-// ends, in catalog order. When ctx is cancelled, running checks are
+// ends, in catalog order. Checks that implement Alone run after the
+// others, one at a time. When ctx is cancelled, running checks are
 // cancelled and cleaned up, checks not started yet get no result, and the
 // error matches ctx.Err(). Failed checks are not an error of Run; see
 // FailedChecks.
@@ -133,13 +135,23 @@ func (r *Runner) Run(ctx context.Context) ([]Result, error) {
 		jobs = append(jobs, job{req, check})
 	}
 
+	// Checks that need the cluster to themselves run after the others,
+	// one at a time.
+	var shared, alone []job
+	for _, j := range jobs {
+		if a, ok := j.check.(Alone); ok && a.RunsAlone() {
+			alone = append(alone, j)
+		} else {
+			shared = append(shared, j)
+		}
+	}
 	limit := r.Parallel
-	if limit <= 0 || limit > len(jobs) {
-		limit = len(jobs)
+	if limit <= 0 || limit > len(shared) {
+		limit = len(shared)
 	}
 	sem := make(chan struct{}, max(limit, 1))
 	var wg sync.WaitGroup
-	for _, j := range jobs {
+	for _, j := range shared {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -158,6 +170,15 @@ func (r *Runner) Run(ctx context.Context) ([]Result, error) {
 		}()
 	}
 	wg.Wait()
+	for _, j := range alone {
+		if ctx.Err() != nil {
+			break
+		}
+		if r.OnStart != nil {
+			r.OnStart(j.req)
+		}
+		record(r.runOne(ctx, j.req, j.check))
+	}
 
 	order := map[string]int{}
 	for i, req := range r.Catalog.Requirements {
@@ -228,6 +249,9 @@ func (r *Runner) runOne(ctx context.Context, req Requirement, check Check) Resul
 	timeout := r.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
+	}
+	if n, ok := check.(NeedsTime); ok && n.MinTimeout() > timeout {
+		timeout = n.MinTimeout()
 	}
 	checkCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

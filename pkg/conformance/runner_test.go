@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -376,5 +377,66 @@ func TestSkippedMustIsNotASuccess(t *testing.T) {
 	}
 	if err := FailedChecks(results[:1]); err != nil {
 		t.Errorf("all passed: %v", err)
+	}
+}
+
+// A check that must run alone starts only after every other check has
+// finished, nothing runs beside it, and it gets its own minimum timeout.
+func TestRunnerRunsAloneChecksLast(t *testing.T) {
+	ids := []string{"gang_scheduling", "cluster_autoscaling", "pod_autoscaling", "ai_inference"}
+	var (
+		mu      sync.Mutex
+		running int
+		events  []string
+	)
+	enter := func(id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		running++
+		events = append(events, fmt.Sprintf("start %s (%d running)", id, running))
+	}
+	leave := func(id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		running--
+		events = append(events, "end "+id)
+	}
+	var aloneDeadline time.Duration
+	var checks []Check
+	for _, id := range ids {
+		c := NewCheck(id, func(t *T, env *Env) {
+			enter(id)
+			defer leave(id)
+			if id == "cluster_autoscaling" {
+				d, _ := t.Context().Deadline()
+				aloneDeadline = time.Until(d)
+			}
+			time.Sleep(20 * time.Millisecond)
+		})
+		if id == "cluster_autoscaling" {
+			c = RunAlone(c, time.Hour)
+		}
+		checks = append(checks, c)
+	}
+	r := &Runner{Catalog: testCatalog(ids...), Registry: mustRegistry(t, checks...), Timeout: time.Minute}
+	results, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != len(ids) {
+		t.Fatalf("results = %v", results)
+	}
+	// The alone check is the last to start, and starts with nothing else running.
+	var starts []string
+	for _, e := range events {
+		if strings.HasPrefix(e, "start ") {
+			starts = append(starts, e)
+		}
+	}
+	if last := starts[len(starts)-1]; last != "start cluster_autoscaling (1 running)" {
+		t.Errorf("events = %q: cluster_autoscaling did not run last and alone", events)
+	}
+	if aloneDeadline < 59*time.Minute {
+		t.Errorf("cluster_autoscaling had %s, want its minimum of an hour over the runner's minute", aloneDeadline)
 	}
 }
