@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,6 +26,8 @@ to its log. 'kaic probe image' builds that image from this kaic binary.`,
 	}
 	c.AddCommand(newProbeDevicesCommand(o), newProbeServeCommand(o), newProbeSleepCommand(o), newProbeImageCommand(o),
 		newProbeDRADriverCommand(o), newProbeLoadCommand(o))
+	c.AddCommand(newProbeRequestCommand(o))
+	c.AddCommand(newProbeIsolationCommand(o))
 	return c
 }
 
@@ -169,5 +173,73 @@ is derived from the binary.`,
 	}
 	c.Flags().StringVar(&binary, "binary", "", "static linux kaic binary (default: this one)")
 	c.Flags().StringVarP(&out, "output", "o", "", "archive to write")
+	return c
+}
+
+func newProbeRequestCommand(o *globalOptions) *cobra.Command {
+	var (
+		url     string
+		count   int
+		headers []string
+		timeout time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "request",
+		Short: "Send HTTP requests and count which backend answered each",
+		Long: `request sends --count GET requests to --url, one after the other on new
+connections, and prints one line RESULT: REQUESTS=<json> counting the 2xx
+answers per backend (the identity 'kaic probe serve' answers with), the
+answers per status code and the requests that got no answer per error.
+Unanswered requests do not make it fail: the report says what happened.`,
+		Example: `  kaic probe request --url http://gateway.example.svc/ --count 100
+  kaic probe request --url http://gateway.example.svc/ --count 20 --header x-model:model-b`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if url == "" {
+				return usageError("--url is required")
+			}
+			h := http.Header{}
+			for _, kv := range headers {
+				k, v, ok := strings.Cut(kv, ":")
+				if !ok || strings.TrimSpace(k) == "" {
+					return usageError("--header %q: want NAME:VALUE", kv)
+				}
+				h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+			}
+			rep, err := probe.SendRequests(c.Context(), probe.RequestOptions{URL: url, Count: count, Header: h, Timeout: timeout})
+			if err != nil {
+				return err
+			}
+			return probe.WriteRequestReport(o.stdout, rep)
+		},
+	}
+	c.Flags().StringVar(&url, "url", "", "URL to GET")
+	c.Flags().IntVar(&count, "count", 100, "number of requests")
+	c.Flags().StringArrayVar(&headers, "header", nil, "header NAME:VALUE added to every request (repeatable; Host sets the host)")
+	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "time limit of each request")
+	return c
+}
+
+func newProbeIsolationCommand(o *globalOptions) *cobra.Command {
+	var hold time.Duration
+	c := &cobra.Command{
+		Use:   "isolation",
+		Short: "Report what this container sees of the node's kernel and processes",
+		Long: `isolation prints one line, RESULT: ISOLATION=<json>, with the kernel release,
+/proc/version, the boot id, whether /dev/mem and /dev/kmem can be opened, the
+node agents (kubelet, containerd) visible in /proc, the host name and the
+network interfaces. The sandboxing check compares a sandboxed pod's report
+with a plain pod's on the same node. With --hold it then waits, so the pod
+stays Running while a check reads its log.`,
+		Example: "  kaic probe isolation --hold 1h",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := probe.WriteIsolationReport(o.stdout, probe.InspectIsolation(probe.IsolationOptions{})); err != nil {
+				return err
+			}
+			return sleepOrDone(c.Context(), hold)
+		},
+	}
+	c.Flags().DurationVar(&hold, "hold", 0, "keep running this long after reporting (0: exit)")
 	return c
 }

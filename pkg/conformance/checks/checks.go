@@ -5,12 +5,15 @@ package checks
 import (
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/accelmetrics"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/clusterautoscaling"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/dra"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/driverruntime"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/gang"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/gpusharing"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/inference"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/podautoscaling"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/robust"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/sandboxing"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/secureaccess"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/servicemetrics"
 	"github.com/kaic-dev/kaic/pkg/profile"
@@ -24,16 +27,21 @@ func Builtin() *conformance.Registry {
 
 // ForProfile returns a registry of every built-in check, configured by
 // the profile p where a check takes settings from it (the AI operator of
-// robust_controller); nil leaves every choice to the cluster.
+// robust_controller, the autoscaled node pool of cluster_autoscaling); nil
+// leaves every choice to the cluster.
 func ForProfile(p *profile.Profile) *conformance.Registry {
 	reg, err := conformance.NewRegistry(
 		accelmetrics.Check(),
+		clusterautoscaling.ForProfile(p),
 		dra.Check(),
 		driverruntime.Check(),
 		gang.Check(),
 		gpusharing.Check(),
+		inference.Check(),
+		inference.IngressCheck(),
 		podautoscaling.Check(),
 		robust.ForProfile(p),
+		sandboxing.Check(),
 		secureaccess.Check(),
 		servicemetrics.Check(),
 	)

@@ -1,0 +1,220 @@
+package sandboxing
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kaic-dev/kaic/internal/testenv"
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/checktest"
+	"github.com/kaic-dev/kaic/pkg/probe"
+)
+
+// sandboxNodeLabel marks the one node a RuntimeClass of the tests
+// schedules onto.
+const sandboxNodeLabel = "sandbox.kaic.dev/gvisor"
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, testenv.WithControlLoops(), testenv.WithNodes(
+		testenv.Node{Name: "kwok-node-0"},
+		testenv.Node{Name: "kwok-node-1", Labels: map[string]string{sandboxNodeLabel: "true"}},
+	))
+}
+
+func run(t *testing.T, env *testenv.Env, check conformance.Check) conformance.Result {
+	t.Helper()
+	return checktest.RunWith(t, env, check, checktest.Options{Version: "1.37", Category: "security", Level: conformance.Should, Timeout: 3 * time.Minute})
+}
+
+// runtimeClass creates a RuntimeClass for the test.
+func runtimeClass(t *testing.T, env *testenv.Env, name, handler string, nodeSelector map[string]string) {
+	t.Helper()
+	rc := &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Handler: handler}
+	if nodeSelector != nil {
+		rc.Scheduling = &nodev1.Scheduling{NodeSelector: nodeSelector}
+	}
+	classes := env.Clientset().NodeV1().RuntimeClasses()
+	if _, err := classes.Create(t.Context(), rc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := classes.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("deleting RuntimeClass %s: %v", name, err)
+		}
+	})
+}
+
+func TestWorkloadSandboxingSkipsWithoutSandboxRuntimeClass(t *testing.T) {
+	env := testenv.Shared(t)
+	runtimeClass(t, env, "runc", "runc", nil)
+	res := run(t, env, Check())
+	if res.Status != conformance.Skipped || !strings.Contains(res.Reason, "no sandbox RuntimeClass found") || !strings.Contains(res.Reason, "runc (handler runc)") {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{"SchedulingAndExecution": ""})
+}
+
+// The detected sandbox pod runs on the node its RuntimeClass selects and
+// the control pod is pinned beside it; what the containers see cannot be
+// observed on kwok.
+func TestWorkloadSandboxingDetectsSandboxAndRunsPods(t *testing.T) {
+	env := testenv.Shared(t)
+	runtimeClass(t, env, "runc", "runc", nil)
+	runtimeClass(t, env, "gvisor", "runsc", map[string]string{sandboxNodeLabel: "true"})
+	res := run(t, env, Check())
+	if res.Status != conformance.Passed {
+		t.Fatalf("status %s: %s", res.Status, res.Reason)
+	}
+	if res.TestName != "TestWorkloadSandboxing" {
+		t.Errorf("test name %q", res.TestName)
+	}
+	checktest.ExpectStatuses(t, res, map[string]conformance.Status{"SchedulingAndExecution": conformance.Passed})
+	checktest.ExpectSkippedOnKwok(t, res, "KernelAndMemoryIsolation", "ProcessIsolation")
+	checktest.ExpectTranscript(t, res,
+		"sandbox RuntimeClass gvisor (handler runsc)",
+		"runtimeClassName: gvisor",
+		"Run control pod control-probe without a RuntimeClass on node kwok-node-1",
+		"nodeName: kwok-node-1",
+		"node: kwok-node-1",
+		"- isolation", // the probe mode
+	)
+	checktest.ExpectCleanedUp(t, env, res)
+}
+
+func TestWorkloadSandboxingFailsWhenConfiguredRuntimeClassIsMissing(t *testing.T) {
+	env := testenv.Shared(t)
+	res := run(t, env, New(Options{RuntimeClass: "kata-fc"}))
+	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "RuntimeClass kata-fc, configured as the sandbox runtime, does not exist") {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+}
+
+// A sandbox pod that never runs fails the check with what holds it back.
+// On kwok every bound pod "runs", so the pod is kept from running by a
+// RuntimeClass that schedules onto no node; on a real node a handler the
+// container runtime does not know keeps it in ContainerCreating, which
+// the same wait reports (see TestPodState).
+func TestWorkloadSandboxingFailsWhenSandboxedPodNeverRuns(t *testing.T) {
+	env := testenv.Shared(t)
+	runtimeClass(t, env, "kata-broken", "kata-missing", map[string]string{"sandbox.kaic.dev/kata": "true"})
+	res := run(t, env, New(Options{RuntimeClass: "kata-broken", RunTimeout: 10 * time.Second}))
+	if res.Status != conformance.Failed {
+		t.Fatalf("status %s: %s", res.Status, res.Reason)
+	}
+	for _, want := range []string{
+		"pod sandboxed-probe with RuntimeClass kata-broken (handler kata-missing) did not run: it is not Running after 10s",
+		"PodScheduled=False (Unschedulable)",
+	} {
+		if !strings.Contains(res.Reason, want) {
+			t.Errorf("reason %q lacks %q", res.Reason, want)
+		}
+	}
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
+		"SchedulingAndExecution":   conformance.Failed,
+		"KernelAndMemoryIsolation": "",
+		"ProcessIsolation":         "",
+	})
+	checktest.ExpectCleanedUp(t, env, res)
+}
+
+func TestLooksSandboxed(t *testing.T) {
+	for _, tc := range []struct {
+		name, handler string
+		want          bool
+	}{
+		{"gvisor", "runsc", true},
+		{"secure", "runsc", true},
+		{"kata-qemu", "kata-qemu", true},
+		{"Sandboxed-Workloads", "x", true},
+		{"quark", "quark", true},
+		{"libkrun", "krun", true},
+		{"runc", "runc", false},
+		{"nvidia", "nvidia", false},
+		{"crun", "crun", false},
+	} {
+		rc := &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: tc.name}, Handler: tc.handler}
+		if got := looksSandboxed(rc); got != tc.want {
+			t.Errorf("%s/%s: %t, want %t", tc.name, tc.handler, got, tc.want)
+		}
+	}
+}
+
+func TestKernelAndProcessProblems(t *testing.T) {
+	node := probe.Isolation{KernelRelease: "6.8.0-45-generic", ProcVersion: "Linux version 6.8.0-45-generic #45", BootID: "boot-a",
+		DevMem: probe.DeviceAbsent, DevKmem: probe.DeviceAbsent}
+	gvisor := probe.Isolation{KernelRelease: "4.4.0", ProcVersion: "Linux version 4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016", BootID: "boot-b",
+		DevMem: probe.DeviceAbsent, DevKmem: probe.DeviceAbsent}
+	for _, tc := range []struct {
+		name      string
+		sandboxed probe.Isolation
+		want      []string
+	}{
+		{"isolated", gvisor, nil},
+		{"same kernel and boot", node, []string{"sees the node's kernel: release \"6.8.0-45-generic\"", "sees the node's boot id boot-a"}},
+		{"same release, other /proc/version", func() probe.Isolation { r := gvisor; r.KernelRelease = node.KernelRelease; return r }(), nil},
+		{"same boot", func() probe.Isolation { r := gvisor; r.BootID = node.BootID; return r }(), []string{"boot id boot-a"}},
+		{"boot id hidden", func() probe.Isolation { r := gvisor; r.BootID = ""; return r }(), nil},
+		{"memory devices", func() probe.Isolation {
+			r := gvisor
+			r.DevMem, r.DevKmem = probe.DeviceReadable, probe.DeviceReadable
+			return r
+		}(), []string{"can open /dev/mem", "can open /dev/kmem"}},
+		{"denied device", func() probe.Isolation { r := gvisor; r.DevMem = probe.DeviceDenied; return r }(), nil},
+	} {
+		got := kernelProblems(tc.sandboxed, node)
+		if len(got) != len(tc.want) {
+			t.Errorf("%s: problems %q, want %d", tc.name, got, len(tc.want))
+			continue
+		}
+		for i, w := range tc.want {
+			if !strings.Contains(got[i], w) {
+				t.Errorf("%s: problem %q lacks %q", tc.name, got[i], w)
+			}
+		}
+	}
+	if p := processProblems(gvisor); p != nil {
+		t.Errorf("isolated processes: %q", p)
+	}
+	leaky := gvisor
+	leaky.HostProcesses = []string{"812:kubelet", "640:containerd"}
+	if p := processProblems(leaky); len(p) != 1 || !strings.Contains(p[0], "sees the node's processes: 812:kubelet, 640:containerd") {
+		t.Errorf("visible agents: %q", p)
+	}
+}
+
+// A RuntimeClass whose handler the node's runtime lacks leaves the pod
+// bound but its sandbox never created; the failure says so.
+func TestPodState(t *testing.T) {
+	pod := &corev1.Pod{
+		Spec: corev1.PodSpec{NodeName: "node-1"},
+		Status: corev1.PodStatus{
+			Phase: corev1.PodPending,
+			Conditions: []corev1.PodCondition{
+				{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
+				{Type: corev1.PodReadyToStartContainers, Status: corev1.ConditionFalse},
+			},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "probe", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}},
+		},
+	}
+	got := podState(pod)
+	for _, want := range []string{"phase Pending", "node node-1", "PodReadyToStartContainers=False", "container probe waiting (ContainerCreating)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("state %q lacks %q", got, want)
+		}
+	}
+	if strings.Contains(got, "PodScheduled") {
+		t.Errorf("state %q lists a condition that holds", got)
+	}
+	if podState(nil) != "the pod was never seen" {
+		t.Errorf("nil pod: %q", podState(nil))
+	}
+}

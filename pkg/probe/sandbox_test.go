@@ -1,0 +1,148 @@
+package probe
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// fakeRoot writes files (path → content) under a temporary root.
+func fakeRoot(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for p, content := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+const netDev = `Inter-|   Receive                            |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+  eth0: 1296      16    0    0    0     0          0         0     1052      14    0    0    0     0       0          0
+    lo:    0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+`
+
+func TestInspectIsolationOfAHostLikeRoot(t *testing.T) {
+	root := fakeRoot(t, map[string]string{
+		"proc/sys/kernel/osrelease":      "6.8.0-45-generic\n",
+		"proc/version":                   "Linux version 6.8.0-45-generic (buildd@lcy02) #45-Ubuntu SMP\n",
+		"proc/sys/kernel/random/boot_id": "3f1c2f9e-7d7e-4a57-9a0e-0d4f3c1b2a10\n",
+		"proc/sys/kernel/hostname":       "node-1\n",
+		"proc/net/dev":                   netDev,
+		"proc/1/comm":                    "systemd\n",
+		"proc/812/comm":                  "kubelet\n",
+		"proc/640/comm":                  "containerd\n",
+		"proc/2210/comm":                 "containerd-shim\n",
+		"proc/2300/comm":                 "kubeletish\n",
+		"proc/self/comm":                 "kaic\n",
+		"dev/mem":                        "",
+	})
+	r := InspectIsolation(IsolationOptions{Root: root})
+	if r.KernelRelease != "6.8.0-45-generic" || !strings.HasPrefix(r.ProcVersion, "Linux version 6.8.0-45") {
+		t.Errorf("kernel %q, /proc/version %q", r.KernelRelease, r.ProcVersion)
+	}
+	if r.BootID != "3f1c2f9e-7d7e-4a57-9a0e-0d4f3c1b2a10" || r.Hostname != "node-1" {
+		t.Errorf("boot id %q, hostname %q", r.BootID, r.Hostname)
+	}
+	if r.DevMem != DeviceReadable || !r.DevMem.Accessible() || r.DevKmem != DeviceAbsent || r.DevKmem.Accessible() {
+		t.Errorf("/dev/mem %s, /dev/kmem %s", r.DevMem, r.DevKmem)
+	}
+	slices.Sort(r.HostProcesses)
+	if want := []string{"2210:containerd-shim", "640:containerd", "812:kubelet"}; !slices.Equal(r.HostProcesses, want) {
+		t.Errorf("host processes %v, want %v", r.HostProcesses, want)
+	}
+	if want := []string{"eth0", "lo"}; !slices.Equal(r.Interfaces, want) {
+		t.Errorf("interfaces %v, want %v", r.Interfaces, want)
+	}
+	if len(r.Problems) != 0 {
+		t.Errorf("problems %q", r.Problems)
+	}
+}
+
+func TestInspectIsolationOfASandboxLikeRoot(t *testing.T) {
+	root := fakeRoot(t, map[string]string{
+		"proc/version":                   "Linux version 4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016\n",
+		"proc/sys/kernel/random/boot_id": "0b7e5a52-1111-2222-3333-444455556666\n",
+		"proc/1/comm":                    "kaic\n",
+	})
+	if err := os.MkdirAll(filepath.Join(root, "dev"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A device file that exists but cannot be opened: a directory without
+	// permissions stands in for it when not running as root.
+	denied := filepath.Join(root, "dev", "kmem")
+	if err := os.Mkdir(denied, 0o000); err != nil {
+		t.Fatal(err)
+	}
+	r := InspectIsolation(IsolationOptions{Root: root, Uname: func() (string, error) { return "4.4.0", nil }})
+	if r.KernelRelease != "4.4.0" {
+		t.Errorf("kernel release %q", r.KernelRelease)
+	}
+	if len(r.HostProcesses) != 0 {
+		t.Errorf("host processes %v", r.HostProcesses)
+	}
+	if r.DevMem != DeviceAbsent {
+		t.Errorf("/dev/mem %s", r.DevMem)
+	}
+	if os.Geteuid() != 0 && r.DevKmem != DeviceDenied {
+		t.Errorf("/dev/kmem %s, want denied", r.DevKmem)
+	}
+	// Missing files are problems, not errors: a sandbox may hide them.
+	if !slices.ContainsFunc(r.Problems, func(p string) bool { return strings.Contains(p, "/proc/net/dev") }) {
+		t.Errorf("problems %q lack the missing /proc/net/dev", r.Problems)
+	}
+	failing := InspectIsolation(IsolationOptions{Root: root, Uname: func() (string, error) { return "", errors.New("not permitted") }})
+	if !slices.Contains(failing.Problems, "uname: not permitted") {
+		t.Errorf("problems %q", failing.Problems)
+	}
+}
+
+func TestIsolationReportRoundTrip(t *testing.T) {
+	in := Isolation{KernelRelease: "6.8.0", ProcVersion: "Linux version 6.8.0 (a=b)", BootID: "x", DevMem: DeviceDenied, DevKmem: DeviceAbsent,
+		HostProcesses: []string{"812:kubelet"}, Hostname: "pod-1", Interfaces: []string{"eth0", "lo"}}
+	var buf bytes.Buffer
+	if err := WriteIsolationReport(&buf, in); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(buf.String(), "RESULT: ISOLATION={") {
+		t.Errorf("report line %q", buf.String())
+	}
+	out, ok, err := ParseIsolation("starting\n" + buf.String())
+	if err != nil || !ok {
+		t.Fatalf("parse: %v, found %t", err, ok)
+	}
+	if out.ProcVersion != in.ProcVersion || out.DevMem != DeviceDenied || !slices.Equal(out.HostProcesses, in.HostProcesses) {
+		t.Errorf("round trip: %+v", out)
+	}
+	if _, ok, _ := ParseIsolation("no report yet\n"); ok {
+		t.Error("found a report in a log without one")
+	}
+	if _, ok, err := ParseIsolation("RESULT: ISOLATION={broken\n"); !ok || err == nil {
+		t.Errorf("malformed report: found %t, err %v", ok, err)
+	}
+}
+
+// The real root of the test machine: a kernel, a boot id and interfaces
+// are always there.
+func TestInspectIsolationOfThisMachine(t *testing.T) {
+	if _, err := os.Stat("/proc/version"); err != nil {
+		t.Skip("no /proc here")
+	}
+	r := InspectIsolation(IsolationOptions{})
+	if r.KernelRelease == "" || r.ProcVersion == "" || r.BootID == "" || len(r.Interfaces) == 0 {
+		t.Errorf("report %+v", r)
+	}
+	if !strings.Contains(r.ProcVersion, r.KernelRelease) {
+		t.Errorf("/proc/version %q does not name the kernel release %q", r.ProcVersion, r.KernelRelease)
+	}
+}
