@@ -200,6 +200,8 @@ spec:
             replicas: 2
       - name: envoy-gateway
         disabled: true
+      - name: envoy-gateway-class
+        disabled: true
       - name: extra
         helm:
           chart: ./charts/extra
