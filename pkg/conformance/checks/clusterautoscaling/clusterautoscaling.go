@@ -497,7 +497,7 @@ func (s *scaling) fill(t *conformance.T) {
 			pod, err := conformance.WaitForPod(ctx, s.env.Client, s.env.Namespace, name, conformance.PodRunning)
 			if err != nil {
 				devicepod.Describe(t, s.env, name)
-				t.Fatalf("baseline pod %s did not run within %s: %v; the scheduler says: %s", name, s.PendingTimeout, err, schedulerMessage(pod))
+				t.Fatalf("baseline pod %s did not run within %s: %v; the scheduler says: %s", name, s.PendingTimeout, err, devicepod.SchedulerMessage(pod))
 			}
 			if _, ok := s.baseline[pod.Spec.NodeName]; !ok {
 				t.Logf("baseline pod %s runs on node %s, which joined the pool after the check started", name, pod.Spec.NodeName)
@@ -571,9 +571,9 @@ func (s *scaling) trigger(t *conformance.T) {
 			t.Fatalf("pod %s was bound to node %s although every accelerator of the pool's %d node(s) was held: the pool was not full, or the node joined before the pod was seen unschedulable",
 				triggerPod, pod.Spec.NodeName, len(s.baseline))
 		}
-		t.Fatalf("pod %s was not marked unschedulable within %s: %v; the scheduler says: %s", triggerPod, s.PendingTimeout, err, schedulerMessage(pod))
+		t.Fatalf("pod %s was not marked unschedulable within %s: %v; the scheduler says: %s", triggerPod, s.PendingTimeout, err, devicepod.SchedulerMessage(pod))
 	}
-	msg := schedulerMessage(pod)
+	msg := devicepod.SchedulerMessage(pod)
 	t.Observe("why the scheduler cannot place pod "+triggerPod, msg)
 	if s.extended != "" && !strings.Contains(msg, string(s.extended)) {
 		t.Errorf("the scheduler's message for pod %s does not mention %s: %s", triggerPod, s.extended, msg)
@@ -593,14 +593,14 @@ func (s *scaling) scaleUp(t *conformance.T) {
 		devicepod.Describe(t, s.env, triggerPod)
 		if t.Context().Err() != nil {
 			t.Fatalf("the check's deadline passed before pod %s ran (its scale-up limit is %s): the pool has %d Ready node(s) (%s; new: %s); the scheduler says: %s",
-				triggerPod, s.ScaleUpTimeout, len(nodes), names(nodes), names(added), schedulerMessage(pod))
+				triggerPod, s.ScaleUpTimeout, len(nodes), names(nodes), names(added), devicepod.SchedulerMessage(pod))
 		}
 		if len(added) == 0 {
 			t.Fatalf("no new node joined the pool (%s) within %s: it has %d Ready node(s) as at baseline (%s), and pod %s is still not running: %s",
-				s.selector, s.ScaleUpTimeout, len(nodes), names(nodes), triggerPod, schedulerMessage(pod))
+				s.selector, s.ScaleUpTimeout, len(nodes), names(nodes), triggerPod, devicepod.SchedulerMessage(pod))
 		}
 		t.Fatalf("the pool grew to %d Ready node(s) (new: %s) but pod %s did not run on one within %s: %v; the scheduler says: %s",
-			len(nodes), names(added), triggerPod, s.ScaleUpTimeout, err, schedulerMessage(pod))
+			len(nodes), names(added), triggerPod, s.ScaleUpTimeout, err, devicepod.SchedulerMessage(pod))
 	}
 	where := pod.Spec.NodeName
 	switch i := slices.IndexFunc(nodes, func(n poolNode) bool { return n.Name == where }); {
@@ -695,19 +695,6 @@ func (s *scaling) waitStable(t *conformance.T, limit time.Duration, ok func([]po
 		t.Fatalf("%s: it has %d Ready node(s) (%s)", what, len(last), names(last))
 	}
 	return last
-}
-
-func schedulerMessage(p *corev1.Pod) string {
-	if p == nil {
-		return "(pod not seen)"
-	}
-	if c := conformance.PodCondition(p, corev1.PodScheduled); c != nil && c.Message != "" {
-		return c.Message
-	}
-	if p.Spec.NodeName != "" {
-		return "scheduled to " + p.Spec.NodeName
-	}
-	return "(nothing)"
 }
 
 // nodeRequirements turns a label selector into node affinity terms.

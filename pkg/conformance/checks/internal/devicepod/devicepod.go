@@ -188,7 +188,7 @@ func WaitRunning(t *conformance.T, env *conformance.Env, name string) *corev1.Po
 			if free := FreeDevices(t, env); len(free) > 0 {
 				Describe(t, env, name)
 				t.Fatalf("pod %s stays unschedulable although %d device(s) of driver %s are free on Ready nodes (%s): DeviceClass %s selects none of them, or they do not fit the pod; the scheduler says: %s",
-					name, countAll(free), env.Accelerator.DRADriver, strings.Join(sortedKeys(free), ", "), env.Accelerator.DeviceClass, schedulerMessage(pod))
+					name, countAll(free), env.Accelerator.DRADriver, strings.Join(sortedKeys(free), ", "), env.Accelerator.DeviceClass, SchedulerMessage(pod))
 			}
 			t.Logf("every device of driver %s is allocated; waiting for one to be released", env.Accelerator.DRADriver)
 			pod, err = conformance.WaitForPod(ctx, env.Client, env.Namespace, name, conformance.PodRunning)
@@ -196,7 +196,7 @@ func WaitRunning(t *conformance.T, env *conformance.Env, name string) *corev1.Po
 	}
 	if err != nil {
 		Describe(t, env, name)
-		t.Fatalf("pod %s did not run: %v; the scheduler says: %s", name, err, schedulerMessage(pod))
+		t.Fatalf("pod %s did not run: %v; the scheduler says: %s", name, err, SchedulerMessage(pod))
 	}
 	t.Observe("pod "+name, Summary(pod))
 	return pod
@@ -207,7 +207,9 @@ func unschedulable(p *corev1.Pod) bool {
 	return p.Spec.NodeName == "" && c != nil && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable
 }
 
-func schedulerMessage(p *corev1.Pod) string {
+// SchedulerMessage is what the scheduler last said of pod p: its
+// PodScheduled message, the node it chose, or "(nothing)".
+func SchedulerMessage(p *corev1.Pod) string {
 	if p == nil {
 		return "(pod not seen)"
 	}
