@@ -47,7 +47,7 @@ func TestPlanEveryBuiltinProfile(t *testing.T) {
 					t.Errorf("no kind config: %q", pl.Cluster.KindConfig)
 				}
 			case "capi":
-				if pl.Cluster.CAPI == nil || len(pl.Cluster.CAPI.Objects) != 2 {
+				if pl.Cluster.CAPI == nil || len(pl.Cluster.CAPI.Objects) != 3 {
 					t.Fatalf("capi plan without the GPU pool objects: %+v", pl.Cluster.CAPI)
 				}
 				if strings.Contains(stdout, "value-of-aws_b64encoded_credentials") || strings.Contains(stdout, "value-of-gcp_b64encoded_credentials") {

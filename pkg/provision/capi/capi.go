@@ -153,6 +153,11 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 	if err != nil {
 		return rec, err
 	}
+	if c.GPUPool != nil {
+		if err := checkPoolLabels(c.GPUPool); err != nil {
+			return rec, fmt.Errorf("profile %s: %w", p.Profile.Metadata.Name, err)
+		}
+	}
 	mgmt, err := p.managementCluster(ctx, dir, rec, r)
 	if err != nil {
 		return rec, err

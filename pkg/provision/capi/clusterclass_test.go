@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
+	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/provision"
 )
 
@@ -25,7 +26,9 @@ var clusterClassesTestGVR = schema.GroupVersionResource{Group: "cluster.x-k8s.io
 // annotations (Cluster API's topology controller, which would expand it,
 // does not run here).
 func TestClusterClassAgainstControlPlane(t *testing.T) {
-	env := testenv.Shared(t)
+	// A control plane of its own: TestProvisionerAgainstControlPlane
+	// expects Init to find no providers installed.
+	env := testenv.New(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	dyn := env.Dynamic()
@@ -40,6 +43,8 @@ func TestClusterClassAgainstControlPlane(t *testing.T) {
 			ClusterTimeout:  2 * time.Minute,
 		}
 		p.Profile.Spec.Cluster.CAPI.ClusterClass = "kaic-class"
+		p.Profile.Spec.Cluster.CAPI.Flavor = ""
+		p.Profile.Spec.Cluster.CAPI.GPUPool.Taints = []profile.Taint{{Key: "kaic.dev/accelerator", Value: "example", Effect: "NoSchedule"}}
 		return p
 	}
 
@@ -115,6 +120,17 @@ func TestClusterClassAgainstControlPlane(t *testing.T) {
 		}
 		if _, err := dyn.Resource(machineDeploymentsGVR).Namespace(ns).Get(ctx, name+"-accel", metav1.GetOptions{}); err == nil {
 			t.Errorf("a standalone GPU pool MachineDeployment was applied beside the topology")
+		}
+		// The bootstrap template is the class's: kaic adds none and says
+		// what then reaches the pool's Nodes.
+		if _, err := dyn.Resource(kubeadmConfigTemplatesGVR).Namespace(ns).Get(ctx, name+"-accel", metav1.GetOptions{}); err == nil {
+			t.Errorf("a GPU pool KubeadmConfigTemplate was applied beside the topology")
+		}
+		if _, ok := r.find("GPU pool labels kaic.dev/accelerator reach its Nodes only if worker class accelerated of ClusterClass kaic-class sets them"); !ok {
+			t.Errorf("no note that the class decides whether the pool's labels reach its Nodes: %v", r.lines)
+		}
+		if _, ok := r.find("GPU pool taints kaic.dev/accelerator=example:NoSchedule reach its Nodes only if worker class accelerated"); !ok {
+			t.Errorf("no note that the class decides whether the pool's taints reach its Nodes: %v", r.lines)
 		}
 
 		// Let Create finish as Cluster API would: available, with a kubeconfig.

@@ -23,9 +23,13 @@ type Plan struct {
 	Template string `json:"template"`
 	// Variables are the template variables, secrets masked.
 	Variables map[string]string `json:"variables"`
-	// Objects are the objects kaic adds to the template's (the GPU pool).
-	Objects  []map[string]any `json:"objects,omitempty"`
-	Warnings []string         `json:"-"`
+	// Objects are the objects kaic adds to the template's (the GPU pool:
+	// its MachineDeployment, machine template and KubeadmConfigTemplate,
+	// the last two completed from the worker pool's at apply time), or the
+	// topology Cluster with the pool for a ClusterClass.
+	Objects []map[string]any `json:"objects,omitempty"`
+	// Warnings are what a person should know before running the plan.
+	Warnings []string `json:"-"`
 }
 
 // MissingVariablesError names the variables a run lacks: environment
@@ -110,9 +114,14 @@ func PlanFor(p *profile.Profile, getenv func(string) string) (*Plan, error) {
 		pl.Variables[name] = maskSecret(name, value)
 	}
 	if g := c.GPUPool; g != nil {
+		if err := checkPoolLabels(g); err != nil {
+			return nil, fmt.Errorf("profile %s: %w", p.Metadata.Name, err)
+		}
 		if c.ClusterClass != "" {
 			// With a ClusterClass the pool is one more machine deployment
-			// of the Cluster's topology, not objects of its own.
+			// of the Cluster's topology, not objects of its own: its
+			// bootstrap template is the class's, which kaic leaves alone.
+			pl.Warnings = append(pl.Warnings, topologyPoolWarnings(g, c.ClusterClass, gpuMachineClass(vars))...)
 			pl.Objects = []map[string]any{{
 				"apiVersion": "cluster.x-k8s.io/v1beta2",
 				"kind":       "Cluster",
@@ -143,8 +152,11 @@ func gpuMachineClass(vars map[string]string) string {
 }
 
 // topologyPool is the GPU pool as a machine deployment of a ClusterClass
-// topology: its class, replicas, and the node labels and autoscaler
-// annotations the pool carries as standalone objects.
+// topology: its class, replicas, and the Machine labels and autoscaler
+// annotations the pool carries as standalone objects. Cluster API copies
+// only labels of its synced domains (see capiSyncedLabel) from Machines to
+// Nodes and no taints: the rest reaches Nodes only if the class's worker
+// class sets them in its bootstrap template (see topologyPoolWarnings).
 func topologyPool(p *profile.Profile, g *profile.GPUPool, class string) map[string]any {
 	md := gpuPoolObjects(p, g)[0]
 	annotations := md["metadata"].(map[string]any)["annotations"]
@@ -245,9 +257,12 @@ func maskSecret(name, value string) string {
 	return value
 }
 
-// gpuPoolObjects builds the accelerator MachineDeployment and its machine
-// template. The autoscaler annotations let the cluster autoscaler grow the
+// gpuPoolObjects builds the accelerator MachineDeployment, its machine
+// template and its KubeadmConfigTemplate, which registers the pool's Nodes
+// with its labels and taints (Cluster API itself would not put them on the
+// Nodes). The autoscaler annotations let the cluster autoscaler grow the
 // pool, from zero too, knowing which GPUs and labels a new node brings.
+// The pool's labels must have passed checkPoolLabels.
 func gpuPoolObjects(p *profile.Profile, g *profile.GPUPool) []map[string]any {
 	c := p.Spec.Cluster.CAPI
 	name := c.ClusterName + "-" + g.Name
@@ -269,13 +284,11 @@ func gpuPoolObjects(p *profile.Profile, g *profile.GPUPool) []map[string]any {
 			annotations[fmt.Sprintf(annotationCapacityFmt, "labels")] = joinPairs(g.Labels)
 		}
 		if len(g.Taints) > 0 {
-			var ts []string
-			for _, t := range g.Taints {
-				ts = append(ts, fmt.Sprintf("%s=%s:%s", t.Key, t.Value, t.Effect))
-			}
-			annotations[fmt.Sprintf(annotationCapacityFmt, "taints")] = strings.Join(ts, ",")
+			annotations[fmt.Sprintf(annotationCapacityFmt, "taints")] = taintList(g.Taints)
 		}
 	}
+	// All of the pool's labels go on its Machines; Cluster API copies
+	// those of its synced domains to the Nodes, the kubelet sets the rest.
 	labels := map[string]any{}
 	for k, v := range g.Labels {
 		labels[k] = v
@@ -298,7 +311,7 @@ func gpuPoolObjects(p *profile.Profile, g *profile.GPUPool) []map[string]any {
 					"clusterName": c.ClusterName,
 					"version":     p.Spec.KubernetesVersion,
 					"bootstrap": map[string]any{"configRef": map[string]any{
-						"apiGroup": "bootstrap.cluster.x-k8s.io", "kind": "KubeadmConfigTemplate", "name": c.ClusterName + "-md-0",
+						"apiGroup": "bootstrap.cluster.x-k8s.io", "kind": "KubeadmConfigTemplate", "name": name,
 					}},
 					"infrastructureRef": map[string]any{"apiGroup": mt.group, "kind": mt.kind, "name": name},
 				},
@@ -315,15 +328,31 @@ func gpuPoolObjects(p *profile.Profile, g *profile.GPUPool) []map[string]any {
 		"metadata":   map[string]any{"name": name, "namespace": c.Namespace},
 		"spec":       map[string]any{"template": map[string]any{"spec": templateSpec}},
 	}
-	return []map[string]any{md, tmpl}
+	// Only labels the kubelet may set go to --node-labels: it refuses to
+	// start with others. setNodeRegistration merges the same into a copy
+	// of the worker pool's template at apply time.
+	registration := map[string]any{}
+	if l := kubeletLabels(g); len(l) > 0 {
+		registration["kubeletExtraArgs"] = []any{map[string]any{"name": "node-labels", "value": mergeNodeLabels("", l)}}
+	}
+	if len(g.Taints) > 0 {
+		registration["taints"] = withTaints(nil, g.Taints)
+	}
+	bootstrapSpec := map[string]any{}
+	if len(registration) > 0 {
+		bootstrapSpec["joinConfiguration"] = map[string]any{"nodeRegistration": registration}
+	}
+	bootstrap := map[string]any{
+		"apiVersion": "bootstrap.cluster.x-k8s.io/v1beta2",
+		"kind":       "KubeadmConfigTemplate",
+		"metadata":   map[string]any{"name": name, "namespace": c.Namespace},
+		"spec":       map[string]any{"template": map[string]any{"spec": bootstrapSpec}},
+	}
+	return []map[string]any{md, tmpl, bootstrap}
 }
 
 func joinPairs(m map[string]string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := sortedKeys(m)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = k + "=" + m[k]

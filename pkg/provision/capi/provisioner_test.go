@@ -125,7 +125,9 @@ func namespaceDoc(name string) string {
 }
 
 // clusterTemplate is a development flavor with two variables the profile
-// must set (WORKER_IMAGE, DOCKER_NETWORK) and one with a default.
+// must set (WORKER_IMAGE, DOCKER_NETWORK) and one with a default. Its
+// worker bootstrap template registers Nodes with settings and a label of
+// its own, which the GPU pool's copy must keep.
 const clusterTemplate = `apiVersion: cluster.x-k8s.io/v1beta2
 kind: Cluster
 metadata:
@@ -181,7 +183,16 @@ metadata:
   namespace: ${NAMESPACE}
 spec:
   template:
-    spec: {}
+    spec:
+      joinConfiguration:
+        nodeRegistration:
+          criSocket: unix:///var/run/containerd/containerd.sock
+          imagePullPolicy: IfNotPresent
+          kubeletExtraArgs:
+          - name: eviction-hard
+            value: nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%
+          - name: node-labels
+            value: kaic.dev/pool=workers
 ---
 apiVersion: cluster.x-k8s.io/v1beta2
 kind: MachineDeployment
@@ -285,6 +296,7 @@ spec:
 
 var (
 	dockerMachineTemplatesGVR = schema.GroupVersionResource{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta2", Resource: "dockermachinetemplates"}
+	kubeadmConfigTemplatesGVR = schema.GroupVersionResource{Group: "bootstrap.cluster.x-k8s.io", Version: "v1beta2", Resource: "kubeadmconfigtemplates"}
 	secretsGVR                = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
 )
 
@@ -331,6 +343,18 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 		if rec[KeyManagementKubeconfig] != "" || rec[provision.KeyCreated] != "false" {
+			t.Errorf("record = %v", rec)
+		}
+	})
+
+	t.Run("a GPU pool label that cannot reach its Nodes is named before anything is touched", func(t *testing.T) {
+		p := &Provisioner{Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), Getenv: getenv}
+		p.Profile.Spec.Cluster.CAPI.GPUPool.Labels["gpu.kubernetes.io/present"] = "true"
+		rec, err := p.Create(ctx, t.TempDir(), &notes{})
+		if err == nil || !strings.Contains(err.Error(), `spec.cluster.capi.gpuPool.labels["gpu.kubernetes.io/present"]`) {
+			t.Fatalf("err = %v", err)
+		}
+		if rec[KeyManagementKubeconfig] != "" || rec[KeyProvidersInstalled] != "" || rec[provision.KeyCreated] != "false" {
 			t.Errorf("record = %v", rec)
 		}
 	})
@@ -397,6 +421,10 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 	var rec provision.Record
 	t.Run("create applies the template and the GPU pool, reports progress, waits and writes the kubeconfig", func(t *testing.T) {
 		p := &Provisioner{Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), Getenv: getenv, ClusterTimeout: 2 * time.Minute}
+		// A label only Cluster API can put on Nodes, and a taint.
+		gpuPool := p.Profile.Spec.Cluster.CAPI.GPUPool
+		gpuPool.Labels["node-role.kubernetes.io/accelerator"] = ""
+		gpuPool.Taints = []profile.Taint{{Key: "kaic.dev/accelerator", Value: "example", Effect: "NoSchedule"}}
 		r := &notes{}
 		dir := t.TempDir()
 		type result struct {
@@ -408,8 +436,8 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 			rec, err := p.Create(ctx, dir, r)
 			done <- result{rec, err}
 		}()
-		waitFor(t, "the last object applied, the GPU pool's machine template", func() bool {
-			_, err := dyn.Resource(dockerMachineTemplatesGVR).Namespace(ns).Get(ctx, name+"-accel", metav1.GetOptions{})
+		waitFor(t, "the last object applied, the GPU pool's bootstrap template", func() bool {
+			_, err := dyn.Resource(kubeadmConfigTemplatesGVR).Namespace(ns).Get(ctx, name+"-accel", metav1.GetOptions{})
 			return err == nil
 		})
 		if line, ok := r.find("already installed"); !ok {
@@ -444,15 +472,46 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 			"cluster.x-k8s.io/cluster-api-autoscaler-node-group-max-size": "2",
 			"capacity.cluster-autoscaler.kubernetes.io/gpu-count":         "8",
 			"capacity.cluster-autoscaler.kubernetes.io/gpu-type":          "example",
-			"capacity.cluster-autoscaler.kubernetes.io/labels":            "kaic.dev/accelerator=example",
+			"capacity.cluster-autoscaler.kubernetes.io/labels":            "kaic.dev/accelerator=example,node-role.kubernetes.io/accelerator=",
+			"capacity.cluster-autoscaler.kubernetes.io/taints":            "kaic.dev/accelerator=example:NoSchedule",
 		}
 		for k, v := range wantAnn {
 			if got := pool.GetAnnotations()[k]; got != v {
 				t.Errorf("GPU pool annotation %s = %q, want %q", k, got, v)
 			}
 		}
-		if ref, _, _ := unstructured.NestedString(pool.Object, "spec", "template", "spec", "bootstrap", "configRef", "name"); ref != name+"-md-0" {
-			t.Errorf("GPU pool bootstrap ref = %q", ref)
+		if ref, _, _ := unstructured.NestedStringMap(pool.Object, "spec", "template", "spec", "bootstrap", "configRef"); ref["name"] != name+"-accel" || ref["kind"] != "KubeadmConfigTemplate" || ref["apiGroup"] != "bootstrap.cluster.x-k8s.io" {
+			t.Errorf("GPU pool bootstrap ref = %v, want its own KubeadmConfigTemplate %s-accel", ref, name)
+		}
+		machineLabels, _, _ := unstructured.NestedStringMap(pool.Object, "spec", "template", "metadata", "labels")
+		if v, ok := machineLabels["node-role.kubernetes.io/accelerator"]; !ok || v != "" || machineLabels["kaic.dev/accelerator"] != "example" {
+			t.Errorf("GPU pool Machine labels = %v", machineLabels)
+		}
+		// Cluster API copies neither kaic.dev labels nor taints to Nodes:
+		// the kubelet registers them, configured by the pool's copy of
+		// the worker's bootstrap template.
+		poolBoot, err := dyn.Resource(kubeadmConfigTemplatesGVR).Namespace(ns).Get(ctx, name+"-accel", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("GPU pool KubeadmConfigTemplate: %v", err)
+		}
+		reg, _, _ := unstructured.NestedMap(poolBoot.Object, nodeRegistrationPath...)
+		if reg["criSocket"] != "unix:///var/run/containerd/containerd.sock" {
+			t.Errorf("GPU pool bootstrap template did not start from the worker's: %v", reg)
+		}
+		wantArgs := "[map[name:eviction-hard value:nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%] map[name:node-labels value:kaic.dev/pool=workers,kaic.dev/accelerator=example]]"
+		if got := fmt.Sprint(reg["kubeletExtraArgs"]); got != wantArgs {
+			t.Errorf("GPU pool kubeletExtraArgs = %s, want %s", got, wantArgs)
+		}
+		if got := fmt.Sprint(reg["taints"]); got != "[map[effect:NoSchedule key:kaic.dev/accelerator value:example]]" {
+			t.Errorf("GPU pool taints = %s", got)
+		}
+		workerBoot, err := dyn.Resource(kubeadmConfigTemplatesGVR).Namespace(ns).Get(ctx, name+"-md-0", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		workerReg, _, _ := unstructured.NestedMap(workerBoot.Object, nodeRegistrationPath...)
+		if _, tainted := workerReg["taints"]; tainted || strings.Contains(fmt.Sprint(workerReg["kubeletExtraArgs"]), "accelerator") {
+			t.Errorf("the worker's bootstrap template got the GPU pool's labels or taints: %v", workerReg)
 		}
 		poolTmpl, err := dyn.Resource(dockerMachineTemplatesGVR).Namespace(ns).Get(ctx, name+"-accel", metav1.GetOptions{})
 		if err != nil {

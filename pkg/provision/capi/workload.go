@@ -20,6 +20,7 @@ import (
 	clusterctl "sigs.k8s.io/cluster-api/cmd/clusterctl/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/provision"
 )
 
@@ -66,7 +67,7 @@ spec:
 func (p *Provisioner) workloadObjects(ctx context.Context, cc clusterctl.Client, reader *configReader, m *management, r provision.Reporter) ([]unstructured.Unstructured, error) {
 	c := p.Profile.Spec.Cluster.CAPI
 	if c.ClusterClass != "" {
-		return p.topologyObjects(ctx, cc, reader, m)
+		return p.topologyObjects(ctx, cc, reader, m, r)
 	}
 	var infra string
 	for _, ref := range providerRefs(c) {
@@ -99,7 +100,7 @@ func (p *Provisioner) workloadObjects(ctx context.Context, cc clusterctl.Client,
 	objs := tmpl.Objs()
 	r.Notef("cluster template %s rendered: %d objects", templateName(infra, c.Flavor), len(objs))
 	if c.GPUPool != nil {
-		pool, err := poolObjects(gpuPoolObjects(p.Profile, c.GPUPool), objs)
+		pool, err := poolObjects(p.Profile, c.GPUPool, objs)
 		if err != nil {
 			return nil, err
 		}
@@ -118,8 +119,11 @@ func templateName(infra, flavor string) string {
 // topologyObjects renders a Cluster of the profile's ClusterClass, which
 // must exist in the cluster's namespace. The GPU pool becomes one more
 // topology machine deployment of class ${GPU_MACHINE_CLASS:=gpu}, carrying
-// the pool's labels and autoscaler annotations.
-func (p *Provisioner) topologyObjects(ctx context.Context, cc clusterctl.Client, reader *configReader, m *management) ([]unstructured.Unstructured, error) {
+// the pool's labels and autoscaler annotations. Its bootstrap template is
+// the class's: the pool's taints, and its labels outside the domains
+// Cluster API copies from Machines to Nodes, reach Nodes only if that
+// worker class sets them, which r is told.
+func (p *Provisioner) topologyObjects(ctx context.Context, cc clusterctl.Client, reader *configReader, m *management, r provision.Reporter) ([]unstructured.Unstructured, error) {
 	c := p.Profile.Spec.Cluster.CAPI
 	if _, err := m.dynamic.Resource(clusterClassesGVR).Namespace(c.Namespace).Get(ctx, c.ClusterClass, metav1.GetOptions{}); err != nil {
 		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
@@ -162,6 +166,9 @@ func (p *Provisioner) topologyObjects(ctx context.Context, cc clusterctl.Client,
 		if v, err := reader.Get("GPU_MACHINE_CLASS"); err == nil {
 			class = v
 		}
+		for _, w := range topologyPoolWarnings(g, c.ClusterClass, class) {
+			r.Notef("%s", w)
+		}
 		topologyMD := topologyPool(p.Profile, g, class)
 		mds, _, _ := unstructured.NestedSlice(cluster.Object, "spec", "topology", "workers", "machineDeployments")
 		if err := unstructured.SetNestedSlice(cluster.Object, append(mds, topologyMD), "spec", "topology", "workers", "machineDeployments"); err != nil {
@@ -171,13 +178,19 @@ func (p *Provisioner) topologyObjects(ctx context.Context, cc clusterctl.Client,
 	return []unstructured.Unstructured{cluster}, nil
 }
 
-// poolObjects completes the GPU pool from the template's worker pool: the
-// pool reuses the worker's bootstrap template and starts from a copy of
-// its machine template (image, SSH key, subnets, …) with the pool's
-// machine type, in the API version the provider's template uses.
-func poolObjects(pool []map[string]any, template []unstructured.Unstructured) ([]unstructured.Unstructured, error) {
+// poolObjects builds the GPU pool and completes it from the template's
+// worker pool: the pool's machine template starts from a copy of the
+// worker's (image, SSH key, subnets, …) with the pool's machine type, and
+// its KubeadmConfigTemplate from a copy of the worker's with the pool's
+// node labels and taints, each in the API version the template uses.
+// Without a worker pool to copy the pool's own objects stand alone; a
+// worker bootstrapped by another provider than kubeadm is reused as it is
+// unless the pool has labels or taints its kubelet must register.
+func poolObjects(p *profile.Profile, g *profile.GPUPool, template []unstructured.Unstructured) ([]unstructured.Unstructured, error) {
+	pool := gpuPoolObjects(p, g)
 	md := unstructured.Unstructured{Object: pool[0]}
 	machineTemplate := unstructured.Unstructured{Object: pool[1]}
+	bootstrap := &unstructured.Unstructured{Object: pool[2]}
 	var worker *unstructured.Unstructured
 	for i := range template {
 		if template[i].GetKind() == "MachineDeployment" {
@@ -185,21 +198,37 @@ func poolObjects(pool []map[string]any, template []unstructured.Unstructured) ([
 			break
 		}
 	}
-	if worker != nil {
-		if ref, ok := objectRef(worker.Object, "spec", "template", "spec", "bootstrap", "configRef"); ok {
+	if worker == nil {
+		return []unstructured.Unstructured{md, machineTemplate, *bootstrap}, nil
+	}
+	if ref, ok := objectRef(worker.Object, "spec", "template", "spec", "bootstrap", "configRef"); ok {
+		if ref["kind"] == bootstrap.GetKind() && ref["apiGroup"] == bootstrap.GroupVersionKind().Group {
+			o := findObject(template, ref)
+			if o == nil {
+				return nil, fmt.Errorf("worker MachineDeployment %s refers to KubeadmConfigTemplate %s, which the cluster template does not contain: kaic copies it for the GPU pool", worker.GetName(), ref["name"])
+			}
+			spec, _, err := unstructured.NestedMap(o.Object, "spec")
+			if err != nil {
+				return nil, fmt.Errorf("reading KubeadmConfigTemplate %s: %w", o.GetName(), err)
+			}
+			bootstrap.SetAPIVersion(o.GetAPIVersion())
+			bootstrap.Object["spec"] = spec
+			if err := setNodeRegistration(bootstrap.Object, kubeletLabels(g), g.Taints); err != nil {
+				return nil, fmt.Errorf("adding the GPU pool's labels and taints to a copy of KubeadmConfigTemplate %s: %w", o.GetName(), err)
+			}
+		} else {
+			if len(kubeletLabels(g)) > 0 || len(g.Taints) > 0 {
+				return nil, fmt.Errorf("worker MachineDeployment %s is bootstrapped by %s %s, not a KubeadmConfigTemplate: kaic cannot have the GPU pool's Nodes registered with its labels and taints (%s, spec.cluster.capi.gpuPool.taints)", worker.GetName(), ref["kind"], ref["name"], poolLabelsPath)
+			}
 			if err := unstructured.SetNestedMap(md.Object, ref, "spec", "template", "spec", "bootstrap", "configRef"); err != nil {
 				return nil, err
 			}
+			bootstrap = nil
 		}
-		if ref, ok := objectRef(worker.Object, "spec", "template", "spec", "infrastructureRef"); ok && ref["kind"] == machineTemplate.GetKind() {
-			for _, o := range template {
-				if o.GetKind() != ref["kind"] || o.GetName() != ref["name"] {
-					continue
-				}
-				spec, found, _ := unstructured.NestedMap(o.Object, "spec", "template", "spec")
-				if !found {
-					break
-				}
+	}
+	if ref, ok := objectRef(worker.Object, "spec", "template", "spec", "infrastructureRef"); ok && ref["kind"] == machineTemplate.GetKind() {
+		if o := findObject(template, ref); o != nil {
+			if spec, found, _ := unstructured.NestedMap(o.Object, "spec", "template", "spec"); found {
 				own, _, _ := unstructured.NestedMap(machineTemplate.Object, "spec", "template", "spec")
 				for k, v := range own {
 					spec[k] = v
@@ -208,11 +237,25 @@ func poolObjects(pool []map[string]any, template []unstructured.Unstructured) ([
 					return nil, err
 				}
 				machineTemplate.SetAPIVersion(o.GetAPIVersion())
-				break
 			}
 		}
 	}
-	return []unstructured.Unstructured{md, machineTemplate}, nil
+	objs := []unstructured.Unstructured{md, machineTemplate}
+	if bootstrap != nil {
+		objs = append(objs, *bootstrap)
+	}
+	return objs, nil
+}
+
+// findObject returns the template object a reference (objectRef's form)
+// names, or nil.
+func findObject(template []unstructured.Unstructured, ref map[string]any) *unstructured.Unstructured {
+	for i, o := range template {
+		if o.GetKind() == ref["kind"] && o.GetName() == ref["name"] && o.GroupVersionKind().Group == ref["apiGroup"] {
+			return &template[i]
+		}
+	}
+	return nil
 }
 
 // objectRef reads a reference in either contract: v1beta2's apiGroup or
