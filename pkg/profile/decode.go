@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -172,6 +173,16 @@ func (w *walker) walk(node *yaml.Node, t reflect.Type, path string, depth int) a
 			return nil
 		}
 		return n
+	case reflect.Float64:
+		if !w.scalar(node, path, "a number") {
+			return nil
+		}
+		f, err := strconv.ParseFloat(node.Value, 64)
+		if (node.Tag != "!!float" && node.Tag != "!!int") || err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			w.fail(node, path, node.Value, true, "must be a number")
+			return nil
+		}
+		return f
 	case reflect.Slice:
 		if node.Kind != yaml.SequenceNode {
 			w.fail(node, path, describe(node), true, "must be a list")

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/profile"
@@ -409,5 +410,131 @@ spec:
 		if c.Name == "kaic-fake-gpu" && len(c.DependsOn) != 0 {
 			t.Errorf("kaic-fake-gpu depends on %v after the round trip", c.DependsOn)
 		}
+	}
+}
+
+// The settings of the checks that take them from spec.checks load into
+// their fields and survive the resolved profile's round trip, set in full
+// or in part.
+func TestCheckSettings(t *testing.T) {
+	src := `apiVersion: kaic.dev/v1alpha1
+kind: Profile
+metadata:
+  name: vendor
+extends: existing
+spec:
+  checks:
+    serviceMetrics:
+      prometheus: monitoring/kube-prometheus-stack-prometheus:http-web
+      scrapeLabels:
+        release: kube-prometheus-stack
+        app.kubernetes.io/part-of: monitoring
+      requests: 30
+      collectionTimeout: 8m
+    inference:
+      gatewayClass: vendor-gateway
+      requests: 200
+      tolerance: 2.5
+      readyTimeout: 5m
+      trafficTimeout: 90s
+    sandboxing:
+      runtimeClass: gvisor
+    clusterAutoscaling:
+      nodePoolSelector: "pool in (gpu),!spot"
+      pendingTimeout: 4m
+      scaleUpTimeout: 40m
+      scaleDownTimeout: 1h
+      stabilityWindow: 1m
+`
+	l := newLoader()
+	r, err := l.LoadBytes("vendor.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Profile.Spec.Checks
+	sm := c.ServiceMetrics
+	if sm.Prometheus != "monitoring/kube-prometheus-stack-prometheus:http-web" || sm.ScrapeLabels["release"] != "kube-prometheus-stack" ||
+		sm.ScrapeLabels["app.kubernetes.io/part-of"] != "monitoring" || sm.Requests == nil || *sm.Requests != 30 || sm.CollectionTimeout.Duration != 8*time.Minute {
+		t.Errorf("serviceMetrics = %+v", sm)
+	}
+	in := c.Inference
+	if in.GatewayClass != "vendor-gateway" || in.Requests == nil || *in.Requests != 200 || in.Tolerance == nil || *in.Tolerance != 2.5 ||
+		in.ReadyTimeout.Duration != 5*time.Minute || in.TrafficTimeout.Duration != 90*time.Second {
+		t.Errorf("inference = %+v", in)
+	}
+	if c.Sandboxing.RuntimeClass != "gvisor" {
+		t.Errorf("sandboxing = %+v", c.Sandboxing)
+	}
+	ca := c.ClusterAutoscaling
+	if ca.NodePoolSelector != "pool in (gpu),!spot" || ca.PendingTimeout.Duration != 4*time.Minute || ca.ScaleUpTimeout.Duration != 40*time.Minute ||
+		ca.ScaleDownTimeout.Duration != time.Hour || ca.StabilityWindow.Duration != time.Minute {
+		t.Errorf("clusterAutoscaling = %+v", ca)
+	}
+	roundTrip(t, l, r)
+
+	// In part: what is unset stays unset through the round trip (an empty
+	// duration written out would not load again).
+	partial := strings.Replace(src, src[strings.Index(src, "  checks:"):], "  checks:\n    inference:\n      tolerance: 4\n    clusterAutoscaling:\n      scaleUpTimeout: 1h\n", 1)
+	r, err = l.LoadBytes("partial.yaml", []byte(partial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tol := r.Profile.Spec.Checks.Inference.Tolerance; tol == nil || *tol != 4 {
+		t.Errorf("an integer tolerance reads as %v", tol)
+	}
+	data := roundTrip(t, l, r)
+	for _, unset := range []string{"serviceMetrics", "sandboxing", "readyTimeout", "pendingTimeout", "nodePoolSelector"} {
+		if strings.Contains(string(data), unset) {
+			t.Errorf("the resolved profile writes out the unset %s:\n%s", unset, data)
+		}
+	}
+}
+
+// roundTrip writes r out and loads it again, expecting the same digest,
+// and returns what was written.
+func roundTrip(t *testing.T, l *profile.Loader, r *profile.Resolved) []byte {
+	t.Helper()
+	data, err := r.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := l.LoadBytes("profile.yaml", data)
+	if err != nil {
+		t.Fatalf("the resolved profile does not load again: %v\n%s", err, data)
+	}
+	if again.Digest != r.Digest {
+		t.Errorf("digest changed on the round trip: %s -> %s", r.Digest, again.Digest)
+	}
+	return data
+}
+
+// The existing profile shows its check settings as a commented example;
+// uncommented, the example must load.
+func TestExistingProfileCheckExample(t *testing.T) {
+	l := newLoader()
+	data, err := l.BuiltinBytes("existing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	inExample := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == "  # checks:" {
+			inExample = true
+		} else if inExample && !strings.HasPrefix(line, "  #") {
+			inExample = false
+		}
+		if inExample {
+			line = "  " + strings.TrimPrefix(line, "  # ")
+		}
+		out = append(out, line)
+	}
+	r, err := l.LoadBytes("existing-uncommented.yaml", []byte(strings.Join(out, "\n")))
+	if err != nil {
+		t.Fatalf("the commented check settings of the existing profile do not load: %v", err)
+	}
+	c := r.Profile.Spec.Checks
+	if c.ServiceMetrics.Prometheus == "" || c.Inference.GatewayClass == "" || c.Sandboxing.RuntimeClass == "" || c.ClusterAutoscaling.NodePoolSelector == "" {
+		t.Errorf("the example lacks a section: %+v", c)
 	}
 }

@@ -337,6 +337,15 @@ type Checks struct {
 	ProbeImage string `json:"probeImage,omitempty"`
 	// RobustController configures the robust_controller check.
 	RobustController RobustController `json:"robustController,omitempty"`
+	// ServiceMetrics configures the ai_service_metrics check.
+	ServiceMetrics ServiceMetrics `json:"serviceMetrics,omitzero"`
+	// Inference configures the ai_inference and
+	// advanced_inference_ingress checks.
+	Inference Inference `json:"inference,omitzero"`
+	// Sandboxing configures the workload_sandboxing check.
+	Sandboxing Sandboxing `json:"sandboxing,omitzero"`
+	// ClusterAutoscaling configures the cluster_autoscaling check.
+	ClusterAutoscaling ClusterAutoscaling `json:"clusterAutoscaling,omitzero"`
 }
 
 // RobustController configures the robust_controller check.
@@ -346,6 +355,80 @@ type RobustController struct {
 	// installs (component kuberay-operator or kubeflow-trainer), else the
 	// one whose custom resources the cluster serves.
 	Operator string `json:"operator,omitempty"`
+}
+
+// ServiceMetrics configures the ai_service_metrics check. Every field is
+// optional: the check finds what is unset on the cluster.
+type ServiceMetrics struct {
+	// Prometheus is the query API of the monitoring system that scrapes
+	// the check's workload, as namespace/service:port (the port by name or
+	// number), reached through the API server's service proxy. Empty finds
+	// the Service prometheus-operator labels operated-prometheus=true and
+	// uses its port web.
+	Prometheus string `json:"prometheus,omitempty"`
+	// ScrapeLabels are put on the check's ServiceMonitor so that the
+	// Prometheus's serviceMonitorSelector picks it up, e.g.
+	// release: kube-prometheus-stack.
+	ScrapeLabels map[string]string `json:"scrapeLabels,omitempty"`
+	// Requests is how many inference requests the check sends (> 0;
+	// default 10).
+	Requests *int `json:"requests,omitempty"`
+	// CollectionTimeout bounds the wait for Prometheus to report the
+	// workload's series (default 5m).
+	CollectionTimeout Duration `json:"collectionTimeout,omitzero"`
+}
+
+// Inference configures the ai_inference and advanced_inference_ingress
+// checks. Every field is optional.
+type Inference struct {
+	// GatewayClass is the GatewayClass the checks' Gateways use; empty
+	// picks the first Accepted one by name.
+	GatewayClass string `json:"gatewayClass,omitempty"`
+	// Requests is how many requests each traffic test sends (> 0; default
+	// 100).
+	Requests *int `json:"requests,omitempty"`
+	// Tolerance is how far, in standard deviations of the binomial
+	// distribution, a weighted split may be from its weights (> 0; default
+	// 3, which accepts 80±12 of 100 requests).
+	Tolerance *float64 `json:"tolerance,omitempty"`
+	// ReadyTimeout bounds each wait for the gateway controller: the
+	// Gateway to be Programmed, a route's status, the backends to be
+	// available (default 3m).
+	ReadyTimeout Duration `json:"readyTimeout,omitzero"`
+	// TrafficTimeout bounds each request pod, from its creation to its
+	// report (default 3m).
+	TrafficTimeout Duration `json:"trafficTimeout,omitzero"`
+}
+
+// Sandboxing configures the workload_sandboxing check.
+type Sandboxing struct {
+	// RuntimeClass names the sandbox RuntimeClass; empty detects one whose
+	// name or handler looks like a sandbox (gvisor, runsc, kata, ...).
+	RuntimeClass string `json:"runtimeClass,omitempty"`
+}
+
+// ClusterAutoscaling configures the cluster_autoscaling check. Without a
+// node pool (nodePoolSelector here, or spec.cluster.capi.gpuPool with
+// autoscaler: true) the check skips.
+type ClusterAutoscaling struct {
+	// NodePoolSelector is a label selector of the autoscaled accelerator
+	// pool's nodes, e.g. "node.kubernetes.io/instance-type=g5.xlarge" or
+	// "pool in (gpu),!spot". It wins over the labels of a Cluster API
+	// gpuPool.
+	NodePoolSelector string `json:"nodePoolSelector,omitempty"`
+	// PendingTimeout bounds the waits for the pool to be idle, the
+	// baseline pods to run and the extra pod to be marked unschedulable
+	// (default 2m).
+	PendingTimeout Duration `json:"pendingTimeout,omitzero"`
+	// ScaleUpTimeout bounds the wait for the extra pod to run on a new
+	// node (default 20m).
+	ScaleUpTimeout Duration `json:"scaleUpTimeout,omitzero"`
+	// ScaleDownTimeout bounds the wait for the pool to shrink back
+	// (default 30m).
+	ScaleDownTimeout Duration `json:"scaleDownTimeout,omitzero"`
+	// StabilityWindow is how long the pool must keep its size before the
+	// baseline and after scaling down (default 30s).
+	StabilityWindow Duration `json:"stabilityWindow,omitzero"`
 }
 
 // The AI operators the robust_controller check knows.

@@ -8,7 +8,11 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 var (
@@ -435,7 +439,94 @@ func validateChecks(errs *fieldErrors, c Checks, levels map[string]string) (warn
 	if op := c.RobustController.Operator; op != "" && !slices.Contains(RobustControllerOperators(), op) {
 		errs.invalid(p+".robustController.operator", op, "must be one of %s", strings.Join(RobustControllerOperators(), ", "))
 	}
+	validateServiceMetrics(errs, p+".serviceMetrics", c.ServiceMetrics)
+	validateInference(errs, p+".inference", c.Inference)
+	if rc := c.Sandboxing.RuntimeClass; rc != "" {
+		objectName(errs, p+".sandboxing.runtimeClass", rc, "RuntimeClass")
+	}
+	validateClusterAutoscaling(errs, p+".clusterAutoscaling", c.ClusterAutoscaling)
 	return warnings
+}
+
+func validateServiceMetrics(errs *fieldErrors, p string, sm ServiceMetrics) {
+	if sm.Prometheus != "" {
+		if msg := checkServiceRef(sm.Prometheus); msg != "" {
+			errs.invalid(p+".prometheus", sm.Prometheus, "must be namespace/service:port of the Prometheus query API (e.g. monitoring/prometheus-operated:web): %s", msg)
+		}
+	}
+	for _, k := range sortedKeys(sm.ScrapeLabels) {
+		path := joinKey(p+".scrapeLabels", k)
+		if problems := validation.IsQualifiedName(k); len(problems) > 0 {
+			errs.add(path, "is not a valid label key ([prefix/]name, e.g. release or app.kubernetes.io/part-of): %s", problems[0])
+		}
+		if v := sm.ScrapeLabels[k]; len(validation.IsValidLabelValue(v)) > 0 {
+			errs.invalid(path, v, "is not a valid label value (at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)")
+		}
+	}
+	positive(errs, p+".requests", sm.Requests)
+}
+
+func validateInference(errs *fieldErrors, p string, in Inference) {
+	if in.GatewayClass != "" {
+		objectName(errs, p+".gatewayClass", in.GatewayClass, "GatewayClass")
+	}
+	positive(errs, p+".requests", in.Requests)
+	if t := in.Tolerance; t != nil && *t <= 0 {
+		errs.invalid(p+".tolerance", *t, "must be > 0 (standard deviations; 3 accepts 80±12 of 100 requests)")
+	}
+}
+
+func validateClusterAutoscaling(errs *fieldErrors, p string, ca ClusterAutoscaling) {
+	if sel := ca.NodePoolSelector; sel != "" {
+		parsed, err := labels.Parse(sel)
+		switch {
+		case err != nil:
+			errs.invalid(p+".nodePoolSelector", sel, "must be a label selector such as pool=gpu or \"pool in (gpu),!spot\": %v", err)
+		case parsed.Empty():
+			errs.invalid(p+".nodePoolSelector", sel, "selects every node: name the autoscaled pool's labels, e.g. pool=gpu")
+		}
+	}
+}
+
+// checkServiceRef returns what is wrong with a namespace/service:port
+// reference, or "" when nothing is.
+func checkServiceRef(ref string) string {
+	ns, rest, ok := strings.Cut(ref, "/")
+	if !ok {
+		return "no / between namespace and service"
+	}
+	name, port, ok := strings.Cut(rest, ":")
+	if !ok {
+		return "no :port after the service"
+	}
+	if !dns1123Label.MatchString(ns) || len(ns) > 63 {
+		return fmt.Sprintf("namespace %q is not a lowercase DNS label", ns)
+	}
+	if len(validation.IsDNS1035Label(name)) > 0 {
+		return fmt.Sprintf("service %q is not a valid Service name", name)
+	}
+	if n, err := strconv.Atoi(port); err == nil {
+		if n < 1 || n > 65535 {
+			return fmt.Sprintf("port %d is not between 1 and 65535", n)
+		}
+	} else if len(validation.IsValidPortName(port)) > 0 {
+		return fmt.Sprintf("port %q is neither a number nor a valid port name", port)
+	}
+	return ""
+}
+
+// objectName reports a value that cannot name a cluster-scoped object.
+func objectName(errs *fieldErrors, path, name, kind string) {
+	if problems := validation.IsDNS1123Subdomain(name); len(problems) > 0 {
+		errs.invalid(path, name, "must be the name of a %s (a lowercase DNS subdomain)", kind)
+	}
+}
+
+// positive reports a count set to zero or less.
+func positive(errs *fieldErrors, path string, n *int) {
+	if n != nil && *n <= 0 {
+		errs.invalid(path, *n, "must be > 0")
+	}
 }
 
 func validateProduct(errs *fieldErrors, pr Product) {

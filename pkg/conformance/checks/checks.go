@@ -26,9 +26,12 @@ func Builtin() *conformance.Registry {
 }
 
 // ForProfile returns a registry of every built-in check, configured by
-// the profile p where a check takes settings from it (the AI operator of
-// robust_controller, the autoscaled node pool of cluster_autoscaling); nil
-// leaves every choice to the cluster.
+// the profile p where a check takes settings from it (spec.checks: the AI
+// operator of robust_controller, the autoscaled node pool and time limits
+// of cluster_autoscaling, the Prometheus of ai_service_metrics, the
+// GatewayClass and traffic of ai_inference and advanced_inference_ingress,
+// the RuntimeClass of workload_sandboxing); nil leaves every choice to the
+// cluster.
 func ForProfile(p *profile.Profile) *conformance.Registry {
 	reg, err := conformance.NewRegistry(
 		accelmetrics.Check(),
@@ -37,13 +40,13 @@ func ForProfile(p *profile.Profile) *conformance.Registry {
 		driverruntime.Check(),
 		gang.Check(),
 		gpusharing.Check(),
-		inference.Check(),
-		inference.IngressCheck(),
+		inference.ForProfile(p),
+		inference.IngressForProfile(p),
 		podautoscaling.Check(),
 		robust.ForProfile(p),
-		sandboxing.Check(),
+		sandboxing.ForProfile(p),
 		secureaccess.Check(),
-		servicemetrics.Check(),
+		servicemetrics.ForProfile(p),
 	)
 	if err != nil {
 		panic(err) // the built-in list is fixed; a test covers it

@@ -92,13 +92,14 @@ type Options struct {
 func Check() conformance.Check { return New(Options{}) }
 
 // ForProfile returns the check for the profile's autoscaled accelerator
-// pool (spec.cluster.capi.gpuPool with autoscaler: true), found by the
-// pool's node labels and tolerating its taints.
+// pool: the nodes spec.checks.clusterAutoscaling.nodePoolSelector selects,
+// else those of spec.cluster.capi.gpuPool with autoscaler: true, found by
+// the pool's node labels and tolerating its taints (see OptionsFor).
 func ForProfile(p *profile.Profile) conformance.Check { return Scheduled(OptionsFor(p)) }
 
-// OptionsFor derives the check's options from the profile: empty (the
-// check skips) unless it declares an autoscaled accelerator pool.
-func OptionsFor(p *profile.Profile) Options {
+// gpuPoolOptions derives the check's options from the profile's Cluster
+// API gpuPool: empty (the check skips) unless it is autoscaled.
+func gpuPoolOptions(p *profile.Profile) Options {
 	if p == nil || p.Spec.Cluster.CAPI == nil || p.Spec.Cluster.CAPI.GPUPool == nil || !p.Spec.Cluster.CAPI.GPUPool.Autoscaler {
 		return Options{}
 	}
