@@ -12,6 +12,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
@@ -383,5 +384,59 @@ data:
 	}
 	if _, err := env.Clientset().CoreV1().ConfigMaps(ns).Get(t.Context(), "plain", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("configmap after uninstall: %v, want not found", err)
+	}
+}
+
+// A component of CRDs only, then one whose objects are of those kinds:
+// the second must find the kinds, however discovery was read while the
+// CRDs were still being established.
+func TestComponentUsesKindsOfAnEarlierCRDOnlyComponent(t *testing.T) {
+	env := testenv.Shared(t)
+	ns := namespace(t, env)
+	group := "k" + strings.ToLower(rand.String(6)) + ".test.kaic.dev"
+	dir := t.TempDir()
+	crds := filepath.Join(dir, "crds.yaml")
+	crs := filepath.Join(dir, "gadget.yaml")
+	if err := os.WriteFile(crds, []byte(`apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.`+group+`
+spec:
+  group: `+group+`
+  names: {kind: Gadget, plural: gadgets, singular: gadget, listKind: GadgetList}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(crs, []byte(`apiVersion: `+group+`/v1
+kind: Gadget
+metadata:
+  name: g
+spec:
+  size: 1
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	timeout := &profile.Readiness{Timeout: profile.Duration{Duration: 30 * time.Second}}
+	comps := []profile.Component{
+		{Name: "gadget-crds", Manifests: &profile.Manifests{Files: []string{crds}}, Readiness: timeout},
+		{Name: "gadgets", Namespace: ns, Manifests: &profile.Manifests{Files: []string{crs}}, DependsOn: []string{"gadget-crds"}, Readiness: timeout},
+	}
+	in := newInstaller(t, env, nil)
+	recs, err := in.Install(t.Context(), comps)
+	if err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	t.Cleanup(func() { _ = in.Uninstall(context.WithoutCancel(t.Context()), recs) })
+	if len(recs) != 2 || len(recs[1].Objects) != 1 || recs[1].Objects[0].Kind != "Gadget" {
+		t.Fatalf("records %+v", recs)
 	}
 }

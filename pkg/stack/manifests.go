@@ -208,12 +208,15 @@ func (in *Installer) applyComponentManifests(ctx context.Context, c profile.Comp
 			crdsPending = true
 		}
 	}
-	if crdsPending {
-		cl.resetMapper()
-	}
 	rec.Action = ActionApplied
 	if err := in.waitCurrent(wctx, refs); err != nil {
 		return in.notReady(ctx, fmt.Sprintf("manifests of %s (%d objects)", c.Name, len(refs)), timeout, err, refs, "")
+	}
+	if crdsPending {
+		// Only now are the CRDs established: discovery read while they
+		// were not (by this or a concurrent install) would leave their
+		// kinds unknown to the components that use them next.
+		cl.resetMapper()
 	}
 	if err := in.waitDeclared(wctx, c, ns); err != nil {
 		return in.notReady(ctx, fmt.Sprintf("manifests of %s", c.Name), timeout, err, nil, "")

@@ -102,7 +102,14 @@ type Options struct {
 	// CollectionTimeout bounds the wait for the values (default
 	// DefaultCollectionTimeout).
 	CollectionTimeout time.Duration
+	// AnswerTimeout bounds the wait for the query API to answer at all: a
+	// Prometheus installed moments before is still starting (default
+	// DefaultAnswerTimeout).
+	AnswerTimeout time.Duration
 }
+
+// DefaultAnswerTimeout is the default of Options.AnswerTimeout.
+const DefaultAnswerTimeout = 2 * time.Minute
 
 // Check returns the ai_service_metrics check with default options.
 func Check() conformance.Check { return New(Options{}) }
@@ -121,14 +128,25 @@ func New(o Options) conformance.Check {
 	if o.CollectionTimeout <= 0 {
 		o.CollectionTimeout = DefaultCollectionTimeout
 	}
+	if o.AnswerTimeout <= 0 {
+		o.AnswerTimeout = DefaultAnswerTimeout
+	}
 	return conformance.NewCheck(ID, func(t *conformance.T, env *conformance.Env) { run(t, env, o) })
 }
 
 func run(t *conformance.T, env *conformance.Env, o Options) {
 	prom := findPrometheus(t, env, o)
-	t.Step("Check that Prometheus at %s answers queries", prom)
-	if _, err := query(t.Context(), env, prom, "up"); err != nil {
-		t.Fatalf("the monitoring system's query API at %s does not answer: %v", prom, err)
+	t.Step("Check that Prometheus at %s answers queries (waiting up to %s while it starts)", prom, o.AnswerTimeout)
+	var lastErr error
+	err := wait.PollUntilContextTimeout(t.Context(), 2*time.Second, o.AnswerTimeout, true, func(ctx context.Context) (bool, error) {
+		_, lastErr = query(ctx, env, prom, "up")
+		return lastErr == nil, nil
+	})
+	if err != nil {
+		if lastErr == nil {
+			lastErr = err
+		}
+		t.Fatalf("the monitoring system's query API at %s does not answer within %s: %v", prom, o.AnswerTimeout, lastErr)
 	}
 	t.Step("Check that the scrape configuration API %s is served", MonitoringGroupVersion)
 	served, err := conformance.ServedResources(t, env, MonitoringGroupVersion)

@@ -271,6 +271,9 @@ func TestMetricsCollected(t *testing.T) {
 	f.publishPrometheus(t)
 	f.cordon(t, kwokNode)
 	f.prom.setSelector(map[string]string{scrapeLabel: scrapeValue})
+	// Installed moments ago, Prometheus is still starting: the check waits
+	// for it to answer.
+	f.prom.startIn(5 * time.Second)
 	res := f.run(t, Options{ScrapeLabels: map[string]string{scrapeLabel: scrapeValue}, Requests: 10})
 	if res.Status != conformance.Passed {
 		t.Fatalf("check status %s, want passed: %s", res.Status, res.Reason)
@@ -285,6 +288,20 @@ func TestMetricsCollected(t *testing.T) {
 		}
 	}
 	checktest.ExpectCleanedUp(t, f.env, res)
+}
+
+// TestPrometheusNeverAnswers: a Prometheus that never starts answering
+// fails the check before it creates anything.
+func TestPrometheusNeverAnswers(t *testing.T) {
+	f := setup(t)
+	f.installCRD(t)
+	f.publishPrometheus(t)
+	f.prom.startIn(time.Hour)
+	res := f.run(t, Options{AnswerTimeout: 4 * time.Second})
+	expectFailed(t, res, "does not answer within 4s")
+	if strings.Contains(checktest.Transcript(res), "applied Pod") {
+		t.Error("the check created its workload although Prometheus does not answer")
+	}
 }
 
 // TestNothingScrapes: the ServiceMonitor lacks the label Prometheus

@@ -215,6 +215,16 @@ type miniPrometheus struct {
 
 	mu      sync.Mutex
 	targets []*scrapeTarget
+	// startsAt, when set, is when the server starts answering; before it
+	// answers 503 as a starting Prometheus behind the service proxy does.
+	startsAt time.Time
+}
+
+// startIn makes the server answer only after d.
+func (p *miniPrometheus) startIn(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.startsAt = time.Now().Add(d)
 }
 
 type scrapeTarget struct {
@@ -360,8 +370,12 @@ func scrape(ctx context.Context, tg *scrapeTarget) {
 // ServeHTTP answers /api/v1/query and /api/v1/targets.
 func (p *miniPrometheus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
-	targets := p.targets
+	targets, startsAt := p.targets, p.startsAt
 	p.mu.Unlock()
+	if time.Now().Before(startsAt) {
+		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+		return
+	}
 	switch r.URL.Path {
 	case "/api/v1/targets":
 		if targets == nil {
