@@ -133,6 +133,11 @@ func (in *Installer) installChart(ctx context.Context, c profile.Component, rec 
 		}
 	}
 
+	// Discovery may predate CRDs another component has established since:
+	// read it again before Helm maps this chart's objects.
+	if cl, err := in.target(); err == nil {
+		cl.resetMapper()
+	}
 	var rel *release.Release
 	verb := "install"
 	if fresh {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -299,13 +300,29 @@ func (in *Installer) installOne(ctx context.Context, c profile.Component) (Recor
 	rec := newRecord(c)
 	rec.Started = time.Now().UTC()
 	var err error
-	switch {
-	case c.Helm != nil:
-		err = in.installChart(ctx, c, &rec)
-	case c.Manifests != nil:
-		err = in.applyComponentManifests(ctx, c, &rec)
-	default:
-		err = errors.New("neither a Helm chart nor manifests")
+	limit := rec.Started.Add(in.timeout(c))
+	for {
+		switch {
+		case c.Helm != nil:
+			err = in.installChart(ctx, c, &rec)
+		case c.Manifests != nil:
+			err = in.applyComponentManifests(ctx, c, &rec)
+		default:
+			err = errors.New("neither a Helm chart nor manifests")
+		}
+		// An admission webhook of a component installing beside this one
+		// (Kueue's, for Deployments everywhere) refuses objects until its
+		// own pods serve it: wait for it, within the component's time.
+		hook, unavailable := webhookUnavailable(err)
+		if !unavailable || ctx.Err() != nil || time.Now().Add(webhookRetryPause).After(limit) {
+			break
+		}
+		in.reporter.Notef("%s: admission webhook %s does not answer yet; trying again in %s", c.Name, hook, webhookRetryPause)
+		in.logger.Info("webhook not serving yet, retrying", "component", c.Name, "webhook", hook, "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(webhookRetryPause):
+		}
 	}
 	rec.Finished = time.Now().UTC()
 	rec.Duration = rec.Finished.Sub(rec.Started).Round(time.Millisecond).String()
@@ -367,3 +384,40 @@ type nopReporter struct{}
 
 func (nopReporter) Step(string) func(error) { return func(error) {} }
 func (nopReporter) Notef(string, ...any)    {}
+
+// webhookRetryPause is how long a component waits before trying again
+// when an admission webhook did not answer.
+var webhookRetryPause = 5 * time.Second
+
+// webhookUnavailable reports whether err says an admission webhook could
+// not be reached at all (its Service has no endpoints yet, refuses
+// connections or times out, or serves a certificate not yet trusted), as
+// opposed to a webhook that answered and denied. It returns the webhook's
+// name.
+func webhookUnavailable(err error) (string, bool) {
+	if err == nil {
+		return "", false
+	}
+	msg := err.Error()
+	_, rest, ok := strings.Cut(msg, `failed calling webhook "`)
+	if !ok {
+		return "", false
+	}
+	name, _, _ := strings.Cut(rest, `"`)
+	for _, sign := range []string{
+		"connection refused",
+		"no endpoints available",
+		"x509: ",
+		"tls: ",
+		"i/o timeout",
+		"context deadline exceeded",
+		"connection reset by peer",
+		"no route to host",
+		"service unavailable",
+	} {
+		if strings.Contains(rest, sign) {
+			return name, true
+		}
+	}
+	return "", false
+}
