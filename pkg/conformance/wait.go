@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -135,4 +136,15 @@ func NodeRunsNoContainers(node *corev1.Node) (string, bool) {
 		return fmt.Sprintf("node %s reports no container runtime version, so it runs no containers", node.Name), true
 	}
 	return "", false
+}
+
+// CutShort reports whether err only says that ctx's time ran out (or was
+// about to: client-go's rate limiter refuses to wait past a deadline
+// before it passes), so it says nothing about what was asked.
+func CutShort(ctx context.Context, err error) bool {
+	if err == nil {
+		return false
+	}
+	return ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		strings.Contains(err.Error(), "would exceed context deadline")
 }

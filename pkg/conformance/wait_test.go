@@ -1,6 +1,9 @@
 package conformance
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -28,6 +31,27 @@ func TestNodeRunsNoContainers(t *testing.T) {
 		why, none := NodeRunsNoContainers(tc.node)
 		if none != (tc.want != "") || !strings.Contains(why, tc.want) {
 			t.Errorf("%s: NodeRunsNoContainers = %q, %t", tc.name, why, none)
+		}
+	}
+}
+
+func TestCutShort(t *testing.T) {
+	live := context.Background()
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		ctx  context.Context
+		err  error
+		want bool
+	}{
+		{live, nil, false},
+		{live, errors.New("connection refused"), false},
+		{live, errors.New("client rate limiter Wait returned an error: rate: Wait(n=1) would exceed context deadline"), true},
+		{live, fmt.Errorf("query: %w", context.DeadlineExceeded), true},
+		{done, errors.New("anything"), true},
+	} {
+		if got := CutShort(tc.ctx, tc.err); got != tc.want {
+			t.Errorf("CutShort(%v, %v) = %t, want %t", tc.ctx.Err(), tc.err, got, tc.want)
 		}
 	}
 }

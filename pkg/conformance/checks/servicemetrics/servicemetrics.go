@@ -398,7 +398,7 @@ func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Se
 		for i, w := range wants {
 			samples, err := query(ctx, env, prom, w.query)
 			if err != nil {
-				if ctx.Err() == nil {
+				if !conformance.CutShort(ctx, err) {
 					lastErr = err
 				}
 				return false, nil
