@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make e2e-offline`: builds what the offline e2e suite needs and is missing
-# (the kind node image, hack/kindnode/build.sh, cached), starts the private
+# (the kind node image, hack/kindnode/build.sh, and the stack component
+# images and charts, hack/stackimages/build.sh, all cached), starts the private
 # Docker engine when the host engine cannot run privileged containers
 # (hack/kindnode/engine.sh check), runs the suite against the kaic binary in
 # bin/, and stops that engine again if this script started it.
@@ -53,6 +54,11 @@ fi
 s=$(date +%s)
 image=$(hack/kindnode/build.sh)
 say "node image $image ready after $(($(date +%s) - s))s"
+
+# Stack component images and charts the overlay names under bin/stackimages.
+s=$(date +%s)
+hack/stackimages/build.sh --link bin/stackimages >/dev/null
+say "stack images ready after $(($(date +%s) - s))s"
 
 s=$(date +%s)
 KAIC_E2E_OFFLINE=1 go test -tags e2e -count=1 -timeout 40m -v -run "${E2E_RUN:-TestOffline}" ./e2e/

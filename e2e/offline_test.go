@@ -31,6 +31,10 @@ import (
 // paths resolve).
 const offlineProfile = "e2e/testdata/kind-dra-offline.yaml"
 
+// probeArchiveName is the file name of the probe image's archive in the
+// overlay's image archives; the suite writes it from the kaic under test.
+const probeArchiveName = "kaic-probe.tar"
+
 // offline is the setup shared by the offline tests.
 type offline struct {
 	root, kaic, checklists, out string
@@ -72,10 +76,11 @@ func setupOffline(t *testing.T) *offline {
 		t.Fatalf("%s: %v", offlineProfile, err)
 	}
 	k := p.Spec.Cluster.Kind
-	if k.Name == "" || k.Workers == nil || len(k.ImageArchives) != 1 {
-		t.Fatalf("%s: expected spec.cluster.kind.name, workers and one image archive (the probe image)", offlineProfile)
+	i := slices.IndexFunc(k.ImageArchives, func(a string) bool { return filepath.Base(a) == probeArchiveName })
+	if k.Name == "" || k.Workers == nil || i < 0 {
+		t.Fatalf("%s: expected spec.cluster.kind.name, workers and the probe image's archive (%s) among the image archives", offlineProfile, probeArchiveName)
 	}
-	o.cluster, o.nodes, o.probeArchive = k.Name, 1+*k.Workers, k.ImageArchives[0]
+	o.cluster, o.nodes, o.probeArchive = k.Name, 1+*k.Workers, k.ImageArchives[i]
 	if got := clusterContainers(t, o.cluster); len(got) > 0 {
 		t.Fatalf("containers of a kind cluster %s are already there (%q): remove them first (kaic down <run dir>, or docker rm -f)", o.cluster, got)
 	}
