@@ -158,3 +158,10 @@ func ParseResults(log string) map[string]string {
 	}
 	return out
 }
+
+// Args are the arguments of a container that runs the probe image in
+// mode with flags: the image's entrypoint is already `kaic probe`, so
+// they start with the mode.
+func Args(mode string, flags ...string) []string {
+	return append([]string{mode}, flags...)
+}

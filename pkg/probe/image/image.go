@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -39,6 +40,10 @@ var epoch = time.Unix(0, 0).UTC()
 var ErrNotStatic = errors.New("binary is not statically linked (build it with CGO_ENABLED=0)")
 
 // Reference returns the image reference for a binary's content.
+// Entrypoint is the image's entrypoint: `kaic probe`, so containers give
+// the mode and its flags as arguments (probe.Args).
+var Entrypoint = []string{BinaryPath, "probe"}
+
 func Reference(binary []byte) string {
 	sum := sha256.Sum256(binary)
 	return Repository + ":" + hex.EncodeToString(sum[:])[:16]
@@ -73,7 +78,7 @@ func Build(binary []byte) (v1.Image, error) {
 		cfg.Architecture = "arm64"
 	}
 	cfg.Created = v1.Time{Time: epoch}
-	cfg.Config.Entrypoint = []string{BinaryPath, "probe"}
+	cfg.Config.Entrypoint = slices.Clone(Entrypoint)
 	cfg.Config.Env = []string{"PATH=/"}
 	cfg.Config.User = "65534:65534"
 	cfg.Config.Labels = map[string]string{"dev.kaic.image": "probe"}

@@ -36,6 +36,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/promtext"
+	"github.com/kaic-dev/kaic/pkg/probe"
 	"github.com/kaic-dev/kaic/pkg/probe/fakegpu"
 )
 
@@ -570,8 +571,8 @@ func workload(t *conformance.T, env *conformance.Env, n names, o Options, inv []
 	t.Step("Run pod %s holding one %s device that loads it to %g%% utilization and %s of memory (kaic probe load)", loadPod, acc.DeviceClass, o.Utilization, DefaultMemory)
 	t.Apply(devicepod.OneDeviceTemplate(template, acc.DeviceClass))
 	pod := devicepod.Pod(env, devicepod.Spec{Name: loadPod, Claims: []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)}})
-	pod.Spec.Containers[0].Args = []string{"probe", "load",
-		"--utilization=" + strconv.FormatFloat(o.Utilization, 'g', -1, 64), "--memory=" + DefaultMemory}
+	pod.Spec.Containers[0].Args = probe.Args("load",
+		"--utilization="+strconv.FormatFloat(o.Utilization, 'g', -1, 64), "--memory="+DefaultMemory)
 	t.Apply(pod)
 	t.Cleanup(func(ctx context.Context) {
 		if err := devicepod.Release(ctx, env, loadPod); err != nil {

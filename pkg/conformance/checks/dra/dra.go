@@ -22,6 +22,7 @@ import (
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
+	"github.com/kaic-dev/kaic/pkg/probe"
 )
 
 // ID is the requirement this package verifies.
@@ -294,7 +295,7 @@ func beyondCapacity(t *conformance.T, env *conformance.Env, maxPerNode int) {
 // probePod is a pod running the probe in one container that uses claim.
 func probePod(env *conformance.Env, name string, claim corev1.PodResourceClaim) *corev1.Pod {
 	acc := env.Accelerator
-	args := []string{"probe", "devices"}
+	args := probe.Args("devices")
 	if acc.DeviceEnvPrefix != "" {
 		args = append(args, "--env-prefix="+acc.DeviceEnvPrefix)
 	}

@@ -32,6 +32,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/probe"
 )
 
 // ID is the requirement this package verifies.
@@ -313,7 +314,7 @@ func (c config) submit(t *conformance.T, env *conformance.Env, name string, n in
 			Name:            "probe",
 			Image:           env.ProbeImage,
 			ImagePullPolicy: corev1.PullIfNotPresent,
-			Args:            []string{"probe", "sleep", c.sleep.String()},
+			Args:            probe.Args("sleep", c.sleep.String()),
 			Resources:       corev1.ResourceRequirements{Requests: requests},
 		}},
 		TerminationGracePeriodSeconds: new(int64),

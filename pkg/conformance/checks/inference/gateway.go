@@ -376,7 +376,7 @@ func startBackend(t *conformance.T, env *conformance.Env, b backend) {
 	fieldEnv := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
-	args := []string{"probe", "serve", "--addr=:" + strconv.Itoa(backendPort)}
+	args := probe.Args("serve", "--addr=:"+strconv.Itoa(backendPort))
 	if b.Identity != "" {
 		args = append(args, "--backend="+b.Identity)
 	}
@@ -516,7 +516,7 @@ func gatewayURL(t *conformance.T, env *conformance.Env, gw *unstructured.Unstruc
 // requestPod is a pod that sends count requests to url with headers and
 // prints the probe's report.
 func requestPod(env *conformance.Env, name, url string, count int, headers []string) *corev1.Pod {
-	args := []string{"probe", "request", "--url=" + url, "--count=" + strconv.Itoa(count)}
+	args := probe.Args("request", "--url="+url, "--count="+strconv.Itoa(count))
 	for _, h := range headers {
 		args = append(args, "--header="+h)
 	}

@@ -233,7 +233,7 @@ func deployment(env *conformance.Env) *appsv1.Deployment {
 		Containers: []corev1.Container{{
 			Name:  "probe",
 			Image: env.ProbeImage,
-			Args:  []string{"probe", "serve", "--addr=:" + strconv.Itoa(probePort)},
+			Args:  probe.Args("serve", "--addr=:"+strconv.Itoa(probePort)),
 			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: probePort}},
 			Env: []corev1.EnvVar{
 				fieldEnv("POD_NAME", "metadata.name"),

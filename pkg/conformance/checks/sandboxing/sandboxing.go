@@ -223,7 +223,7 @@ func probePod(env *conformance.Env, name string, rc *nodev1.RuntimeClass, node s
 			Containers: []corev1.Container{{
 				Name:  "probe",
 				Image: env.ProbeImage,
-				Args:  []string{"probe", "isolation", "--hold=" + hold.String()},
+				Args:  probe.Args("isolation", "--hold="+hold.String()),
 			}},
 		},
 	}

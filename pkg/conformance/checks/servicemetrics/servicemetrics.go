@@ -257,7 +257,7 @@ func pod(env *conformance.Env, o Options) *corev1.Pod {
 			Containers: []corev1.Container{{
 				Name:  "probe",
 				Image: env.ProbeImage,
-				Args:  []string{"probe", "serve", "--addr=:" + strconv.Itoa(int(o.Port))},
+				Args:  probe.Args("serve", "--addr=:"+strconv.Itoa(int(o.Port))),
 				Ports: []corev1.ContainerPort{{Name: portName, ContainerPort: o.Port}},
 				Env: []corev1.EnvVar{
 					fieldEnv("POD_NAME", "metadata.name"),

@@ -107,7 +107,7 @@ func OneDeviceClaim(name, class string) *resourcev1.ResourceClaim {
 // tolerates the model's node taint.
 func Pod(env *conformance.Env, spec Spec) *corev1.Pod {
 	acc := env.Accelerator
-	args := []string{"probe", "devices", "--hold=" + hold.String()}
+	args := probe.Args("devices", "--hold="+hold.String())
 	if acc.DeviceEnvPrefix != "" {
 		args = append(args, "--env-prefix="+acc.DeviceEnvPrefix)
 	}
