@@ -23,8 +23,9 @@ import (
 	"github.com/kaic-dev/kaic/pkg/probe/fakegpu"
 )
 
-// fakeGPUProfile writes the offline overlay with kaic-fake-gpu enabled (two
-// devices per node, no dependency on the disabled Prometheus stack) and
+// fakeGPUProfile writes the offline overlay with kaic-fake-gpu alone (two
+// devices per node, no dependency on the monitoring stack; every other
+// component disabled, so the test spends no time installing them) and
 // returns its path.
 func fakeGPUProfile(t *testing.T, o *offline) string {
 	t.Helper()
@@ -40,10 +41,13 @@ func fakeGPUProfile(t *testing.T, o *offline) string {
 	comps := p["spec"].(map[string]any)["stack"].(map[string]any)["components"].([]any)
 	found := false
 	for i, c := range comps {
-		if c.(map[string]any)["name"] == "kaic-fake-gpu" {
+		name := c.(map[string]any)["name"]
+		if name == "kaic-fake-gpu" {
 			comps[i] = map[string]any{"name": "kaic-fake-gpu", "dependsOn": []any{}, "values": map[string]any{"devicesPerNode": 2}}
 			found = true
+			continue
 		}
+		c.(map[string]any)["disabled"] = true
 	}
 	if !found {
 		comps = append(comps, map[string]any{"name": "kaic-fake-gpu", "dependsOn": []any{}, "values": map[string]any{"devicesPerNode": 2}})
