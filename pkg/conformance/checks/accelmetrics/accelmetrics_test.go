@@ -106,7 +106,7 @@ func setup(t *testing.T) *fixture {
 func start(env *testenv.Env) (*fixture, error) {
 	ctx := context.Background()
 	cs := env.Clientset()
-	ip, err := hostIP()
+	ip, err := testenv.ProxyableHostIP()
 	if err != nil {
 		return nil, err
 	}
@@ -153,23 +153,6 @@ func start(env *testenv.Env) (*fixture, error) {
 		return nil, fmt.Errorf("the drivers' ResourceSlices were not published: %w", err)
 	}
 	return f, nil
-}
-
-// hostIP is an IPv4 address of this host that the API server's proxies
-// accept (not loopback, not link-local).
-func hostIP() (string, error) {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return "", err
-	}
-	for _, a := range addrs {
-		n, ok := a.(*net.IPNet)
-		if !ok || n.IP.To4() == nil || n.IP.IsLoopback() || n.IP.IsLinkLocalUnicast() {
-			continue
-		}
-		return n.IP.String(), nil
-	}
-	return "", fmt.Errorf("no non-loopback IPv4 address on this host for the API server's proxies to reach")
 }
 
 // exporter serves handler on the host address like one pod of the

@@ -2,7 +2,6 @@ package servicemetrics
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -81,7 +80,7 @@ func setup(t *testing.T) *fixture {
 func start(env *testenv.Env) (*fixture, error) {
 	ctx := context.Background()
 	cs := env.Clientset()
-	ip, err := hostIP()
+	ip, err := testenv.ProxyableHostIP()
 	if err != nil {
 		return nil, err
 	}
@@ -96,22 +95,6 @@ func start(env *testenv.Env) (*fixture, error) {
 	p := &miniPrometheus{client: cs, dynamic: env.Dynamic()}
 	go p.loop(ctx, time.Second)
 	return &fixture{env: env, ip: ip, agent: a, prom: p}, nil
-}
-
-// hostIP is an IPv4 address of this host that the API server's proxy
-// accepts (not loopback, not link-local).
-func hostIP() (string, error) {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return "", err
-	}
-	for _, a := range addrs {
-		n, ok := a.(*net.IPNet)
-		if ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
-			return n.IP.String(), nil
-		}
-	}
-	return "", fmt.Errorf("no non-loopback IPv4 address on this host for the API server's proxy to reach")
 }
 
 // freePort picks a port free on the host address for the workload.
