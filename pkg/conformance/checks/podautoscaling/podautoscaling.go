@@ -125,6 +125,7 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 	t.Apply(devicepod.OneDeviceTemplate(template, acc.DeviceClass))
 	t.Apply(deployment(env))
 	t.Cleanup(func(ctx context.Context) { release(ctx, t, env) })
+	scrape(t, env)
 	pods := waitPods(t, env, 1, o.ScaleTimeout)
 	first := pods[0]
 	firstDev := holdsDevice(t, env, &first)
@@ -214,6 +215,43 @@ func apiServices(t *conformance.T, env *conformance.Env) []string {
 		found = append(found, as.GetName()+": "+state)
 	}
 	return found
+}
+
+// The scrape configuration API of prometheus-operator.
+const (
+	monitoringGroupVersion = "monitoring.coreos.com/v1"
+	podMonitors            = "podmonitors"
+)
+
+// scrape has the cluster's Prometheus scrape the probe pods, when
+// prometheus-operator's PodMonitor is served, so that a Prometheus-backed
+// metrics adapter (prometheus-adapter, kaic-metrics-adapter) finds their
+// gauge labelled with namespace and pod. Adapters that read the pods
+// another way need no scraping, so its absence is only noted.
+func scrape(t *conformance.T, env *conformance.Env) {
+	served, err := conformance.ServedResources(t, env, monitoringGroupVersion)
+	if err != nil || !slices.Contains(served, podMonitors) {
+		t.Logf("%s PodMonitor is not served: the metrics adapter must read the probe pods' gauge without Prometheus scraping them", monitoringGroupVersion)
+		return
+	}
+	t.Step("Have the monitoring system scrape the probe pods every 5s (PodMonitor %s, port http)", name)
+	t.Apply(&unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": monitoringGroupVersion,
+		"kind":       "PodMonitor",
+		"metadata":   map[string]any{"name": name, "labels": toAny(labelsOf())},
+		"spec": map[string]any{
+			"selector":            map[string]any{"matchLabels": toAny(labelsOf())},
+			"podMetricsEndpoints": []any{map[string]any{"port": "http", "path": "/metrics", "interval": "5s"}},
+		},
+	}})
+}
+
+func toAny(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 func labelsOf() map[string]string {
