@@ -28,6 +28,7 @@ to its log. 'kaic probe image' builds that image from this kaic binary.`,
 		newProbeDRADriverCommand(o), newProbeLoadCommand(o))
 	c.AddCommand(newProbeRequestCommand(o))
 	c.AddCommand(newProbeIsolationCommand(o))
+	c.AddCommand(newProbeMetricsAdapterCommand(o))
 	return c
 }
 

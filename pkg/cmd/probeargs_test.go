@@ -21,6 +21,7 @@ func TestProbeArgsMatchTheImageEntrypoint(t *testing.T) {
 		{"load", []string{"--utilization=80", "--memory=40Gi"}},
 		{"request", []string{"--url=http://gw.example/", "--count=10"}},
 		{"isolation", []string{"--hold=1h0m0s"}},
+		{"metrics-adapter", []string{"--prometheus-url=http://p:9090", "--metric=kaic_probe_load"}},
 	} {
 		root := NewRootCommand(&bytes.Buffer{}, &bytes.Buffer{})
 		args := append(append([]string(nil), image.Entrypoint[1:]...), probe.Args(tc.mode, tc.flags...)...)
