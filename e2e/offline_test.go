@@ -33,9 +33,7 @@ const offlineProfile = "e2e/testdata/kind-dra-offline.yaml"
 
 // offlineUnverifiable are the MUST requirements the offline stack cannot
 // serve, with the reason.
-var offlineUnverifiable = map[string]string{
-	"pod_autoscaling": "no custom metrics adapter is built offline (prometheus-adapter's module is not on the Go module proxy)",
-}
+var offlineUnverifiable = map[string]string{}
 
 // probeArchiveName is the file name of the probe image's archive in the
 // overlay's image archives; the suite writes it from the kaic under test.
