@@ -74,6 +74,7 @@ func setup(t *testing.T) *fixture {
 	}
 	shared.agent.extra.Store(0)
 	shared.prom.setSelector(nil)
+	shared.prom.startIn(0)
 	return shared
 }
 

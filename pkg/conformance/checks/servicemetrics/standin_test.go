@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/promtext"
 	"github.com/kaic-dev/kaic/pkg/probe"
@@ -66,14 +67,25 @@ func startAgent(ctx context.Context, client kubernetes.Interface, node, ip strin
 	if err != nil {
 		return nil, fmt.Errorf("registering node %s: %w", node, err)
 	}
-	created.Status = corev1.NodeStatus{
-		Capacity:    corev1.ResourceList{corev1.ResourceCPU: resourceQ("8"), corev1.ResourceMemory: resourceQ("16Gi"), corev1.ResourcePods: resourceQ("110")},
-		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resourceQ("8"), corev1.ResourceMemory: resourceQ("16Gi"), corev1.ResourcePods: resourceQ("110")},
-		Addresses:   []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}},
-		NodeInfo:    corev1.NodeSystemInfo{ContainerRuntimeVersion: "kaic-test-agent://1.0", KubeletVersion: "v1.37.2"},
-	}
-	created.Status.Conditions = readyConditions()
-	if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+	// The node lifecycle controller may change the new Node (taints) at
+	// the same time: on a conflict, read it again and retry.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		created.Status = corev1.NodeStatus{
+			Capacity:    corev1.ResourceList{corev1.ResourceCPU: resourceQ("8"), corev1.ResourceMemory: resourceQ("16Gi"), corev1.ResourcePods: resourceQ("110")},
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resourceQ("8"), corev1.ResourceMemory: resourceQ("16Gi"), corev1.ResourcePods: resourceQ("110")},
+			Addresses:   []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}},
+			NodeInfo:    corev1.NodeSystemInfo{ContainerRuntimeVersion: "kaic-test-agent://1.0", KubeletVersion: "v1.37.2"},
+		}
+		created.Status.Conditions = readyConditions()
+		_, err := client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if latest, gerr := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); gerr == nil {
+				created = latest
+			}
+		}
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("node %s status: %w", node, err)
 	}
 	go a.heartbeat(ctx)

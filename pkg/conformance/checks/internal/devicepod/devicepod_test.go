@@ -86,7 +86,7 @@ func TestPod(t *testing.T) {
 	if len(pod.Spec.Containers) != 2 || len(pod.Spec.Containers[0].Resources.Claims) != 1 || len(pod.Spec.Containers[1].Resources.Claims) != 0 {
 		t.Errorf("containers %+v", pod.Spec.Containers)
 	}
-	if args := strings.Join(pod.Spec.Containers[0].Args, " "); args != "probe devices --hold=1h0m0s --env-prefix=GPU_DEVICE_" {
+	if args := strings.Join(pod.Spec.Containers[0].Args, " "); args != "devices --hold=1h0m0s --env-prefix=GPU_DEVICE_" {
 		t.Errorf("args %q", args)
 	}
 	if len(pod.Spec.Tolerations) != 1 || pod.Spec.Tolerations[0].Key != "nvidia.com/gpu" {
