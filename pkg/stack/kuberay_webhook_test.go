@@ -3,10 +3,7 @@ package stack_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,14 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"helm.sh/helm/v4/pkg/action"
-	"helm.sh/helm/v4/pkg/chart/common"
-	"helm.sh/helm/v4/pkg/chart/loader/archive"
-	"helm.sh/helm/v4/pkg/chart/v2/loader"
-	kubefake "helm.sh/helm/v4/pkg/kube/fake"
-	release "helm.sh/helm/v4/pkg/release/v1"
-	"helm.sh/helm/v4/pkg/storage"
-	"helm.sh/helm/v4/pkg/storage/driver"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -34,9 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
-	"github.com/kaic-dev/kaic/charts"
+	"github.com/kaic-dev/kaic/internal/charttest"
 	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/robust"
 	"github.com/kaic-dev/kaic/pkg/profile"
@@ -71,59 +59,10 @@ func builtinComponent(t *testing.T, name string) profile.Component {
 	return c
 }
 
-// renderEmbedded renders an embedded chart (charts/<name>) offline with
-// the Helm SDK, as a client-side dry-run install into ns, and decodes the
-// objects.
+// renderEmbedded renders an embedded chart with charttest.RenderEmbedded.
 func renderEmbedded(t *testing.T, name, ns string, values map[string]any) ([]*unstructured.Unstructured, error) {
 	t.Helper()
-	sub, err := fs.Sub(charts.FS, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var files []*archive.BufferedFile
-	err = fs.WalkDir(sub, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := fs.ReadFile(sub, p)
-		files = append(files, &archive.BufferedFile{Name: p, Data: data})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := loader.LoadFiles(files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := action.NewConfiguration()
-	cfg.Releases = storage.Init(driver.NewMemory())
-	cfg.KubeClient = &kubefake.PrintingKubeClient{Out: io.Discard}
-	cfg.Capabilities = common.DefaultCapabilities.Copy()
-	act := action.NewInstall(cfg)
-	act.ReleaseName, act.Namespace = name, ns
-	act.DryRunStrategy = action.DryRunClient
-	r, err := act.RunWithContext(t.Context(), ch, values)
-	if err != nil {
-		return nil, err
-	}
-	rel, ok := r.(*release.Release)
-	if !ok {
-		t.Fatalf("unexpected release type %T", r)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(rel.Manifest), 4096)
-	var objs []*unstructured.Unstructured
-	for {
-		var raw map[string]any
-		if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
-			return objs, nil
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if len(raw) > 0 {
-			objs = append(objs, &unstructured.Unstructured{Object: raw})
-		}
-	}
+	return charttest.RenderEmbedded(t, name, ns, values)
 }
 
 // kubeRayWebhookObjects are the objects of the kuberay-webhook chart.

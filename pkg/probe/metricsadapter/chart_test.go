@@ -1,28 +1,17 @@
 package metricsadapter_test
 
 import (
-	"io"
-	"io/fs"
 	"slices"
 	"strings"
 	"testing"
 
-	"helm.sh/helm/v4/pkg/action"
-	"helm.sh/helm/v4/pkg/chart/common"
-	"helm.sh/helm/v4/pkg/chart/loader/archive"
-	"helm.sh/helm/v4/pkg/chart/v2/loader"
-	kubefake "helm.sh/helm/v4/pkg/kube/fake"
-	release "helm.sh/helm/v4/pkg/release/v1"
-	"helm.sh/helm/v4/pkg/storage"
-	"helm.sh/helm/v4/pkg/storage/driver"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
-	"github.com/kaic-dev/kaic/charts"
+	"github.com/kaic-dev/kaic/internal/charttest"
 	"github.com/kaic-dev/kaic/pkg/probe/metricsadapter"
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/stacks"
@@ -46,59 +35,11 @@ type apiService struct {
 
 const testImage = "kaic.dev/probe:0123456789abcdef"
 
-// render renders the embedded chart offline with the Helm SDK, as a
-// client-side dry-run install into ns.
+// render renders the embedded chart offline, as a client-side dry-run
+// install into ns.
 func render(t *testing.T, ns string, values map[string]any) ([]*unstructured.Unstructured, error) {
 	t.Helper()
-	sub, err := fs.Sub(charts.FS, "kaic-metrics-adapter")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var files []*archive.BufferedFile
-	err = fs.WalkDir(sub, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := fs.ReadFile(sub, p)
-		files = append(files, &archive.BufferedFile{Name: p, Data: data})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := loader.LoadFiles(files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := action.NewConfiguration()
-	cfg.Releases = storage.Init(driver.NewMemory())
-	cfg.KubeClient = &kubefake.PrintingKubeClient{Out: io.Discard}
-	cfg.Capabilities = common.DefaultCapabilities.Copy()
-	act := action.NewInstall(cfg)
-	act.ReleaseName, act.Namespace = "kaic-metrics-adapter", ns
-	act.DryRunStrategy = action.DryRunClient
-	r, err := act.RunWithContext(t.Context(), ch, values)
-	if err != nil {
-		return nil, err
-	}
-	rel, ok := r.(*release.Release)
-	if !ok {
-		t.Fatalf("unexpected release type %T", r)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(rel.Manifest), 4096)
-	var objs []*unstructured.Unstructured
-	for {
-		var raw map[string]any
-		if err := dec.Decode(&raw); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if raw != nil {
-			objs = append(objs, &unstructured.Unstructured{Object: raw})
-		}
-	}
-	return objs, nil
+	return charttest.RenderEmbedded(t, "kaic-metrics-adapter", ns, values)
 }
 
 // object converts the one rendered object of kind (and name, if given).
