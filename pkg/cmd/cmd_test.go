@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
-	"github.com/kaic-dev/kaic/pkg/plan"
+	"github.com/kaic-dev/kaic/pkg/kaic"
 )
 
 // run executes kaic in-process and returns its exit code and output.
@@ -28,13 +28,13 @@ func TestPlanEveryBuiltinProfile(t *testing.T) {
 		"AZURE_CLIENT_ID", "AZURE_LOCATION", "AZURE_RESOURCE_GROUP", "GCP_PROJECT", "GCP_REGION", "GCP_NETWORK_NAME", "GCP_B64ENCODED_CREDENTIALS", "IMAGE_ID"} {
 		t.Setenv(v, "value-of-"+strings.ToLower(v))
 	}
-	for _, name := range plan.NewLoader().BuiltinNames() {
+	for _, name := range kaic.NewLoader().BuiltinNames() {
 		t.Run(name, func(t *testing.T) {
 			code, stdout, stderr := run(t, "plan", "-p", name, "-o", "json")
 			if code != ExitOK {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
-			var pl plan.Plan
+			var pl kaic.Plan
 			if err := json.Unmarshal([]byte(stdout), &pl); err != nil {
 				t.Fatalf("plan -o json is not JSON: %v\n%s", err, stdout)
 			}

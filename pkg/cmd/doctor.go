@@ -6,8 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kaic-dev/kaic/pkg/profile"
-	"github.com/kaic-dev/kaic/pkg/provision/preflight"
+	"github.com/kaic-dev/kaic/pkg/kaic"
 )
 
 func newDoctorCommand(o *globalOptions) *cobra.Command {
@@ -33,50 +32,33 @@ provision checks the cluster itself.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			r, err := loadProfile(o, profileRef)
+			report, err := o.client().Doctor(c.Context(), kaic.DoctorOptions{Profile: profileRef, Dir: out})
 			if err != nil {
 				return err
 			}
-			p := r.Profile
-			opts := preflight.Options{Runtime: "auto", Dir: out}
-			if opts.Dir == "" {
-				opts.Dir = p.Spec.Output.Dir
-			}
-			switch p.Spec.Cluster.Backend {
-			case profile.BackendKind:
-				opts.Runtime, opts.ClusterName = p.Spec.Cluster.Kind.Provider, p.Spec.Cluster.Kind.Name
-			case profile.BackendCAPI:
-				if p.Spec.Cluster.CAPI.Management.Kubeconfig != "" && p.Spec.Cluster.CAPI.Infrastructure != "docker" {
-					fmt.Fprintln(o.stdout, "This profile uses an existing management cluster and cloud machines: nothing to check on this machine.")
-					return nil
-				}
-				opts.ClusterName = p.Spec.Cluster.CAPI.ClusterName + "-mgmt"
-			default:
-				fmt.Fprintln(o.stdout, "This profile adopts an existing cluster: nothing to check on this machine (kaic provision checks the cluster).")
-				return nil
-			}
-			findings := preflight.Check(c.Context(), &preflight.Host{}, opts)
 			if output != outputTable {
-				if err := printStructured(o.stdout, output, findings); err != nil {
+				if err := printStructured(o.stdout, output, report); err != nil {
 					return err
 				}
+			} else if report.Skipped != "" {
+				fmt.Fprintln(o.stdout, report.Skipped)
 			} else {
 				tw := newTable(o.stdout)
 				fmt.Fprintln(tw, "CHECK\tSTATUS\tDETAIL")
-				for _, f := range findings {
+				for _, f := range report.Findings {
 					fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Check, f.Status, f.Detail)
 				}
 				if err := tw.Flush(); err != nil {
 					return err
 				}
-				for _, f := range findings {
+				for _, f := range report.Findings {
 					if f.Fix != "" {
 						fmt.Fprintf(o.stdout, "\n%s: %s", f.Check, f.Fix)
 					}
 				}
 				fmt.Fprintln(o.stdout)
 			}
-			if preflight.Failed(findings) {
+			if report.Failed() {
 				return errors.New("this machine cannot run the profile yet: see the failed checks above")
 			}
 			return nil

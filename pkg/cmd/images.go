@@ -2,13 +2,11 @@ package cmd
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/kaic-dev/kaic/pkg/pipeline/phases"
-	"github.com/kaic-dev/kaic/pkg/stack"
+	"github.com/kaic-dev/kaic/pkg/kaic"
 )
 
 func newImagesCommand(o *globalOptions) *cobra.Command {
@@ -37,10 +35,6 @@ With --kubeconfig the charts render against that cluster's API versions
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			r, err := loadProfile(o, profileRef)
-			if err != nil {
-				return err
-			}
 			local := map[string]string{}
 			for _, arg := range charts {
 				name, path, ok := strings.Cut(arg, "=")
@@ -49,42 +43,10 @@ With --kubeconfig the charts render against that cluster's API versions
 				}
 				local[name] = path
 			}
-			for i, comp := range r.Components {
-				path, ok := local[comp.Name]
-				if !ok {
-					continue
-				}
-				if comp.Helm == nil {
-					return usageError("--chart %s: component %s installs manifests, not a chart", comp.Name, comp.Name)
-				}
-				h := *comp.Helm
-				h.Chart, h.Repo, h.Digest = path, "", ""
-				r.Components[i].Helm = &h
-				delete(local, comp.Name)
+			images, renderErr := o.client().Images(c.Context(), kaic.ImagesOptions{Profile: profileRef, Charts: local, Set: set, Cluster: o.target()})
+			if images == nil && renderErr != nil {
+				return renderErr
 			}
-			for name := range local {
-				return usageError("--chart %s: the profile has no component %s", name, name)
-			}
-			overrides, err := stack.ParseSet(set)
-			if err != nil {
-				return usageError("%v", err)
-			}
-			opts := []stack.Option{stack.WithOverrides(overrides), stack.WithLogger(o.logger())}
-			if ref := phases.ProbeImage(r.Profile); ref != "" {
-				opts = append(opts, stack.WithEmbeddedChartValues(map[string]any{"image": ref}))
-			}
-			if o.kubeconfig != "" {
-				data, err := os.ReadFile(o.kubeconfig)
-				if err != nil {
-					return err
-				}
-				opts = append(opts, stack.WithKubeconfig(data, o.context))
-			}
-			in, err := stack.New(opts...)
-			if err != nil {
-				return err
-			}
-			images, renderErr := in.Images(c.Context(), r.Components)
 			if output == outputTable {
 				w := newTable(o.stdout)
 				fmt.Fprintln(w, "IMAGE\tCOMPONENTS")
@@ -97,10 +59,7 @@ With --kubeconfig the charts render against that cluster's API versions
 			} else if err := printStructured(o.stdout, output, images); err != nil {
 				return err
 			}
-			if renderErr != nil {
-				return fmt.Errorf("some components could not be rendered, their images are missing above: %w", renderErr)
-			}
-			return nil
+			return renderErr
 		},
 	}
 	addProfileFlag(c, &profileRef)

@@ -7,45 +7,18 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kaic-dev/kaic/pkg/pipeline/phases"
-	"github.com/kaic-dev/kaic/pkg/plan"
-	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/kaic"
 )
 
 // DefaultProfile is the profile commands use without -p.
-const DefaultProfile = "kind-dra"
+const DefaultProfile = kaic.DefaultProfile
 
 // addProfileFlag adds -p/--profile with completion of built-in names.
 func addProfileFlag(c *cobra.Command, target *string) {
 	c.Flags().StringVarP(target, "profile", "p", DefaultProfile, "built-in profile name or profile file")
 	_ = c.RegisterFlagCompletionFunc("profile", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return plan.NewLoader().BuiltinNames(), cobra.ShellCompDirectiveDefault
+		return kaic.NewLoader().BuiltinNames(), cobra.ShellCompDirectiveDefault
 	})
-}
-
-// loadProfile loads a profile and prints its warnings.
-func loadProfile(o *globalOptions, ref string) (*profile.Resolved, error) {
-	r, err := plan.NewLoader().Load(ref)
-	if err != nil {
-		return nil, err
-	}
-	for _, w := range r.Warnings {
-		fmt.Fprintf(o.stderr, "Warning: %s\n", w)
-	}
-	return r, nil
-}
-
-// loadRunProfile loads the profile a run directory was made from, or
-// explicit when the user names one.
-func loadRunProfile(o *globalOptions, dir, explicit string) (*profile.Resolved, error) {
-	if explicit != "" {
-		return loadProfile(o, explicit)
-	}
-	saved, err := phases.SavedProfile(dir)
-	if err != nil {
-		return nil, err
-	}
-	return loadProfile(o, saved)
 }
 
 type planOptions struct {
@@ -74,11 +47,7 @@ Nothing is created, installed or contacted.`,
 			if err := checkOutput(po.output); err != nil {
 				return err
 			}
-			r, err := loadProfile(o, po.profile)
-			if err != nil {
-				return err
-			}
-			pl, err := plan.Build(r, plan.Options{Getenv: o.getenv})
+			pl, err := o.client().Plan(po.profile)
 			if err != nil {
 				return err
 			}
@@ -93,7 +62,7 @@ Nothing is created, installed or contacted.`,
 	return c
 }
 
-func printPlan(w io.Writer, pl *plan.Plan) error {
+func printPlan(w io.Writer, pl *kaic.Plan) error {
 	p := pl.Profile
 	sim := ""
 	if pl.Simulated {

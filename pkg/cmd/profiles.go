@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kaic-dev/kaic/pkg/plan"
+	"github.com/kaic-dev/kaic/pkg/kaic"
 )
 
 func sortStrings(s []string) { sort.Strings(s) }
@@ -49,7 +49,7 @@ func newProfilesListCommand(o *globalOptions) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			l := plan.NewLoader()
+			l := kaic.NewLoader()
 			var rows []profileSummary
 			for _, name := range l.BuiltinNames() {
 				r, err := l.Load(name)
@@ -92,10 +92,10 @@ resolved with every default filled in (-o json).`,
 		Example: "  kaic profiles show kind-dra\n  kaic profiles show capi-aws-gpu -o json",
 		Args:    exactArgs(1),
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-			return plan.NewLoader().BuiltinNames(), cobra.ShellCompDirectiveNoFileComp
+			return kaic.NewLoader().BuiltinNames(), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(_ *cobra.Command, args []string) error {
-			l := plan.NewLoader()
+			l := kaic.NewLoader()
 			switch output {
 			case outputYAML:
 				data, err := l.BuiltinBytes(args[0])

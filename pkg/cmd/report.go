@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kaic-dev/kaic/pkg/evidence"
+	"github.com/kaic-dev/kaic/pkg/kaic"
 )
 
 func newReportCommand(o *globalOptions) *cobra.Command {
@@ -26,12 +27,7 @@ RUN_DIR/v<X.Y>/<product-dir>/.`,
   kaic report ./run -p my-profile.yaml --checklist-dir ./checklists`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			dir := args[0]
-			r, err := loadRunProfile(o, dir, profileFile)
-			if err != nil {
-				return err
-			}
-			written, err := evidence.Regenerate(c.Context(), dir, r.Profile, cl.source(), version)
+			written, err := o.client(kaic.WithChecklist(cl.source())).Report(c.Context(), kaic.ReportOptions{Dir: args[0], Profile: profileFile})
 			if err != nil {
 				return err
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/kaic"
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
@@ -60,6 +61,23 @@ func (o *globalOptions) logger() *slog.Logger {
 		level = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// target is the existing cluster --kubeconfig and --context name.
+func (o *globalOptions) target() kaic.Target {
+	return kaic.Target{Kubeconfig: o.kubeconfig, Context: o.context}
+}
+
+// client returns the library client the commands map their flags onto,
+// printing profile warnings to stderr.
+func (o *globalOptions) client(opts ...kaic.Option) *kaic.Client {
+	base := []kaic.Option{
+		kaic.WithGetenv(o.getenv),
+		kaic.WithLogger(o.logger()),
+		kaic.WithVersion(version),
+		kaic.WithWarnings(func(w string) { fmt.Fprintf(o.stderr, "Warning: %s\n", w) }),
+	}
+	return kaic.New(append(base, opts...)...)
 }
 
 // NewRootCommand builds the kaic command tree writing to the given streams.
@@ -136,6 +154,8 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // ExitCode maps an error to kaic's exit code.
 func ExitCode(err error) int {
 	var ee *ExitError
+	var usage *kaic.UsageError
+	var refused *kaic.TargetRefusedError
 	var fieldErrs profile.ErrorList
 	var checksFailed *conformance.ChecksFailedError
 	switch {
@@ -147,7 +167,7 @@ func ExitCode(err error) int {
 		return ExitChecksFailed
 	case errors.Is(err, pipeline.ErrInterrupted), errors.Is(err, context.Canceled):
 		return ExitInterrupted
-	case errors.As(err, &fieldErrs):
+	case errors.As(err, &fieldErrs), errors.As(err, &usage), errors.As(err, &refused):
 		return ExitUsage
 	case isUnknownCommand(err):
 		return ExitUsage

@@ -4,15 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/kaic"
 	"github.com/kaic-dev/kaic/pkg/pipeline"
-	"github.com/kaic-dev/kaic/pkg/pipeline/phases"
-	"github.com/kaic-dev/kaic/pkg/pipeline/progress"
-	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // runOptions are the flags of the commands that run phases.
@@ -25,6 +23,7 @@ type runOptions struct {
 	exportKubeconfig bool
 	parallel         int
 	set              []string
+	adopt            []string
 	checkParallel    int
 	checklist        checklistOptions
 }
@@ -53,6 +52,7 @@ func (r *runOptions) addFlags(c *cobra.Command, phase string) {
 	}
 	if all || phase == pipeline.PhaseInstall {
 		c.Flags().StringArrayVar(&r.set, "set", nil, "override a component's value, COMPONENT.KEY=VALUE (Helm --set syntax; wins over the profile's values)")
+		c.Flags().StringArrayVar(&r.adopt, "adopt", nil, "take over the existing Helm release of stack component NAME, which kaic did not install (by default kaic stops rather than change it)")
 	}
 	if all || phase == pipeline.PhaseVerify {
 		r.checklist.addFlags(c)
@@ -88,7 +88,7 @@ continues with the rest, using the profile saved in <out>/profile.yaml.`,
 				return usageError("--out and --resume name different directories")
 			}
 			profileSet := c.Flags().Changed("profile")
-			return runPhases(c.Context(), o, ro, nil, profileSet)
+			return runPhases(c.Context(), o, ro, "", profileSet)
 		},
 	}
 	ro.addFlags(c, "")
@@ -108,62 +108,55 @@ there, e.g. the cluster's kubeconfig.`, phase, phase),
 		Example: example,
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return runPhases(c.Context(), o, ro, []string{phase}, c.Flags().Changed("profile"))
+			return runPhases(c.Context(), o, ro, phase, c.Flags().Changed("profile"))
 		},
 	}
 	ro.addFlags(c, phase)
 	return c
 }
 
-// runPhases loads the profile (or the one saved in the run directory when
-// resuming) and runs the selected phases with a progress printer.
-func runPhases(ctx context.Context, o *globalOptions, ro *runOptions, only []string, profileSet bool) error {
-	dir := ro.out
-	var r *profile.Resolved
-	var err error
-	if ro.resume != "" {
-		dir = ro.resume
-		explicit := ""
-		if profileSet {
-			explicit = ro.profile
-		}
-		r, err = loadRunProfile(o, dir, explicit)
-	} else {
-		r, err = loadProfile(o, ro.profile)
-	}
-	if err != nil {
-		return err
-	}
-	if dir == "" {
-		dir = r.Profile.Spec.Output.Dir
+// runPhases maps the flags onto the client's run of the selected phases
+// (nil: all of them).
+func runPhases(ctx context.Context, o *globalOptions, ro *runOptions, only string, profileSet bool) error {
+	opts := kaic.RunOptions{
+		Profile:            ro.profile,
+		Dir:                ro.out,
+		AllowProfileChange: ro.force,
+		Cluster:            o.target(),
+		Retain:             ro.retain,
+		ExportKubeconfig:   ro.exportKubeconfig,
+		InstallParallel:    ro.parallel,
+		Set:                ro.set,
+		Adopt:              ro.adopt,
+		CheckParallel:      ro.checkParallel,
 	}
 	if ro.resume != "" {
-		if _, err := pipeline.LoadState(dir); err != nil {
-			return fmt.Errorf("--resume %s: %w", dir, err)
+		opts.Resume, opts.Dir = true, ro.resume
+		if !profileSet {
+			opts.Profile = ""
 		}
 	}
 	printer := progress.NewPrinter(o.stderr, progress.WithGetenv(o.getenv))
 	defer printer.Close()
-	runner := &pipeline.Runner{
-		Dir:                dir,
-		Phases:             phases.Build(r, phases.Options{Kubeconfig: o.kubeconfig, Context: o.context, Retain: ro.retain, ExportKubeconfig: ro.exportKubeconfig, Parallel: ro.parallel, Set: ro.set, CheckParallel: ro.checkParallel, Checklist: ro.checklist.source(), KaicVersion: version}),
-		Only:               only,
-		Resume:             ro.resume != "",
-		AllowProfileChange: ro.force,
-		KaicVersion:        version,
-		Profile:            pipeline.ProfileRef{Name: r.Profile.Metadata.Name, Digest: "sha256:" + r.Digest},
-		Progress:           printer,
-		Logger:             o.logger(),
+	client := o.client(kaic.WithProgress(printer), kaic.WithChecklist(ro.checklist.source()))
+	var res *kaic.RunResult
+	var err error
+	switch only {
+	case "":
+		res, err = client.Up(ctx, opts)
+	case pipeline.PhaseProvision:
+		res, err = client.Provision(ctx, opts)
+	case pipeline.PhaseInstall:
+		res, err = client.Install(ctx, opts)
+	case pipeline.PhaseVerify:
+		res, err = client.Verify(ctx, opts)
+	default:
+		return fmt.Errorf("unknown phase %q", only)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+	dir := opts.Dir
+	if res != nil {
+		dir = res.Dir
 	}
-	if _, err := os.Stat(pipeline.StatePath(dir)); errors.Is(err, os.ErrNotExist) || ro.resume == "" {
-		if err := phases.WriteProfile(dir, r); err != nil {
-			return fmt.Errorf("saving the profile in %s: %w", dir, err)
-		}
-	}
-	_, err = runner.Run(ctx)
 	if err != nil {
 		var failed *conformance.ChecksFailedError
 		if errors.As(err, &failed) {

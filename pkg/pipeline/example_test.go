@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/kaic-dev/kaic/pkg/pipeline"
-	"github.com/kaic-dev/kaic/pkg/pipeline/progress"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 func ExampleRunner() {

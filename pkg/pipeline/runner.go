@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kaic-dev/kaic/pkg/pipeline/progress"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // Names of kaic's phases, in pipeline order. They are shared here so the CLI and the phase
@@ -56,6 +56,12 @@ type Runner struct {
 	AllowProfileChange bool
 	// KaicVersion is the version of kaic doing the run, recorded in state.json.
 	KaicVersion string
+	// RunID is recorded in state.json when it records none yet; a state that records
+	// another one is an error (the directory belongs to another run).
+	RunID string
+	// LockHeld says the caller already holds the directory's lock (see Lock) for the
+	// whole run; otherwise Run takes it.
+	LockHeld bool
 	// Profile identifies the resolved profile; Digest is required (see ProfileDigest).
 	Profile ProfileRef
 	// Progress receives phase and step events; nil discards them.
@@ -83,11 +89,13 @@ func (r *Runner) Run(ctx context.Context) (*State, error) {
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating run directory: %w", err)
 	}
-	lock, err := Lock(r.Dir)
-	if err != nil {
-		return nil, err
+	if !r.LockHeld {
+		lock, err := Lock(r.Dir)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = lock.Unlock() }()
 	}
-	defer func() { _ = lock.Unlock() }()
 
 	x := &execution{
 		dir:      r.Dir,
@@ -216,6 +224,12 @@ func (x *execution) open(r *Runner) error {
 			return changed
 		}
 		x.logger.Warn("continuing with a changed profile", "error", changed.Error())
+	}
+	switch {
+	case state.RunID == "":
+		state.RunID = r.RunID
+	case r.RunID != "" && state.RunID != r.RunID:
+		return fmt.Errorf("%s records run %s, not %s", StatePath(r.Dir), state.RunID, r.RunID)
 	}
 	state.SchemaVersion = StateSchemaVersion
 	state.KaicVersion = r.KaicVersion

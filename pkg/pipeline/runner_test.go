@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kaic-dev/kaic/pkg/pipeline/progress"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 var (
@@ -269,6 +269,39 @@ func TestResumeRerunsEverythingAfterTheFirstUnfinishedPhase(t *testing.T) {
 	}
 	if got, want := f.counts(), map[string]int{PhaseProvision: 0, PhaseInstall: 1, PhaseVerify: 1, PhaseReport: 1}; !reflect.DeepEqual(got, want) {
 		t.Errorf("resume ran %v, want %v", got, want)
+	}
+}
+
+func TestResumeAfterTeardownDoesThePhaseAgain(t *testing.T) {
+	dir := t.TempDir()
+	s := &State{SchemaVersion: StateSchemaVersion, RunID: "20261203-00000001", Profile: profileA, Created: t0, Phases: []PhaseState{
+		{Name: PhaseProvision, Status: StatusSucceeded, Outputs: Outputs{"kubeconfig": "k"}},
+		{Name: PhaseInstall, Status: StatusTornDown, Error: "the stack was uninstalled by kaic down --stacks-only"},
+		{Name: PhaseVerify, Status: StatusSucceeded},
+		{Name: PhaseReport, Status: StatusSucceeded},
+	}}
+	if err := SaveState(dir, s); err != nil {
+		t.Fatal(err)
+	}
+	f := newFakePipeline()
+	r := f.runner(dir, nil)
+	r.Resume, r.RunID = true, "20261203-00000001"
+	got, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, want := f.counts(), map[string]int{PhaseProvision: 0, PhaseInstall: 1, PhaseVerify: 1, PhaseReport: 1}; !reflect.DeepEqual(c, want) {
+		t.Errorf("resume ran %v, want %v", c, want)
+	}
+	if st := statuses(got); st[PhaseInstall] != StatusSucceeded {
+		t.Errorf("statuses %v", st)
+	}
+
+	// The directory belongs to its run: another run id is refused.
+	r = f.runner(dir, nil)
+	r.RunID = "20261203-00000002"
+	if _, err := r.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "records run 20261203-00000001") {
+		t.Errorf("a run with another id: err = %v", err)
 	}
 }
 

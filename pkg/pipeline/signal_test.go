@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kaic-dev/kaic/pkg/pipeline/progress"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // The end-to-end tests re-run this test binary as a small kaic-like program (helperMain)

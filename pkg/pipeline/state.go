@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/kaic-dev/kaic/pkg/atomicfile"
 )
 
 // StateFileName is the name of the run state file inside a run directory.
@@ -38,12 +40,15 @@ const (
 	StatusInterrupted Status = "interrupted"
 	// StatusSkipped: the phase decided it had nothing to do (see SkipPhase); Error says why.
 	StatusSkipped Status = "skipped"
+	// StatusTornDown: what the phase made was removed afterwards (kaic down); Error says
+	// how. A resumed run does the phase again.
+	StatusTornDown Status = "torn-down"
 )
 
 // valid reports whether s is one of the known statuses.
 func (s Status) valid() bool {
 	switch s {
-	case StatusPending, StatusRunning, StatusSucceeded, StatusFailed, StatusInterrupted, StatusSkipped:
+	case StatusPending, StatusRunning, StatusSucceeded, StatusFailed, StatusInterrupted, StatusSkipped, StatusTornDown:
 		return true
 	}
 	return false
@@ -87,11 +92,14 @@ func ProfileDigest(resolved []byte) string {
 // State is the content of state.json: what ran in a run directory, how it ended and what
 // each phase recorded.
 type State struct {
-	SchemaVersion int        `json:"schemaVersion"`
-	KaicVersion   string     `json:"kaicVersion"`
-	Profile       ProfileRef `json:"profile"`
-	Created       time.Time  `json:"created"`
-	Updated       time.Time  `json:"updated"`
+	SchemaVersion int    `json:"schemaVersion"`
+	KaicVersion   string `json:"kaicVersion"`
+	// RunID is the id everything the runs in this directory create carries
+	// (see package ownership). Run directories of older kaic versions have none.
+	RunID   string     `json:"runID,omitempty"`
+	Profile ProfileRef `json:"profile"`
+	Created time.Time  `json:"created"`
+	Updated time.Time  `json:"updated"`
 	// Phases are in pipeline order; a run of a subset of phases records only those.
 	Phases []PhaseState `json:"phases"`
 }
@@ -258,16 +266,12 @@ func decodeState(path string, data []byte) (*State, error) {
 // SaveState writes s as the run state of run directory dir, atomically: readers see either
 // the previous file or the new one, never a partial write, even if the process dies midway.
 func SaveState(dir string, s *State) error {
-	return saveState(dir, s, osFileSystem{})
-}
-
-func saveState(dir string, s *State, fsys atomicFS) error {
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding run state: %w", err)
 	}
 	data = append(data, '\n')
-	if err := writeFileAtomic(fsys, StatePath(dir), data, 0o644); err != nil {
+	if err := atomicfile.Write(StatePath(dir), data, 0o644); err != nil {
 		return fmt.Errorf("saving run state: %w", err)
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // Record is what a provisioner did, kept in the run state (as the provision
@@ -28,24 +30,19 @@ const (
 	KeyCreated = "created"
 	// KeyClusterName names the cluster the backend created or adopted.
 	KeyClusterName = "clusterName"
+	// KeyRunID is the id of the run that created the cluster; the
+	// cluster's nodes or objects carry it (ownership.RunIDLabel).
+	KeyRunID = "runID"
 )
-
-// Reporter receives human progress from a provisioner.
-type Reporter interface {
-	// Step reports a step starting; the returned func ends it.
-	Step(name string) func(error)
-	// Notef reports a note.
-	Notef(format string, args ...any)
-}
 
 // Provisioner creates or adopts a cluster.
 type Provisioner interface {
 	// Create creates (or adopts) the cluster and writes its kubeconfig into
 	// dir. The record is returned even on error, so that what was created
 	// before the failure can be torn down.
-	Create(ctx context.Context, dir string, r Reporter) (Record, error)
+	Create(ctx context.Context, dir string, r progress.Steps) (Record, error)
 	// Delete removes what Create recorded, and nothing else.
-	Delete(ctx context.Context, rec Record, r Reporter) error
+	Delete(ctx context.Context, rec Record, r progress.Steps) error
 	// CollectLogs writes diagnostic logs of the cluster into dir.
 	CollectLogs(ctx context.Context, rec Record, dir string) error
 }

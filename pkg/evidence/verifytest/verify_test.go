@@ -16,9 +16,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/cmd"
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/dra"
-	"github.com/kaic-dev/kaic/pkg/pipeline"
-	"github.com/kaic-dev/kaic/pkg/pipeline/phases"
-	"github.com/kaic-dev/kaic/pkg/profile"
+	kaiclib "github.com/kaic-dev/kaic/pkg/kaic"
 )
 
 func TestMain(m *testing.M) {
@@ -90,26 +88,21 @@ func verify(t *testing.T, env *testenv.Env, failing string) (string, error) {
 	if _, err := env.CreateDeviceClass(t.Context(), "gpu.example.com"); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	r, err := (&profile.Loader{}).LoadBytes("verify-test.yaml", []byte(profileYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	if err := phases.WriteProfile(dir, r); err != nil {
+	profilePath := filepath.Join(t.TempDir(), "verify-test.yaml")
+	if err := os.WriteFile(profilePath, []byte(profileYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	runner := &pipeline.Runner{
-		Dir: dir,
-		Phases: phases.Build(r, phases.Options{
-			Kubeconfig:  env.KubeconfigPath,
-			Checks:      registry(t, failing),
-			Checklist:   conformance.Source{Dir: checklistsDir(t)},
-			KaicVersion: "v0.0.0-test",
-		}),
-		Only:    []string{pipeline.PhaseVerify},
-		Profile: pipeline.ProfileRef{Name: r.Profile.Metadata.Name, Digest: "sha256:" + r.Digest},
-	}
-	_, err = runner.Run(t.Context())
+	client := kaiclib.New(
+		kaiclib.WithChecks(registry(t, failing)),
+		kaiclib.WithChecklist(conformance.Source{Dir: checklistsDir(t)}),
+		kaiclib.WithVersion("v0.0.0-test"),
+	)
+	_, err := client.Verify(t.Context(), kaiclib.RunOptions{
+		Profile: profilePath,
+		Dir:     dir,
+		Cluster: kaiclib.Target{Kubeconfig: env.KubeconfigPath},
+	})
 	return dir, err
 }
 

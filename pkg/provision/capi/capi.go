@@ -17,6 +17,7 @@ import (
 	clusterctllog "sigs.k8s.io/cluster-api/cmd/clusterctl/log"
 
 	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/provision"
 )
 
@@ -58,10 +59,23 @@ const (
 // FieldManager owns the fields kaic applies with server-side apply.
 const FieldManager = "kaic"
 
+// Name is the backend's name in profiles (spec.cluster.backend).
+const Name = profile.BackendCAPI
+
+// NewManagementFunc returns the provisioner of the kind management cluster
+// kaic creates when a profile names none (the backend table hands kind's).
+type NewManagementFunc func(cluster *profile.KindCluster) provision.Provisioner
+
 // Provisioner creates a workload cluster with Cluster API, driving the
 // clusterctl client library in-process.
 type Provisioner struct {
 	Profile *profile.Profile
+	// RunID labels every object the run applies on the management cluster;
+	// Delete removes only a Cluster that carries it.
+	RunID string
+	// NewManagement makes the management cluster's provisioner when the
+	// profile names no management cluster.
+	NewManagement NewManagementFunc
 	// Getenv reads the ${VAR} references of the profile's variables
 	// (default os.Getenv).
 	Getenv func(string) string
@@ -86,7 +100,7 @@ type Provisioner struct {
 
 	// deleteManagement replaces deleting the kind management cluster
 	// (tests).
-	deleteManagement func(ctx context.Context, rec provision.Record, r provision.Reporter) error
+	deleteManagement func(ctx context.Context, rec provision.Record, r progress.Steps) error
 }
 
 var _ provision.Provisioner = (*Provisioner)(nil)
@@ -117,7 +131,7 @@ var clusterctlLogMu sync.Mutex
 
 // newClusterctl returns a clusterctl client reading only the injected
 // configuration.
-func (p *Provisioner) newClusterctl(ctx context.Context, dir string, vars map[string]string, r provision.Reporter) (clusterctl.Client, *configReader, error) {
+func (p *Provisioner) newClusterctl(ctx context.Context, dir string, vars map[string]string, r progress.Steps) (clusterctl.Client, *configReader, error) {
 	c := p.Profile.Spec.Cluster.CAPI
 	reader, err := newConfigReader(c, vars, filepath.Join(dir, "capi-overrides"), p.getenv)
 	if err != nil {
@@ -141,13 +155,17 @@ func (p *Provisioner) newClusterctl(ctx context.Context, dir string, vars map[st
 // providers, the cluster's objects and the GPU pool, then waits for it and
 // writes its kubeconfig into dir. The record grows as things are created,
 // so a failure at any point is torn down by kaic down.
-func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Reporter) (provision.Record, error) {
+func (p *Provisioner) Create(ctx context.Context, dir string, r progress.Steps) (provision.Record, error) {
 	c := p.Profile.Spec.Cluster.CAPI
 	rec := provision.Record{
-		provision.KeyBackend:     "capi",
+		provision.KeyBackend:     string(Name),
 		provision.KeyClusterName: c.ClusterName,
 		provision.KeyCreated:     "false",
+		provision.KeyRunID:       p.RunID,
 		KeyNamespace:             c.Namespace,
+	}
+	if p.RunID == "" {
+		return rec, errors.New("capi provisioner: no run id: its objects could not be told apart from another run's")
 	}
 	vars, err := ResolveVariables(p.Profile, p.getenv)
 	if err != nil {
@@ -177,11 +195,15 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 	if err != nil {
 		return rec, err
 	}
+	label(objs, p.RunID)
 	manifest := filepath.Join(dir, ManifestFileName)
 	if err := writeManifest(manifest, objs); err != nil {
 		return rec, err
 	}
 	rec[KeyManifest] = manifest
+	if err := mgmt.checkClusterOwner(ctx, c.Namespace, c.ClusterName, p.RunID); err != nil {
+		return rec, err
+	}
 	created, err := mgmt.ensureNamespace(ctx, c.Namespace)
 	if created {
 		rec[KeyNamespaceCreated] = "true"
@@ -191,15 +213,15 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 	}
 	// From here on a Cluster object may exist: teardown must delete it.
 	rec[provision.KeyCreated] = "true"
-	done := r.Step(fmt.Sprintf("applying %d objects of cluster %s/%s (server-side apply, field manager %s)", len(objs), c.Namespace, c.ClusterName, FieldManager))
+	step := r.StartStep(fmt.Sprintf("applying %d objects of cluster %s/%s (server-side apply, field manager %s)", len(objs), c.Namespace, c.ClusterName, FieldManager))
 	err = mgmt.apply(ctx, objs)
-	done(err)
+	step.Done(err)
 	if err != nil {
 		return rec, err
 	}
-	done = r.Step(fmt.Sprintf("waiting for cluster %s to become available", c.ClusterName))
+	step = r.StartStep(fmt.Sprintf("waiting for cluster %s to become available", c.ClusterName))
 	err = mgmt.waitAvailable(ctx, c.Namespace, c.ClusterName, durationOr(p.ClusterTimeout, 45*time.Minute), r)
-	done(err)
+	step.Done(err)
 	if err != nil {
 		return rec, err
 	}
@@ -217,16 +239,19 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 // removed it and its machines, then deletes the management cluster if
 // kaic created it. The management cluster is kept when the Cluster is not
 // gone: deleting it would orphan the machines it still manages.
-func (p *Provisioner) Delete(ctx context.Context, rec provision.Record, r provision.Reporter) error {
+func (p *Provisioner) Delete(ctx context.Context, rec provision.Record, r progress.Steps) error {
 	if rec[provision.KeyCreated] == "true" {
 		mgmt, err := connectManagement(rec[KeyManagementKubeconfig], rec[KeyManagementContext])
 		if err != nil {
 			return fmt.Errorf("reaching the management cluster to delete %s: %w", rec[provision.KeyClusterName], err)
 		}
 		ns, name := rec[KeyNamespace], rec[provision.KeyClusterName]
-		done := r.Step(fmt.Sprintf("deleting cluster %s/%s and waiting until Cluster API has removed it", ns, name))
+		if err := mgmt.checkClusterOwner(ctx, ns, name, rec[provision.KeyRunID]); err != nil {
+			return fmt.Errorf("cluster %s/%s is left as it is: %w", ns, name, err)
+		}
+		step := r.StartStep(fmt.Sprintf("deleting cluster %s/%s and waiting until Cluster API has removed it", ns, name))
 		err = mgmt.deleteCluster(ctx, ns, name, durationOr(p.DeleteTimeout, 30*time.Minute), r)
-		done(err)
+		step.Done(err)
 		if err != nil {
 			if rec[KeyManagementCreated] == "true" {
 				return fmt.Errorf("%w; management cluster %s kept, since deleting it would orphan the machines of %s", err, rec[KeyManagementCluster], name)
@@ -262,8 +287,11 @@ func (p *Provisioner) CollectLogs(ctx context.Context, rec provision.Record, dir
 	}
 	errs = append(errs, err)
 	if rec[KeyManagementCreated] == "true" {
-		kp, kindRec := p.kindManagement(rec)
-		errs = append(errs, kp.CollectLogs(ctx, kindRec, filepath.Join(dir, ManagementDirName)))
+		kp, mgmtRec, err := p.kindManagement(rec)
+		if err == nil {
+			err = kp.CollectLogs(ctx, mgmtRec, filepath.Join(dir, ManagementDirName))
+		}
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -37,6 +37,7 @@ func TestClusterClassAgainstControlPlane(t *testing.T) {
 	name := "cc-" + rand.String(5)
 	newProvisioner := func() *Provisioner {
 		p := &Provisioner{
+			RunID:           testRunID,
 			Profile:         testProfile(t, env.KubeconfigPath, repo, ns, name, map[string]string{"GPU_MACHINE_CLASS": "accelerated"}),
 			Getenv:          func(string) string { return "" },
 			ProviderTimeout: time.Minute,

@@ -13,7 +13,7 @@ import (
 	clusterctlv1 "sigs.k8s.io/cluster-api/cmd/clusterctl/api/v1alpha3"
 	clusterctl "sigs.k8s.io/cluster-api/cmd/clusterctl/client"
 
-	"github.com/kaic-dev/kaic/pkg/provision"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // providersGVR is clusterctl's inventory of installed providers.
@@ -49,7 +49,7 @@ func (m *management) installedProviders(ctx context.Context) ([]installedProvide
 // with clusterctl's Init. Providers already installed are left alone, so a
 // resumed run and a shared management cluster work; a different installed
 // version is reported, not changed. It returns the providers it installed.
-func (p *Provisioner) initProviders(ctx context.Context, cc clusterctl.Client, m *management, r provision.Reporter) ([]string, error) {
+func (p *Provisioner) initProviders(ctx context.Context, cc clusterctl.Client, m *management, r progress.Steps) ([]string, error) {
 	installed, err := m.installedProviders(ctx)
 	if err != nil {
 		return nil, err
@@ -85,9 +85,9 @@ func (p *Provisioner) initProviders(ctx context.Context, cc clusterctl.Client, m
 	if len(toInstall) == 0 {
 		return nil, nil
 	}
-	done := r.Step("installing Cluster API providers " + strings.Join(toInstall, ", "))
+	step := r.StartStep("installing Cluster API providers " + strings.Join(toInstall, ", "))
 	_, err = cc.Init(ctx, opts)
-	done(err)
+	step.Done(err)
 	if err != nil {
 		return nil, fmt.Errorf("clusterctl init: %w", err)
 	}

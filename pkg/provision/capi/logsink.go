@@ -8,7 +8,7 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/kaic-dev/kaic/pkg/provision"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // clusterctlLog routes clusterctl's log lines: every line goes to slog at
@@ -16,7 +16,7 @@ import (
 // "Installing provider …") also become progress notes for people.
 type clusterctlLog struct {
 	logger *slog.Logger
-	r      provision.Reporter
+	r      progress.Steps
 	values []any
 }
 

@@ -2,6 +2,7 @@ package capi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,8 +15,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/provision"
-	"github.com/kaic-dev/kaic/pkg/provision/kind"
 )
 
 // dockerSocket is mounted into the kind management cluster so that the
@@ -67,7 +68,7 @@ func newManagement(kubeconfig, contextName string, cfg *rest.Config) (*managemen
 
 // managementCluster connects to the profile's management cluster, creating
 // a kind cluster when the profile names none.
-func (p *Provisioner) managementCluster(ctx context.Context, dir string, rec provision.Record, r provision.Reporter) (*management, error) {
+func (p *Provisioner) managementCluster(ctx context.Context, dir string, rec provision.Record, r progress.Steps) (*management, error) {
 	m := p.Profile.Spec.Cluster.CAPI.Management
 	if m.Kubeconfig != "" {
 		rec[KeyManagementKubeconfig] = m.Kubeconfig
@@ -75,12 +76,15 @@ func (p *Provisioner) managementCluster(ctx context.Context, dir string, rec pro
 		rec[KeyManagementCreated] = "false"
 		return connectManagement(m.Kubeconfig, m.Context)
 	}
-	kp, kindRec := p.kindManagement(rec)
+	kp, mgmtRec, err := p.kindManagement(rec)
+	if err != nil {
+		return nil, err
+	}
 	mgmtDir := filepath.Join(dir, ManagementDirName)
-	kubeconfig := filepath.Join(mgmtDir, kind.KubeconfigFileName)
-	rec[KeyManagementCluster] = kindRec[provision.KeyClusterName]
+	kubeconfig := filepath.Join(mgmtDir, KubeconfigFileName)
+	rec[KeyManagementCluster] = mgmtRec[provision.KeyClusterName]
 	rec[KeyManagementKubeconfig] = kubeconfig
-	rec[KeyManagementContext] = "kind-" + kindRec[provision.KeyClusterName]
+	rec[KeyManagementContext] = "kind-" + mgmtRec[provision.KeyClusterName]
 	if _, err := os.Stat(kubeconfig); err == nil {
 		// This run directory created it before (a resumed run).
 		rec[KeyManagementCreated] = "true"
@@ -100,11 +104,11 @@ func (p *Provisioner) managementCluster(ctx context.Context, dir string, rec pro
 	return connectManagement(got[provision.KeyKubeconfig], got[provision.KeyContext])
 }
 
-// ManagementProfile is the kind profile of the management cluster kaic
+// ManagementCluster is the kind section of the management cluster kaic
 // creates for a capi profile: one control plane node of the profile's
 // Kubernetes version named <cluster>-mgmt, with the Docker socket mounted
 // when the infrastructure provider is docker.
-func ManagementProfile(p *profile.Profile) *profile.Profile {
+func ManagementCluster(p *profile.Profile) *profile.KindCluster {
 	c := p.Spec.Cluster.CAPI
 	image, _ := profile.KindNodeImage(p.Spec.KubernetesVersion)
 	workers := 0
@@ -118,30 +122,34 @@ func ManagementProfile(p *profile.Profile) *profile.Profile {
 	if c.Infrastructure == "docker" {
 		k.ExtraMounts = []profile.Mount{{HostPath: dockerSocket, ContainerPath: dockerSocket}}
 	}
-	mp := &profile.Profile{APIVersion: p.APIVersion, Kind: p.Kind, Metadata: p.Metadata}
-	mp.Metadata.Name = p.Metadata.Name + "-management"
-	mp.Spec.KubernetesVersion = p.Spec.KubernetesVersion
-	mp.Spec.Cluster = profile.Cluster{Backend: profile.BackendKind, Kind: k}
-	return mp
+	return k
 }
 
-// kindManagement returns the kind backend for the management cluster and
-// the kind record matching the capi record.
-func (p *Provisioner) kindManagement(rec provision.Record) (*kind.Provisioner, provision.Record) {
-	mp := ManagementProfile(p.Profile)
-	kindRec := provision.Record{
+// kindManagement returns the provisioner of the management cluster and the
+// record it understands, matching the capi record.
+func (p *Provisioner) kindManagement(rec provision.Record) (provision.Provisioner, provision.Record, error) {
+	if p.NewManagement == nil {
+		return nil, nil, errors.New("capi provisioner: no management cluster provisioner (NewManagement) to create the management cluster with")
+	}
+	k := ManagementCluster(p.Profile)
+	mgmtRec := provision.Record{
 		provision.KeyBackend:     "kind",
-		provision.KeyClusterName: mp.Spec.Cluster.Kind.Name,
+		provision.KeyClusterName: k.Name,
 		provision.KeyKubeconfig:  rec[KeyManagementKubeconfig],
 		provision.KeyCreated:     rec[KeyManagementCreated],
+		provision.KeyRunID:       rec[provision.KeyRunID],
 	}
 	if name := rec[KeyManagementCluster]; name != "" {
-		kindRec[provision.KeyClusterName] = name
+		mgmtRec[provision.KeyClusterName] = name
+		k.Name = name
 	}
-	return &kind.Provisioner{Profile: mp, Retain: p.Retain}, kindRec
+	return p.NewManagement(k), mgmtRec, nil
 }
 
-func (p *Provisioner) deleteKindManagement(ctx context.Context, rec provision.Record, r provision.Reporter) error {
-	kp, kindRec := p.kindManagement(rec)
-	return kp.Delete(ctx, kindRec, r)
+func (p *Provisioner) deleteKindManagement(ctx context.Context, rec provision.Record, r progress.Steps) error {
+	kp, mgmtRec, err := p.kindManagement(rec)
+	if err != nil {
+		return err
+	}
+	return kp.Delete(ctx, mgmtRec, r)
 }

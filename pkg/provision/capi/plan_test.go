@@ -10,7 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/kaic-dev/kaic/pkg/plan"
+	"github.com/kaic-dev/kaic/pkg/kaic"
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/provision/capi"
 )
@@ -20,7 +20,7 @@ func env(vars map[string]string) func(string) string {
 }
 
 func TestGPUPoolAnnotations(t *testing.T) {
-	r, err := plan.NewLoader().Load("capi-aws-gpu")
+	r, err := kaic.NewLoader().Load("capi-aws-gpu")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestGPUPoolWithoutLabelsOrTaints(t *testing.T) {
 
 func TestMissingVariablesNamed(t *testing.T) {
 	for _, name := range []string{"capi-aws-gpu", "capi-azure-gpu", "capi-gcp-gpu"} {
-		r, err := plan.NewLoader().Load(name)
+		r, err := kaic.NewLoader().Load(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,7 +249,7 @@ func TestMissingVariablesNamed(t *testing.T) {
 			}
 		}
 	}
-	r, err := plan.NewLoader().Load("capi-docker")
+	r, err := kaic.NewLoader().Load("capi-docker")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	clusterctl "sigs.k8s.io/cluster-api/cmd/clusterctl/client"
 
-	"github.com/kaic-dev/kaic/pkg/provision"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // negativeConditions are v1beta2 condition types that are True while
@@ -175,7 +175,7 @@ func (m *management) serves(gvr schema.GroupVersionResource) bool {
 // waitAvailable watches the Cluster, its control plane, machine
 // deployments and machines until the Cluster's Available condition is
 // True, telling what is ready, what waits and why whenever that changes.
-func (m *management) waitAvailable(ctx context.Context, ns, name string, timeout time.Duration, r provision.Reporter) error {
+func (m *management) waitAvailable(ctx context.Context, ns, name string, timeout time.Duration, r progress.Steps) error {
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	changed := make(chan struct{}, 1)
@@ -281,7 +281,7 @@ func listOf(store cache.Store) []*unstructured.Unstructured {
 // deleteCluster deletes the Cluster object and waits, through a watch,
 // until it is gone: Cluster API removes the machines and infrastructure
 // first and the Cluster's finalizer last.
-func (m *management) deleteCluster(ctx context.Context, ns, name string, timeout time.Duration, r provision.Reporter) error {
+func (m *management) deleteCluster(ctx context.Context, ns, name string, timeout time.Duration, r progress.Steps) error {
 	res := m.dynamic.Resource(clustersGVR).Namespace(ns)
 	err := res.Delete(ctx, name, metav1.DeleteOptions{})
 	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {

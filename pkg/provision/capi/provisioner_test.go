@@ -23,25 +23,25 @@ import (
 
 	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/provision"
-	"github.com/kaic-dev/kaic/pkg/provision/kind"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// notes is a provision.Reporter that keeps what it is told.
+// notes is a progress.Steps that keeps what it is told.
 type notes struct {
 	mu    sync.Mutex
 	lines []string
 }
 
-func (n *notes) Step(name string) func(error) {
+func (n *notes) StartStep(name string) *progress.Step {
 	n.add("step: " + name)
-	return func(err error) {
-		if err != nil {
-			n.add(fmt.Sprintf("step failed: %s: %v", name, err))
+	return progress.StartStep(progress.ReporterFunc(func(e progress.Event) {
+		if e.Kind == progress.StepFinished && e.Err != nil {
+			n.add(fmt.Sprintf("step failed: %s: %v", name, e.Err))
 		}
-	}
+	}), "", name)
 }
 
 func (n *notes) Notef(format string, args ...any) { n.add(fmt.Sprintf(format, args...)) }
@@ -257,6 +257,9 @@ func writeRepository(t *testing.T) string {
 
 // testProfile is capi-docker against the test control plane, with the
 // local repositories and the given variables.
+// testRunID is the run id the tests' provisioners label their objects with.
+const testRunID = "20261203-0000abcd"
+
 func testProfile(t *testing.T, kubeconfig, repo, namespace, name string, variables map[string]string) *profile.Profile {
 	t.Helper()
 	var vars strings.Builder
@@ -336,7 +339,7 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 	}
 
 	t.Run("an unset environment reference is named before anything is touched", func(t *testing.T) {
-		p := &Provisioner{Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), Getenv: func(string) string { return "" }}
+		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), Getenv: func(string) string { return "" }}
 		rec, err := p.Create(ctx, t.TempDir(), &notes{})
 		var missing *MissingVariablesError
 		if !errors.As(err, &missing) || !slices.Equal(missing.Names, []string{"KAIC_TEST_WORKER_IMAGE"}) || missing.Template != "" {
@@ -348,7 +351,7 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 	})
 
 	t.Run("a GPU pool label that cannot reach its Nodes is named before anything is touched", func(t *testing.T) {
-		p := &Provisioner{Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), Getenv: getenv}
+		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), Getenv: getenv}
 		p.Profile.Spec.Cluster.CAPI.GPUPool.Labels["gpu.kubernetes.io/present"] = "true"
 		rec, err := p.Create(ctx, t.TempDir(), &notes{})
 		if err == nil || !strings.Contains(err.Error(), `spec.cluster.capi.gpuPool.labels["gpu.kubernetes.io/present"]`) {
@@ -360,7 +363,7 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 	})
 
 	t.Run("init installs the providers from local repositories; template variables the profile lacks are named", func(t *testing.T) {
-		p := &Provisioner{Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, nil), Getenv: getenv, ProviderTimeout: time.Minute}
+		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, nil), Getenv: getenv, ProviderTimeout: time.Minute}
 		r := &notes{}
 		rec, err := p.Create(ctx, t.TempDir(), r)
 		var missing *MissingVariablesError
@@ -420,7 +423,7 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 
 	var rec provision.Record
 	t.Run("create applies the template and the GPU pool, reports progress, waits and writes the kubeconfig", func(t *testing.T) {
-		p := &Provisioner{Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), Getenv: getenv, ClusterTimeout: 2 * time.Minute}
+		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), Getenv: getenv, ClusterTimeout: 2 * time.Minute}
 		// A label only Cluster API can put on Nodes, and a taint.
 		gpuPool := p.Profile.Spec.Cluster.CAPI.GPUPool
 		gpuPool.Labels["node-role.kubernetes.io/accelerator"] = ""
@@ -592,8 +595,8 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 
 		var order []string
 		var mu sync.Mutex
-		p := &Provisioner{Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), DeleteTimeout: 2 * time.Minute}
-		p.deleteManagement = func(ctx context.Context, rec provision.Record, r provision.Reporter) error {
+		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), DeleteTimeout: 2 * time.Minute}
+		p.deleteManagement = func(ctx context.Context, rec provision.Record, r progress.Steps) error {
 			_, err := clusters.Get(ctx, name, metav1.GetOptions{})
 			mu.Lock()
 			defer mu.Unlock()
@@ -660,10 +663,45 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 		}
 	})
 
+	t.Run("a Cluster this run did not create stops the run and survives teardown", func(t *testing.T) {
+		clusters := dyn.Resource(clustersGVR).Namespace(ns)
+		userName := "user-" + rand.String(5)
+		user := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": clustersGVR.GroupVersion().String(), "kind": "Cluster",
+			"metadata": map[string]any{"name": userName, "namespace": ns, "labels": map[string]any{"owner": "someone"}},
+		}}
+		before, err := clusters.Create(ctx, user, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, userName, fullVars), Getenv: getenv, ProviderTimeout: time.Minute}
+		rec, err := p.Create(ctx, t.TempDir(), &notes{})
+		var exists *ClusterExistsError
+		if !errors.As(err, &exists) || exists.Name != userName || !strings.Contains(err.Error(), "not labelled as managed by any tool") {
+			t.Fatalf("Create over a user's Cluster: err = %v", err)
+		}
+		if rec[provision.KeyCreated] != "false" {
+			t.Errorf("the run records the user's Cluster as created: %v", rec)
+		}
+		// kaic down of a record that claims it (a record edited, or a
+		// run id that does not match) must not delete it either.
+		rec[provision.KeyCreated] = "true"
+		if err := p.Delete(ctx, rec, &notes{}); err == nil || !errors.As(err, &exists) {
+			t.Errorf("Delete of a user's Cluster: err = %v", err)
+		}
+		after, err := clusters.Get(ctx, userName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("the user's Cluster is gone: %v", err)
+		}
+		if after.GetResourceVersion() != before.GetResourceVersion() || after.GetDeletionTimestamp() != nil {
+			t.Errorf("the user's Cluster was changed: resourceVersion %s -> %s, deletion %v", before.GetResourceVersion(), after.GetResourceVersion(), after.GetDeletionTimestamp())
+		}
+	})
+
 	t.Run("teardown of a run that applied nothing touches nothing", func(t *testing.T) {
 		called := false
-		p := &Provisioner{Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars)}
-		p.deleteManagement = func(context.Context, provision.Record, provision.Reporter) error { called = true; return nil }
+		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars)}
+		p.deleteManagement = func(context.Context, provision.Record, progress.Steps) error { called = true; return nil }
 		err := p.Delete(ctx, provision.Record{provision.KeyCreated: "false", KeyManagementCreated: "false"}, &notes{})
 		if err != nil || called {
 			t.Errorf("err = %v, management deleted = %v", err, called)
@@ -747,22 +785,17 @@ func TestConfigReader(t *testing.T) {
 	}
 }
 
-func TestManagementProfile(t *testing.T) {
+func TestManagementCluster(t *testing.T) {
 	p := testProfile(t, "/dev/null", writeRepository(t), "default", "work", nil)
-	mp := ManagementProfile(p)
-	cfg, err := kind.Config(mp)
-	if err != nil {
-		t.Fatal(err)
+	k := ManagementCluster(p)
+	if k.Name != "work-mgmt" || k.Workers == nil || *k.Workers != 0 || k.NodeImage == "" {
+		t.Fatalf("management cluster: %+v", k)
 	}
-	if cfg.Name != "work-mgmt" || len(cfg.Nodes) != 1 || cfg.Nodes[0].Image == "" {
-		t.Fatalf("kind config: %+v", cfg)
-	}
-	mounts := cfg.Nodes[0].ExtraMounts
-	if len(mounts) != 1 || mounts[0].HostPath != dockerSocket || mounts[0].ContainerPath != dockerSocket {
-		t.Errorf("the docker provider needs the Docker socket: %+v", mounts)
+	if len(k.ExtraMounts) != 1 || k.ExtraMounts[0].HostPath != dockerSocket || k.ExtraMounts[0].ContainerPath != dockerSocket {
+		t.Errorf("the docker provider needs the Docker socket: %+v", k.ExtraMounts)
 	}
 	p.Spec.Cluster.CAPI.Infrastructure = "aws"
-	if cfg, _ := kind.Config(ManagementProfile(p)); len(cfg.Nodes[0].ExtraMounts) != 0 {
-		t.Errorf("no Docker socket for aws: %+v", cfg.Nodes[0].ExtraMounts)
+	if k := ManagementCluster(p); len(k.ExtraMounts) != 0 {
+		t.Errorf("no Docker socket for aws: %+v", k.ExtraMounts)
 	}
 }

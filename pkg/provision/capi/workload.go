@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kaic-dev/kaic/pkg/profile"
-	"github.com/kaic-dev/kaic/pkg/provision"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // Cluster API resources kaic reads.
@@ -64,7 +64,7 @@ spec:
 // infrastructure provider (or a topology Cluster for a ClusterClass) with
 // the profile's variables, plus the GPU pool. Variables the template needs
 // and the profile does not set are reported together, by name.
-func (p *Provisioner) workloadObjects(ctx context.Context, cc clusterctl.Client, reader *configReader, m *management, r provision.Reporter) ([]unstructured.Unstructured, error) {
+func (p *Provisioner) workloadObjects(ctx context.Context, cc clusterctl.Client, reader *configReader, m *management, r progress.Steps) ([]unstructured.Unstructured, error) {
 	c := p.Profile.Spec.Cluster.CAPI
 	if c.ClusterClass != "" {
 		return p.topologyObjects(ctx, cc, reader, m, r)
@@ -123,7 +123,7 @@ func templateName(infra, flavor string) string {
 // the class's: the pool's taints, and its labels outside the domains
 // Cluster API copies from Machines to Nodes, reach Nodes only if that
 // worker class sets them, which r is told.
-func (p *Provisioner) topologyObjects(ctx context.Context, cc clusterctl.Client, reader *configReader, m *management, r provision.Reporter) ([]unstructured.Unstructured, error) {
+func (p *Provisioner) topologyObjects(ctx context.Context, cc clusterctl.Client, reader *configReader, m *management, r progress.Steps) ([]unstructured.Unstructured, error) {
 	c := p.Profile.Spec.Cluster.CAPI
 	if _, err := m.dynamic.Resource(clusterClassesGVR).Namespace(c.Namespace).Get(ctx, c.ClusterClass, metav1.GetOptions{}); err != nil {
 		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {

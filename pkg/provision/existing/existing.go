@@ -22,8 +22,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/provision"
 )
+
+// Name is the backend's name in profiles (spec.cluster.backend).
+const Name = profile.BackendExisting
 
 // Provisioner adopts an existing cluster.
 type Provisioner struct {
@@ -78,8 +83,8 @@ var RequiredPermissions = []Permission{
 }
 
 // Create adopts the cluster: nothing in it is changed.
-func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Reporter) (provision.Record, error) {
-	rec := provision.Record{provision.KeyBackend: "existing", provision.KeyCreated: "false"}
+func (p *Provisioner) Create(ctx context.Context, dir string, r progress.Steps) (provision.Record, error) {
+	rec := provision.Record{provision.KeyBackend: string(Name), provision.KeyCreated: "false"}
 	raw, contextName, err := p.loadConfig()
 	if err != nil {
 		return rec, err
@@ -94,9 +99,9 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 	if err != nil {
 		return rec, err
 	}
-	done := r.Step("waiting for the API server at " + cfg.Host)
+	step := r.StartStep("waiting for the API server at " + cfg.Host)
 	serverVersion, err := p.waitForServer(ctx, client)
-	done(err)
+	step.Done(err)
 	if err != nil {
 		return rec, err
 	}
@@ -240,7 +245,7 @@ func writeContext(raw *clientcmdapi.Config, contextName, path string) error {
 }
 
 // Delete leaves an adopted cluster as it was.
-func (p *Provisioner) Delete(_ context.Context, rec provision.Record, r provision.Reporter) error {
+func (p *Provisioner) Delete(_ context.Context, rec provision.Record, r progress.Steps) error {
 	r.Notef("cluster %s was adopted, not created: left as it was", rec[provision.KeyClusterName])
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
+	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/provision"
 	"github.com/kaic-dev/kaic/pkg/provision/existing"
 )
@@ -22,9 +23,9 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // notes records what a provisioner reports.
 type notes struct{ lines []string }
 
-func (n *notes) Step(name string) func(error) {
+func (n *notes) StartStep(name string) *progress.Step {
 	n.lines = append(n.lines, "step: "+name)
-	return func(error) {}
+	return progress.StartStep(progress.Discard, "", name)
 }
 func (n *notes) Notef(format string, args ...any) {
 	n.lines = append(n.lines, "note: "+strings.TrimSpace(format))

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
@@ -21,12 +22,13 @@ import (
 // Mounting /dev/null at <dir>/<index> hands that GPU to the kind node.
 const nvidiaDeviceListDir = "/var/run/nvidia-container-devices"
 
-// Config builds the kind cluster configuration for a profile with the kind
-// backend. The profile must have been loaded (defaulted and validated).
-func Config(p *profile.Profile) (*v1alpha4.Cluster, error) {
-	k := p.Spec.Cluster.Kind
-	if p.Spec.Cluster.Backend != profile.BackendKind || k == nil {
-		return nil, fmt.Errorf("profile %s does not use the kind backend", p.Metadata.Name)
+// Config builds the kind cluster configuration of a profile's kind section
+// (defaulted and validated). runID, when set, labels every node with the
+// run's id (ownership.RunIDLabel), which is how Delete later tells a
+// cluster this run created from one that only has the same name.
+func Config(k *profile.KindCluster, runID string) (*v1alpha4.Cluster, error) {
+	if k == nil {
+		return nil, fmt.Errorf("no kind section (spec.cluster.kind)")
 	}
 	cfg := &v1alpha4.Cluster{
 		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
@@ -50,7 +52,7 @@ func Config(p *profile.Profile) (*v1alpha4.Cluster, error) {
 	for _, m := range k.ExtraMounts {
 		mounts = append(mounts, v1alpha4.Mount{HostPath: m.HostPath, ContainerPath: m.ContainerPath, Readonly: m.ReadOnly})
 	}
-	cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.ControlPlaneRole, Image: k.NodeImage, ExtraMounts: mounts})
+	cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.ControlPlaneRole, Image: k.NodeImage, ExtraMounts: mounts, Labels: runLabels(nil, runID)})
 	gpuMounts, err := gpuMounts(k.GPUs)
 	if err != nil {
 		return nil, err
@@ -63,10 +65,7 @@ func Config(p *profile.Profile) (*v1alpha4.Cluster, error) {
 		return nil, fmt.Errorf("spec.cluster.kind.gpus is %q but the cluster has no worker to pass GPUs to", k.GPUs)
 	}
 	for i := 0; i < workers; i++ {
-		n := v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: k.NodeImage, ExtraMounts: slices.Clone(mounts)}
-		if len(k.WorkerLabels) > 0 {
-			n.Labels = maps.Clone(k.WorkerLabels)
-		}
+		n := v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: k.NodeImage, ExtraMounts: slices.Clone(mounts), Labels: runLabels(k.WorkerLabels, runID)}
 		// Every GPU goes to the first worker: splitting them would make a
 		// two-pod isolation check depend on which node each pod lands on.
 		if i == 0 {
@@ -75,6 +74,21 @@ func Config(p *profile.Profile) (*v1alpha4.Cluster, error) {
 		cfg.Nodes = append(cfg.Nodes, n)
 	}
 	return cfg, nil
+}
+
+// runLabels returns labels with the run id added; nil when both are empty.
+func runLabels(labels map[string]string, runID string) map[string]string {
+	if len(labels) == 0 && runID == "" {
+		return nil
+	}
+	out := maps.Clone(labels)
+	if out == nil {
+		out = map[string]string{}
+	}
+	if runID != "" {
+		out[ownership.RunIDLabel] = runID
+	}
+	return out
 }
 
 // gpuMounts are the nvkind-style device-list mounts for "all", "none" or a

@@ -8,7 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kaic-dev/kaic/pkg/plan"
+	"github.com/kaic-dev/kaic/pkg/kaic"
+	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/provision/kind"
 )
 
@@ -44,11 +45,11 @@ var gatesFor = map[string]string{
 func TestGoldenConfigPerMinor(t *testing.T) {
 	for version, settings := range gatesFor {
 		t.Run(version, func(t *testing.T) {
-			r, err := plan.NewLoader().LoadBytes("golden.yaml", []byte(profileFor(version, settings)))
+			r, err := kaic.NewLoader().LoadBytes("golden.yaml", []byte(profileFor(version, settings)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := kind.Config(r.Profile)
+			cfg, err := kind.Config(r.Profile.Spec.Cluster.Kind, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,7 +83,7 @@ func TestGatesOfAnotherMinorRejected(t *testing.T) {
 		{"v1.37.0", "NoSuchGate: true", "is not a feature gate of Kubernetes 1.37"},
 	}
 	for _, c := range cases {
-		_, err := plan.NewLoader().LoadBytes("gates.yaml", []byte(profileFor(c.version, "      featureGates: {"+c.gate+"}\n")))
+		_, err := kaic.NewLoader().LoadBytes("gates.yaml", []byte(profileFor(c.version, "      featureGates: {"+c.gate+"}\n")))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s %s: err = %v, want %q", c.version, c.gate, err, c.want)
 		}
@@ -90,11 +91,11 @@ func TestGatesOfAnotherMinorRejected(t *testing.T) {
 }
 
 func TestGPUsGoToTheFirstWorker(t *testing.T) {
-	r, err := plan.NewLoader().LoadBytes("gpus.yaml", []byte(profileFor("v1.37.0", "      gpus: \"0,1\"\n")))
+	r, err := kaic.NewLoader().LoadBytes("gpus.yaml", []byte(profileFor("v1.37.0", "      gpus: \"0,1\"\n")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := kind.Config(r.Profile)
+	cfg, err := kind.Config(r.Profile.Spec.Cluster.Kind, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,11 +114,34 @@ func TestGPUsGoToTheFirstWorker(t *testing.T) {
 		t.Errorf("GPUs mounted outside the first worker: %+v", cfg.Nodes)
 	}
 
-	r, err = plan.NewLoader().LoadBytes("nogpuworker.yaml", []byte(strings.Replace(profileFor("v1.37.0", "      gpus: all\n"), "workers: 2", "workers: 0", 1)))
+	r, err = kaic.NewLoader().LoadBytes("nogpuworker.yaml", []byte(strings.Replace(profileFor("v1.37.0", "      gpus: all\n"), "workers: 2", "workers: 0", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kind.Config(r.Profile); err == nil || !strings.Contains(err.Error(), "no worker") {
+	if _, err := kind.Config(r.Profile.Spec.Cluster.Kind, ""); err == nil || !strings.Contains(err.Error(), "no worker") {
 		t.Errorf("gpus without workers: %v", err)
+	}
+}
+
+func TestEveryNodeCarriesTheRunID(t *testing.T) {
+	r, err := kaic.NewLoader().LoadBytes("runid.yaml", []byte(profileFor("v1.37.0", "      workerLabels: {pool: gpu}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const runID = "20261203-0a0b0c0d"
+	cfg, err := kind.Config(r.Profile.Spec.Cluster.Kind, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range cfg.Nodes {
+		if n.Labels[ownership.RunIDLabel] != runID {
+			t.Errorf("node %d (%s) labels %v lack %s=%s", i, n.Role, n.Labels, ownership.RunIDLabel, runID)
+		}
+		if n.Role == "worker" && n.Labels["pool"] != "gpu" {
+			t.Errorf("worker %d lost its profile labels: %v", i, n.Labels)
+		}
+	}
+	if r.Profile.Spec.Cluster.Kind.WorkerLabels[ownership.RunIDLabel] != "" {
+		t.Errorf("the profile's worker labels were changed: %v", r.Profile.Spec.Cluster.Kind.WorkerLabels)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	kindlog "sigs.k8s.io/kind/pkg/log"
 
 	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/provision"
 )
 
@@ -28,9 +29,16 @@ const (
 // KubeconfigFileName is the kubeconfig written into the run directory.
 const KubeconfigFileName = "kubeconfig"
 
+// Name is the backend's name in profiles (spec.cluster.backend).
+const Name = profile.BackendKind
+
 // Provisioner creates kind clusters with kind's Go library.
 type Provisioner struct {
-	Profile *profile.Profile
+	// Cluster is the profile's kind section (spec.cluster.kind).
+	Cluster *profile.KindCluster
+	// RunID labels every node the cluster has; Delete removes only a
+	// cluster whose nodes carry it.
+	RunID string
 	// Retain keeps the nodes of a cluster whose creation failed, for
 	// debugging; by default they are deleted after their logs are exported.
 	Retain bool
@@ -80,10 +88,16 @@ func hostCgroupV1() bool {
 // image archives into every node and writes the kubeconfig into dir. The
 // record names the cluster from before kind starts, so an interrupted or
 // failed creation is still torn down by kaic down.
-func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Reporter) (provision.Record, error) {
-	k := p.Profile.Spec.Cluster.Kind
-	rec := provision.Record{provision.KeyBackend: "kind", provision.KeyClusterName: k.Name}
-	cfg, err := Config(p.Profile)
+func (p *Provisioner) Create(ctx context.Context, dir string, r progress.Steps) (provision.Record, error) {
+	k := p.Cluster
+	if k == nil {
+		return nil, fmt.Errorf("no kind section (spec.cluster.kind)")
+	}
+	if p.RunID == "" {
+		return nil, fmt.Errorf("kind provisioner: no run id: the nodes could not be told apart from another run's")
+	}
+	rec := provision.Record{provision.KeyBackend: string(Name), provision.KeyClusterName: k.Name, provision.KeyRunID: p.RunID}
+	cfg, err := Config(k, p.RunID)
 	if err != nil {
 		return rec, err
 	}
@@ -113,7 +127,7 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 		return rec, fmt.Errorf("listing kind clusters: %w", err)
 	}
 	if slices.Contains(existing, k.Name) {
-		return rec, fmt.Errorf("a kind cluster named %s already exists: remove it (kaic down <run dir> if kaic created it) or set spec.cluster.kind.name", k.Name)
+		return rec, &ExistsError{Name: k.Name}
 	}
 	// kind creates its network on first use and leaves it behind; remember
 	// whether this run brings it into being, so kaic down can remove it.
@@ -131,7 +145,7 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 		wait = 5 * time.Minute
 	}
 
-	done := r.Step(fmt.Sprintf("creating kind cluster %s (%d nodes, image %s)", k.Name, len(cfg.Nodes), k.NodeImage))
+	step := r.StartStep(fmt.Sprintf("creating kind cluster %s (%d nodes, image %s)", k.Name, len(cfg.Nodes), k.NodeImage))
 	created := make(chan error, 1)
 	go func() {
 		created <- provider.Create(k.Name,
@@ -147,21 +161,28 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 	case <-ctx.Done():
 		// kind's library cannot be cancelled; the record already names
 		// the cluster, so kaic down removes whatever it got to.
-		done(ctx.Err())
+		step.Done(ctx.Err())
 		return rec, fmt.Errorf("creating kind cluster %s: %w (kaic down removes what was created)", k.Name, ctx.Err())
 	case err = <-created:
 	}
-	done(err)
+	step.Done(err)
 	if err != nil {
+		if alreadyExists(err) {
+			// Another run created a cluster of this name after the check
+			// above: nothing here is this run's.
+			delete(rec, provision.KeyCreated)
+			return rec, &ExistsError{Name: k.Name}
+		}
 		logs := filepath.Join(dir, "logs", "kind")
 		if lerr := provider.CollectLogs(k.Name, logs); lerr == nil {
 			rec[KeyLogs] = logs
 			r.Notef("kind logs exported to %s", logs)
 		}
 		if !p.Retain {
-			if derr := provider.Delete(k.Name, kubeconfig); derr == nil {
+			if derr := p.deleteOwned(ctx, provider, rec, r); derr == nil {
 				rec[provision.KeyCreated] = "false"
-				removeCreatedNetwork(ctx, rec, r)
+			} else {
+				r.Notef("cluster %s not deleted: %v", k.Name, derr)
 			}
 		} else {
 			r.Notef("nodes of %s kept for debugging (--retain); kaic down removes them", k.Name)
@@ -183,7 +204,7 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 		return rec, err
 	}
 	if len(k.ImageArchives) > 0 {
-		if err := p.loadArchives(ctx, provider, k, r); err != nil {
+		if err := LoadArchives(ctx, provider, k.Name, k.ImageArchives, r); err != nil {
 			return rec, err
 		}
 	}
@@ -196,14 +217,14 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r provision.Report
 	return rec, nil
 }
 
-// loadArchives imports image archives into every node's containerd.
-func (p *Provisioner) loadArchives(ctx context.Context, provider *kindcluster.Provider, k *profile.KindCluster, r provision.Reporter) error {
-	nodes, err := provider.ListInternalNodes(k.Name)
+// LoadArchives imports image archives into every node's containerd.
+func LoadArchives(ctx context.Context, provider *kindcluster.Provider, cluster string, archives []string, r progress.Steps) error {
+	nodes, err := provider.ListInternalNodes(cluster)
 	if err != nil {
-		return fmt.Errorf("listing the nodes of %s: %w", k.Name, err)
+		return fmt.Errorf("listing the nodes of %s: %w", cluster, err)
 	}
-	for _, archive := range k.ImageArchives {
-		done := r.Step(fmt.Sprintf("loading %s into %d nodes", filepath.Base(archive), len(nodes)))
+	for _, archive := range archives {
+		step := r.StartStep(fmt.Sprintf("loading %s into %d nodes", filepath.Base(archive), len(nodes)))
 		err := func() error {
 			for _, n := range nodes {
 				if ctx.Err() != nil {
@@ -221,7 +242,7 @@ func (p *Provisioner) loadArchives(ctx context.Context, provider *kindcluster.Pr
 			}
 			return nil
 		}()
-		done(err)
+		step.Done(err)
 		if err != nil {
 			return err
 		}
@@ -229,9 +250,10 @@ func (p *Provisioner) loadArchives(ctx context.Context, provider *kindcluster.Pr
 	return nil
 }
 
-// Delete deletes the cluster the record names, if kaic created it, and the
-// node network if the record says this run created it.
-func (p *Provisioner) Delete(ctx context.Context, rec provision.Record, r provision.Reporter) error {
+// Delete deletes the cluster the record names if kaic created it and its
+// nodes carry the recorded run id, and the node network if the record says
+// this run created it.
+func (p *Provisioner) Delete(ctx context.Context, rec provision.Record, r progress.Steps) error {
 	name := rec[provision.KeyClusterName]
 	if rec[provision.KeyCreated] != "true" || name == "" {
 		r.Notef("the run created no kind cluster: nothing to delete")
@@ -242,12 +264,31 @@ func (p *Provisioner) Delete(ctx context.Context, rec provision.Record, r provis
 		return err
 	}
 	provider := kindcluster.NewProvider(opt, kindcluster.ProviderWithLogger(&kindLogger{r: r}))
-	done := r.Step("deleting kind cluster " + name)
-	// Deleting with the run's own kubeconfig leaves the user's untouched.
-	err = provider.Delete(name, rec[provision.KeyKubeconfig])
-	done(err)
+	return p.deleteOwned(ctx, provider, rec, r)
+}
+
+// deleteOwned deletes the recorded cluster after checking that its nodes
+// carry the recorded run id: a cluster of the same name that another run
+// or the user created is left alone.
+func (p *Provisioner) deleteOwned(ctx context.Context, provider *kindcluster.Provider, rec provision.Record, r progress.Steps) error {
+	name, runID := rec[provision.KeyClusterName], rec[provision.KeyRunID]
+	nodes, err := provider.ListNodes(name)
 	if err != nil {
-		return err
+		return fmt.Errorf("listing the nodes of kind cluster %s: %w", name, err)
+	}
+	if len(nodes) == 0 {
+		r.Notef("kind cluster %s has no nodes left", name)
+	} else {
+		if err := nodesCarryRunID(nodes, runID); err != nil {
+			return fmt.Errorf("kind cluster %s is left as it is: %w", name, err)
+		}
+		step := r.StartStep("deleting kind cluster " + name)
+		// Deleting with the run's own kubeconfig leaves the user's untouched.
+		err = provider.Delete(name, rec[provision.KeyKubeconfig])
+		step.Done(err)
+		if err != nil {
+			return err
+		}
 	}
 	removeCreatedNetwork(ctx, rec, r)
 	return nil
@@ -255,7 +296,7 @@ func (p *Provisioner) Delete(ctx context.Context, rec provision.Record, r provis
 
 // removeCreatedNetwork removes the node network when the record says this
 // run created it and no container uses it any more.
-func removeCreatedNetwork(ctx context.Context, rec provision.Record, r provision.Reporter) {
+func removeCreatedNetwork(ctx context.Context, rec provision.Record, r progress.Steps) {
 	network := rec[KeyNetworkCreated]
 	cli, ok := cliFor(rec[KeyNodeProvider])
 	if network == "" || !ok {
@@ -276,7 +317,10 @@ func removeCreatedNetwork(ctx context.Context, rec provision.Record, r provision
 func (p *Provisioner) recordedProvider(ctx context.Context, rec provision.Record) (kindcluster.ProviderOption, error) {
 	name := rec[KeyNodeProvider]
 	if _, ok := cliFor(name); !ok {
-		name = p.Profile.Spec.Cluster.Kind.Provider
+		name = ""
+		if p.Cluster != nil {
+			name = p.Cluster.Provider
+		}
 	}
 	opt, _, err := providerOption(ctx, name)
 	return opt, err
@@ -292,7 +336,7 @@ func (p *Provisioner) CollectLogs(ctx context.Context, rec provision.Record, dir
 }
 
 // kindLogger routes kind's user-facing messages into kaic's progress.
-type kindLogger struct{ r provision.Reporter }
+type kindLogger struct{ r progress.Steps }
 
 var _ kindlog.Logger = (*kindLogger)(nil)
 

@@ -16,13 +16,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	watchtools "k8s.io/client-go/tools/watch"
 
-	"github.com/kaic-dev/kaic/pkg/provision"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // waitNodesReady waits until want nodes are registered and Ready. On timeout
 // the error names every node that is not Ready with its kubelet's reason
 // (e.g. no CNI configuration when the default CNI is disabled).
-func waitNodesReady(ctx context.Context, kubeconfig string, want int, timeout time.Duration, r provision.Reporter) error {
+func waitNodesReady(ctx context.Context, kubeconfig string, want int, timeout time.Duration, r progress.Steps) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", kubeconfig, err)
@@ -31,7 +31,7 @@ func waitNodesReady(ctx context.Context, kubeconfig string, want int, timeout ti
 	if err != nil {
 		return err
 	}
-	done := r.Step(fmt.Sprintf("waiting for %d node(s) Ready", want))
+	step := r.StartStep(fmt.Sprintf("waiting for %d node(s) Ready", want))
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	notReady := map[string]string{} // node name -> why, "" when Ready
@@ -64,7 +64,7 @@ func waitNodesReady(ctx context.Context, kubeconfig string, want int, timeout ti
 	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("nodes not Ready after %s: %s", timeout, describeNotReady(notReady, want))
 	}
-	done(err)
+	step.Done(err)
 	return err
 }
 

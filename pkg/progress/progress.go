@@ -8,6 +8,7 @@
 package progress
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,4 +164,34 @@ func (s *Step) finish(status string, err error, message string) {
 			Status: status, Duration: now.Sub(s.start), Err: err, Message: message,
 		})
 	})
+}
+
+// Steps is where the parts of a run (a provisioner, the stack installer,
+// the check runner) report what they do for people: one step at a time,
+// and notes. A pipeline phase's RunContext is one; ForPhase makes one for
+// code that runs outside a pipeline (kaic down, kaic images).
+type Steps interface {
+	// StartStep reports that a step began; finish it with Done or Skip.
+	StartStep(name string) *Step
+	// Notef reports a note for the reader.
+	Notef(format string, args ...any)
+}
+
+// ForPhase returns Steps that report to r as part of the named phase.
+func ForPhase(r Reporter, phase string) Steps {
+	if r == nil {
+		r = Discard
+	}
+	return phaseSteps{r: r, phase: phase}
+}
+
+type phaseSteps struct {
+	r     Reporter
+	phase string
+}
+
+func (p phaseSteps) StartStep(name string) *Step { return StartStep(p.r, p.phase, name) }
+
+func (p phaseSteps) Notef(format string, args ...any) {
+	p.r.Report(Event{Kind: Message, Phase: p.phase, Message: fmt.Sprintf(format, args...)})
 }

@@ -1,9 +1,4 @@
-// Package plan computes what a run of a profile would do, without doing
-// any of it: the resolved profile, the cluster configuration, every stack
-// component in install order and the checks with their levels and opt-outs.
-// `kaic plan` prints it; the other commands load profiles through it so that
-// they all reject the same mistakes.
-package plan
+package kaic
 
 import (
 	"fmt"
@@ -14,7 +9,6 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/provision/capi"
-	"github.com/kaic-dev/kaic/pkg/provision/kind"
 )
 
 // Plan is a dry run of a profile.
@@ -76,13 +70,6 @@ const (
 	ActionSkip = "skip"
 )
 
-// Options tune how profiles are read.
-type Options struct {
-	// Getenv reads environment variables referenced by Cluster API variables
-	// (default os.Getenv).
-	Getenv func(string) string
-}
-
 // NewLoader returns the profile loader every command uses: built-in
 // profiles and stacks, requirement ids checked against kaic's catalog.
 func NewLoader() *profile.Loader {
@@ -102,38 +89,24 @@ func RequirementLevels(version string) (map[string]string, error) {
 	return out, nil
 }
 
-// Build computes the plan of a loaded profile.
-func Build(r *profile.Resolved, opts Options) (*Plan, error) {
-	if opts.Getenv == nil {
-		opts.Getenv = os.Getenv
+// buildPlan computes the plan of a loaded profile; getenv reads the
+// environment variables Cluster API variables refer to.
+func buildPlan(r *profile.Resolved, getenv func(string) string) (*Plan, error) {
+	if getenv == nil {
+		getenv = os.Getenv
 	}
 	p := r.Profile
 	pl := &Plan{Profile: p, Source: r.Source, Digest: r.Digest, Simulated: p.IsSimulated(), Warnings: append([]string{}, r.Warnings...)}
 	pl.Cluster.Backend = p.Spec.Cluster.Backend
-	switch p.Spec.Cluster.Backend {
-	case profile.BackendKind:
-		cfg, err := kind.Config(p)
-		if err != nil {
-			return nil, err
-		}
-		data, err := kind.ConfigYAML(cfg)
-		if err != nil {
-			return nil, err
-		}
-		pl.Cluster.KindConfig = string(data)
-		if _, pinned := profile.KindNodeImage(p.Spec.KubernetesVersion); !pinned && p.Spec.Cluster.Kind.NodeImage == "kindest/node:"+p.Spec.KubernetesVersion {
-			pl.Warnings = append(pl.Warnings, fmt.Sprintf("node image %s is not pinned by digest: kaic knows no digest for %s", p.Spec.Cluster.Kind.NodeImage, p.Spec.KubernetesVersion))
-		}
-	case profile.BackendCAPI:
-		cp, err := capi.PlanFor(p, opts.Getenv)
-		if err != nil {
-			return nil, err
-		}
-		pl.Cluster.CAPI = cp
-		pl.Warnings = append(pl.Warnings, cp.Warnings...)
-	case profile.BackendExisting:
-		pl.Cluster.Existing = p.Spec.Cluster.Existing
+	b, err := backendOf(p)
+	if err != nil {
+		return nil, err
 	}
+	warnings, err := b.plan(p, getenv, &pl.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	pl.Warnings = append(pl.Warnings, warnings...)
 	waves, err := profile.InstallOrder(r.Components)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,250 @@
+package kaic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks"
+	"github.com/kaic-dev/kaic/pkg/evidence"
+	"github.com/kaic-dev/kaic/pkg/pipeline"
+	"github.com/kaic-dev/kaic/pkg/probe/image"
+	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/progress"
+	"github.com/kaic-dev/kaic/pkg/provision"
+	"github.com/kaic-dev/kaic/pkg/provision/existing"
+	"github.com/kaic-dev/kaic/pkg/stack"
+)
+
+// run is one run of phases in a held run directory: what every phase
+// needs besides its context.
+type run struct {
+	c        *Client
+	dir      *RunDir
+	runID    string
+	resolved *profile.Resolved
+	opts     RunOptions
+}
+
+// phases returns the pipeline's phases for the run.
+func (r *run) phases() []pipeline.Phase {
+	return []pipeline.Phase{
+		{Name: pipeline.PhaseProvision, Run: r.provision},
+		{Name: pipeline.PhaseInstall, Run: r.install},
+		{Name: pipeline.PhaseVerify, Run: r.verify},
+		{Name: pipeline.PhaseReport, Run: r.report},
+	}
+}
+
+func (r *run) provision(ctx context.Context, rc *pipeline.RunContext) (pipeline.Outputs, error) {
+	p := r.resolved.Profile
+	b, err := backendOf(p)
+	if err != nil {
+		return nil, err
+	}
+	prov := b.provisioner(p, provisionerOptions{
+		runID:            r.runID,
+		getenv:           r.c.getenv,
+		target:           adopted(p, r.opts.Cluster),
+		retain:           r.opts.Retain,
+		exportKubeconfig: r.opts.ExportKubeconfig,
+	})
+	rec, err := prov.Create(ctx, rc.Dir, rc)
+	return pipeline.Outputs(rec), err
+}
+
+func (r *run) install(ctx context.Context, rc *pipeline.RunContext) (pipeline.Outputs, error) {
+	if len(r.resolved.Components) == 0 {
+		return nil, pipeline.SkipPhase("the profile's stack is empty")
+	}
+	target, err := runCluster(rc.State(), rc.Dir, r.resolved.Profile, r.opts.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	kubeconfig, err := kubeconfigOf(target)
+	if err != nil {
+		return nil, err
+	}
+	set, err := stack.ParseSet(r.opts.Set)
+	if err != nil {
+		return nil, err
+	}
+	// Each component is recorded as it starts and as it ends, so that an
+	// interrupted install is torn down whole by kaic down.
+	var recordErr error
+	var mu sync.Mutex
+	stackOpts := []stack.Option{
+		stack.WithKubeconfig(kubeconfig, target.Context),
+		stack.WithOverrides(set),
+		stack.WithLogger(rc.Logger),
+		stack.WithReporter(stackSteps{rc}),
+		stack.WithRunID(r.runID),
+		stack.WithAdopt(r.opts.Adopt...),
+		stack.WithRecorder(func(rec stack.Record) {
+			if err := r.dir.RecordReleases(rec); err != nil {
+				mu.Lock()
+				recordErr = errors.Join(recordErr, err)
+				mu.Unlock()
+			}
+		}),
+	}
+	if r.opts.InstallParallel > 0 {
+		stackOpts = append(stackOpts, stack.WithParallel(r.opts.InstallParallel))
+	}
+	if ref := ProbeImage(r.resolved.Profile); ref != "" {
+		stackOpts = append(stackOpts, stack.WithEmbeddedChartValues(map[string]any{"image": ref}))
+	}
+	installer, err := stack.New(stackOpts...)
+	if err != nil {
+		return nil, err
+	}
+	records, err := installer.Install(ctx, r.resolved.Components)
+	if len(records) > 0 {
+		if werr := r.dir.RecordReleases(records...); werr != nil {
+			recordErr = errors.Join(recordErr, werr)
+		}
+		rc.Notef("releases recorded in %s", r.dir.Join(ReleasesFile))
+	}
+	if recordErr != nil {
+		err = errors.Join(err, fmt.Errorf("recording the releases: %w", recordErr))
+	}
+	// The cluster installed into, so that kaic down --stacks-only and
+	// verify find it on a cluster no provision phase recorded.
+	return pipeline.Outputs{"releases": ReleasesFile, provision.KeyKubeconfig: target.Kubeconfig, provision.KeyContext: target.Context}, err
+}
+
+// ProbeImage is the image kaic's own charts run (kaic-fake-gpu's driver is
+// `kaic probe dra-driver`): the profile's checks.probeImage, else the probe
+// image `kaic probe image` builds from this binary, whose tag is derived
+// from the binary's content. "" when neither is known; the chart then says
+// its image is required.
+func ProbeImage(p *profile.Profile) string {
+	if p.Spec.Checks.ProbeImage != "" {
+		return p.Spec.Checks.ProbeImage
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		return ""
+	}
+	return image.Reference(data)
+}
+
+// verify runs the profile's checks against the run's cluster, saves each
+// result as it completes and writes the evidence. Failed checks make it
+// return a *conformance.ChecksFailedError after the evidence is written.
+func (r *run) verify(ctx context.Context, rc *pipeline.RunContext) (pipeline.Outputs, error) {
+	p := r.resolved.Profile
+	target, err := runCluster(rc.State(), rc.Dir, p, r.opts.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := existing.RESTConfig(target.Kubeconfig, target.Context)
+	if err != nil {
+		return nil, fmt.Errorf("cluster of %s: %w", describeKubeconfig(target), err)
+	}
+	env, err := conformance.NewEnv(cfg, p)
+	if err != nil {
+		return nil, err
+	}
+	// Checks run the same probe image kaic's charts run.
+	if ref := ProbeImage(p); ref != "" {
+		env.ProbeImage = ref
+	}
+	catalog, err := conformance.Builtin(p.Spec.ConformanceVersion)
+	if err != nil {
+		return nil, err
+	}
+	registry := r.c.checks
+	if registry == nil {
+		registry = checks.ForProfile(p)
+	}
+	resultsDir := r.dir.Join(ResultsDir)
+	if err := os.RemoveAll(resultsDir); err != nil {
+		return nil, err
+	}
+	runner := conformance.ForProfile(p, catalog, registry, *env)
+	if r.opts.CheckParallel > 0 {
+		runner.Parallel = r.opts.CheckParallel
+	}
+	runner.ResultsDir, runner.Logger = resultsDir, rc.Logger
+	reportChecks(runner, rc)
+	results, runErr := runner.Run(ctx)
+	outputs := pipeline.Outputs{"results": resultsDir}
+	written, err := r.c.writeEvidence(context.WithoutCancel(ctx), r.dir, p)
+	if err != nil {
+		return outputs, errors.Join(runErr, fmt.Errorf("writing the evidence: %w", err))
+	}
+	outputs["evidence"] = written.Dir
+	for _, w := range written.Warnings {
+		rc.Notef("warning: %s", w)
+	}
+	rc.Notef("evidence written to %s", written.Dir)
+	if runErr != nil {
+		return outputs, runErr
+	}
+	return outputs, conformance.FailedChecks(results)
+}
+
+// reportChecks shows each check as a step of the phase.
+func reportChecks(runner *conformance.Runner, steps progress.Steps) {
+	var mu sync.Mutex
+	started := map[string]*progress.Step{}
+	runner.OnStart = func(req conformance.Requirement) {
+		mu.Lock()
+		defer mu.Unlock()
+		started[req.ID] = steps.StartStep(req.ID)
+	}
+	runner.OnResult = func(res conformance.Result) {
+		mu.Lock()
+		step := started[res.ID]
+		mu.Unlock()
+		if step == nil {
+			step = steps.StartStep(res.ID)
+		}
+		switch res.Status {
+		case conformance.Failed:
+			step.Done(errors.New(res.Reason))
+		case conformance.Passed:
+			step.Done(nil)
+		default:
+			step.Skip(string(res.Status) + ": " + res.Reason)
+		}
+	}
+}
+
+// report rewrites the evidence from the results the verify phase saved.
+func (r *run) report(ctx context.Context, rc *pipeline.RunContext) (pipeline.Outputs, error) {
+	written, err := r.c.writeEvidence(ctx, r.dir, r.resolved.Profile)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range written.Warnings {
+		rc.Notef("warning: %s", w)
+	}
+	rc.Notef("evidence written to %s", written.Dir)
+	return pipeline.Outputs{"evidence": written.Dir}, nil
+}
+
+// writeEvidence writes the evidence of the results a run directory holds.
+func (c *Client) writeEvidence(ctx context.Context, dir *RunDir, p *profile.Profile) (*evidence.Written, error) {
+	return evidence.Regenerate(ctx, dir.Path(), p, c.checklist, c.version)
+}
+
+func describeKubeconfig(t Target) string {
+	if t.Kubeconfig == "" {
+		return "the default kubeconfig"
+	}
+	return t.Kubeconfig
+}
+
+// stackSteps adapts progress.Steps to the installer's step callbacks.
+type stackSteps struct{ progress.Steps }
+
+func (s stackSteps) Step(name string) func(error) { return s.StartStep(name).Done }

@@ -1,0 +1,155 @@
+package kaic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/kaic-dev/kaic/pkg/pipeline"
+	"github.com/kaic-dev/kaic/pkg/profile"
+)
+
+// RunOptions are the settings of a run: Up runs every phase with them,
+// Provision, Install and Verify one phase each.
+type RunOptions struct {
+	// Profile is a built-in profile name or a file ("" for the default
+	// profile). When resuming, it replaces the saved profile only if set.
+	Profile string
+	// Dir is the run directory; "" uses the profile's spec.output.dir.
+	// Resuming needs it.
+	Dir string
+	// Resume continues the run recorded in Dir with the profile saved
+	// there: phases that succeeded are skipped.
+	Resume bool
+	// AllowProfileChange continues a run whose profile changed since it
+	// started.
+	AllowProfileChange bool
+	// Cluster names the existing cluster to adopt (backend existing only).
+	Cluster Target
+	// Retain keeps kind nodes of a failed creation for debugging.
+	Retain bool
+	// ExportKubeconfig merges a created kind cluster into the user's
+	// kubeconfig.
+	ExportKubeconfig bool
+	// InstallParallel bounds how many stack components install at once
+	// (0: the default).
+	InstallParallel int
+	// Set holds COMPONENT.KEY=VALUE value overrides.
+	Set []string
+	// Adopt names stack components whose existing Helm release, which kaic
+	// did not install, kaic may take over.
+	Adopt []string
+	// CheckParallel overrides spec.checks.parallel when above zero.
+	CheckParallel int
+}
+
+// RunResult is where a run went.
+type RunResult struct {
+	// Dir is the run directory.
+	Dir string
+	// State is the run state as recorded at the end; nil when the run
+	// could not start.
+	State *pipeline.State
+}
+
+// Up provisions, installs, verifies and reports: the whole run.
+func (c *Client) Up(ctx context.Context, o RunOptions) (*RunResult, error) {
+	return c.runPhases(ctx, o, nil)
+}
+
+// Provision creates (kind, Cluster API) or adopts (existing) the cluster.
+func (c *Client) Provision(ctx context.Context, o RunOptions) (*RunResult, error) {
+	return c.runPhases(ctx, o, []string{pipeline.PhaseProvision})
+}
+
+// Install installs the profile's stack into the run's cluster.
+func (c *Client) Install(ctx context.Context, o RunOptions) (*RunResult, error) {
+	return c.runPhases(ctx, o, []string{pipeline.PhaseInstall})
+}
+
+// Verify runs the checks against the run's cluster and writes the
+// evidence. Failed checks give a *conformance.ChecksFailedError.
+func (c *Client) Verify(ctx context.Context, o RunOptions) (*RunResult, error) {
+	return c.runPhases(ctx, o, []string{pipeline.PhaseVerify})
+}
+
+// runPhases holds the run directory for the whole run: its lock is taken
+// before anything in it is written, and no other kaic process can use the
+// directory until the run ends.
+func (c *Client) runPhases(ctx context.Context, o RunOptions, only []string) (*RunResult, error) {
+	if o.Resume && o.Dir == "" {
+		return nil, errors.New("resuming needs the run directory")
+	}
+	var r *profile.Resolved
+	var err error
+	if !o.Resume {
+		// The profile says where the run directory is and whether a
+		// --kubeconfig is acceptable: both are known before the
+		// directory is touched.
+		if r, err = c.LoadProfile(o.Profile); err != nil {
+			return nil, err
+		}
+		if err := checkTarget(r.Profile, o.Cluster); err != nil {
+			return nil, err
+		}
+		if o.Dir == "" {
+			o.Dir = r.Profile.Spec.Output.Dir
+		}
+	}
+	dir, err := OpenRunDir(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	res := &RunResult{Dir: dir.Path()}
+
+	_, stateErr := dir.State()
+	switch {
+	case o.Resume && stateErr != nil:
+		return res, fmt.Errorf("cannot resume %s: %w", dir.Path(), stateErr)
+	case stateErr != nil && !errors.Is(stateErr, fs.ErrNotExist):
+		return res, stateErr
+	}
+	if o.Resume {
+		ref := o.Profile
+		if ref == "" {
+			if ref, err = dir.SavedProfile(); err != nil {
+				return res, err
+			}
+		}
+		if r, err = c.LoadProfile(ref); err != nil {
+			return res, err
+		}
+		if err := checkTarget(r.Profile, o.Cluster); err != nil {
+			return res, err
+		}
+	}
+	runID, err := dir.RunID(c.now())
+	if err != nil {
+		return res, err
+	}
+	// A new run, or a phase run again without --resume, records the
+	// profile it uses; a resumed run keeps the one it started with.
+	if !o.Resume || errors.Is(stateErr, fs.ErrNotExist) {
+		if err := dir.WriteProfile(r); err != nil {
+			return res, fmt.Errorf("saving the profile in %s: %w", dir.Path(), err)
+		}
+	}
+	ru := &run{c: c, dir: dir, runID: runID, resolved: r, opts: o}
+	runner := &pipeline.Runner{
+		Dir:                dir.Path(),
+		Phases:             ru.phases(),
+		Only:               only,
+		Resume:             o.Resume,
+		AllowProfileChange: o.AllowProfileChange,
+		KaicVersion:        c.version,
+		RunID:              runID,
+		LockHeld:           true,
+		Profile:            pipeline.ProfileRef{Name: r.Profile.Metadata.Name, Digest: "sha256:" + r.Digest},
+		Progress:           c.progress,
+		Logger:             c.logger,
+	}
+	res.State, err = runner.Run(ctx)
+	return res, err
+}
