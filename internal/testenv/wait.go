@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/kaic-dev/kaic/pkg/conditions"
 )
 
 // CRDResource is the resource of CustomResourceDefinitions.
@@ -34,17 +36,10 @@ func WaitForCRDEstablished(ctx context.Context, client dynamic.Interface, name s
 		if !ok {
 			return false, nil
 		}
-		conditions, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
-		for _, c := range conditions {
-			condition, _ := c.(map[string]any)
-			switch {
-			case condition["type"] == "Established" && condition["status"] == "True":
-				return true, nil
-			case condition["type"] == "NamesAccepted" && condition["status"] == "False":
-				return false, fmt.Errorf("CustomResourceDefinition %s: names not accepted: %v", name, condition["message"])
-			}
+		if names, ok := conditions.Get(crd, "NamesAccepted"); ok && names.Status == "False" {
+			return false, fmt.Errorf("CustomResourceDefinition %s: names not accepted: %s", name, names.Message)
 		}
-		return false, nil
+		return conditions.IsTrue(crd, "Established"), nil
 	})
 	if err != nil {
 		return fmt.Errorf("wait for CustomResourceDefinition %s to be established: %w", name, err)

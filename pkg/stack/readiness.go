@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
+	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
@@ -343,16 +344,11 @@ func splitName(ref, ns string) (string, string) {
 }
 
 func conditionTrue(u *unstructured.Unstructured, typ string) (bool, string) {
-	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	for _, c := range conds {
-		m, _ := c.(map[string]any)
-		if m["type"] == typ {
-			msg, _ := m["message"].(string)
-			reason, _ := m["reason"].(string)
-			return m["status"] == "True", strings.TrimSpace(reason + " " + msg)
-		}
+	c, ok := conditions.Get(u, typ)
+	if !ok {
+		return false, "no " + typ + " condition yet"
 	}
-	return false, "no " + typ + " condition yet"
+	return c.IsTrue(), strings.TrimSpace(c.Reason + " " + c.Message)
 }
 
 // checkDeclared returns the conditions that do not hold, nil if all do.

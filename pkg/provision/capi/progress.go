@@ -23,6 +23,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	clusterctl "sigs.k8s.io/cluster-api/cmd/clusterctl/client"
 
+	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
@@ -33,24 +34,9 @@ var negativeConditions = map[string]bool{
 	"ScalingDown": true, "Remediating": true, "Updating": true,
 }
 
-// condition is a v1beta2 condition read from an unstructured object.
-type condition struct{ Type, Status, Reason, Message string }
-
-func conditionsOf(obj *unstructured.Unstructured) []condition {
-	raw, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
-	var out []condition
-	for _, item := range raw {
-		m, ok := item.(map[string]any)
-		if !ok {
-			continue
-		}
-		c := condition{}
-		c.Type, _ = m["type"].(string)
-		c.Status, _ = m["status"].(string)
-		c.Reason, _ = m["reason"].(string)
-		c.Message, _ = m["message"].(string)
-		out = append(out, c)
-	}
+// conditionsOf reads an object's v1beta2 conditions, by type.
+func conditionsOf(obj *unstructured.Unstructured) []conditions.Condition {
+	out := conditions.Of(obj)
 	sort.Slice(out, func(i, j int) bool { return out[i].Type < out[j].Type })
 	return out
 }
@@ -86,7 +72,7 @@ func conditionSummary(obj *unstructured.Unstructured) string {
 }
 
 // because renders a condition's reason and the first line of its message.
-func because(c condition) string {
+func because(c conditions.Condition) string {
 	msg, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
 	msg = strings.TrimPrefix(msg, "* ")
 	if len(msg) > 160 {

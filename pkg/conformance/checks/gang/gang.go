@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/probe"
 )
@@ -193,11 +194,11 @@ func (c config) queueActive(t *conformance.T, env *conformance.Env) {
 		obj, err := waitForCondition(ctx, env, q.resource, q.namespace, q.name, "Active")
 		if err != nil {
 			if obj != nil {
-				t.Observe(q.kind+" "+q.name+" conditions as last seen", strings.Join(conditionLines(obj), "\n"))
+				t.Observe(q.kind+" "+q.name+" conditions as last seen", strings.Join(conditions.Strings(conditions.Of(obj)), "\n"))
 			}
 			t.Fatalf("%s %s did not become Active within %s: no Kueue controller reconciles it (%v)", q.kind, q.name, c.queueTimeout, err)
 		}
-		t.Observe(q.kind+" "+q.name, strings.Join(conditionLines(obj), "\n"))
+		t.Observe(q.kind+" "+q.name, strings.Join(conditions.Strings(conditions.Of(obj)), "\n"))
 	}
 }
 
@@ -210,11 +211,11 @@ func (c config) jobFits(t *conformance.T, env *conformance.Env) {
 	ctx, cancel := context.WithTimeout(t.Context(), admitTimeout)
 	defer cancel()
 	wl, err := waitForWorkload(ctx, env, job.GetUID(), func(wl *unstructured.Unstructured) bool {
-		return conditionTrue(wl, "Admitted")
+		return conditions.IsTrue(wl, "Admitted")
 	})
 	if err != nil {
 		if wl != nil {
-			t.Observe("Workload "+wl.GetName()+" as last seen", strings.Join(conditionLines(wl), "\n"))
+			t.Observe("Workload "+wl.GetName()+" as last seen", strings.Join(conditions.Strings(conditions.Of(wl)), "\n"))
 		}
 		t.Fatalf("the Workload of Job %s was not admitted within %s: %v", fitsJobName, admitTimeout, err)
 	}
@@ -284,22 +285,21 @@ func (c config) jobBeyondQuota(t *conformance.T, env *conformance.Env) {
 		t.Fatalf("no Workload was created for Job %s within %s: Kueue does not manage Jobs labelled %s", beyondJobName, c.window, queueNameLabel)
 	}
 	if admittedAt > 0 {
-		t.Observe("Workload "+wl.GetName()+" at the end of the window", strings.Join(conditionLines(wl), "\n"))
+		t.Observe("Workload "+wl.GetName()+" at the end of the window", strings.Join(conditions.Strings(conditions.Of(wl)), "\n"))
 		count, _ := admittedPods(wl)
 		t.Errorf("Workload %s was admitted (quota reserved for %d pods) %s after the Job was created, although its %d pods exceed the quota of %d",
 			wl.GetName(), count, admittedAt.Round(100*time.Millisecond), n, c.pods)
 		return
 	}
-	reason := condition(wl, "QuotaReserved")
-	if reason == nil {
-		t.Observe("Workload "+wl.GetName()+" at the end of the window", strings.Join(conditionLines(wl), "\n"))
+	reason, ok := conditions.Get(wl, "QuotaReserved")
+	if !ok {
+		t.Observe("Workload "+wl.GetName()+" at the end of the window", strings.Join(conditions.Strings(conditions.Of(wl)), "\n"))
 		t.Errorf("Workload %s has no QuotaReserved condition saying why it is not admitted", wl.GetName())
 		return
 	}
-	msg, _ := reason["message"].(string)
-	t.Observe("why Workload "+wl.GetName()+" is not admitted", fmt.Sprintf("QuotaReserved=%v reason=%v: %s", reason["status"], reason["reason"], msg))
-	if !strings.Contains(strings.ToLower(msg), "quota") {
-		t.Errorf("the Workload's QuotaReserved message does not name the quota as the reason: %q", msg)
+	t.Observe("why Workload "+wl.GetName()+" is not admitted", reason.String())
+	if !strings.Contains(strings.ToLower(reason.Message), "quota") {
+		t.Errorf("the Workload's QuotaReserved message does not name the quota as the reason: %q", reason.Message)
 	}
 }
 
@@ -365,7 +365,7 @@ func waitForCondition(ctx context.Context, env *conformance.Env, gvr schema.Grou
 		if event.Type == watch.Deleted {
 			return false, fmt.Errorf("%s %s was deleted", u.GetKind(), name)
 		}
-		return conditionTrue(u, ct), nil
+		return conditions.IsTrue(u, ct), nil
 	})
 	return last, err
 }
@@ -394,7 +394,7 @@ func waitForWorkload(ctx context.Context, env *conformance.Env, uid types.UID, d
 func watchWorkload(ctx context.Context, env *conformance.Env, uid types.UID, created time.Time) (*unstructured.Unstructured, time.Duration, error) {
 	var admittedAt time.Duration
 	last, err := waitForWorkload(ctx, env, uid, func(u *unstructured.Unstructured) bool {
-		if admittedAt == 0 && (conditionTrue(u, "Admitted") || conditionTrue(u, "QuotaReserved")) {
+		if admittedAt == 0 && (conditions.IsTrue(u, "Admitted") || conditions.IsTrue(u, "QuotaReserved")) {
 			admittedAt = max(time.Since(created), time.Millisecond)
 		}
 		return false
@@ -513,39 +513,6 @@ func admittedPods(wl *unstructured.Unstructured) (int, []string) {
 		lines = append(lines, fmt.Sprintf("ClusterQueue %s, pod set %v: %d pods, flavors %v", queue, m["name"], count, flavors))
 	}
 	return total, lines
-}
-
-func condition(u *unstructured.Unstructured, ct string) map[string]any {
-	conditions, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	for _, c := range conditions {
-		if m, ok := c.(map[string]any); ok && m["type"] == ct {
-			return m
-		}
-	}
-	return nil
-}
-
-func conditionTrue(u *unstructured.Unstructured, ct string) bool {
-	c := condition(u, ct)
-	return c != nil && c["status"] == "True"
-}
-
-// conditionLines lists an object's conditions for the transcript.
-func conditionLines(u *unstructured.Unstructured) []string {
-	conditions, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	lines := []string{}
-	for _, c := range conditions {
-		m, _ := c.(map[string]any)
-		line := fmt.Sprintf("%v=%v", m["type"], m["status"])
-		if r, _ := m["reason"].(string); r != "" {
-			line += " (" + r + ")"
-		}
-		if msg, _ := m["message"].(string); msg != "" {
-			line += ": " + msg
-		}
-		lines = append(lines, line)
-	}
-	return lines
 }
 
 func podLines(pods map[string]*corev1.Pod) []string {

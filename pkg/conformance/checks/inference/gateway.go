@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
 	"github.com/kaic-dev/kaic/pkg/probe"
@@ -97,7 +98,7 @@ func findGatewayClass(t *conformance.T, env *conformance.Env, want string) gatew
 	for i := range list.Items {
 		gc := &list.Items[i]
 		controller, _, _ := unstructured.NestedString(gc.Object, "spec", "controllerName")
-		accepted := findCondition(conditionsOf(gc.Object, "status"), "Accepted")
+		accepted := findCondition(conditions.Of(gc), "Accepted")
 		seen = append(seen, fmt.Sprintf("%s (controller %s, %s)", gc.GetName(), controller, accepted))
 		if want != "" && gc.GetName() != want {
 			continue
@@ -151,12 +152,12 @@ func createGateway(t *conformance.T, env *conformance.Env, name string, class ga
 	t.Step("Create Gateway %s of class %s with an HTTP listener on port %d and wait until it is Programmed", name, class.Name, listenerPort)
 	t.Apply(gatewayObject(name, class.Name))
 	gw, err := waitObject(t.Context(), env, gatewaysGVR, env.Namespace, name, timeout, func(u *unstructured.Unstructured) bool {
-		return current(u, findCondition(conditionsOf(u.Object, "status"), "Programmed")) == "True"
+		return current(u, findCondition(conditions.Of(u), "Programmed")) == "True"
 	})
 	if err != nil {
 		t.Fatalf("Gateway %s of class %s was not Programmed within %s: conditions %s", name, class.Name, timeout, describeConditions(gw, "status"))
 	}
-	t.Observe("Gateway "+name, map[string]any{"conditions": conditionStrings(conditionsOf(gw.Object, "status")), "addresses": gatewayAddresses(gw)})
+	t.Observe("Gateway "+name, map[string]any{"conditions": conditions.Strings(conditions.Of(gw)), "addresses": gatewayAddresses(gw)})
 	return gw
 }
 
@@ -182,78 +183,27 @@ func waitObject(ctx context.Context, env *conformance.Env, gvr schema.GroupVersi
 	return last, err
 }
 
-// condition is a status condition read from an unstructured object.
-type condition struct {
-	Type, Status, Reason, Message string
-	ObservedGeneration            int64
-}
-
-func (c condition) String() string {
-	if c.Type == "" {
-		return "no condition"
-	}
-	s := c.Type + "=" + c.Status
-	if c.Reason != "" {
-		s += " (" + c.Reason
-		if c.Message != "" {
-			s += ": " + c.Message
-		}
-		s += ")"
-	}
-	return s
-}
-
-// conditionsOf reads the conditions list at path+"conditions".
-func conditionsOf(obj map[string]any, path ...string) []condition {
-	raw, _, _ := unstructured.NestedSlice(obj, append(path, "conditions")...)
-	var out []condition
-	for _, r := range raw {
-		m, ok := r.(map[string]any)
-		if !ok {
-			continue
-		}
-		c := condition{}
-		c.Type, _ = m["type"].(string)
-		c.Status, _ = m["status"].(string)
-		c.Reason, _ = m["reason"].(string)
-		c.Message, _ = m["message"].(string)
-		c.ObservedGeneration, _ = m["observedGeneration"].(int64)
-		out = append(out, c)
-	}
-	return out
-}
-
-func findCondition(conds []condition, ct string) condition {
-	for _, c := range conds {
-		if c.Type == ct {
-			return c
-		}
-	}
-	return condition{}
+// findCondition returns the condition of type ct, the zero one if there
+// is none.
+func findCondition(conds []conditions.Condition, ct string) conditions.Condition {
+	c, _ := conditions.Find(conds, ct)
+	return c
 }
 
 // current returns the condition's status if it describes the object's
 // current generation (or says nothing of generations), else "".
-func current(u *unstructured.Unstructured, c condition) string {
+func current(u *unstructured.Unstructured, c conditions.Condition) string {
 	if c.ObservedGeneration != 0 && c.ObservedGeneration < u.GetGeneration() {
 		return ""
 	}
 	return c.Status
 }
 
-func conditionStrings(conds []condition) []string {
-	out := []string{}
-	for _, c := range conds {
-		out = append(out, c.String())
-	}
-	return out
-}
-
 func describeConditions(u *unstructured.Unstructured, path ...string) string {
 	if u == nil {
 		return "(object not seen)"
 	}
-	conds := conditionStrings(conditionsOf(u.Object, path...))
+	conds := conditions.Strings(conditions.In(u.Object, path...))
 	if len(conds) == 0 {
 		return "none (no controller has written its status)"
 	}
@@ -262,7 +212,7 @@ func describeConditions(u *unstructured.Unstructured, path ...string) string {
 
 // parentStatus returns the conditions a route or InferencePool reports for
 // the Gateway gw, or nil.
-func parentStatus(u *unstructured.Unstructured, gw string) []condition {
+func parentStatus(u *unstructured.Unstructured, gw string) []conditions.Condition {
 	parents, _, _ := unstructured.NestedSlice(u.Object, "status", "parents")
 	for _, p := range parents {
 		m, ok := p.(map[string]any)
@@ -272,7 +222,7 @@ func parentStatus(u *unstructured.Unstructured, gw string) []condition {
 		name, _, _ := unstructured.NestedString(m, "parentRef", "name")
 		kind, found, _ := unstructured.NestedString(m, "parentRef", "kind")
 		if name == gw && (!found || kind == "Gateway") {
-			return conditionsOf(m)
+			return conditions.In(m)
 		}
 	}
 	return nil
@@ -286,7 +236,7 @@ func describeParents(u *unstructured.Unstructured, gw string) string {
 	if len(conds) == 0 {
 		return "no status for Gateway " + gw + " (no controller has evaluated it)"
 	}
-	return strings.Join(conditionStrings(conds), ", ")
+	return strings.Join(conditions.Strings(conds), ", ")
 }
 
 // routeObject is an HTTPRoute on gw for host with the given rules.
@@ -322,13 +272,13 @@ func waitRouteResolved(t *conformance.T, env *conformance.Env, gvr schema.GroupV
 	if err != nil {
 		t.Fatalf("%s %s is not Accepted with ResolvedRefs by Gateway %s within %s: %s", kindOf(u, "HTTPRoute"), name, gw, timeout, describeParents(u, gw))
 	}
-	t.Observe(fmt.Sprintf("status of %s %s for Gateway %s", u.GetKind(), name, gw), strings.Join(conditionStrings(parentStatus(u, gw)), ", "))
+	t.Observe(fmt.Sprintf("status of %s %s for Gateway %s", u.GetKind(), name, gw), strings.Join(conditions.Strings(parentStatus(u, gw)), ", "))
 }
 
 // waitRouteUnresolved waits until the route's status for gw says
 // ResolvedRefs=False and returns that condition; it fails the test if the
 // controller resolves the route or never says.
-func waitRouteUnresolved(t *conformance.T, env *conformance.Env, name, gw string, timeout time.Duration) condition {
+func waitRouteUnresolved(t *conformance.T, env *conformance.Env, name, gw string, timeout time.Duration) conditions.Condition {
 	u, err := waitObject(t.Context(), env, httpRoutesGVR, env.Namespace, name, timeout, func(u *unstructured.Unstructured) bool {
 		return current(u, findCondition(parentStatus(u, gw), "ResolvedRefs")) != ""
 	})
@@ -336,7 +286,7 @@ func waitRouteUnresolved(t *conformance.T, env *conformance.Env, name, gw string
 		t.Fatalf("HTTPRoute %s got no ResolvedRefs condition from Gateway %s within %s: %s; the controller does not evaluate its backends", name, gw, timeout, describeParents(u, gw))
 	}
 	resolved := findCondition(parentStatus(u, gw), "ResolvedRefs")
-	t.Observe(fmt.Sprintf("status of HTTPRoute %s for Gateway %s", name, gw), strings.Join(conditionStrings(parentStatus(u, gw)), ", "))
+	t.Observe(fmt.Sprintf("status of HTTPRoute %s for Gateway %s", name, gw), strings.Join(conditions.Strings(parentStatus(u, gw)), ", "))
 	if resolved.Status != "False" {
 		t.Fatalf("HTTPRoute %s references a backend that does not exist, yet Gateway %s reports %s", name, gw, resolved)
 	}

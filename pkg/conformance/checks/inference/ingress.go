@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/conformance"
 )
 
@@ -76,7 +77,7 @@ func runIngress(t *conformance.T, env *conformance.Env, o Options) {
 		if err != nil {
 			t.Fatalf("InferencePool %s is not Accepted by Gateway %s within %s: %s", poolName, ingressGateway, o.ReadyTimeout, describeParents(pool, ingressGateway))
 		}
-		t.Observe("status of InferencePool "+poolName+" for Gateway "+ingressGateway, strings.Join(conditionStrings(parentStatus(pool, ingressGateway)), ", "))
+		t.Observe("status of InferencePool "+poolName+" for Gateway "+ingressGateway, strings.Join(conditions.Strings(parentStatus(pool, ingressGateway)), ", "))
 
 		t.Run("TrafficReachesPool", func(t *conformance.T) {
 			waitBackends(t, env, o.ReadyTimeout, poolBackend)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
+	"github.com/kaic-dev/kaic/pkg/conditions"
 )
 
 // The test control plane runs no Gateway API implementation, so these
@@ -100,8 +101,8 @@ func standInCondition(u *unstructured.Unstructured, ct, status, reason string) m
 }
 
 // sameConditions compares conditions by what the checks read.
-func sameConditions(a, b []condition) bool {
-	key := func(cs []condition) []string {
+func sameConditions(a, b []conditions.Condition) bool {
+	key := func(cs []conditions.Condition) []string {
 		var out []string
 		for _, c := range cs {
 			out = append(out, fmt.Sprintf("%s/%s/%s/%d", c.Type, c.Status, c.Reason, c.ObservedGeneration))
@@ -194,7 +195,7 @@ func (s *standIn) ensureService(ctx context.Context, gw *unstructured.Unstructur
 func (s *standIn) reconcileRoute(ctx context.Context, route *unstructured.Unstructured, gatewayController map[string]string) error {
 	parents, _, _ := unstructured.NestedSlice(route.Object, "spec", "parentRefs")
 	var statuses []any
-	var want [][]condition
+	var want [][]conditions.Condition
 	var pools []string
 	for _, p := range parents {
 		m, _ := p.(map[string]any)
@@ -218,7 +219,7 @@ func (s *standIn) reconcileRoute(ctx context.Context, route *unstructured.Unstru
 			"controllerName": controller,
 			"conditions":     conds,
 		})
-		want = append(want, conditionsOf(map[string]any{"conditions": conds}))
+		want = append(want, conditions.In(map[string]any{"conditions": conds}))
 		for _, pool := range pools {
 			if err := s.acceptPool(ctx, route.GetNamespace(), pool, gw); err != nil {
 				return err
@@ -290,7 +291,7 @@ func (s *standIn) acceptPool(ctx context.Context, ns, name, gw string) error {
 		return err
 	}
 	conds := []any{standInCondition(pool, "Accepted", "True", "Accepted"), standInCondition(pool, "ResolvedRefs", "True", "ResolvedRefs")}
-	if sameConditions(parentStatus(pool, gw), conditionsOf(map[string]any{"conditions": conds})) {
+	if sameConditions(parentStatus(pool, gw), conditions.In(map[string]any{"conditions": conds})) {
 		return nil
 	}
 	parents := []any{map[string]any{
@@ -310,7 +311,7 @@ func (s *standIn) acceptPool(ctx context.Context, ns, name, gw string) error {
 // setStatus sets status.<field> of u unless its conditions already say
 // the same.
 func (s *standIn) setStatus(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured, field string, conds []any) error {
-	if sameConditions(conditionsOf(u.Object, "status"), conditionsOf(map[string]any{"conditions": conds})) {
+	if sameConditions(conditions.Of(u), conditions.In(map[string]any{"conditions": conds})) {
 		return nil
 	}
 	if err := unstructured.SetNestedSlice(u.Object, conds, "status", field); err != nil {

@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
 	"github.com/kaic-dev/kaic/pkg/probe"
@@ -204,13 +205,9 @@ func apiServices(t *conformance.T, env *conformance.Env) []string {
 		if !strings.HasSuffix(as.GetName(), "."+MetricsGroup) {
 			continue
 		}
-		conds, _, _ := unstructured.NestedSlice(as.Object, "status", "conditions")
 		state := "no status"
-		for _, c := range conds {
-			m, _ := c.(map[string]any)
-			if m["type"] == "Available" {
-				state = fmt.Sprintf("Available=%v (%v: %v)", m["status"], m["reason"], m["message"])
-			}
+		if c, ok := conditions.Get(&as, "Available"); ok {
+			state = c.String()
 		}
 		found = append(found, as.GetName()+": "+state)
 	}

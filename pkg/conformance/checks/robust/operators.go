@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
@@ -236,11 +237,10 @@ func kubeflowTrainer() Operator {
 		ValidWhat: "a TrainJob of one node on ClusterTrainingRuntime torch-distributed",
 		Finished:  "condition Complete=True",
 		Reconciled: func(cr *unstructured.Unstructured) (bool, error) {
-			if c := condition(cr, "Failed"); c != nil && c["status"] == "True" {
-				return false, fmt.Errorf("the TrainJob failed: %v %v", c["reason"], c["message"])
+			if c, ok := conditions.Get(cr, "Failed"); ok && c.IsTrue() {
+				return false, fmt.Errorf("the TrainJob failed: %s %s", c.Reason, c.Message)
 			}
-			c := condition(cr, "Complete")
-			return c != nil && c["status"] == "True", nil
+			return conditions.IsTrue(cr, "Complete"), nil
 		},
 		Children: []Child{
 			{What: "JobSet", Resource: jobSets, Selector: "", ControlledBy: true, Min: 1},
@@ -253,17 +253,5 @@ func kubeflowTrainer() Operator {
 // podReady reports whether a pod (unstructured) is Running and Ready.
 func podReady(u *unstructured.Unstructured) bool {
 	phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
-	c := condition(u, "Ready")
-	return phase == "Running" && c != nil && c["status"] == "True"
-}
-
-// condition returns the object's status condition of type ct, or nil.
-func condition(u *unstructured.Unstructured, ct string) map[string]any {
-	conditions, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	for _, c := range conditions {
-		if m, ok := c.(map[string]any); ok && m["type"] == ct {
-			return m
-		}
-	}
-	return nil
+	return phase == "Running" && conditions.IsTrue(u, "Ready")
 }

@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
@@ -253,14 +254,14 @@ func crdsRegistered(t *conformance.T, env *conformance.Env, op Operator) {
 		} else if err != nil {
 			t.Fatalf("reading CRD %s: %v", name, err)
 		}
-		established := condition(crd, "Established")
+		established, ok := conditions.Get(crd, "Established")
 		switch {
-		case established == nil:
+		case !ok:
 			lines = append(lines, name+": no Established condition")
 			t.Errorf("CRD %s is not Established (no condition yet)", name)
-		case established["status"] != "True":
-			lines = append(lines, fmt.Sprintf("%s: Established=%v (%v)", name, established["status"], established["message"]))
-			t.Errorf("CRD %s is not Established: %v", name, established["message"])
+		case !established.IsTrue():
+			lines = append(lines, name+": "+established.String())
+			t.Errorf("CRD %s is not Established: %s", name, established.Message)
 		default:
 			lines = append(lines, name+": Established=True")
 		}
@@ -603,18 +604,7 @@ func statusSummary(cr *unstructured.Unstructured) string {
 	if state, ok, _ := unstructured.NestedString(cr.Object, "status", "state"); ok {
 		lines = append(lines, "state: "+state)
 	}
-	conditions, _, _ := unstructured.NestedSlice(cr.Object, "status", "conditions")
-	for _, c := range conditions {
-		m, _ := c.(map[string]any)
-		line := fmt.Sprintf("%v=%v", m["type"], m["status"])
-		if r, _ := m["reason"].(string); r != "" {
-			line += " (" + r + ")"
-		}
-		if msg, _ := m["message"].(string); msg != "" {
-			line += ": " + msg
-		}
-		lines = append(lines, line)
-	}
+	lines = append(lines, conditions.Strings(conditions.Of(cr))...)
 	if len(lines) == 0 {
 		return "(no status)"
 	}
