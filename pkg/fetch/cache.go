@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kaic-dev/kaic/pkg/atomicfile"
 )
 
 // ErrNotCached is returned when the cache is offline and holds no copy of
@@ -380,8 +382,17 @@ func (c *Cache) store(tmp, sum string) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("creating cache directory: %w", err)
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		_ = os.Remove(tmp)
+	defer os.Remove(tmp)
+	err := atomicfile.WriteFunc(dst, 0o644, func(w io.Writer) error {
+		f, err := os.Open(tmp)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(w, f)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("storing download in the cache: %w", err)
 	}
 	return nil
@@ -434,18 +445,7 @@ func (c *Cache) saveMeta(m *urlMeta) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(c.Dir, ".meta-*")
-	if err != nil {
-		return fmt.Errorf("writing cache entry: %w", err)
-	}
-	_, werr := f.Write(append(b, '\n'))
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = os.Remove(f.Name())
-		return fmt.Errorf("writing cache entry: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		_ = os.Remove(f.Name())
+	if err := atomicfile.Write(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("writing cache entry: %w", err)
 	}
 	return nil

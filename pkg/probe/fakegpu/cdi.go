@@ -11,6 +11,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
+
+	"github.com/kaic-dev/kaic/pkg/atomicfile"
 )
 
 // CDI names of the driver's devices: IDs are <CDIKind>=<claim UID>-<device>,
@@ -96,22 +98,9 @@ func (c cdiSpecs) Write(claim types.UID, devices []Device) error {
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return err
 	}
-	// A name without the .json suffix is ignored by CDI readers.
-	tmp, err := os.CreateTemp(c.dir, "."+specFilePrefix+"*.tmp")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(append(data, '\n'))
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(tmp.Name(), 0o644)); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), c.path(claim)); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return nil
+	// The temporary file's name lacks the .json suffix, so CDI readers
+	// ignore it.
+	return atomicfile.Write(c.path(claim), append(data, '\n'), 0o644)
 }
 
 // Remove deletes a claim's spec; a missing spec is not an error.

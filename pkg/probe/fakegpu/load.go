@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kaic-dev/kaic/pkg/atomicfile"
 )
 
 // Load is the work one process puts on a device: what `kaic probe load`
@@ -73,18 +75,9 @@ func WriteLoad(deviceDir, writer string, l Load) (string, error) {
 		return "", err
 	}
 	path := filepath.Join(deviceDir, loadFilePrefix+safeName(writer)+loadFileSuffix)
-	tmp, err := os.CreateTemp(deviceDir, ".load-*.tmp")
-	if err != nil {
-		return "", err
-	}
-	_, werr := tmp.Write(data)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return "", err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
+	// The temporary file's name starts with a dot: readers, which look
+	// for loadFilePrefix, never see a partial one.
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
 		return "", err
 	}
 	return path, nil
