@@ -52,6 +52,11 @@ func Config(k *profile.KindCluster, runID string) (*v1alpha4.Cluster, error) {
 	for _, m := range k.ExtraMounts {
 		mounts = append(mounts, v1alpha4.Mount{HostPath: m.HostPath, ContainerPath: m.ContainerPath, Readonly: m.ReadOnly})
 	}
+	if runID != "" {
+		// A mark the container engine shows from the moment a node
+		// container exists, before Kubernetes runs in it.
+		mounts = append(mounts, v1alpha4.Mount{HostPath: "/dev/null", ContainerPath: RunMarkPath(runID), Readonly: true})
+	}
 	cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.ControlPlaneRole, Image: k.NodeImage, ExtraMounts: mounts, Labels: runLabels(nil, runID)})
 	gpuMounts, err := gpuMounts(k.GPUs)
 	if err != nil {

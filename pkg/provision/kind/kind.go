@@ -279,7 +279,7 @@ func (p *Provisioner) deleteOwned(ctx context.Context, provider *kindcluster.Pro
 	if len(nodes) == 0 {
 		r.Notef("kind cluster %s has no nodes left", name)
 	} else {
-		if err := nodesCarryRunID(nodes, runID); err != nil {
+		if err := nodesCarryRunID(ctx, rec[KeyNodeProvider], nodes, runID); err != nil {
 			return fmt.Errorf("kind cluster %s is left as it is: %w", name, err)
 		}
 		step := r.StartStep("deleting kind cluster " + name)

@@ -1,14 +1,12 @@
 package kind
 
 import (
-	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 
 	"sigs.k8s.io/kind/pkg/cluster/nodes"
-
-	"github.com/kaic-dev/kaic/pkg/ownership"
 )
 
 // ExistsError is returned when a kind cluster of the profile's name exists
@@ -28,26 +26,43 @@ func alreadyExists(err error) bool {
 	return strings.Contains(msg, "already exist")
 }
 
-// kubeadmConfigPath is where kind writes each node's kubeadm configuration,
-// which holds the node's labels, the run id among them, from the node's
-// first moments on.
-const kubeadmConfigPath = "/kind/kubeadm.conf"
+// RunMarkPath is where every node of a cluster created by run runID has a
+// read-only mount: the container engine shows it from the moment the node
+// container exists, so a cluster is known to be the run's even when its
+// creation stopped before Kubernetes started.
+func RunMarkPath(runID string) string { return "/etc/kaic/run/" + runID }
 
-// nodesCarryRunID checks that every node of a cluster was created with
-// runID among its labels.
-func nodesCarryRunID(ns []nodes.Node, runID string) error {
+// nodesCarryRunID checks that every node of a cluster has the run's mark.
+func nodesCarryRunID(ctx context.Context, provider string, ns []nodes.Node, runID string) error {
 	if runID == "" {
 		return errors.New("the run records no run id, so its nodes cannot be told apart from another cluster's of the same name (delete it with kind if it is yours)")
 	}
-	want := ownership.RunIDLabel + "=" + runID
+	mark := RunMarkPath(runID)
+	cli, haveCLI := cliFor(provider)
 	for _, n := range ns {
-		var out bytes.Buffer
-		if err := n.Command("cat", kubeadmConfigPath).SetStdout(&out).Run(); err != nil {
-			return fmt.Errorf("node %s: cannot read %s to check it belongs to run %s: %w", n.String(), kubeadmConfigPath, runID, err)
+		var err error
+		if haveCLI {
+			err = cli.hasMount(ctx, n.String(), mark)
+		} else {
+			err = n.Command("test", "-e", mark).Run()
 		}
-		if !strings.Contains(out.String(), want) {
-			return fmt.Errorf("node %s does not carry %s: another run or the user created it", n.String(), want)
+		if err != nil {
+			return fmt.Errorf("node %s does not carry the mark of run %s (another run or the user created it): %w", n.String(), runID, err)
 		}
 	}
 	return nil
+}
+
+// hasMount returns nil when the container has a mount at destination.
+func (c nodeCLI) hasMount(ctx context.Context, container, destination string) error {
+	out, err := c.run(ctx, "inspect", "--format", "{{range .Mounts}}{{.Destination}}\n{{end}}", container)
+	if err != nil {
+		return fmt.Errorf("%s inspect %s: %w: %s", c.binary, container, err, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.TrimSpace(line) == destination {
+			return nil
+		}
+	}
+	return fmt.Errorf("no mount at %s", destination)
 }
