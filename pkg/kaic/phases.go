@@ -52,7 +52,7 @@ func (r *run) provision(ctx context.Context, rc *pipeline.RunContext) (pipeline.
 		retain:           r.opts.Retain,
 		exportKubeconfig: r.opts.ExportKubeconfig,
 	})
-	rec, err := prov.Create(ctx, rc.Dir, rc)
+	rec, err := prov.Create(ctx, provision.Paths{Dir: r.dir.Path(), Kubeconfig: r.dir.Join(KubeconfigFile)}, rc)
 	return pipeline.Outputs(rec), err
 }
 

@@ -33,6 +33,9 @@ const (
 	ReleasesFile = "releases.json"
 	// ResultsDir holds one result file per check.
 	ResultsDir = conformance.ResultsDirName
+	// KubeconfigFile is the kubeconfig of the run's cluster (the user's
+	// own kubeconfig is never written).
+	KubeconfigFile = "kubeconfig"
 	// LogsDir holds logs exported from the cluster.
 	LogsDir = "logs"
 )

@@ -35,12 +35,21 @@ const (
 	KeyRunID = "runID"
 )
 
+// Paths are where in the run directory a provisioner writes.
+type Paths struct {
+	// Dir is the run directory: a backend keeps its own files (logs,
+	// applied manifests, a management cluster's kubeconfig) under it.
+	Dir string
+	// Kubeconfig is the file the cluster's kubeconfig is written to.
+	Kubeconfig string
+}
+
 // Provisioner creates or adopts a cluster.
 type Provisioner interface {
-	// Create creates (or adopts) the cluster and writes its kubeconfig into
-	// dir. The record is returned even on error, so that what was created
-	// before the failure can be torn down.
-	Create(ctx context.Context, dir string, r progress.Steps) (Record, error)
+	// Create creates (or adopts) the cluster and writes its kubeconfig to
+	// paths.Kubeconfig. The record is returned even on error, so that what
+	// was created before the failure can be torn down.
+	Create(ctx context.Context, paths Paths, r progress.Steps) (Record, error)
 	// Delete removes what Create recorded, and nothing else.
 	Delete(ctx context.Context, rec Record, r progress.Steps) error
 	// CollectLogs writes diagnostic logs of the cluster into dir.

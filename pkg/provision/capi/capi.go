@@ -47,8 +47,9 @@ const (
 
 // File names in the run directory.
 const (
-	// KubeconfigFileName is the workload cluster's kubeconfig.
-	KubeconfigFileName = "kubeconfig"
+	// managementKubeconfigName is the management cluster's kubeconfig in
+	// ManagementDirName.
+	managementKubeconfigName = "kubeconfig"
 	// ManifestFileName holds the applied workload cluster objects.
 	ManifestFileName = "capi-cluster.yaml"
 	// ManagementDirName holds the kind management cluster's kubeconfig and
@@ -155,7 +156,8 @@ func (p *Provisioner) newClusterctl(ctx context.Context, dir string, vars map[st
 // providers, the cluster's objects and the GPU pool, then waits for it and
 // writes its kubeconfig into dir. The record grows as things are created,
 // so a failure at any point is torn down by kaic down.
-func (p *Provisioner) Create(ctx context.Context, dir string, r progress.Steps) (provision.Record, error) {
+func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progress.Steps) (provision.Record, error) {
+	dir := paths.Dir
 	c := p.Profile.Spec.Cluster.CAPI
 	rec := provision.Record{
 		provision.KeyBackend:     string(Name),
@@ -225,7 +227,7 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r progress.Steps) 
 	if err != nil {
 		return rec, err
 	}
-	kubeconfig, contextName, err := p.writeKubeconfig(ctx, cc, mgmt, dir)
+	kubeconfig, contextName, err := p.writeKubeconfig(ctx, cc, mgmt, paths.Kubeconfig)
 	if err != nil {
 		return rec, err
 	}

@@ -50,7 +50,7 @@ func TestClusterClassAgainstControlPlane(t *testing.T) {
 	}
 
 	t.Run("a ClusterClass the management cluster lacks is named and nothing is applied", func(t *testing.T) {
-		rec, err := newProvisioner().Create(ctx, t.TempDir(), &notes{})
+		rec, err := newProvisioner().Create(ctx, pathsIn(t.TempDir()), &notes{})
 		if err == nil || !strings.Contains(err.Error(), "ClusterClass "+ns+"/kaic-class does not exist") {
 			t.Fatalf("err = %v", err)
 		}
@@ -85,7 +85,7 @@ func TestClusterClassAgainstControlPlane(t *testing.T) {
 		var rec provision.Record
 		go func() {
 			var err error
-			rec, err = newProvisioner().Create(ctx, t.TempDir(), r)
+			rec, err = newProvisioner().Create(ctx, pathsIn(t.TempDir()), r)
 			done <- err
 		}()
 		var cluster *unstructured.Unstructured

@@ -81,7 +81,7 @@ func (p *Provisioner) managementCluster(ctx context.Context, dir string, rec pro
 		return nil, err
 	}
 	mgmtDir := filepath.Join(dir, ManagementDirName)
-	kubeconfig := filepath.Join(mgmtDir, KubeconfigFileName)
+	kubeconfig := filepath.Join(mgmtDir, managementKubeconfigName)
 	rec[KeyManagementCluster] = mgmtRec[provision.KeyClusterName]
 	rec[KeyManagementKubeconfig] = kubeconfig
 	rec[KeyManagementContext] = "kind-" + mgmtRec[provision.KeyClusterName]
@@ -94,7 +94,7 @@ func (p *Provisioner) managementCluster(ctx context.Context, dir string, rec pro
 	if err := os.MkdirAll(mgmtDir, 0o755); err != nil {
 		return nil, err
 	}
-	got, err := kp.Create(ctx, mgmtDir, r)
+	got, err := kp.Create(ctx, provision.Paths{Dir: mgmtDir, Kubeconfig: kubeconfig}, r)
 	if got[provision.KeyCreated] == "true" {
 		rec[KeyManagementCreated] = "true"
 	}

@@ -23,6 +23,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	clusterctl "sigs.k8s.io/cluster-api/cmd/clusterctl/client"
 
+	"github.com/kaic-dev/kaic/pkg/atomicfile"
 	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/progress"
 )
@@ -322,7 +323,7 @@ func (m *management) deleteCluster(ctx context.Context, ns, name string, timeout
 
 // writeKubeconfig fetches the workload cluster's kubeconfig through
 // clusterctl and writes it into dir, readable by the user only.
-func (p *Provisioner) writeKubeconfig(ctx context.Context, cc clusterctl.Client, m *management, dir string) (path, contextName string, err error) {
+func (p *Provisioner) writeKubeconfig(ctx context.Context, cc clusterctl.Client, m *management, path string) (string, string, error) {
 	c := p.Profile.Spec.Cluster.CAPI
 	data, err := cc.GetKubeconfig(ctx, clusterctl.GetKubeconfigOptions{
 		Kubeconfig:          clusterctl.Kubeconfig{Path: m.kubeconfig, Context: m.context},
@@ -336,12 +337,7 @@ func (p *Provisioner) writeKubeconfig(ctx context.Context, cc clusterctl.Client,
 	if err != nil {
 		return "", "", fmt.Errorf("kubeconfig of cluster %s: %w", c.ClusterName, err)
 	}
-	path = filepath.Join(dir, KubeconfigFileName)
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		return "", "", err
-	}
-	// WriteFile keeps the mode of an existing file.
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(data), 0o600); err != nil {
 		return "", "", err
 	}
 	return path, cfg.CurrentContext, nil

@@ -340,7 +340,7 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 
 	t.Run("an unset environment reference is named before anything is touched", func(t *testing.T) {
 		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), Getenv: func(string) string { return "" }}
-		rec, err := p.Create(ctx, t.TempDir(), &notes{})
+		rec, err := p.Create(ctx, pathsIn(t.TempDir()), &notes{})
 		var missing *MissingVariablesError
 		if !errors.As(err, &missing) || !slices.Equal(missing.Names, []string{"KAIC_TEST_WORKER_IMAGE"}) || missing.Template != "" {
 			t.Fatalf("err = %v", err)
@@ -353,7 +353,7 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 	t.Run("a GPU pool label that cannot reach its Nodes is named before anything is touched", func(t *testing.T) {
 		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), Getenv: getenv}
 		p.Profile.Spec.Cluster.CAPI.GPUPool.Labels["gpu.kubernetes.io/present"] = "true"
-		rec, err := p.Create(ctx, t.TempDir(), &notes{})
+		rec, err := p.Create(ctx, pathsIn(t.TempDir()), &notes{})
 		if err == nil || !strings.Contains(err.Error(), `spec.cluster.capi.gpuPool.labels["gpu.kubernetes.io/present"]`) {
 			t.Fatalf("err = %v", err)
 		}
@@ -365,7 +365,7 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 	t.Run("init installs the providers from local repositories; template variables the profile lacks are named", func(t *testing.T) {
 		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, nil), Getenv: getenv, ProviderTimeout: time.Minute}
 		r := &notes{}
-		rec, err := p.Create(ctx, t.TempDir(), r)
+		rec, err := p.Create(ctx, pathsIn(t.TempDir()), r)
 		var missing *MissingVariablesError
 		if !errors.As(err, &missing) {
 			t.Fatalf("err = %v, want missing variables; notes: %v", err, r.lines)
@@ -436,7 +436,7 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			rec, err := p.Create(ctx, dir, r)
+			rec, err := p.Create(ctx, pathsIn(dir), r)
 			done <- result{rec, err}
 		}()
 		waitFor(t, "the last object applied, the GPU pool's bootstrap template", func() bool {
@@ -675,7 +675,7 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, userName, fullVars), Getenv: getenv, ProviderTimeout: time.Minute}
-		rec, err := p.Create(ctx, t.TempDir(), &notes{})
+		rec, err := p.Create(ctx, pathsIn(t.TempDir()), &notes{})
 		var exists *ClusterExistsError
 		if !errors.As(err, &exists) || exists.Name != userName || !strings.Contains(err.Error(), "not labelled as managed by any tool") {
 			t.Fatalf("Create over a user's Cluster: err = %v", err)
@@ -798,4 +798,9 @@ func TestManagementCluster(t *testing.T) {
 	if k := ManagementCluster(p); len(k.ExtraMounts) != 0 {
 		t.Errorf("no Docker socket for aws: %+v", k.ExtraMounts)
 	}
+}
+
+// pathsIn are the paths of a run directory dir.
+func pathsIn(dir string) provision.Paths {
+	return provision.Paths{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig")}
 }

@@ -45,9 +45,6 @@ type Provisioner struct {
 
 var _ provision.Provisioner = (*Provisioner)(nil)
 
-// KubeconfigFileName is the kubeconfig the provision phase writes.
-const KubeconfigFileName = "kubeconfig"
-
 // Permission is one thing the checks need to be allowed to do.
 type Permission struct {
 	Verb, Group, Resource, Subresource string
@@ -83,7 +80,7 @@ var RequiredPermissions = []Permission{
 }
 
 // Create adopts the cluster: nothing in it is changed.
-func (p *Provisioner) Create(ctx context.Context, dir string, r progress.Steps) (provision.Record, error) {
+func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progress.Steps) (provision.Record, error) {
 	rec := provision.Record{provision.KeyBackend: string(Name), provision.KeyCreated: "false"}
 	raw, contextName, err := p.loadConfig()
 	if err != nil {
@@ -126,7 +123,7 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r progress.Steps) 
 		}
 		r.Notef("warning: this identity may not: %s", strings.Join(names, ", "))
 	}
-	path := filepath.Join(dir, KubeconfigFileName)
+	path := paths.Kubeconfig
 	if err := writeContext(raw, contextName, path); err != nil {
 		return rec, err
 	}

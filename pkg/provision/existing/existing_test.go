@@ -36,7 +36,7 @@ func TestAdoptRealCluster(t *testing.T) {
 	dir := t.TempDir()
 	p := &existing.Provisioner{Kubeconfig: env.KubeconfigPath, KubernetesVersion: "v1.36.0"}
 	var n notes
-	rec, err := p.Create(t.Context(), dir, &n)
+	rec, err := p.Create(t.Context(), provision.Paths{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig")}, &n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestAdoptRealCluster(t *testing.T) {
 	if err := p.Delete(t.Context(), rec, &n); err != nil {
 		t.Errorf("delete of an adopted cluster: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, existing.KubeconfigFileName)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "kubeconfig")); err != nil {
 		t.Error(err)
 	}
 }
@@ -98,7 +98,7 @@ func TestUnreachableServerTimesOut(t *testing.T) {
 	}
 	p := &existing.Provisioner{Kubeconfig: kc, WaitTimeout: 1500 * time.Millisecond}
 	start := time.Now()
-	_, err := p.Create(context.Background(), t.TempDir(), &notes{})
+	_, err := p.Create(context.Background(), provision.Paths{Dir: t.TempDir(), Kubeconfig: filepath.Join(t.TempDir(), "kubeconfig")}, &notes{})
 	if err == nil || !strings.Contains(err.Error(), "API server did not answer within 1.5s") {
 		t.Fatalf("err = %v", err)
 	}
@@ -106,7 +106,7 @@ func TestUnreachableServerTimesOut(t *testing.T) {
 		t.Errorf("gave up after %s", time.Since(start))
 	}
 	p = &existing.Provisioner{Kubeconfig: kc, Context: "other"}
-	if _, err := p.Create(context.Background(), t.TempDir(), &notes{}); err == nil || !strings.Contains(err.Error(), `no context "other"`) {
+	if _, err := p.Create(context.Background(), provision.Paths{Dir: t.TempDir(), Kubeconfig: filepath.Join(t.TempDir(), "kubeconfig")}, &notes{}); err == nil || !strings.Contains(err.Error(), `no context "other"`) {
 		t.Errorf("unknown context: %v", err)
 	}
 }

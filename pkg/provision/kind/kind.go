@@ -26,9 +26,6 @@ const (
 	KeyLogs = "logs"
 )
 
-// KubeconfigFileName is the kubeconfig written into the run directory.
-const KubeconfigFileName = "kubeconfig"
-
 // Name is the backend's name in profiles (spec.cluster.backend).
 const Name = profile.BackendKind
 
@@ -88,7 +85,7 @@ func hostCgroupV1() bool {
 // image archives into every node and writes the kubeconfig into dir. The
 // record names the cluster from before kind starts, so an interrupted or
 // failed creation is still torn down by kaic down.
-func (p *Provisioner) Create(ctx context.Context, dir string, r progress.Steps) (provision.Record, error) {
+func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progress.Steps) (provision.Record, error) {
 	k := p.Cluster
 	if k == nil {
 		return nil, fmt.Errorf("no kind section (spec.cluster.kind)")
@@ -136,7 +133,7 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r progress.Steps) 
 			rec[KeyNetworkCreated] = cli.network()
 		}
 	}
-	kubeconfig := filepath.Join(dir, KubeconfigFileName)
+	kubeconfig := paths.Kubeconfig
 	rec[provision.KeyKubeconfig] = kubeconfig
 	rec[provision.KeyContext] = "kind-" + k.Name
 	rec[provision.KeyCreated] = "true"
@@ -173,7 +170,7 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r progress.Steps) 
 			delete(rec, provision.KeyCreated)
 			return rec, &ExistsError{Name: k.Name}
 		}
-		logs := filepath.Join(dir, "logs", "kind")
+		logs := filepath.Join(paths.Dir, "logs", "kind")
 		if lerr := provider.CollectLogs(k.Name, logs); lerr == nil {
 			rec[KeyLogs] = logs
 			r.Notef("kind logs exported to %s", logs)
@@ -195,7 +192,7 @@ func (p *Provisioner) Create(ctx context.Context, dir string, r progress.Steps) 
 	// kind waits for the control plane only; workers join on their own time.
 	if err := waitNodesReady(ctx, kubeconfig, len(cfg.Nodes), wait, r); err != nil {
 		if ctx.Err() == nil {
-			logs := filepath.Join(dir, "logs", "kind")
+			logs := filepath.Join(paths.Dir, "logs", "kind")
 			if lerr := provider.CollectLogs(k.Name, logs); lerr == nil {
 				rec[KeyLogs] = logs
 				r.Notef("kind logs exported to %s; the cluster is kept, kaic down removes it", logs)
