@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -200,5 +202,42 @@ func TestCompletionScripts(t *testing.T) {
 		if code != ExitOK || len(stdout) < 500 {
 			t.Errorf("completion %s: exit %d, %d bytes, %s", shell, code, len(stdout), stderr)
 		}
+	}
+}
+
+func TestVerifyOfAClusterThatDoesNotAnswerIsARunError(t *testing.T) {
+	// Nothing listens on port 1: the API server refuses at once.
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	doc := `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: ctx, context: {cluster: c, user: u}}]
+current-context: ctx
+`
+	if err := os.WriteFile(kubeconfig, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	start := time.Now()
+	code, _, stderr := run(t, "verify", "-p", "existing", "--kubeconfig", kubeconfig, "--out", dir, "--checklist-dir", testenv.OfficialChecklists(t))
+	took := time.Since(start)
+	if code != ExitFailure {
+		t.Errorf("exit %d, want %d (a cluster kaic cannot use is an error of the run)\n%s", code, ExitFailure, stderr)
+	}
+	if !strings.Contains(stderr, "127.0.0.1:1") || !strings.Contains(stderr, "does not answer") {
+		t.Errorf("the error does not name the server and what is wrong:\n%s", stderr)
+	}
+	if took > 20*time.Second {
+		t.Errorf("verify took %s to find out the server does not answer", took)
+	}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && (d.Name() == "PRODUCT.yaml" || d.Name() == "results") {
+			t.Errorf("verify of an unusable cluster wrote %s", path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

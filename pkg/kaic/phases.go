@@ -157,6 +157,15 @@ func (r *run) verify(ctx context.Context, rc *pipeline.RunContext) (pipeline.Out
 	if ref := ProbeImage(p); ref != "" {
 		env.ProbeImage = ref
 	}
+	// A cluster kaic cannot use ends the run here, before any check runs
+	// and before any evidence is written.
+	summary, err := verifyPreflight(ctx, cfg, p, env.ProbeImage, r.runID, rc)
+	if err != nil {
+		return nil, err
+	}
+	if err := rc.SetOutput("preflight", summary); err != nil {
+		return nil, err
+	}
 	catalog, err := conformance.Builtin(p.Spec.ConformanceVersion)
 	if err != nil {
 		return nil, err
