@@ -18,7 +18,11 @@ import (
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m, testenv.WithControlLoops()) }
+// The simulated nodes are kwok's: they report the probe pod of verify's
+// preflight Running without pulling anything, so the resume below reaches
+// the checks. What the preflight does on a real kubelet is proven by the
+// kind e2e.
+func TestMain(m *testing.M) { testenv.Main(m, testenv.WithControlLoops(), testenv.WithGPUNodes(1, 2)) }
 
 // buildKaic builds the real kaic binary.
 func buildKaic(t *testing.T) string {

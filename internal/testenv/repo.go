@@ -31,18 +31,21 @@ func RepoRoot() (string, error) {
 }
 
 // OfficialChecklists returns the directory of the official AI conformance
-// checklists, which lies beside the repository (<root>/../shared/checklists).
-// A missing directory fails t: the tests that need it cannot say anything
-// without it.
+// checklists: $KAIC_CHECKLIST_DIR, which kaic itself reads too, else the
+// directory beside the repository (<root>/../shared/checklists). A missing
+// directory fails t: the tests that need it cannot say anything without it.
 func OfficialChecklists(t testing.TB) string {
 	t.Helper()
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
+	dir := os.Getenv("KAIC_CHECKLIST_DIR")
+	if dir == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(filepath.Dir(root), "shared", "checklists")
 	}
-	dir := filepath.Join(filepath.Dir(root), "shared", "checklists")
 	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("official checklists not found beside the repository: %v", err)
+		t.Fatalf("official checklists not found (set KAIC_CHECKLIST_DIR or put them in ../shared/checklists beside the repository): %v", err)
 	}
 	return dir
 }

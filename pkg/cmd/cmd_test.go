@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
+	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/kaic"
 )
 
@@ -111,7 +112,6 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"plan", "-p", bad}, "spec.cluster.kind.workers: must be >= 0 and <= 16, got -1"},
 		{[]string{"no-such-command"}, "unknown command"},
 		{[]string{"down"}, "takes 1 argument(s), got 0"},
-		{[]string{"requirements", "list"}, "--version is required"},
 		{[]string{"requirements", "list", "--version", "1.20"}, "unknown conformance version"},
 	}
 	for _, c := range cases {
@@ -135,6 +135,30 @@ func TestFailedRunKeepsState(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("a failed run keeps no %s: %v", f, err)
 		}
+	}
+}
+
+// Without --version the list is the newest version's, read from the
+// directory $KAIC_CHECKLIST_DIR names.
+func TestRequirementsListDefaultsToNewestFromEnvDir(t *testing.T) {
+	t.Setenv(ChecklistDirEnv, testenv.OfficialChecklists(t))
+	code, stdout, stderr := run(t, "requirements", "list", "--offline", "-o", "json")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var got struct{ Version string }
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout)
+	}
+	versions := conformance.Versions()
+	if got.Version != versions[len(versions)-1] {
+		t.Errorf("version %q, want the newest %q", got.Version, versions[len(versions)-1])
+	}
+
+	t.Setenv(ChecklistDirEnv, t.TempDir())
+	code, _, stderr = run(t, "requirements", "list", "--offline")
+	if code == ExitOK || !strings.Contains(stderr, "is "+os.Getenv(ChecklistDirEnv)+" the directory of the official checklists") {
+		t.Errorf("empty checklist dir: exit %d, want a hint naming the directory:\n%s", code, stderr)
 	}
 }
 

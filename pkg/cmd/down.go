@@ -4,7 +4,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kaic-dev/kaic/pkg/kaic"
-	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 func newDownCommand(o *globalOptions) *cobra.Command {
@@ -24,11 +23,12 @@ RUN_DIR' afterwards creates it again.`,
 		Example: "  kaic down kaic-out/kind-dra\n  kaic down ./run --stacks-only",
 		Args:    exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			printer := progress.NewPrinter(o.stderr, progress.WithGetenv(o.getenv))
-			defer printer.Close()
+			printer, flush := o.progress()
+			defer flush()
 			return o.client(kaic.WithProgress(printer)).Down(c.Context(), kaic.DownOptions{Dir: args[0], StacksOnly: stacksOnly, Cluster: o.target()})
 		},
 	}
 	c.Flags().BoolVar(&stacksOnly, "stacks-only", false, "uninstall the stack's releases, keep the cluster")
+	o.addClusterFlags(c)
 	return c
 }

@@ -63,6 +63,7 @@ With --kubeconfig the charts render against that cluster's API versions
 		},
 	}
 	addProfileFlag(c, &profileRef)
+	o.addClusterFlags(c)
 	addOutputFlag(c, &output, outputTable)
 	c.Flags().StringArrayVar(&charts, "chart", nil, "render COMPONENT from a local chart directory or .tgz instead of its remote chart (COMPONENT=PATH)")
 	c.Flags().StringArrayVar(&set, "set", nil, "override a component's value, COMPONENT.KEY=VALUE (Helm --set syntax)")

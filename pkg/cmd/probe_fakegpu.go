@@ -67,6 +67,7 @@ kubeconfig given with --kubeconfig.`,
 		},
 	}
 	f := c.Flags()
+	o.addClusterFlags(c)
 	f.StringVar(&nodeName, "node", "", "node the driver runs on (default: $NODE_NAME)")
 	f.IntVar(&opts.Devices.Count, "devices", fakegpu.DefaultDevices, "simulated devices on the node")
 	f.StringVar(&memory, "memory", fakegpu.DefaultMemory.String(), "memory capacity of each device")

@@ -40,6 +40,7 @@ service account, or the kubeconfig given with --kubeconfig.`,
 			return b.Run(c.Context())
 		},
 	}
+	o.addClusterFlags(c)
 	c.Flags().StringVar(&opts.PrometheusURL, "prometheus-url", "", "Prometheus base URL, e.g. http://prometheus-operated.monitoring.svc:9090")
 	c.Flags().StringArrayVar(&opts.Metrics, "metric", []string{metricsadapter.DefaultMetric}, "metric listed in discovery (repeatable)")
 	c.Flags().IntVar(&opts.Port, "secure-port", metricsadapter.DefaultPort, "HTTPS port")

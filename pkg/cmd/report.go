@@ -39,7 +39,7 @@ RUN_DIR/v<X.Y>/<product-dir>/.`,
 			return nil
 		},
 	}
-	cl.addFlags(c)
+	cl.addFlags(c, o)
 	c.Flags().StringVarP(&profileFile, "profile", "p", "", "profile to take product metadata from (default: RUN_DIR/profile.yaml)")
 	return c
 }

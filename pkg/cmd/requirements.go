@@ -2,28 +2,50 @@ package cmd
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 )
 
+// ChecklistDirEnv names the directory of the official checklists when
+// --checklist-dir is not given.
+const ChecklistDirEnv = "KAIC_CHECKLIST_DIR"
+
 // checklistOptions select where the official checklist is read from.
 type checklistOptions struct {
 	file    string
 	dir     string
 	offline bool
+	getenv  func(string) string
 }
 
-func (c *checklistOptions) addFlags(cmd *cobra.Command) {
+func (c *checklistOptions) addFlags(cmd *cobra.Command, o *globalOptions) {
+	c.getenv = o.getenv
 	cmd.Flags().StringVar(&c.file, "checklist", "", "official checklist file (AIConformance-<version>.yaml) to read instead of downloading it")
-	cmd.Flags().StringVar(&c.dir, "checklist-dir", "", "directory holding the official checklist files, for offline use")
+	cmd.Flags().StringVar(&c.dir, "checklist-dir", "", "directory holding the official checklist files, for offline use (default $"+ChecklistDirEnv+")")
 	cmd.Flags().BoolVar(&c.offline, "offline", false, "never download: use --checklist, --checklist-dir or the cache")
 }
 
 func (c *checklistOptions) source() conformance.Source {
-	return conformance.Source{File: c.file, Dir: c.dir, Offline: c.offline}
+	src := conformance.Source{File: c.file, Dir: c.dir, Offline: c.offline}
+	if src.File == "" && src.Dir == "" && c.getenv != nil {
+		src.Dir = c.getenv(ChecklistDirEnv)
+	}
+	return src
+}
+
+// hint says how to read the checklist without network, unless the user
+// already named a file or directory.
+func (c *checklistOptions) hint() string {
+	src := c.source()
+	switch {
+	case src.File != "":
+		return ""
+	case src.Dir != "":
+		return "\n(is " + src.Dir + " the directory of the official checklists, AIConformance-<version>.yaml?)"
+	}
+	return "\n(offline? pass --checklist FILE or --checklist-dir DIR, or set $" + ChecklistDirEnv + ")"
 }
 
 // requirementRow is one row of `kaic requirements list`.
@@ -60,22 +82,24 @@ official checklist of that version, downloaded from the CNCF repository into
 kaic's cache, or read from --checklist / --checklist-dir for offline use. The
 file is checked against kaic's own table of ids and levels, so a changed
 checklist is noticed.`,
-		Example: `  kaic requirements list --version 1.36
-  kaic requirements list --version 1.37 --checklist-dir ./checklists -o yaml`,
+		Example: `  kaic requirements list                 # the newest version
+  kaic requirements list --version 1.36
+  KAIC_CHECKLIST_DIR=./checklists kaic requirements list -o yaml`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
 			if version == "" {
-				return usageError("--version is required (one of %s)", strings.Join(conformance.Versions(), ", "))
+				versions := conformance.Versions()
+				version = versions[len(versions)-1]
 			}
 			if _, err := conformance.Builtin(version); err != nil {
 				return usageError("--version: %v", err)
 			}
 			cat, err := conformance.Load(cmd.Context(), version, cl.source())
 			if err != nil {
-				return fmt.Errorf("%w\n(offline? pass --checklist FILE or --checklist-dir DIR)", err)
+				return fmt.Errorf("%w%s", err, cl.hint())
 			}
 			rows := make([]requirementRow, 0, len(cat.Requirements))
 			for _, r := range cat.Requirements {
@@ -93,11 +117,11 @@ checklist is noticed.`,
 			return tw.Flush()
 		},
 	}
-	c.Flags().StringVar(&version, "version", "", "conformance version, e.g. 1.36")
+	c.Flags().StringVar(&version, "version", "", "conformance version, e.g. 1.36 (default: the newest, "+conformance.Versions()[len(conformance.Versions())-1]+")")
 	_ = c.RegisterFlagCompletionFunc("version", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return conformance.Versions(), cobra.ShellCompDirectiveNoFileComp
 	})
 	addOutputFlag(c, &output, outputTable)
-	cl.addFlags(c)
+	cl.addFlags(c, o)
 	return c
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/kaic"
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // Exit codes, documented in the README.
@@ -47,6 +48,7 @@ type globalOptions struct {
 	kubeconfig string
 	context    string
 	verbosity  int
+	quiet      bool
 	stdout     io.Writer
 	stderr     io.Writer
 	getenv     func(string) string
@@ -63,6 +65,23 @@ func (o *globalOptions) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: level}))
 }
 
+// addClusterFlags adds --kubeconfig and --context to the commands that
+// reach a cluster.
+func (o *globalOptions) addClusterFlags(c *cobra.Command) {
+	c.Flags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file of an existing cluster to adopt (profiles with backend existing; default $KUBECONFIG or ~/.kube/config)")
+	c.Flags().StringVar(&o.context, "context", "", "kubeconfig context of the existing cluster")
+}
+
+// progress returns the printer of a command's progress (nothing with -q)
+// and the function that flushes it.
+func (o *globalOptions) progress() (progress.Reporter, func()) {
+	if o.quiet {
+		return progress.Discard, func() {}
+	}
+	p := progress.NewPrinter(o.stderr, progress.WithGetenv(o.getenv))
+	return p, func() { _ = p.Close() }
+}
+
 // target is the existing cluster --kubeconfig and --context name.
 func (o *globalOptions) target() kaic.Target {
 	return kaic.Target{Kubeconfig: o.kubeconfig, Context: o.context}
@@ -75,7 +94,9 @@ func (o *globalOptions) client(opts ...kaic.Option) *kaic.Client {
 		kaic.WithGetenv(o.getenv),
 		kaic.WithLogger(o.logger()),
 		kaic.WithVersion(version),
-		kaic.WithWarnings(func(w string) { fmt.Fprintf(o.stderr, "Warning: %s\n", w) }),
+	}
+	if !o.quiet {
+		base = append(base, kaic.WithWarnings(func(w string) { fmt.Fprintf(o.stderr, "Warning: %s\n", w) }))
 	}
 	return kaic.New(append(base, opts...)...)
 }
@@ -107,9 +128,8 @@ A profile is a built-in name (kaic profiles list) or a YAML file.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
-	pf.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file of the cluster (existing clusters; default $KUBECONFIG or ~/.kube/config)")
-	pf.StringVar(&o.context, "context", "", "kubeconfig context to use")
-	pf.CountVarP(&o.verbosity, "verbose", "v", "more log output (-v info, -vv debug)")
+	pf.IntVarP(&o.verbosity, "verbose", "v", 0, "log verbosity, klog-style: 0 warnings, 1 info, 2 and more debug (-v 2)")
+	pf.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress and no warnings, only results and errors")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})

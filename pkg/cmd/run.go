@@ -10,7 +10,6 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/kaic"
 	"github.com/kaic-dev/kaic/pkg/pipeline"
-	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // runOptions are the flags of the commands that run phases.
@@ -31,8 +30,9 @@ type runOptions struct {
 // addFlags adds the flags of the command running phase ("" for up, which
 // runs them all). --parallel means the concurrency of the command's own
 // phase; up, running both, has --install-parallel and --check-parallel.
-func (r *runOptions) addFlags(c *cobra.Command, phase string) {
+func (r *runOptions) addFlags(c *cobra.Command, o *globalOptions, phase string) {
 	addProfileFlag(c, &r.profile)
+	o.addClusterFlags(c)
 	c.Flags().StringVar(&r.out, "out", "", "run directory (default: the profile's spec.output.dir, kaic-out/<profile>)")
 	all := phase == ""
 	if all || phase == pipeline.PhaseProvision {
@@ -55,7 +55,7 @@ func (r *runOptions) addFlags(c *cobra.Command, phase string) {
 		c.Flags().StringArrayVar(&r.adopt, "adopt", nil, "take over the existing Helm release of stack component NAME, which kaic did not install (by default kaic stops rather than change it)")
 	}
 	if all || phase == pipeline.PhaseVerify {
-		r.checklist.addFlags(c)
+		r.checklist.addFlags(c, o)
 	}
 	if all {
 		c.Flags().StringVar(&r.resume, "resume", "", "continue the run in this directory: phases that succeeded are skipped")
@@ -91,7 +91,7 @@ continues with the rest, using the profile saved in <out>/profile.yaml.`,
 			return runPhases(c.Context(), o, ro, "", profileSet)
 		},
 	}
-	ro.addFlags(c, "")
+	ro.addFlags(c, o, "")
 	return c
 }
 
@@ -111,7 +111,7 @@ there, e.g. the cluster's kubeconfig.`, phase, phase),
 			return runPhases(c.Context(), o, ro, phase, c.Flags().Changed("profile"))
 		},
 	}
-	ro.addFlags(c, phase)
+	ro.addFlags(c, o, phase)
 	return c
 }
 
@@ -136,8 +136,8 @@ func runPhases(ctx context.Context, o *globalOptions, ro *runOptions, only strin
 			opts.Profile = ""
 		}
 	}
-	printer := progress.NewPrinter(o.stderr, progress.WithGetenv(o.getenv))
-	defer printer.Close()
+	printer, flush := o.progress()
+	defer flush()
 	client := o.client(kaic.WithProgress(printer), kaic.WithChecklist(ro.checklist.source()))
 	var res *kaic.RunResult
 	var err error
@@ -167,6 +167,8 @@ func runPhases(ctx context.Context, o *globalOptions, ro *runOptions, only strin
 		}
 		return err
 	}
-	fmt.Fprintf(o.stderr, "Run directory: %s\n", dir)
+	if !o.quiet {
+		fmt.Fprintf(o.stderr, "Run directory: %s\n", dir)
+	}
 	return nil
 }

@@ -92,6 +92,9 @@ type Env struct {
 	// Namespace is the check's own namespace, created before Run and
 	// deleted after it.
 	Namespace string
+	// RunID, when set, is the id of the kaic run the checks belong to; the
+	// checks' namespaces carry it (package ownership).
+	RunID string
 }
 
 // NewEnv builds an Env for the cluster of cfg and the accelerator model and

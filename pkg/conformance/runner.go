@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
@@ -265,6 +267,10 @@ func (r *Runner) runOne(ctx context.Context, req Requirement, check Check) Resul
 		} else {
 			created = true
 			run.note(res.TestName, EntryCleanup, "created namespace "+env.Namespace)
+			if err := WaitForDefaultServiceAccount(checkCtx, env.Client, env.Namespace); err != nil {
+				root.log(EntryError, err.Error(), "")
+				root.Fail()
+			}
 		}
 	}
 
@@ -463,10 +469,11 @@ func NamespaceName(id string) string {
 }
 
 func createNamespace(ctx context.Context, env *Env, id string) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name:   env.Namespace,
-		Labels: map[string]string{LabelManagedBy: "kaic", LabelCheck: strings.ReplaceAll(id, "_", "-")},
-	}}
+	labels := map[string]string{LabelManagedBy: ownership.ManagedBy, LabelCheck: strings.ReplaceAll(id, "_", "-")}
+	if env.RunID != "" {
+		maps.Copy(labels, ownership.Labels(env.RunID))
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: env.Namespace, Labels: labels}}
 	if _, err := env.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating namespace %s: %w", env.Namespace, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -58,6 +59,27 @@ func ServedResources(t *T, env *Env, groupVersion string) ([]string, error) {
 	sort.Strings(served)
 	t.Observe("resources served by "+groupVersion, strings.Join(served, ", "))
 	return served, nil
+}
+
+// DefaultServiceAccountTimeout bounds WaitForDefaultServiceAccount.
+const DefaultServiceAccountTimeout = time.Minute
+
+// WaitForDefaultServiceAccount waits until the service account "default"
+// exists in namespace. The service account controller creates it shortly
+// after the namespace, and until then the API server refuses pods that do
+// not name another service account.
+func WaitForDefaultServiceAccount(ctx context.Context, client kubernetes.Interface, namespace string) error {
+	ctx, cancel := context.WithTimeout(ctx, DefaultServiceAccountTimeout)
+	defer cancel()
+	sas := client.CoreV1().ServiceAccounts(namespace)
+	lw := ListWatch(sas.List, sas.Watch, NameSelector("default"), "")
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.ServiceAccount{}, nil, func(event watch.Event) (bool, error) {
+		return event.Type != watch.Deleted, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the service account default in namespace %s (the cluster's service account controller creates it): %w", namespace, err)
+	}
+	return nil
 }
 
 // WaitForPod watches the pod namespace/name until done returns true (or

@@ -153,6 +153,7 @@ func (r *run) verify(ctx context.Context, rc *pipeline.RunContext) (pipeline.Out
 	if err != nil {
 		return nil, err
 	}
+	env.RunID = r.runID
 	// Checks run the same probe image kaic's charts run.
 	if ref := ProbeImage(p); ref != "" {
 		env.ProbeImage = ref

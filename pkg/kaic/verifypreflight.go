@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/probe"
 	"github.com/kaic-dev/kaic/pkg/profile"
@@ -106,15 +107,27 @@ func verifyPreflight(ctx context.Context, cfg *rest.Config, p *profile.Profile, 
 	}
 	step = steps.StartStep("preflight: the probe image " + image + " runs on the accelerator nodes")
 	nodes, err := probeImageRuns(ctx, full, p, image, runID)
+	setServer(err, server) // before the step prints it
 	step.Done(err)
 	if err != nil {
-		var unusable *ClusterUnusableError
-		if errors.As(err, &unusable) {
-			unusable.Server = server
-		}
 		return "", err
 	}
 	return fmt.Sprintf("API server %s (%s) answers; permissions reviewed; probe image ran on %s", server, version.GitVersion, strings.Join(nodes, ", ")), nil
+}
+
+// setServer names server in every ClusterUnusableError err holds, joined
+// ones included.
+func setServer(err error, server string) {
+	switch e := err.(type) {
+	case *ClusterUnusableError:
+		e.Server = server
+	case interface{ Unwrap() []error }:
+		for _, inner := range e.Unwrap() {
+			setServer(inner, server)
+		}
+	case interface{ Unwrap() error }:
+		setServer(e.Unwrap(), server)
+	}
 }
 
 // acceleratorPools returns one node of each accelerator node pool: nodes
@@ -187,6 +200,9 @@ func probeImageRuns(ctx context.Context, client kubernetes.Interface, p *profile
 		defer cancel()
 		_ = client.CoreV1().Namespaces().Delete(dctx, ns.Name, metav1.DeleteOptions{})
 	}()
+	if err := conformance.WaitForDefaultServiceAccount(ctx, client, ns.Name); err != nil {
+		return nil, &ClusterUnusableError{Reason: "the preflight pod cannot be created", Err: err}
+	}
 	ctx, cancel := context.WithTimeout(ctx, preflightPullTimeout)
 	defer cancel()
 	errs := make(chan error, len(pools))

@@ -68,6 +68,15 @@ func startStandIn(t *testing.T, env *testenv.Env) {
 	} {
 		createGatewayClass(t, env, class, controller)
 	}
+	// The classes are Accepted before any test looks at them, as a
+	// controller installed before the checks run would have them.
+	deadline := time.Now().Add(30 * time.Second)
+	for err := s.reconcile(t.Context()); err != nil; err = s.reconcile(t.Context()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stand-in gateway controller's first pass: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	go func() {
 		last := ""
 		for {

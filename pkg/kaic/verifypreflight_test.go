@@ -1,0 +1,123 @@
+package kaic
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kaic-dev/kaic/internal/testenv"
+	"github.com/kaic-dev/kaic/pkg/ownership"
+	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/progress"
+)
+
+// TestVerifyPreflight runs the preflight against a real API server. No
+// kubelet runs here, so for the probe pod the test plays the kubelet: it
+// writes the container states a kubelet reports when an image cannot be
+// pulled, or when it starts. The node is a bare Node object for the same
+// reason.
+func TestVerifyPreflight(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := t.Context()
+	client := env.Clientset()
+	p := &profile.Profile{}
+	steps := progress.ForPhase(progress.Discard, "verify")
+	const image = "registry.invalid/kaic/probe:test"
+
+	t.Run("no node", func(t *testing.T) {
+		_, err := verifyPreflight(ctx, env.Config, p, image, "20261203-00000000", steps)
+		var unusable *ClusterUnusableError
+		if !errors.As(err, &unusable) {
+			t.Fatalf("err = %v, want a ClusterUnusableError", err)
+		}
+		if unusable.Server != env.Config.Host || !strings.Contains(err.Error(), "the cluster at "+env.Config.Host+" ") {
+			t.Errorf("the error does not name the server %s: %v", env.Config.Host, err)
+		}
+		if !strings.Contains(err.Error(), "no schedulable node") {
+			t.Errorf("err = %v, want the missing node named", err)
+		}
+	})
+
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "preflight-node"}}
+	if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = client.CoreV1().Nodes().Delete(context.Background(), node.Name, metav1.DeleteOptions{})
+	})
+
+	t.Run("image cannot be pulled", func(t *testing.T) {
+		const runID = "20261203-0000fa11"
+		go playKubelet(ctx, t, client, runID, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+			Reason: "ErrImagePull", Message: "failed to resolve reference \"" + image + "\": no such host"}})
+		began := time.Now()
+		_, err := verifyPreflight(ctx, env.Config, p, image, runID, steps)
+		var unusable *ClusterUnusableError
+		if !errors.As(err, &unusable) {
+			t.Fatalf("err = %v, want a ClusterUnusableError", err)
+		}
+		for _, want := range []string{"preflight-node", "ErrImagePull", "no such host", "kaic probe image --push", "the cluster at " + env.Config.Host} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("err = %v, want it to contain %q", err, want)
+			}
+		}
+		// Fail fast: the pull failure stops the preflight, not its timeout.
+		if elapsed := time.Since(began); elapsed >= preflightPullTimeout {
+			t.Errorf("the preflight waited %s, its whole timeout, for an image that cannot be pulled", elapsed)
+		}
+		assertNamespacesGone(t, client, runID)
+	})
+
+	t.Run("image runs", func(t *testing.T) {
+		const runID = "20261203-00000001"
+		go playKubelet(ctx, t, client, runID, corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}})
+		summary, err := verifyPreflight(ctx, env.Config, p, image, runID, steps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(summary, "probe image ran on preflight-node") {
+			t.Errorf("summary = %q, want the node the image ran on", summary)
+		}
+		assertNamespacesGone(t, client, runID)
+	})
+}
+
+// playKubelet waits for the preflight pod of runID and reports its
+// container in state, as a kubelet would.
+func playKubelet(ctx context.Context, t *testing.T, client kubernetes.Interface, runID string, state corev1.ContainerState) {
+	sel := labels.SelectorFromSet(ownership.Labels(runID)).String()
+	for ctx.Err() == nil {
+		pods, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err == nil && len(pods.Items) > 0 {
+			pod := pods.Items[0]
+			pod.Status.Phase = corev1.PodPending
+			pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "probe", Image: pod.Spec.Containers[0].Image, State: state}}
+			if _, err := client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, &pod, metav1.UpdateOptions{}); err != nil {
+				t.Errorf("writing the pod's status: %v", err)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// assertNamespacesGone checks that the preflight deleted its namespace.
+func assertNamespacesGone(t *testing.T, client kubernetes.Interface, runID string) {
+	t.Helper()
+	nss, err := client.CoreV1().Namespaces().List(t.Context(), metav1.ListOptions{LabelSelector: labels.SelectorFromSet(ownership.Labels(runID)).String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range nss.Items {
+		if ns.DeletionTimestamp == nil {
+			t.Errorf("preflight namespace %s left behind", ns.Name)
+		}
+	}
+}
