@@ -103,16 +103,28 @@ type fieldErrors struct {
 	file  string
 	lines map[string]int
 	list  ErrorList
+	// rename, when set, turns a path into the merged profile into the
+	// path the user wrote (see userPaths).
+	rename func(string) string
 }
 
 // add records a problem without an offending value.
 func (f *fieldErrors) add(path, format string, args ...any) {
+	path = f.userPath(path)
 	f.list = append(f.list, &FieldError{File: f.file, Line: f.lineOf(path), Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
 // invalid records a problem with its offending value.
 func (f *fieldErrors) invalid(path string, value any, format string, args ...any) {
+	path = f.userPath(path)
 	f.list = append(f.list, &FieldError{File: f.file, Line: f.lineOf(path), Path: path, Message: fmt.Sprintf(format, args...), Value: value, HasValue: true})
+}
+
+func (f *fieldErrors) userPath(path string) string {
+	if f.rename == nil {
+		return path
+	}
+	return f.rename(path)
 }
 
 // lineOf finds the line of path or of its closest recorded parent.

@@ -144,6 +144,9 @@ func (l *Loader) LoadBytes(source string, data []byte) (*Resolved, error) {
 	}
 	applyDefaults(&p)
 	errs := &fieldErrors{file: source, lines: doc.lines}
+	if _, extends := doc.value["extends"]; extends {
+		errs.rename = userPaths(merged, doc.value)
+	}
 	components, warnings := validate(errs, &p, cat, l.Requirements)
 	if err := errs.list.errOrNil(); err != nil {
 		return nil, err

@@ -538,3 +538,47 @@ func TestExistingProfileCheckExample(t *testing.T) {
 		t.Errorf("the example lacks a section: %+v", c)
 	}
 }
+
+// Errors in a profile that extends another name the items the user wrote
+// by their index in the user's file, at their line, and items inherited
+// from the base profile by name.
+func TestExtendsErrorsPointIntoTheUsersFile(t *testing.T) {
+	src := `apiVersion: kaic.dev/v1alpha1
+kind: Profile
+metadata:
+  name: mine
+extends: kind-dra
+spec:
+  stack:
+    components:
+      - name: kueue
+        version: 0.19.7
+      - name: envoy-gateway
+        disabled: true
+      - name: extra
+        helm:
+          chart: ./charts/extra
+        dependsOn: [nothing-here]
+`
+	_, err := newLoader().LoadBytes("mine.yaml", []byte(src))
+	var list profile.ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("err = %v, want an ErrorList", err)
+	}
+	got := map[string]int{}
+	for _, e := range list {
+		got[e.Path] = e.Line
+	}
+	want := map[string]int{
+		"spec.stack.components[1]":              11, // envoy-gateway, disabled by the user
+		"spec.stack.components[2].dependsOn[0]": 16, // extra's unknown dependency
+	}
+	for path, line := range want {
+		if l, ok := got[path]; !ok || l != line {
+			t.Errorf("no error at %s line %d; got %v", path, line, err)
+		}
+	}
+	if !strings.Contains(err.Error(), "envoy-gateway is disabled, but built-in component envoy-gateway-class depends on it") {
+		t.Errorf("err = %v, want the disabled dependency named", err)
+	}
+}

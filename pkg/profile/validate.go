@@ -273,6 +273,10 @@ func validateStack(errs *fieldErrors, st Stack, cat *ComponentCatalog) []Compone
 			dp := fmt.Sprintf("spec.stack.components[%d].dependsOn[%d]", i, j)
 			if c.Source == "builtin" && len(st.Components[i].DependsOn) == 0 {
 				dp = fmt.Sprintf("spec.stack.components[%d]", i)
+				if k, ok := seen[d]; ok && st.Components[k].Disabled {
+					errs.add(fmt.Sprintf("spec.stack.components[%d]", k), "%s is disabled, but built-in component %s depends on it (disable %s too, or override its dependsOn)", d, c.Name, c.Name)
+					continue
+				}
 				errs.add(dp, "built-in component %s depends on %s, which the stack does not include (add it, or override dependsOn)", c.Name, d)
 				continue
 			}
