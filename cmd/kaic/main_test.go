@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/kaic"
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 )
 
@@ -187,5 +189,41 @@ func TestInterruptAndResume(t *testing.T) {
 	combined, _ = again.CombinedOutput()
 	if !strings.Contains(string(combined), "[provision] skipped: already succeeded") {
 		t.Errorf("second resume did not skip provision:\n%s", combined)
+	}
+
+	// Rerunning what did not pass keeps the results of what passed, as
+	// they were, and runs the others again.
+	resultsDir := filepath.Join(out, kaic.ResultsDir)
+	before, err := conformance.LoadResults(resultsDir)
+	if err != nil || len(before) == 0 {
+		t.Fatalf("results of the resumed run: %d, %v", len(before), err)
+	}
+	rerun := exec.Command(bin, "verify", "--rerun-failed", out, "--kubeconfig", env.KubeconfigPath, "--checklist-dir", checklists)
+	rerun.Env = append(os.Environ(), "CI=true")
+	combined, err = rerun.CombinedOutput()
+	if code := exitCode(err); code != 3 {
+		t.Fatalf("rerun: exit %d, want 3 (the failed checks fail again):\n%s", code, combined)
+	}
+	if !strings.Contains(string(combined), "rerunning the checks that did not pass") {
+		t.Errorf("rerun output does not say what it reruns:\n%s", combined)
+	}
+	after, err := conformance.LoadResults(resultsDir)
+	if err != nil || len(after) != len(before) {
+		t.Fatalf("results after the rerun: %d (want %d), %v", len(after), len(before), err)
+	}
+	rerunCount := 0
+	for i, b := range before {
+		a := after[i]
+		switch {
+		case b.Status == conformance.Passed && !a.Start.Equal(b.Start):
+			t.Errorf("%s passed before and was run again", b.ID)
+		case b.Status == conformance.Failed && !a.Start.After(b.Start):
+			t.Errorf("%s failed before and was not run again", b.ID)
+		case b.Status == conformance.Failed:
+			rerunCount++
+		}
+	}
+	if rerunCount == 0 {
+		t.Errorf("no failed check was run again: %v", after)
 	}
 }

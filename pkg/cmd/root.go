@@ -141,7 +141,9 @@ A profile is a built-in name (kaic profiles list) or a YAML file.`,
 		newPhaseCommand(o, pipeline.PhaseInstall, "Install the profile's stack components with Helm", `  kaic install -p kind-dra --out ./run
   kaic install -p my-profile.yaml --kubeconfig ./kubeconfig`),
 		newPhaseCommand(o, pipeline.PhaseVerify, "Run the conformance checks the profile selects", `  kaic verify -p existing --kubeconfig ~/.kube/config
-  kaic verify -p kind-dra --out ./run`),
+  kaic verify -p kind-dra --out ./run
+  kaic verify --out ./run --focus 'gang|dra'     # only some checks
+  kaic verify --rerun-failed ./run              # again, only what did not pass`),
 		newReportCommand(o),
 		newDownCommand(o),
 		newPlanCommand(o),

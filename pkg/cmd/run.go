@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 
 	"github.com/spf13/cobra"
 
@@ -24,6 +25,8 @@ type runOptions struct {
 	set              []string
 	adopt            []string
 	checkParallel    int
+	focus, skip      string
+	rerunFailed      string
 	checklist        checklistOptions
 }
 
@@ -56,6 +59,11 @@ func (r *runOptions) addFlags(c *cobra.Command, o *globalOptions, phase string) 
 	}
 	if all || phase == pipeline.PhaseVerify {
 		r.checklist.addFlags(c, o)
+		c.Flags().StringVar(&r.focus, "focus", "", "run only the checks whose requirement id or test name this regular expression matches (e.g. 'gang|dra_support')")
+		c.Flags().StringVar(&r.skip, "skip", "", "do not run the checks whose requirement id or test name this regular expression matches")
+	}
+	if phase == pipeline.PhaseVerify {
+		c.Flags().StringVar(&r.rerunFailed, "rerun-failed", "", "in run directory DIR, run again the checks that did not pass in its last verify and keep the results of those that passed")
 	}
 	if all {
 		c.Flags().StringVar(&r.resume, "resume", "", "continue the run in this directory: phases that succeeded are skipped")
@@ -129,6 +137,23 @@ func runPhases(ctx context.Context, o *globalOptions, ro *runOptions, only strin
 		Set:                ro.set,
 		Adopt:              ro.adopt,
 		CheckParallel:      ro.checkParallel,
+		Focus:              ro.focus,
+		Skip:               ro.skip,
+	}
+	if ro.rerunFailed != "" {
+		if ro.out != "" && ro.out != ro.rerunFailed {
+			return usageError("--out and --rerun-failed name different directories")
+		}
+		opts.Dir, opts.RerunFailed = ro.rerunFailed, true
+		if !profileSet {
+			opts.Profile = "" // the profile saved in the run directory
+		}
+	}
+	if _, err := regexp.Compile(ro.focus); err != nil {
+		return usageError("--focus: %v", err)
+	}
+	if _, err := regexp.Compile(ro.skip); err != nil {
+		return usageError("--skip: %v", err)
 	}
 	if ro.resume != "" {
 		opts.Resume, opts.Dir = true, ro.resume

@@ -192,7 +192,22 @@ func (e *ChecksFailedError) Error() string {
 const (
 	ReasonNotSelected = "not selected by the profile (spec.checks.include)"
 	ReasonExcluded    = "excluded by the profile (spec.checks.exclude)"
+	ReasonNotFocused  = "not selected by --focus"
+	ReasonSkipFlag    = "skipped by --skip"
 )
+
+// Deselected reports whether a result is a skip the user chose (profile
+// selection or the command line), not a gap in the run.
+func Deselected(r Result) bool {
+	if r.Status != Skipped {
+		return false
+	}
+	switch r.Reason {
+	case ReasonNotSelected, ReasonExcluded, ReasonNotFocused, ReasonSkipFlag:
+		return true
+	}
+	return false
+}
 
 // FailedChecks returns a *ChecksFailedError naming the failed results and
 // the selected MUST requirements that were skipped, or nil when there are
@@ -206,7 +221,7 @@ func FailedChecks(results []Result) error {
 			if r.Level == Must {
 				e.Must++
 			}
-		case r.Status == Skipped && r.Level == Must && r.Reason != ReasonNotSelected && r.Reason != ReasonExcluded:
+		case r.Status == Skipped && r.Level == Must && !Deselected(r):
 			e.Unverified = append(e.Unverified, r.ID)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -48,6 +49,13 @@ type Runner struct {
 	// Include, when not empty, selects the ids to run; Exclude drops ids.
 	// Requirements not run are reported skipped, with the reason.
 	Include, Exclude []string
+	// Focus, when set, runs only the requirements whose id or test name it
+	// matches; Skip drops those it matches (the command line's --focus and
+	// --skip, on top of Include and Exclude).
+	Focus, Skip *regexp.Regexp
+	// Keep holds results of an earlier run to report again instead of
+	// running their checks (a rerun of the failed checks keeps the rest).
+	Keep map[string]Result
 	// OptOuts are reported N/A with their notes, without running.
 	OptOuts []profile.OptOut
 	// Parallel bounds how many checks run at once; 0 runs all at once.
@@ -225,6 +233,12 @@ func (r *Runner) notRun(req Requirement) (Result, bool) {
 		res.Status, res.Reason = Skipped, ReasonNotSelected
 	case slices.Contains(r.Exclude, req.ID):
 		res.Status, res.Reason = Skipped, ReasonExcluded
+	case r.Keep != nil && r.Keep[req.ID].ID == req.ID:
+		return r.Keep[req.ID], true
+	case r.Focus != nil && !r.Focus.MatchString(req.ID) && !r.Focus.MatchString(res.TestName):
+		res.Status, res.Reason = Skipped, ReasonNotFocused
+	case r.Skip != nil && (r.Skip.MatchString(req.ID) || r.Skip.MatchString(res.TestName)):
+		res.Status, res.Reason = Skipped, ReasonSkipFlag
 	default:
 		if _, ok := r.Registry.Lookup(req.ID); ok {
 			return Result{}, false

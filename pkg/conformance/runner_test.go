@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -438,5 +439,52 @@ func TestRunnerRunsAloneChecksLast(t *testing.T) {
 	}
 	if aloneDeadline < 59*time.Minute {
 		t.Errorf("cluster_autoscaling had %s, want its minimum of an hour over the runner's minute", aloneDeadline)
+	}
+}
+
+// Focus and Skip narrow the selection by requirement id or test name, and
+// Keep reports an earlier result instead of running its check; what they
+// leave out is the user's choice, not a gap of the run.
+func TestRunnerFocusSkipKeep(t *testing.T) {
+	var ran sync.Map
+	check := func(id string) Check {
+		return NewCheck(id, func(t *T, env *Env) { ran.Store(id, true) })
+	}
+	reg := mustRegistry(t, check("gang_scheduling"), check("pod_autoscaling"), check("dra_support"), check("robust_controller"))
+	kept := Result{ID: "robust_controller", TestName: TestName("robust_controller"), Level: Must, Status: Passed, Reason: "from the earlier run"}
+	r := &Runner{
+		Catalog:  testCatalog("gang_scheduling", "pod_autoscaling", "dra_support", "robust_controller"),
+		Registry: reg,
+		Focus:    regexp.MustCompile(`^gang|TestPodAutoscaling|robust`),
+		Skip:     regexp.MustCompile(`Autoscaling`),
+		Keep:     map[string]Result{"robust_controller": kept},
+		Timeout:  5 * time.Second,
+	}
+	results, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := byID(results)
+	want := map[string]struct {
+		status Status
+		reason string
+	}{
+		"gang_scheduling":   {Passed, ""},
+		"pod_autoscaling":   {Skipped, ReasonSkipFlag},   // focused by test name, then skipped
+		"dra_support":       {Skipped, ReasonNotFocused}, // matched by neither
+		"robust_controller": {Passed, "from the earlier run"},
+	}
+	for id, w := range want {
+		if res := got[id]; res.Status != w.status || res.Reason != w.reason {
+			t.Errorf("%s: got %s %q, want %s %q", id, res.Status, res.Reason, w.status, w.reason)
+		}
+	}
+	for _, id := range []string{"pod_autoscaling", "dra_support", "robust_controller"} {
+		if _, ok := ran.Load(id); ok {
+			t.Errorf("%s ran", id)
+		}
+	}
+	if err := FailedChecks(results); err != nil {
+		t.Errorf("deselected MUSTs counted as unverified: %v", err)
 	}
 }

@@ -176,6 +176,13 @@ func (r *run) verify(ctx context.Context, rc *pipeline.RunContext) (pipeline.Out
 		registry = checks.ForProfile(p)
 	}
 	resultsDir := r.dir.Join(ResultsDir)
+	var keep map[string]conformance.Result
+	if r.opts.RerunFailed {
+		if keep, err = passedResults(resultsDir); err != nil {
+			return nil, err
+		}
+		rc.Notef("rerunning the checks that did not pass; keeping the results of %d that passed", len(keep))
+	}
 	if err := os.RemoveAll(resultsDir); err != nil {
 		return nil, err
 	}
@@ -183,6 +190,10 @@ func (r *run) verify(ctx context.Context, rc *pipeline.RunContext) (pipeline.Out
 	if r.opts.CheckParallel > 0 {
 		runner.Parallel = r.opts.CheckParallel
 	}
+	if runner.Focus, runner.Skip, err = r.opts.checkSelection(); err != nil {
+		return nil, err
+	}
+	runner.Keep = keep
 	runner.ResultsDir, runner.Logger = resultsDir, rc.Logger
 	reportChecks(runner, rc)
 	results, runErr := runner.Run(ctx)
@@ -200,6 +211,25 @@ func (r *run) verify(ctx context.Context, rc *pipeline.RunContext) (pipeline.Out
 		return outputs, runErr
 	}
 	return outputs, conformance.FailedChecks(results)
+}
+
+// passedResults reads the results of the run directory's last verify and
+// returns those that passed, by id.
+func passedResults(dir string) (map[string]conformance.Result, error) {
+	prev, err := conformance.LoadResults(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading the earlier results to rerun: %w", err)
+	}
+	if len(prev) == 0 {
+		return nil, fmt.Errorf("%s holds no results of an earlier verify to rerun", dir)
+	}
+	keep := map[string]conformance.Result{}
+	for _, res := range prev {
+		if res.Status == conformance.Passed {
+			keep[res.ID] = res
+		}
+	}
+	return keep, nil
 }
 
 // reportChecks shows each check as a step of the phase.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 	"github.com/kaic-dev/kaic/pkg/profile"
@@ -42,6 +43,33 @@ type RunOptions struct {
 	Adopt []string
 	// CheckParallel overrides spec.checks.parallel when above zero.
 	CheckParallel int
+	// Focus and Skip, regular expressions matched against requirement ids
+	// and test names, narrow the checks the profile selects: only those
+	// Focus matches run, and none that Skip matches.
+	Focus, Skip string
+	// RerunFailed runs again only the checks that did not pass in the run
+	// directory's last verify and keeps the results of those that passed;
+	// without Profile it uses the profile saved in the run directory.
+	RerunFailed bool
+}
+
+// checkSelection compiles Focus and Skip.
+func (o RunOptions) checkSelection() (focus, skip *regexp.Regexp, err error) {
+	compile := func(flag, expr string) (*regexp.Regexp, error) {
+		if expr == "" {
+			return nil, nil
+		}
+		re, err := regexp.Compile(expr)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q is not a regular expression: %w", flag, expr, err)
+		}
+		return re, nil
+	}
+	if focus, err = compile("focus", o.Focus); err != nil {
+		return nil, nil, err
+	}
+	skip, err = compile("skip", o.Skip)
+	return focus, skip, err
 }
 
 // RunResult is where a run went.
@@ -81,8 +109,20 @@ func (c *Client) runPhases(ctx context.Context, o RunOptions, only []string) (*R
 	if o.Resume && o.Dir == "" {
 		return nil, errors.New("resuming needs the run directory")
 	}
+	if _, _, err := o.checkSelection(); err != nil {
+		return nil, err
+	}
 	var r *profile.Resolved
 	var err error
+	if o.RerunFailed && o.Profile == "" {
+		// A rerun repeats checks of the run in Dir, with its profile.
+		if o.Dir == "" {
+			return nil, errors.New("rerunning the failed checks needs the run directory")
+		}
+		if o.Profile, err = savedProfile(o.Dir); err != nil {
+			return nil, err
+		}
+	}
 	if !o.Resume {
 		// The profile says where the run directory is and whether a
 		// --kubeconfig is acceptable: both are known before the
