@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -117,6 +118,19 @@ func TestInterruptAndResume(t *testing.T) {
 		t.Fatalf("provision never started waiting for the API server:\n%s", log.String())
 	}
 	time.Sleep(300 * time.Millisecond) // mid-phase, past the first attempt
+
+	// status reads a run that is going, without its lock.
+	statusOut, err := exec.Command(bin, "status", out, "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("status of a running run: %v", err)
+	}
+	var running kaic.RunStatus
+	if err := json.Unmarshal(statusOut, &running); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, statusOut)
+	}
+	if len(running.Phases) == 0 || running.Phases[0].Name != pipeline.PhaseProvision || running.Phases[0].Status != pipeline.StatusRunning {
+		t.Errorf("status of a running run: %s", statusOut)
+	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -225,5 +239,19 @@ func TestInterruptAndResume(t *testing.T) {
 	}
 	if rerunCount == 0 {
 		t.Errorf("no failed check was run again: %v", after)
+	}
+
+	// results prints every recorded result and exits with the verdict.
+	summary, err := exec.Command(bin, "results", out).CombinedOutput()
+	if code := exitCode(err); code != 3 {
+		t.Errorf("results: exit %d, want 3 (checks failed):\n%s", code, summary)
+	}
+	for _, r := range after {
+		if !strings.Contains(string(summary), r.ID+" ") {
+			t.Errorf("results does not list %s:\n%s", r.ID, summary)
+		}
+	}
+	if !strings.Contains(string(summary), "check(s) failed") {
+		t.Errorf("results states no verdict:\n%s", summary)
 	}
 }

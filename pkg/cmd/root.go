@@ -145,6 +145,8 @@ A profile is a built-in name (kaic profiles list) or a YAML file.`,
   kaic verify --out ./run --focus 'gang|dra'     # only some checks
   kaic verify --rerun-failed ./run              # again, only what did not pass`),
 		newReportCommand(o),
+		newStatusCommand(o),
+		newResultsCommand(o),
 		newDownCommand(o),
 		newPlanCommand(o),
 		newProfilesCommand(o),
