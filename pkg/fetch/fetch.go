@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -329,6 +330,12 @@ func isPermanent(err error) bool {
 		invalid   x509.CertificateInvalidError
 	)
 	if errors.As(err, &verify) || errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) {
+		return true
+	}
+	// The resolver's answer that a name does not exist (offline, or a
+	// typo) does not change within a retry's wait; a DNS timeout might.
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.IsNotFound {
 		return true
 	}
 	msg := err.Error()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -354,5 +355,31 @@ func TestHTTPClientDoesNotRetryClientErrors(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized || calls.Load() != 1 {
 		t.Fatalf("status %d after %d requests, want 401 after 1", resp.StatusCode, calls.Load())
+	}
+}
+
+// A name the resolver says does not exist is not retried: offline, every
+// attempt would get the same answer after a longer wait.
+func TestUnknownHostIsNotRetried(t *testing.T) {
+	var dials atomic.Int32
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: "charts.example.invalid", IsNotFound: true}}
+	}}}
+	c := New(WithMaxAttempts(5), WithWait(time.Millisecond, 5*time.Millisecond), WithHTTPClient(hc))
+	if _, err := c.Get(t.Context(), "https://charts.example.invalid/index.yaml"); err == nil || !strings.Contains(err.Error(), "no such host") {
+		t.Fatalf("Get: %v, want the resolver's answer", err)
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("Get dialled %d times, want 1", n)
+	}
+	dials.Store(0)
+	resp, err := c.HTTPClient().Get("https://charts.example.invalid/index.yaml")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("HTTPClient reached a host that does not exist")
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("HTTPClient dialled %d times, want 1", n)
 	}
 }
