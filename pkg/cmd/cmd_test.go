@@ -113,6 +113,15 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"no-such-command"}, "unknown command"},
 		{[]string{"down"}, "takes 1 argument(s), got 0"},
 		{[]string{"requirements", "list", "--version", "1.20"}, "unknown conformance version"},
+		{[]string{"plan", "-p", "no-such-profile"}, "neither a profile file nor a built-in profile"},
+		{[]string{"plan", "-p", "missing.yaml"}, "profile file missing.yaml does not exist"},
+		{[]string{"profiles", "show", "no-such-profile"}, `no built-in profile "no-such-profile"`},
+		{[]string{"verify", "--focus", "("}, "--focus: error parsing regexp"},
+		{[]string{"up", "--skip", "[z-a]"}, "--skip: error parsing regexp"},
+		{[]string{"status", "/no/such/run"}, "/no/such/run is not a kaic run directory"},
+		{[]string{"results", "/no/such/run"}, "/no/such/run is not a kaic run directory"},
+		{[]string{"report", "/no/such/run"}, "/no/such/run is not a kaic run directory"},
+		{[]string{"down", "/no/such/run"}, "/no/such/run is not a kaic run directory"},
 	}
 	for _, c := range cases {
 		code, _, stderr := run(t, c.args...)

@@ -181,6 +181,7 @@ func ExitCode(err error) int {
 	var usage *kaic.UsageError
 	var refused *kaic.TargetRefusedError
 	var fieldErrs profile.ErrorList
+	var notFound *profile.NotFoundError
 	var checksFailed *conformance.ChecksFailedError
 	switch {
 	case err == nil:
@@ -191,7 +192,7 @@ func ExitCode(err error) int {
 		return ExitChecksFailed
 	case errors.Is(err, pipeline.ErrInterrupted), errors.Is(err, context.Canceled):
 		return ExitInterrupted
-	case errors.As(err, &fieldErrs), errors.As(err, &usage), errors.As(err, &refused):
+	case errors.As(err, &fieldErrs), errors.As(err, &notFound), errors.As(err, &usage), errors.As(err, &refused):
 		return ExitUsage
 	case isUnknownCommand(err):
 		return ExitUsage

@@ -76,7 +76,7 @@ func OpenRunDir(path string) (*RunDir, error) {
 func OpenExistingRunDir(path string) (*RunDir, error) {
 	if _, err := os.Stat(filepath.Join(path, StateFile)); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s is not a kaic run directory (no %s): %w", path, StateFile, err)
+			return nil, &UsageError{Err: fmt.Errorf("%s is not a kaic run directory (no %s): %w", path, StateFile, err)}
 		}
 		return nil, err
 	}

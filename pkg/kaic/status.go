@@ -51,7 +51,7 @@ func (s *RunStatus) Err() error { return s.failed }
 func (c *Client) Status(dir string) (*RunStatus, error) {
 	st, err := pipeline.LoadState(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s holds no kaic run (no %s)", dir, pipeline.StateFileName)
+		return nil, &UsageError{Err: fmt.Errorf("%s is not a kaic run directory (no %s)", dir, pipeline.StateFileName)}
 	}
 	if err != nil {
 		return nil, err

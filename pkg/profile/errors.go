@@ -144,3 +144,12 @@ func parentPath(p string) string {
 	}
 	return p[:i]
 }
+
+// NotFoundError is returned for a profile reference that names neither a
+// file nor a built-in profile.
+type NotFoundError struct {
+	Ref     string
+	Message string
+}
+
+func (e *NotFoundError) Error() string { return e.Message }

@@ -87,7 +87,7 @@ func (l *Loader) BuiltinNames() []string {
 func (l *Loader) BuiltinBytes(name string) ([]byte, error) {
 	data, err := fs.ReadFile(l.builtins(), name+".yaml")
 	if err != nil {
-		return nil, fmt.Errorf("no built-in profile %q (built-ins: %s)", name, strings.Join(l.BuiltinNames(), ", "))
+		return nil, &NotFoundError{Ref: name, Message: fmt.Sprintf("no built-in profile %q (built-ins: %s)", name, strings.Join(l.BuiltinNames(), ", "))}
 	}
 	return data, nil
 }
@@ -114,11 +114,11 @@ func (l *Loader) Load(ref string) (*Resolved, error) {
 		return nil, err
 	}
 	if strings.ContainsAny(ref, `/\`) || strings.HasSuffix(ref, ".yaml") || strings.HasSuffix(ref, ".yml") {
-		return nil, fmt.Errorf("profile file %s does not exist", ref)
+		return nil, &NotFoundError{Ref: ref, Message: fmt.Sprintf("profile file %s does not exist", ref)}
 	}
 	data, err := l.BuiltinBytes(ref)
 	if err != nil {
-		return nil, fmt.Errorf("%s is neither a profile file nor a built-in profile (built-ins: %s)", ref, strings.Join(l.BuiltinNames(), ", "))
+		return nil, &NotFoundError{Ref: ref, Message: fmt.Sprintf("%s is neither a profile file nor a built-in profile (built-ins: %s)", ref, strings.Join(l.BuiltinNames(), ", "))}
 	}
 	return l.LoadBytes("builtin:"+ref, data)
 }
