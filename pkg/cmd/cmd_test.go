@@ -122,6 +122,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"results", "/no/such/run"}, "/no/such/run is not a kaic run directory"},
 		{[]string{"report", "/no/such/run"}, "/no/such/run is not a kaic run directory"},
 		{[]string{"down", "/no/such/run"}, "/no/such/run is not a kaic run directory"},
+		{[]string{"logs", "/no/such/run"}, "/no/such/run is not a kaic run directory"},
 	}
 	for _, c := range cases {
 		code, _, stderr := run(t, c.args...)

@@ -155,3 +155,34 @@ func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
 }
+
+func newLogsCommand(o *globalOptions) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "logs [RUN_DIR]",
+		Short: "Collect a run's node logs, pods, container logs and events into one archive",
+		Long: `logs writes RUN_DIR/logs/kaic-logs-<time>.tar.gz with what explains a run
+after the fact: the nodes' logs where the backend has them (kind, Cluster
+API), and for every namespace the run created or installed into, its pods,
+the logs of their containers (the previous instance's too) and its events.
+What cannot be collected is listed in errors.txt inside the archive. It
+takes no lock, so it works while a run is going. RUN_DIR defaults to the
+default profile's run directory.`,
+		Example: "  kaic logs\n  kaic logs ./run",
+		Args:    maxArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			dir, err := runDirArg(o, args)
+			if err != nil {
+				return err
+			}
+			printer, flush := o.progress()
+			defer flush()
+			archive, err := o.client(kaic.WithProgress(printer)).Logs(c.Context(), kaic.LogsOptions{Dir: dir})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(o.stdout, "Logs written to %s\n", archive)
+			return nil
+		},
+	}
+	return c
+}
