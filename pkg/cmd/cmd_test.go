@@ -146,6 +146,11 @@ func TestFailedRunKeepsState(t *testing.T) {
 			t.Errorf("a failed run keeps no %s: %v", f, err)
 		}
 	}
+	for _, next := range []string{"kaic logs " + dir, "kaic up --resume " + dir, "kaic down " + dir} {
+		if !strings.Contains(stderr, next) {
+			t.Errorf("a failed run does not suggest %q:\n%s", next, stderr)
+		}
+	}
 }
 
 // Without --version the list is the newest version's, read from the

@@ -190,6 +190,13 @@ func runPhases(ctx context.Context, o *globalOptions, ro *runOptions, only strin
 		if errors.Is(err, pipeline.ErrInterrupted) {
 			return &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("%w; continue with: kaic up --resume %s", err, dir)}
 		}
+		var phaseErr *pipeline.PhaseError
+		if errors.As(err, &phaseErr) && ExitCode(err) == ExitFailure {
+			return fmt.Errorf("%w\nThe run is recorded in %s. Next:\n"+
+				"  collect the cluster's logs and events:   kaic logs %s\n"+
+				"  continue after a fix, skipping what ran: kaic up --resume %s\n"+
+				"  remove what the run created:             kaic down %s", err, dir, dir, dir, dir)
+		}
 		return err
 	}
 	if !o.quiet {

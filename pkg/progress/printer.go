@@ -114,6 +114,9 @@ type Printer struct {
 	closed     bool
 	stop       chan struct{}
 	tickerDone chan struct{}
+	// stepErrs are the errors of the failed steps of each phase, so that
+	// the phase's end does not print the same error again.
+	stepErrs map[string][]string
 }
 
 type liveStep struct {
@@ -146,6 +149,7 @@ func (p *Printer) Report(e Event) {
 	if e.Time.IsZero() {
 		e.Time = p.now()
 	}
+	e = p.dedupe(e)
 	if p.mode == ModeLive {
 		p.reportLive(e)
 		return
@@ -153,6 +157,31 @@ func (p *Printer) Report(e Event) {
 	if line, ok := plainLine(e); ok {
 		_, _ = io.WriteString(p.w, line+"\n")
 	}
+}
+
+// dedupe drops the error of a failed phase when a failed step of that
+// phase already printed it: the phase's line says it failed, the step's
+// line says why.
+func (p *Printer) dedupe(e Event) Event {
+	switch {
+	case e.Kind == PhaseStarted:
+		delete(p.stepErrs, e.Phase)
+	case e.Kind == StepFinished && e.Err != nil:
+		if p.stepErrs == nil {
+			p.stepErrs = map[string][]string{}
+		}
+		line, _, _ := strings.Cut(e.Err.Error(), "\n")
+		p.stepErrs[e.Phase] = append(p.stepErrs[e.Phase], line)
+	case e.Kind == PhaseFinished && e.Err != nil:
+		msg := e.Err.Error()
+		for _, stepErr := range p.stepErrs[e.Phase] {
+			if strings.Contains(msg, stepErr) {
+				e.Err = nil
+				break
+			}
+		}
+	}
+	return e
 }
 
 // Close stops the live ticker and clears the live line. Events reported afterwards are

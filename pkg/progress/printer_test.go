@@ -142,7 +142,7 @@ func TestLiveLines(t *testing.T) {
 		// A permanent line first erases the live line, then the live line is redrawn.
 		clearLine + "  ✓ keda ok (3.0s)\n", clearLine + "⠋ install › kueue 15s",
 		clearLine + "  ✗ kueue failed (15.0s): not ready\n", clearLine + "⠋ install 15s",
-		clearLine + "✗ install failed (15.0s): kueue: not ready\n",
+		clearLine + "✗ install failed (15.0s)\n",
 	}, "")
 	if out != want {
 		t.Errorf("live output:\ngot  %q\nwant %q", out, want)
@@ -266,4 +266,30 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// A phase that fails with the error of one of its steps prints it once, on
+// the step's line; an error of the phase's own is still printed.
+func TestPhaseFailureDoesNotRepeatTheStepsError(t *testing.T) {
+	var buf bytes.Buffer
+	p := NewPrinter(&buf, WithMode(ModePlain))
+	pull := errors.New(`failed to pull image "kindest/node:v1.37.0": exit status 1`)
+	p.Report(Event{Kind: PhaseStarted, Time: t0, Phase: "provision"})
+	p.Report(Event{Kind: StepFinished, Time: t0, Phase: "provision", Step: "creating kind cluster", Status: StatusFailed, Err: pull})
+	p.Report(Event{Kind: PhaseFinished, Time: t0, Phase: "provision", Status: StatusFailed, Err: fmt.Errorf("creating kind cluster kaic-dra: %w", pull)})
+	p.Report(Event{Kind: PhaseStarted, Time: t0, Phase: "install"})
+	p.Report(Event{Kind: PhaseFinished, Time: t0, Phase: "install", Status: StatusFailed, Err: errors.New("no cluster recorded")})
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if n := strings.Count(out, "failed to pull image"); n != 1 {
+		t.Errorf("the step's error is printed %d times:\n%s", n, out)
+	}
+	if !strings.Contains(out, "[provision] failed (0.0s)\n") {
+		t.Errorf("the phase's failure is not printed on its own:\n%s", out)
+	}
+	if !strings.Contains(out, "[install] failed (0.0s): no cluster recorded") {
+		t.Errorf("an error of the phase's own is not printed:\n%s", out)
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
+	kindexec "sigs.k8s.io/kind/pkg/exec"
 	kindlog "sigs.k8s.io/kind/pkg/log"
 
 	"github.com/kaic-dev/kaic/pkg/profile"
@@ -162,6 +163,7 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 		return rec, fmt.Errorf("creating kind cluster %s: %w (kaic down removes what was created)", k.Name, ctx.Err())
 	case err = <-created:
 	}
+	err = withCommandOutput(err)
 	step.Done(err)
 	if err != nil {
 		if alreadyExists(err) {
@@ -367,3 +369,28 @@ func (i kindInfo) Info(message string) {
 }
 func (i kindInfo) Infof(format string, args ...any) { i.Info(fmt.Sprintf(format, args...)) }
 func (i kindInfo) Enabled() bool                    { return i.enabled }
+
+// withCommandOutput adds to an error of kind's the last lines the failed
+// command (docker, podman, nerdctl) printed, which kind keeps out of its
+// message: "exit status 1" alone does not say that the registry was
+// unreachable or the engine refused a privileged container.
+func withCommandOutput(err error) error {
+	re := kindexec.RunErrorForError(err)
+	if re == nil {
+		return err
+	}
+	var lines []string
+	for _, l := range strings.Split(string(re.Output), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		return err
+	}
+	const keep = 3
+	if len(lines) > keep {
+		lines = lines[len(lines)-keep:]
+	}
+	return fmt.Errorf("%w: %s", err, strings.Join(lines, "; "))
+}
