@@ -211,6 +211,21 @@ func TestProfilesListAndShow(t *testing.T) {
 	if code != ExitOK || !strings.HasPrefix(stdout, "apiVersion: kaic.dev/v1alpha1") {
 		t.Errorf("profiles show: exit %d\n%s", code, stdout)
 	}
+	// -o changes the format, not what is shown: the stored profile, or with
+	// --resolved the one a run uses, in YAML or JSON alike.
+	for _, tc := range []struct {
+		args     []string
+		has, not string
+	}{
+		{[]string{"-o", "json"}, `"kind": "Profile"`, "kaic-out/kind-dra"}, // the output dir is a default
+		{[]string{"--resolved"}, "dir: kaic-out/kind-dra", `"dir"`},
+		{[]string{"--resolved", "-o", "json"}, `"dir": "kaic-out/kind-dra"`, "dir: kaic-out"},
+	} {
+		code, stdout, stderr := run(t, append([]string{"profiles", "show", "kind-dra"}, tc.args...)...)
+		if code != ExitOK || !strings.Contains(stdout, tc.has) || strings.Contains(stdout, tc.not) {
+			t.Errorf("profiles show kind-dra %v: exit %d, want %q and not %q\n%s%s", tc.args, code, tc.has, tc.not, stdout, stderr)
+		}
+	}
 }
 
 // TestEveryCommandExplainsItself checks --help of every command has a

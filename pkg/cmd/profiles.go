@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kaic-dev/kaic/pkg/kaic"
 )
@@ -83,37 +84,47 @@ func newProfilesListCommand(o *globalOptions) *cobra.Command {
 }
 
 func newProfilesShowCommand(o *globalOptions) *cobra.Command {
-	var output string
+	output := outputYAML
+	var resolved bool
 	c := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Print a built-in profile",
-		Long: `show prints a built-in profile as it is stored (-o yaml, the default), or
-resolved with every default filled in (-o json).`,
-		Example: "  kaic profiles show kind-dra\n  kaic profiles show capi-aws-gpu -o json",
+		Long: `show prints a built-in profile as it is stored, or with --resolved as a run
+uses it: what it extends merged in and every default filled in. -o picks
+YAML (the default) or JSON for either.`,
+		Example: "  kaic profiles show kind-dra\n  kaic profiles show capi-aws-gpu --resolved -o json",
 		Args:    exactArgs(1),
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			return kaic.NewLoader().BuiltinNames(), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(_ *cobra.Command, args []string) error {
+			if output != outputYAML && output != outputJSON {
+				return usageError("--output must be yaml or json, got %q", output)
+			}
 			l := kaic.NewLoader()
-			switch output {
-			case outputYAML:
-				data, err := l.BuiltinBytes(args[0])
-				if err != nil {
-					return err
-				}
-				_, err = o.stdout.Write(data)
-				return err
-			case outputJSON:
+			if resolved {
 				r, err := l.Load(args[0])
 				if err != nil {
 					return err
 				}
-				return printStructured(o.stdout, outputJSON, r.Profile)
+				return printStructured(o.stdout, output, r.Profile)
 			}
-			return usageError("--output must be yaml or json, got %q", output)
+			data, err := l.BuiltinBytes(args[0])
+			if err != nil {
+				return err
+			}
+			if output == outputYAML {
+				_, err = o.stdout.Write(data)
+				return err
+			}
+			var stored any
+			if err := yaml.Unmarshal(data, &stored); err != nil {
+				return err
+			}
+			return printStructured(o.stdout, outputJSON, stored)
 		},
 	}
-	c.Flags().StringVarP(&output, "output", "o", outputYAML, "yaml (as stored) or json (resolved)")
+	c.Flags().StringVarP(&output, "output", "o", outputYAML, "output format: yaml or json")
+	c.Flags().BoolVar(&resolved, "resolved", false, "print the profile as a run uses it: extends merged, defaults filled in")
 	return c
 }

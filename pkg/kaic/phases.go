@@ -253,8 +253,10 @@ func reportChecks(runner *conformance.Runner, steps progress.Steps) {
 			step.Done(errors.New(res.Reason))
 		case conformance.Passed:
 			step.Done(nil)
+		case conformance.NotApplicable:
+			step.Skip("N/A: " + res.Reason)
 		default:
-			step.Skip(string(res.Status) + ": " + res.Reason)
+			step.Skip(res.Reason)
 		}
 	}
 }
