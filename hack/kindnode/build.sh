@@ -58,9 +58,18 @@ stale() { missing+=("$1 ($2)"); }
 
 if ! $check_only; then
 	[[ $(id -u) == 0 ]] || die "must run as root"
-	for t in docker debootstrap gcc jq go tar chroot; do
-		command -v "$t" >/dev/null || die "$t not found (apt-get install debootstrap gcc jq; docker.io for docker)"
-	done
+	# Debian packages of the tools the build runs, installed when missing
+	# (the build runs as root anyway).
+	declare -A pkg_of=([docker]=docker.io [debootstrap]=debootstrap [gcc]=gcc [jq]=jq [tar]=tar [chroot]=coreutils)
+	want=()
+	for t in "${!pkg_of[@]}"; do command -v "$t" >/dev/null || want+=("${pkg_of[$t]}"); done
+	if ((${#want[@]})); then
+		command -v apt-get >/dev/null || die "missing: ${want[*]} (install these packages; no apt-get here)"
+		echo "kindnode: installing ${want[*]} with apt-get" >&2
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null ||
+			die "apt-get install ${want[*]} failed"
+	fi
+	command -v go >/dev/null || die "go not found (Go 1.26 builds kaic and the node's binaries)"
 	docker info >/dev/null 2>&1 || die "docker engine not reachable (DOCKER_HOST=${DOCKER_HOST:-unset})"
 fi
 

@@ -45,7 +45,13 @@ fi
 for r in "${recipes[@]}"; do
 	[[ -f $here/$r/recipe.sh ]] || die "no recipe $r ($here/$r/recipe.sh missing)"
 done
-for t in go jq tar sha256sum; do command -v "$t" >/dev/null || die "$t not found"; done
+command -v go >/dev/null || die "go not found (Go 1.26 builds the images' binaries)"
+if ! command -v jq >/dev/null; then
+	[[ $(id -u) == 0 ]] && command -v apt-get >/dev/null || die "jq not found (apt-get install jq)"
+	echo "stackimages: installing jq with apt-get" >&2
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null || die "apt-get install jq failed"
+fi
+for t in tar sha256sum; do command -v "$t" >/dev/null || die "$t not found"; done
 [[ -s $ca_bundle ]] || die "CA bundle $ca_bundle not found (KAIC_CA_BUNDLE)"
 
 mkdir -p "$cache/bin" "$cache/images" "$cache/charts"
