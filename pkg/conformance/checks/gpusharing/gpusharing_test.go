@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	resourcev1 "k8s.io/api/resource/v1"
+
 	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/checktest"
@@ -14,20 +16,48 @@ func TestMain(m *testing.M) { checktest.MainWithGPUNodes(m) }
 // check is the check as its tests run it.
 var check = checktest.AcceleratorCheck{Check: Check(), Level: conformance.Should}
 
-func TestGPUSharingPasses(t *testing.T) {
-	env, res := check.RunPassing(t, "TestGPUSharing")
+// The simulated driver of the test environment publishes plain devices:
+// claim sharing works, no strategy is published, and the requirement is
+// reported not verified, never passed.
+func TestGPUSharingNotVerifiedWithClaimSharingOnly(t *testing.T) {
+	env := testenv.Shared(t)
+	checktest.EnsureDeviceClass(t, env, "gpu.example.com", testenv.DefaultDRADriver)
+	res := check.Run(t, env, testenv.DefaultDRADriver, "gpu.example.com")
+	if res.Status != conformance.Skipped || !strings.Contains(res.Reason, "not verified: driver gpu.example.com publishes no sharing strategy") {
+		t.Fatalf("status %s, reason %q; want not verified for want of a strategy", res.Status, res.Reason)
+	}
 	checktest.ExpectStatuses(t, res, map[string]conformance.Status{
 		"SharedAcrossContainers": conformance.Passed,
 		"SharedAcrossPods":       conformance.Passed,
 	})
 	checktest.ExpectSkippedOnKwok(t, res, "SharedAcrossContainers/ContainersSeeSameDevice", "SharedAcrossPods/PodsSeeSameDevice")
 	checktest.ExpectTranscript(t, res,
+		"sharing strategies of driver gpu.example.com: none",
 		"both containers of pod shared-by-containers share device gpu.example.com/kwok-gpu-",
 		"allocation of ResourceClaim shared-accelerator",
 		"- pods/sharer-a\n- pods/sharer-b", // one device reserved for both pods
 		"pods sharer-a and sharer-b on node kwok-gpu-",
 	)
 	checktest.ExpectCleanedUp(t, env, res)
+}
+
+func TestStrategies(t *testing.T) {
+	yes := true
+	rs := []resourcev1.ResourceSlice{
+		{Spec: resourcev1.ResourceSliceSpec{Devices: []resourcev1.Device{{Name: "plain"}, {Name: "shared", AllowMultipleAllocations: &yes}}}},
+		{Spec: resourcev1.ResourceSliceSpec{Devices: []resourcev1.Device{
+			{Name: "part-0", ConsumesCounters: []resourcev1.DeviceCounterConsumption{{CounterSet: "gpu-0"}}},
+			{Name: "part-1", ConsumesCounters: []resourcev1.DeviceCounterConsumption{{CounterSet: "gpu-0"}}},
+		}}},
+	}
+	got := strings.Join(Strategies(rs), "; ")
+	want := "1 device(s) that several claims may hold at once (allowMultipleAllocations); 2 partition(s) drawing on shared counters"
+	if got != want {
+		t.Errorf("Strategies = %q, want %q", got, want)
+	}
+	if s := Strategies(rs[:0]); len(s) != 0 {
+		t.Errorf("Strategies of nothing = %v", s)
+	}
 }
 
 func TestGPUSharingFailsWithoutDeviceClass(t *testing.T) {
