@@ -15,6 +15,7 @@ import (
 
 	"github.com/kaic-dev/kaic/charts"
 	"github.com/kaic-dev/kaic/pkg/fetch"
+	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
@@ -55,6 +56,9 @@ type Installer struct {
 	embedded       fs.FS
 	embeddedValues map[string]any
 	goProxy        string
+	runID          string
+	adopt          map[string]bool
+	recorder       func(Record)
 
 	registryOnce sync.Once
 	registry     *registry.Client
@@ -144,6 +148,36 @@ func WithGoProxy(url string) Option {
 	return func(in *Installer) { in.goProxy = url }
 }
 
+// WithRunID sets the id of the run installing: the releases and objects
+// the Installer creates carry it (ownership.Labels), and only what carries
+// it is upgraded, changed or removed. Without it New makes a new id, so an
+// Installer touches only what it created itself.
+func WithRunID(id string) Option {
+	return func(in *Installer) { in.runID = id }
+}
+
+// WithAdopt names components whose existing Helm release, which this run
+// did not install, the Installer takes over (labels as the run's, then
+// upgrades) instead of stopping with a *ForeignReleaseError.
+func WithAdopt(components ...string) Option {
+	return func(in *Installer) {
+		for _, c := range components {
+			if in.adopt == nil {
+				in.adopt = map[string]bool{}
+			}
+			in.adopt[c] = true
+		}
+	}
+}
+
+// WithRecorder receives a component's record as it starts, as objects of
+// a manifests component are applied, and when it ends, so that what an
+// interrupted install created can be written down before it is lost. It
+// is called from concurrent installs.
+func WithRecorder(f func(Record)) Option {
+	return func(in *Installer) { in.recorder = f }
+}
+
 // New returns an Installer with opts applied over the defaults.
 func New(opts ...Option) (*Installer, error) {
 	in := &Installer{
@@ -170,6 +204,12 @@ func New(opts ...Option) (*Installer, error) {
 	}
 	if in.goProxy == "" {
 		in.goProxy = defaultGoProxy()
+	}
+	if in.runID == "" {
+		in.runID = ownership.NewRunID(time.Now())
+	}
+	if err := ownership.ValidRunID(in.runID); err != nil {
+		return nil, err
 	}
 	return in, nil
 }
@@ -254,6 +294,7 @@ func (in *Installer) Install(ctx context.Context, components []profile.Component
 				defer wg.Done()
 				defer close(o.done)
 				o.rec = newRecord(c)
+				o.rec.RunID = in.runID
 				for _, d := range c.DependsOn {
 					if !known[d] {
 						continue
@@ -298,7 +339,10 @@ func (in *Installer) Install(ctx context.Context, components []profile.Component
 func (in *Installer) installOne(ctx context.Context, c profile.Component) (Record, error) {
 	done := in.reporter.Step("install " + c.Name)
 	rec := newRecord(c)
+	rec.RunID = in.runID
 	rec.Started = time.Now().UTC()
+	rec.Action = ActionStarted
+	in.record(rec)
 	var err error
 	limit := rec.Started.Add(in.timeout(c))
 	for {
@@ -331,6 +375,7 @@ func (in *Installer) installOne(ctx context.Context, c profile.Component) (Recor
 		rec.Error = err.Error()
 	}
 	in.logger.Info("component", "name", c.Name, "action", rec.Action, "duration", rec.Duration, "error", err)
+	in.record(rec)
 	done(err)
 	return rec, err
 }
@@ -375,9 +420,16 @@ func (in *Installer) uninstallOne(ctx context.Context, r Record) error {
 	case KindHelm:
 		return in.uninstallRelease(ctx, r)
 	case KindManifests:
-		return in.deleteObjects(ctx, r.Objects)
+		return in.deleteObjects(ctx, r.Component, in.recordRunID(r), r.Objects)
 	}
 	return fmt.Errorf("unknown record kind %q", r.Kind)
+}
+
+// record hands rec to the recorder, if any.
+func (in *Installer) record(rec Record) {
+	if in.recorder != nil {
+		in.recorder(rec)
+	}
 }
 
 type nopReporter struct{}
