@@ -21,7 +21,9 @@ var WebhookUnavailable = webhookUnavailable
 
 // InstallWithoutKaic installs chartDir as release name in ns with the Helm
 // SDK alone, as another tool would: no kaic labels, no kaic description.
-func InstallWithoutKaic(in *Installer, chartDir, name, ns string, vals map[string]any) error {
+// With wait > 0 it waits that long for the objects to be ready (and the
+// release is failed if they are not).
+func InstallWithoutKaic(in *Installer, chartDir, name, ns string, vals map[string]any, wait time.Duration) error {
 	cfg, err := in.helmConfig(ns)
 	if err != nil {
 		return err
@@ -33,6 +35,10 @@ func InstallWithoutKaic(in *Installer, chartDir, name, ns string, vals map[strin
 	act := action.NewInstall(cfg)
 	act.ReleaseName, act.Namespace = name, ns
 	act.WaitStrategy = kube.HookOnlyStrategy
+	if wait > 0 {
+		act.WaitStrategy, act.Timeout = kube.StatusWatcherStrategy, wait
+		act.WaitOptions = waitOptions(in.cluster.mapper)
+	}
 	_, err = act.Run(chrt, vals)
 	return err
 }

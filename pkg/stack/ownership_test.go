@@ -43,7 +43,7 @@ func TestForeignReleaseLeftAloneUntilAdopted(t *testing.T) {
 	chart := testChart{name: "own", version: "0.1.0"}.write(t)
 	runID := ownership.NewRunID(time.Now())
 	in := newInstaller(t, env, nil, stack.WithRunID(runID))
-	if err := stack.InstallWithoutKaic(in, chart, "own", ns, map[string]any{"message": "user"}); err != nil {
+	if err := stack.InstallWithoutKaic(in, chart, "own", ns, map[string]any{"message": "user"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	comp := component("own", ns, &profile.HelmChart{Chart: chart}, map[string]any{"message": "kaic"})
@@ -131,6 +131,29 @@ func TestForeignReleaseLeftAloneUntilAdopted(t *testing.T) {
 	}
 	if h := releaseHistory(t, env, ns, "own"); len(h) != 0 {
 		t.Errorf("history %v after uninstall, want none", h)
+	}
+}
+
+// A failed release kaic did not install is not removed to make room.
+func TestFailedForeignReleaseNotUninstalled(t *testing.T) {
+	env := testenv.Shared(t)
+	ns := namespace(t, env)
+	bad := testChart{name: "broken", version: "0.1.0", unschedulable: true}.write(t)
+	in := newInstaller(t, env, nil)
+	if err := stack.InstallWithoutKaic(in, bad, "broken", ns, nil, 3*time.Second); err == nil {
+		t.Fatal("the unschedulable chart installed, want it failed")
+	}
+	if h := releaseHistory(t, env, ns, "broken"); len(h) != 1 || h["1"] != "failed" {
+		t.Fatalf("history %v, want revision 1 failed", h)
+	}
+	good := testChart{name: "broken", version: "0.2.0"}.write(t)
+	_, err := in.Install(t.Context(), []profile.Component{component("broken", ns, &profile.HelmChart{Chart: good}, nil)})
+	var foreign *stack.ForeignReleaseError
+	if !errors.As(err, &foreign) || foreign.Status != "failed" {
+		t.Fatalf("install over a failed foreign release: %v, want a ForeignReleaseError of a failed release", err)
+	}
+	if h := releaseHistory(t, env, ns, "broken"); len(h) != 1 || h["1"] != "failed" {
+		t.Errorf("history %v after the refused install, want revision 1 failed, untouched", h)
 	}
 }
 
