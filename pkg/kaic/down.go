@@ -28,9 +28,10 @@ type DownOptions struct {
 const PhaseDown = "down"
 
 // Down removes what the runs in a run directory created, and nothing else:
-// the cluster kaic created, or, on a cluster kaic did not create (which is
-// left as it was) and with StacksOnly, the releases and objects the runs
-// installed (what existed before them stays). What it removed is recorded as torn down, so that a
+// the cluster kaic created; on a cluster it did not create (which is left
+// as it was), the releases and objects the runs installed, what existed
+// before them staying. StacksOnly removes only those releases and objects,
+// on any cluster. What it removed is recorded as torn down, so that a
 // later resume creates it again.
 func (c *Client) Down(ctx context.Context, o DownOptions) error {
 	dir, err := OpenExistingRunDir(o.Dir)
