@@ -109,7 +109,7 @@ func (c *Client) uninstallStacks(ctx context.Context, dir *RunDir, state *pipeli
 	if err != nil {
 		return err
 	}
-	in, err := stack.New(stack.WithKubeconfig(kubeconfig, target.Context), stack.WithLogger(c.logger), stack.WithReporter(stackSteps{steps}), stack.WithRunID(state.RunID))
+	in, err := stack.New(stack.WithKubeconfig(kubeconfig, target.Context), stack.WithLogger(c.logger), stack.WithProgress(steps), stack.WithRunID(state.RunID))
 	if err != nil {
 		return err
 	}

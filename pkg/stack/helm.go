@@ -120,7 +120,7 @@ func (in *Installer) installChart(ctx context.Context, c profile.Component, rec 
 			return &ForeignReleaseError{Component: c.Name, Release: name, Namespace: ns, Owner: owner, Revision: last.Version, Status: last.Info.Status.String()}
 		}
 		in.logger.Info("adopting a release this run did not install", "release", name, "namespace", ns, "owner", owner)
-		in.reporter.Notef("%s: taking over release %s in %s (installed by %s)", c.Name, name, ns, owner)
+		in.steps.Notef("%s: taking over release %s in %s (installed by %s)", c.Name, name, ns, owner)
 		rec.Adopted, adopting = true, true
 	}
 	if !adopting && last != nil && last.Info.Status == rcommon.StatusDeployed && sameChart(last.Info.Description, desc) && sameValues(last.Config, vals) {
@@ -272,7 +272,7 @@ func (in *Installer) uninstallHelm(cfg *action.Configuration, name string, wait 
 // now, is left alone (with a note).
 func (in *Installer) uninstallRelease(_ context.Context, r Record) error {
 	if !r.Created() {
-		in.reporter.Notef("%s: release %s in %s was there before (%s): left alone", r.Component, r.Release, r.Namespace, r.Owner)
+		in.steps.Notef("%s: release %s in %s was there before (%s): left alone", r.Component, r.Release, r.Namespace, r.Owner)
 		return nil
 	}
 	cfg, err := in.helmConfig(r.Namespace)
@@ -287,7 +287,7 @@ func (in *Installer) uninstallRelease(_ context.Context, r Record) error {
 		return nil
 	}
 	if runID := in.recordRunID(r); !ownership.CreatedBy(last.Labels, runID) {
-		in.reporter.Notef("%s: release %s in %s is labelled as %s's, not run %s's: left alone", r.Component, r.Release, r.Namespace, ownership.Owner(last.Labels), runID)
+		in.steps.Notef("%s: release %s in %s is labelled as %s's, not run %s's: left alone", r.Component, r.Release, r.Namespace, ownership.Owner(last.Labels), runID)
 		return nil
 	}
 	return in.uninstallHelm(cfg, r.Release, true)

@@ -193,7 +193,7 @@ func TestDependencyOrderConcurrencyAndReverseUninstall(t *testing.T) {
 		component("base", ns, h(), nil),
 	}
 	steps := &stepRecorder{}
-	in := newInstaller(t, env, nil, stack.WithParallel(2), stack.WithReporter(steps))
+	in := newInstaller(t, env, nil, stack.WithParallel(2), stack.WithProgress(steps))
 	recs, err := in.Install(t.Context(), comps)
 	if err != nil {
 		t.Fatal(err)

@@ -346,7 +346,7 @@ func (in *Installer) deleteObjects(ctx context.Context, component, runID string,
 			continue
 		}
 		if !ownership.CreatedBy(live.GetLabels(), runID) {
-			in.reporter.Notef("%s: %s is labelled as %s's, not run %s's: left alone", component, ref, ownership.Owner(live.GetLabels()), runID)
+			in.steps.Notef("%s: %s is labelled as %s's, not run %s's: left alone", component, ref, ownership.Owner(live.GetLabels()), runID)
 			continue
 		}
 		policy := metav1.DeletePropagationBackground
@@ -357,7 +357,7 @@ func (in *Installer) deleteObjects(ctx context.Context, component, runID string,
 		}
 	}
 	if kept > 0 {
-		in.reporter.Notef("%s: %d object(s) that were there before the apply left alone", component, kept)
+		in.steps.Notef("%s: %d object(s) that were there before the apply left alone", component, kept)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))

@@ -17,6 +17,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/fetch"
 	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // FieldManager is the server-side apply field manager of everything kaic
@@ -29,14 +30,6 @@ const DefaultTimeout = 5 * time.Minute
 
 // DefaultParallel is how many components install at once by default.
 const DefaultParallel = 4
-
-// Reporter receives human progress: one step per component.
-type Reporter interface {
-	// Step reports a step starting; the returned func ends it.
-	Step(name string) func(error)
-	// Notef reports a note.
-	Notef(format string, args ...any)
-}
 
 // Installer installs, upgrades and uninstalls stack components. Build one
 // with New; it is safe for concurrent use.
@@ -51,7 +44,7 @@ type Installer struct {
 	parallel       int
 	set            Overrides
 	logger         *slog.Logger
-	reporter       Reporter
+	steps          progress.Steps
 	defaultTimeout time.Duration
 	embedded       fs.FS
 	embeddedValues map[string]any
@@ -106,11 +99,12 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithReporter receives one step per component.
-func WithReporter(r Reporter) Option {
+// WithProgress reports one step per component ("install NAME",
+// "uninstall NAME") and notes to s.
+func WithProgress(s progress.Steps) Option {
 	return func(in *Installer) {
-		if r != nil {
-			in.reporter = r
+		if s != nil {
+			in.steps = s
 		}
 	}
 }
@@ -183,7 +177,7 @@ func New(opts ...Option) (*Installer, error) {
 	in := &Installer{
 		parallel:       DefaultParallel,
 		logger:         slog.New(slog.DiscardHandler),
-		reporter:       nopReporter{},
+		steps:          progress.ForPhase(progress.Discard, ""),
 		defaultTimeout: DefaultTimeout,
 		embedded:       charts.FS,
 	}
@@ -337,7 +331,7 @@ func (in *Installer) Install(ctx context.Context, components []profile.Component
 
 // installOne installs one component and reports it as a step.
 func (in *Installer) installOne(ctx context.Context, c profile.Component) (Record, error) {
-	done := in.reporter.Step("install " + c.Name)
+	step := in.steps.StartStep("install " + c.Name)
 	rec := newRecord(c)
 	rec.RunID = in.runID
 	rec.Started = time.Now().UTC()
@@ -361,7 +355,7 @@ func (in *Installer) installOne(ctx context.Context, c profile.Component) (Recor
 		if !unavailable || ctx.Err() != nil || time.Now().Add(webhookRetryPause).After(limit) {
 			break
 		}
-		in.reporter.Notef("%s: admission webhook %s does not answer yet; trying again in %s", c.Name, hook, webhookRetryPause)
+		in.steps.Notef("%s: admission webhook %s does not answer yet; trying again in %s", c.Name, hook, webhookRetryPause)
 		in.logger.Info("webhook not serving yet, retrying", "component", c.Name, "webhook", hook, "error", err)
 		select {
 		case <-ctx.Done():
@@ -376,7 +370,7 @@ func (in *Installer) installOne(ctx context.Context, c profile.Component) (Recor
 	}
 	in.logger.Info("component", "name", c.Name, "action", rec.Action, "duration", rec.Duration, "error", err)
 	in.record(rec)
-	done(err)
+	step.Done(err)
 	return rec, err
 }
 
@@ -404,9 +398,9 @@ func (in *Installer) Uninstall(ctx context.Context, records []Record) error {
 		sort.Slice(wave, func(a, b int) bool { return wave[a].Name > wave[b].Name })
 		for _, c := range wave {
 			r := byName[c.Name]
-			done := in.reporter.Step("uninstall " + c.Name)
+			step := in.steps.StartStep("uninstall " + c.Name)
 			err := in.uninstallOne(ctx, r)
-			done(err)
+			step.Done(err)
 			if err != nil {
 				errs = append(errs, &ComponentError{Component: c.Name, Err: err})
 			}
@@ -431,11 +425,6 @@ func (in *Installer) record(rec Record) {
 		in.recorder(rec)
 	}
 }
-
-type nopReporter struct{}
-
-func (nopReporter) Step(string) func(error) { return func(error) {} }
-func (nopReporter) Notef(string, ...any)    {}
 
 // webhookRetryPause is how long a component waits before trying again
 // when an admission webhook did not answer.
