@@ -13,7 +13,8 @@ func newDownCommand(o *globalOptions) *cobra.Command {
 		Short: "Tear down what a run created, and nothing else",
 		Long: `down reads RUN_DIR/state.json and removes what kaic created there: the kind
 cluster, or the Cluster API workload (and management) cluster, checking first
-that it carries the run's id. An adopted existing cluster is left as it was.
+that it carries the run's id. An adopted existing cluster is left as it was,
+and the releases and objects the runs installed on it are removed.
 --stacks-only uninstalls, in reverse install order, the releases and objects
 the runs installed and keeps the cluster; releases and objects that existed
 before the run are left alone.

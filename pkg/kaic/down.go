@@ -28,9 +28,10 @@ type DownOptions struct {
 const PhaseDown = "down"
 
 // Down removes what the runs in a run directory created, and nothing else:
-// the cluster kaic created (an adopted one is left as it was), or with
-// StacksOnly the releases and objects the runs installed (what existed
-// before them stays). What it removed is recorded as torn down, so that a
+// the cluster kaic created; on a cluster it did not create (which is left
+// as it was), the releases and objects the runs installed, what existed
+// before them staying. StacksOnly removes only those releases and objects,
+// on any cluster. What it removed is recorded as torn down, so that a
 // later resume creates it again.
 func (c *Client) Down(ctx context.Context, o DownOptions) error {
 	dir, err := OpenExistingRunDir(o.Dir)
@@ -54,8 +55,21 @@ func (c *Client) Down(ctx context.Context, o DownOptions) error {
 		return c.uninstallStacks(ctx, dir, state, r.Profile, o.Cluster, steps)
 	}
 	rec := state.Phase(pipeline.PhaseProvision)
-	if rec == nil || len(rec.Outputs) == 0 || rec.Status == pipeline.StatusTornDown {
-		steps.Notef("%s records no provisioned cluster: nothing to tear down", dir.Path())
+	if rec != nil && rec.Status == pipeline.StatusTornDown {
+		steps.Notef("%s records its cluster as torn down already: nothing to tear down", dir.Path())
+		return nil
+	}
+	if rec == nil || len(rec.Outputs) == 0 || rec.Outputs[provision.KeyCreated] != "true" {
+		// The cluster is not the run's to delete: what the run installed
+		// on it is.
+		if inst := state.Phase(pipeline.PhaseInstall); inst != nil && inst.Status != pipeline.StatusTornDown {
+			if err := c.uninstallStacks(ctx, dir, state, r.Profile, o.Cluster, steps); err != nil {
+				return err
+			}
+		}
+	}
+	if rec == nil || len(rec.Outputs) == 0 {
+		steps.Notef("%s records no provisioned cluster: nothing more to tear down", dir.Path())
 		return nil
 	}
 	b, err := backendOf(r.Profile)
@@ -95,7 +109,7 @@ func (c *Client) uninstallStacks(ctx context.Context, dir *RunDir, state *pipeli
 	if err != nil {
 		return err
 	}
-	in, err := stack.New(stack.WithKubeconfig(kubeconfig, target.Context), stack.WithLogger(c.logger), stack.WithReporter(stackSteps{steps}), stack.WithRunID(state.RunID))
+	in, err := stack.New(stack.WithKubeconfig(kubeconfig, target.Context), stack.WithLogger(c.logger), stack.WithProgress(steps), stack.WithRunID(state.RunID))
 	if err != nil {
 		return err
 	}

@@ -80,7 +80,7 @@ func (r *run) install(ctx context.Context, rc *pipeline.RunContext) (pipeline.Ou
 		stack.WithKubeconfig(kubeconfig, target.Context),
 		stack.WithOverrides(set),
 		stack.WithLogger(rc.Logger),
-		stack.WithReporter(stackSteps{rc}),
+		stack.WithProgress(rc),
 		stack.WithRunID(r.runID),
 		stack.WithAdopt(r.opts.Adopt...),
 		stack.WithRecorder(func(rec stack.Record) {
@@ -285,8 +285,3 @@ func describeKubeconfig(t Target) string {
 	}
 	return t.Kubeconfig
 }
-
-// stackSteps adapts progress.Steps to the installer's step callbacks.
-type stackSteps struct{ progress.Steps }
-
-func (s stackSteps) Step(name string) func(error) { return s.StartStep(name).Done }

@@ -32,4 +32,14 @@
 // Re-running is idempotent: a release whose chart digest and values are
 // unchanged is left at its revision; a changed one is upgraded with
 // server-side apply, forcing conflicts on the fields kaic owns.
+//
+// An Installer touches only what its run created ([WithRunID]; see package
+// ownership). Its Helm releases carry the run's labels; a release of a
+// component's name that the run did not install stops that component with
+// a [*ForeignReleaseError] and is neither upgraded nor uninstalled, unless
+// the component is adopted ([WithAdopt]). An object of a manifests
+// component that exists without the run's labels is recorded as
+// pre-existing and left as it is; the objects the run creates carry its
+// labels. [Installer.Uninstall] removes only releases and objects whose
+// records and live labels say the run created them.
 package stack

@@ -13,6 +13,7 @@ import (
 	release "helm.sh/helm/v4/pkg/release/v1"
 	"helm.sh/helm/v4/pkg/storage/driver"
 
+	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
@@ -110,7 +111,19 @@ func (in *Installer) installChart(ctx context.Context, c profile.Component, rec 
 	if err != nil {
 		return fmt.Errorf("reading release %s: %w", name, err)
 	}
-	if last != nil && last.Info.Status == rcommon.StatusDeployed && sameChart(last.Info.Description, desc) && sameValues(last.Config, vals) {
+	adopting := false
+	if last != nil && !ownership.CreatedBy(last.Labels, in.runID) {
+		owner := ownership.Owner(last.Labels)
+		rec.Owner = owner
+		if !in.adopt[c.Name] {
+			rec.PreExisting, rec.Revision = true, last.Version
+			return &ForeignReleaseError{Component: c.Name, Release: name, Namespace: ns, Owner: owner, Revision: last.Version, Status: last.Info.Status.String()}
+		}
+		in.logger.Info("adopting a release this run did not install", "release", name, "namespace", ns, "owner", owner)
+		in.steps.Notef("%s: taking over release %s in %s (installed by %s)", c.Name, name, ns, owner)
+		rec.Adopted, adopting = true, true
+	}
+	if !adopting && last != nil && last.Info.Status == rcommon.StatusDeployed && sameChart(last.Info.Description, desc) && sameValues(last.Config, vals) {
 		rec.Action, rec.Revision = ActionUnchanged, last.Version
 		wctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
@@ -147,6 +160,7 @@ func (in *Installer) installChart(ctx context.Context, c profile.Component, rec 
 		act.ServerSideApply, act.ForceConflicts = true, true
 		act.WaitOptions = waitOptions(in.cluster.mapper)
 		act.Description = desc
+		act.Labels = ownership.Labels(in.runID)
 		var r any
 		r, err = act.RunWithContext(ctx, lc.chart, vals)
 		rel, _ = r.(*release.Release)
@@ -160,6 +174,7 @@ func (in *Installer) installChart(ctx context.Context, c profile.Component, rec 
 		act.ResetValues, act.MaxHistory = true, maxHistory
 		act.WaitOptions = waitOptions(in.cluster.mapper)
 		act.Description = desc
+		act.Labels = ownership.Labels(in.runID)
 		var r any
 		r, err = act.RunWithContext(ctx, name, lc.chart, vals)
 		rel, _ = r.(*release.Release)
@@ -252,10 +267,53 @@ func (in *Installer) uninstallHelm(cfg *action.Configuration, name string, wait 
 	return err
 }
 
+// uninstallRelease removes a recorded release when it is the run's: a
+// release recorded as pre-existing, or whose labels name another owner
+// now, is left alone (with a note).
 func (in *Installer) uninstallRelease(_ context.Context, r Record) error {
+	if !r.Created() {
+		in.steps.Notef("%s: release %s in %s was there before (%s): left alone", r.Component, r.Release, r.Namespace, r.Owner)
+		return nil
+	}
 	cfg, err := in.helmConfig(r.Namespace)
 	if err != nil {
 		return err
 	}
+	last, err := lastRelease(cfg, r.Release)
+	if err != nil {
+		return fmt.Errorf("reading release %s: %w", r.Release, err)
+	}
+	if last == nil {
+		return nil
+	}
+	if runID := in.recordRunID(r); !ownership.CreatedBy(last.Labels, runID) {
+		in.steps.Notef("%s: release %s in %s is labelled as %s's, not run %s's: left alone", r.Component, r.Release, r.Namespace, ownership.Owner(last.Labels), runID)
+		return nil
+	}
 	return in.uninstallHelm(cfg, r.Release, true)
+}
+
+// recordRunID is the run a record belongs to: its own run id, else the
+// Installer's.
+func (in *Installer) recordRunID(r Record) string {
+	if r.RunID != "" {
+		return r.RunID
+	}
+	return in.runID
+}
+
+// ForeignReleaseError stops the install of a component whose Helm release
+// exists but was not installed by this run (no kaic labels, another tool,
+// or another kaic run): kaic neither upgrades nor uninstalls it.
+type ForeignReleaseError struct {
+	Component, Release, Namespace string
+	// Owner is who the release's labels name (ownership.Owner).
+	Owner    string
+	Revision int
+	Status   string
+}
+
+func (e *ForeignReleaseError) Error() string {
+	return fmt.Sprintf("release %s in namespace %s (revision %d, %s) exists and was not installed by this run: its owner is %s. kaic leaves it as it is; uninstall it, or adopt it (--adopt %s) to let kaic take it over",
+		e.Release, e.Namespace, e.Revision, e.Status, e.Owner, e.Component)
 }

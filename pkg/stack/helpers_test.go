@@ -27,6 +27,7 @@ import (
 
 	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/fetch"
+	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/stack"
 )
 
@@ -259,11 +260,11 @@ type stepRecorder struct {
 	steps []string
 }
 
-func (s *stepRecorder) Step(name string) func(error) {
+func (s *stepRecorder) StartStep(name string) *progress.Step {
 	s.mu.Lock()
 	s.steps = append(s.steps, name)
 	s.mu.Unlock()
-	return func(error) {}
+	return progress.StartStep(progress.Discard, "", name)
 }
 
 func (s *stepRecorder) Notef(string, ...any) {}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
+	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/stack"
 )
@@ -121,7 +122,10 @@ func TestUpgradeIdempotentRerunAndOverrides(t *testing.T) {
 	dir := testChart{name: "app", version: "0.1.0"}.write(t)
 	comp := component("app", ns, &profile.HelmChart{Chart: dir}, map[string]any{"message": "first"})
 
-	in := newInstaller(t, env, nil)
+	// Both installers act for one run: each may upgrade what the other
+	// installed.
+	runID := ownership.NewRunID(time.Now())
+	in := newInstaller(t, env, nil, stack.WithRunID(runID))
 	recs, err := in.Install(t.Context(), []profile.Component{comp})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +149,7 @@ func TestUpgradeIdempotentRerunAndOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withSet := newInstaller(t, env, nil, stack.WithOverrides(set))
+	withSet := newInstaller(t, env, nil, stack.WithOverrides(set), stack.WithRunID(runID))
 	recs, err = withSet.Install(t.Context(), []profile.Component{comp})
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +193,7 @@ func TestDependencyOrderConcurrencyAndReverseUninstall(t *testing.T) {
 		component("base", ns, h(), nil),
 	}
 	steps := &stepRecorder{}
-	in := newInstaller(t, env, nil, stack.WithParallel(2), stack.WithReporter(steps))
+	in := newInstaller(t, env, nil, stack.WithParallel(2), stack.WithProgress(steps))
 	recs, err := in.Install(t.Context(), comps)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"path"
@@ -20,7 +21,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 
+	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
@@ -204,6 +207,7 @@ func (in *Installer) applyComponentManifests(ctx context.Context, c profile.Comp
 		}
 		refs = append(refs, ref)
 		rec.Objects = refs
+		in.record(*rec)
 		if o.GetKind() == "CustomResourceDefinition" {
 			crdsPending = true
 		}
@@ -235,7 +239,9 @@ func applyRank(u *unstructured.Unstructured) int {
 }
 
 // apply server-side applies one object under the kaic field manager,
-// forcing conflicts: kaic owns what it applies.
+// forcing conflicts over fields of objects the run created, which carry its
+// labels. An object that exists without the run's labels was there before:
+// it is not changed, and its ref says it is pre-existing.
 func (in *Installer) apply(ctx context.Context, cl *cluster, o *unstructured.Unstructured, ns string) (ObjectRef, error) {
 	gvk := o.GroupVersionKind()
 	m, err := cl.resourceFor(gvk, ns)
@@ -243,17 +249,30 @@ func (in *Installer) apply(ctx context.Context, cl *cluster, o *unstructured.Uns
 		return ObjectRef{}, fmt.Errorf("%s %s: %w", o.GetKind(), o.GetName(), err)
 	}
 	ref := ObjectRef{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Name: o.GetName()}
-	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+	var res dynamic.ResourceInterface = cl.dynamic.Resource(m.Resource)
 	if m.Scope.Name() == meta.RESTScopeNameNamespace {
 		if o.GetNamespace() == "" {
 			o.SetNamespace(ns)
 		}
 		ref.Namespace = o.GetNamespace()
-		_, err = cl.dynamic.Resource(m.Resource).Namespace(ref.Namespace).Apply(ctx, o.GetName(), o, opts)
-	} else {
-		_, err = cl.dynamic.Resource(m.Resource).Apply(ctx, o.GetName(), o, opts)
+		res = cl.dynamic.Resource(m.Resource).Namespace(ref.Namespace)
 	}
-	if err != nil {
+	live, err := res.Get(ctx, o.GetName(), metav1.GetOptions{})
+	switch {
+	case err == nil && !ownership.CreatedBy(live.GetLabels(), in.runID):
+		ref.PreExisting, ref.Owner = true, ownership.Owner(live.GetLabels())
+		in.logger.Info("object existed before: left as it is", "object", ref.String(), "owner", ref.Owner)
+		return ref, nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return ref, fmt.Errorf("reading %s: %w", ref, err)
+	}
+	labels := o.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, ownership.Labels(in.runID))
+	o.SetLabels(labels)
+	if _, err := res.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
 		return ref, fmt.Errorf("applying %s: %w", ref, err)
 	}
 	return ref, nil
@@ -289,16 +308,23 @@ func (in *Installer) waitCurrent(ctx context.Context, refs []ObjectRef) error {
 	return err
 }
 
-// deleteObjects deletes recorded objects in reverse apply order; objects
-// already gone are fine.
-func (in *Installer) deleteObjects(ctx context.Context, refs []ObjectRef) error {
+// deleteObjects deletes the recorded objects the run created, in reverse
+// apply order; objects already gone are fine. Objects recorded as
+// pre-existing, and objects whose labels no longer name run runID, are
+// left alone.
+func (in *Installer) deleteObjects(ctx context.Context, component, runID string, refs []ObjectRef) error {
 	cl, err := in.target()
 	if err != nil {
 		return err
 	}
 	var errs []string
+	kept := 0
 	for i := len(refs) - 1; i >= 0; i-- {
 		ref := refs[i]
+		if ref.PreExisting {
+			kept++
+			continue
+		}
 		m, err := cl.resourceFor(schemaGVK(ref), ref.Namespace)
 		if meta.IsNoMatchError(err) {
 			continue // its CRD is gone, and the object with it
@@ -307,19 +333,36 @@ func (in *Installer) deleteObjects(ctx context.Context, refs []ObjectRef) error 
 			errs = append(errs, fmt.Sprintf("%s: %v", ref, err))
 			continue
 		}
-		policy := metav1.DeletePropagationBackground
-		opts := metav1.DeleteOptions{PropagationPolicy: &policy}
+		var res dynamic.ResourceInterface = cl.dynamic.Resource(m.Resource)
 		if m.Scope.Name() == meta.RESTScopeNameNamespace {
-			err = cl.dynamic.Resource(m.Resource).Namespace(ref.Namespace).Delete(ctx, ref.Name, opts)
-		} else {
-			err = cl.dynamic.Resource(m.Resource).Delete(ctx, ref.Name, opts)
+			res = cl.dynamic.Resource(m.Resource).Namespace(ref.Namespace)
 		}
+		live, err := res.Get(ctx, ref.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("reading %s: %v", ref, err))
+			continue
+		}
+		if !ownership.CreatedBy(live.GetLabels(), runID) {
+			in.steps.Notef("%s: %s is labelled as %s's, not run %s's: left alone", component, ref, ownership.Owner(live.GetLabels()), runID)
+			continue
+		}
+		policy := metav1.DeletePropagationBackground
+		pre := metav1.Preconditions{UID: ptrTo(live.GetUID())}
+		err = res.Delete(ctx, ref.Name, metav1.DeleteOptions{PropagationPolicy: &policy, Preconditions: &pre})
 		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Sprintf("deleting %s: %v", ref, err))
 		}
+	}
+	if kept > 0 {
+		in.steps.Notef("%s: %d object(s) that were there before the apply left alone", component, kept)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
 	return nil
 }
+
+func ptrTo[T any](v T) *T { return &v }

@@ -15,7 +15,9 @@ import (
 
 	"github.com/kaic-dev/kaic/charts"
 	"github.com/kaic-dev/kaic/pkg/fetch"
+	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
 // FieldManager is the server-side apply field manager of everything kaic
@@ -28,14 +30,6 @@ const DefaultTimeout = 5 * time.Minute
 
 // DefaultParallel is how many components install at once by default.
 const DefaultParallel = 4
-
-// Reporter receives human progress: one step per component.
-type Reporter interface {
-	// Step reports a step starting; the returned func ends it.
-	Step(name string) func(error)
-	// Notef reports a note.
-	Notef(format string, args ...any)
-}
 
 // Installer installs, upgrades and uninstalls stack components. Build one
 // with New; it is safe for concurrent use.
@@ -50,11 +44,14 @@ type Installer struct {
 	parallel       int
 	set            Overrides
 	logger         *slog.Logger
-	reporter       Reporter
+	steps          progress.Steps
 	defaultTimeout time.Duration
 	embedded       fs.FS
 	embeddedValues map[string]any
 	goProxy        string
+	runID          string
+	adopt          map[string]bool
+	recorder       func(Record)
 
 	registryOnce sync.Once
 	registry     *registry.Client
@@ -102,11 +99,12 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithReporter receives one step per component.
-func WithReporter(r Reporter) Option {
+// WithProgress reports one step per component ("install NAME",
+// "uninstall NAME") and notes to s.
+func WithProgress(s progress.Steps) Option {
 	return func(in *Installer) {
-		if r != nil {
-			in.reporter = r
+		if s != nil {
+			in.steps = s
 		}
 	}
 }
@@ -144,12 +142,42 @@ func WithGoProxy(url string) Option {
 	return func(in *Installer) { in.goProxy = url }
 }
 
+// WithRunID sets the id of the run installing: the releases and objects
+// the Installer creates carry it (ownership.Labels), and only what carries
+// it is upgraded, changed or removed. Without it New makes a new id, so an
+// Installer touches only what it created itself.
+func WithRunID(id string) Option {
+	return func(in *Installer) { in.runID = id }
+}
+
+// WithAdopt names components whose existing Helm release, which this run
+// did not install, the Installer takes over (labels as the run's, then
+// upgrades) instead of stopping with a *ForeignReleaseError.
+func WithAdopt(components ...string) Option {
+	return func(in *Installer) {
+		for _, c := range components {
+			if in.adopt == nil {
+				in.adopt = map[string]bool{}
+			}
+			in.adopt[c] = true
+		}
+	}
+}
+
+// WithRecorder receives a component's record as it starts, as objects of
+// a manifests component are applied, and when it ends, so that what an
+// interrupted install created can be written down before it is lost. It
+// is called from concurrent installs.
+func WithRecorder(f func(Record)) Option {
+	return func(in *Installer) { in.recorder = f }
+}
+
 // New returns an Installer with opts applied over the defaults.
 func New(opts ...Option) (*Installer, error) {
 	in := &Installer{
 		parallel:       DefaultParallel,
 		logger:         slog.New(slog.DiscardHandler),
-		reporter:       nopReporter{},
+		steps:          progress.ForPhase(progress.Discard, ""),
 		defaultTimeout: DefaultTimeout,
 		embedded:       charts.FS,
 	}
@@ -170,6 +198,12 @@ func New(opts ...Option) (*Installer, error) {
 	}
 	if in.goProxy == "" {
 		in.goProxy = defaultGoProxy()
+	}
+	if in.runID == "" {
+		in.runID = ownership.NewRunID(time.Now())
+	}
+	if err := ownership.ValidRunID(in.runID); err != nil {
+		return nil, err
 	}
 	return in, nil
 }
@@ -254,6 +288,7 @@ func (in *Installer) Install(ctx context.Context, components []profile.Component
 				defer wg.Done()
 				defer close(o.done)
 				o.rec = newRecord(c)
+				o.rec.RunID = in.runID
 				for _, d := range c.DependsOn {
 					if !known[d] {
 						continue
@@ -296,9 +331,12 @@ func (in *Installer) Install(ctx context.Context, components []profile.Component
 
 // installOne installs one component and reports it as a step.
 func (in *Installer) installOne(ctx context.Context, c profile.Component) (Record, error) {
-	done := in.reporter.Step("install " + c.Name)
+	step := in.steps.StartStep("install " + c.Name)
 	rec := newRecord(c)
+	rec.RunID = in.runID
 	rec.Started = time.Now().UTC()
+	rec.Action = ActionStarted
+	in.record(rec)
 	var err error
 	limit := rec.Started.Add(in.timeout(c))
 	for {
@@ -317,7 +355,7 @@ func (in *Installer) installOne(ctx context.Context, c profile.Component) (Recor
 		if !unavailable || ctx.Err() != nil || time.Now().Add(webhookRetryPause).After(limit) {
 			break
 		}
-		in.reporter.Notef("%s: admission webhook %s does not answer yet; trying again in %s", c.Name, hook, webhookRetryPause)
+		in.steps.Notef("%s: admission webhook %s does not answer yet; trying again in %s", c.Name, hook, webhookRetryPause)
 		in.logger.Info("webhook not serving yet, retrying", "component", c.Name, "webhook", hook, "error", err)
 		select {
 		case <-ctx.Done():
@@ -331,7 +369,8 @@ func (in *Installer) installOne(ctx context.Context, c profile.Component) (Recor
 		rec.Error = err.Error()
 	}
 	in.logger.Info("component", "name", c.Name, "action", rec.Action, "duration", rec.Duration, "error", err)
-	done(err)
+	in.record(rec)
+	step.Done(err)
 	return rec, err
 }
 
@@ -359,9 +398,9 @@ func (in *Installer) Uninstall(ctx context.Context, records []Record) error {
 		sort.Slice(wave, func(a, b int) bool { return wave[a].Name > wave[b].Name })
 		for _, c := range wave {
 			r := byName[c.Name]
-			done := in.reporter.Step("uninstall " + c.Name)
+			step := in.steps.StartStep("uninstall " + c.Name)
 			err := in.uninstallOne(ctx, r)
-			done(err)
+			step.Done(err)
 			if err != nil {
 				errs = append(errs, &ComponentError{Component: c.Name, Err: err})
 			}
@@ -375,15 +414,17 @@ func (in *Installer) uninstallOne(ctx context.Context, r Record) error {
 	case KindHelm:
 		return in.uninstallRelease(ctx, r)
 	case KindManifests:
-		return in.deleteObjects(ctx, r.Objects)
+		return in.deleteObjects(ctx, r.Component, in.recordRunID(r), r.Objects)
 	}
 	return fmt.Errorf("unknown record kind %q", r.Kind)
 }
 
-type nopReporter struct{}
-
-func (nopReporter) Step(string) func(error) { return func(error) {} }
-func (nopReporter) Notef(string, ...any)    {}
+// record hands rec to the recorder, if any.
+func (in *Installer) record(rec Record) {
+	if in.recorder != nil {
+		in.recorder(rec)
+	}
+}
 
 // webhookRetryPause is how long a component waits before trying again
 // when an admission webhook did not answer.

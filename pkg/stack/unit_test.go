@@ -107,3 +107,34 @@ func TestVersionPinMismatchRefused(t *testing.T) {
 		t.Fatalf("error %v, want a VersionMismatchError", err)
 	}
 }
+
+// A later record replaces an earlier one of its component, but what an
+// earlier run created is not forgotten: created objects the new record
+// lacks stay, and an adopted release stays marked adopted.
+func TestMergeRecordsKeepsWhatEarlierRunsCreated(t *testing.T) {
+	crd := stack.ObjectRef{APIVersion: "apiextensions.k8s.io/v1", Kind: "CustomResourceDefinition", Name: "a.example"}
+	pre := stack.ObjectRef{APIVersion: "apiextensions.k8s.io/v1", Kind: "CustomResourceDefinition", Name: "b.example", PreExisting: true, Owner: "helm"}
+	earlier := []stack.Record{
+		{Component: "crds", Kind: stack.KindManifests, Action: stack.ActionApplied, Objects: []stack.ObjectRef{crd, pre}},
+		{Component: "app", Kind: stack.KindHelm, Release: "app", Namespace: "ns", Action: stack.ActionUpgraded, Adopted: true, Owner: "Helm"},
+		{Component: "other", Kind: stack.KindHelm, Action: stack.ActionInstalled},
+	}
+	now := []stack.Record{
+		{Component: "crds", Kind: stack.KindManifests, Action: stack.ActionNotStarted},
+		{Component: "app", Kind: stack.KindHelm, Release: "app", Namespace: "ns", Action: stack.ActionUnchanged},
+		{Component: "new", Kind: stack.KindHelm, Action: stack.ActionInstalled},
+	}
+	got := stack.MergeRecords(earlier, now)
+	if len(got) != 4 || got[0].Component != "crds" || got[1].Component != "app" || got[2].Component != "other" || got[3].Component != "new" {
+		t.Fatalf("merged %+v", got)
+	}
+	if got[0].Action != stack.ActionNotStarted || !reflect.DeepEqual(got[0].Objects, []stack.ObjectRef{crd}) {
+		t.Errorf("crds merged as %+v, want not-started keeping the created CRD only", got[0])
+	}
+	if !got[1].Adopted || got[1].Owner != "Helm" || got[1].Action != stack.ActionUnchanged {
+		t.Errorf("app merged as %+v, want unchanged and still adopted from Helm", got[1])
+	}
+	if !got[0].Created() || (stack.Record{PreExisting: true}).Created() || !(stack.Record{PreExisting: true, Adopted: true}).Created() {
+		t.Errorf("Created() does not follow pre-existing and adopted")
+	}
+}

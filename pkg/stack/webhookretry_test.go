@@ -121,7 +121,7 @@ func TestInstallWaitsForAnUnavailableWebhook(t *testing.T) {
 	t.Run("applied once the webhook answers", func(t *testing.T) {
 		vwc := createHook(t)
 		rep := &notes{}
-		in := newInstaller(t, env, nil, stack.WithReporter(rep))
+		in := newInstaller(t, env, nil, stack.WithProgress(rep))
 		// The webhook "starts serving" (goes away) after a few attempts.
 		go func() {
 			time.Sleep(3 * time.Second)
