@@ -444,3 +444,27 @@ spec:
 		t.Fatalf("records %+v", recs)
 	}
 }
+
+// An install interrupted while a component waits for readiness says that
+// its dependants were interrupted, not that something failed.
+func TestInterruptedInstallSaysInterrupted(t *testing.T) {
+	env := testenv.Shared(t)
+	ns := namespace(t, env)
+	dir := testChart{name: "waiting", version: "0.1.0", unschedulable: true}.write(t)
+	comp := component("waiting", ns, &profile.HelmChart{Chart: dir}, nil)
+	dependant := component("next", ns, &profile.HelmChart{Chart: dir}, nil, "waiting")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(3*time.Second, cancel) // mid-wait: the Deployment never becomes ready
+	_, err := newInstaller(t, env, nil).Install(ctx, []profile.Component{comp, dependant})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want the interruption", err)
+	}
+	var dep *stack.DependencyFailedError
+	if !errors.As(err, &dep) || !strings.Contains(dep.Error(), "not started: interrupted while waiting, which it depends on, was installing") {
+		t.Fatalf("error %v, want the dependant reported interrupted", err)
+	}
+	if strings.Contains(err.Error(), "which failed") {
+		t.Errorf("an interruption reads as a failure:\n%v", err)
+	}
+}

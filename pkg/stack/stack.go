@@ -242,11 +242,21 @@ func (e *ComponentError) Unwrap() error { return e.Err }
 // because a component it depends on failed.
 type DependencyFailedError struct {
 	Dependency string
+	// Interrupted is the interruption that stopped the dependency, when it
+	// did not fail of its own.
+	Interrupted error
 }
 
 func (e *DependencyFailedError) Error() string {
+	if e.Interrupted != nil {
+		return fmt.Sprintf("not started: interrupted while %s, which it depends on, was installing", e.Dependency)
+	}
 	return fmt.Sprintf("not started: it depends on %s, which failed", e.Dependency)
 }
+
+// Unwrap returns the interruption, so that an interrupted install is told
+// from a failed one.
+func (e *DependencyFailedError) Unwrap() error { return e.Interrupted }
 
 // Install installs or upgrades components in dependency order, running
 // independent ones concurrently. It returns a record per component, in
@@ -296,7 +306,11 @@ func (in *Installer) Install(ctx context.Context, components []profile.Component
 					dep := outcomes[d]
 					<-dep.done
 					if dep.err != nil {
-						o.err = &DependencyFailedError{Dependency: d}
+						failed := &DependencyFailedError{Dependency: d}
+						if ctx.Err() != nil {
+							failed.Interrupted = ctx.Err()
+						}
+						o.err = failed
 						o.rec.Action = ActionNotStarted
 						o.rec.Error = o.err.Error()
 						return
