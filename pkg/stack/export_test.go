@@ -42,3 +42,11 @@ func InstallWithoutKaic(in *Installer, chartDir, name, ns string, vals map[strin
 	_, err = act.Run(chrt, vals)
 	return err
 }
+
+// SetPullGrace sets how long an image may fail to pull before a wait ends,
+// returning a func that restores it.
+func SetPullGrace(d time.Duration) func() {
+	old := pullGrace
+	pullGrace = d
+	return func() { pullGrace = old }
+}

@@ -151,6 +151,14 @@ func (in *Installer) installChart(ctx context.Context, c profile.Component, rec 
 	if cl, err := in.target(); err == nil {
 		cl.resetMapper()
 	}
+	// A container whose image cannot be pulled ends the wait early, with
+	// the kubelet's reason (see watchPulls).
+	outer := ctx
+	ctx, stopWatch := context.WithCancelCause(ctx)
+	defer stopWatch(nil)
+	if cl, err := in.target(); err == nil {
+		go watchPulls(ctx, stopWatch, cl.clientset, cfg, name, ns)
+	}
 	var rel *release.Release
 	verb := "install"
 	if fresh {
@@ -189,6 +197,11 @@ func (in *Installer) installChart(ctx context.Context, c profile.Component, rec 
 	if err == nil {
 		return nil
 	}
+	var pull *ImagePullError
+	if errors.As(context.Cause(ctx), &pull) && outer.Err() == nil {
+		err = pull
+	}
+	ctx = outer
 	// Diagnose before rolling back: the rollback removes the evidence.
 	var objs []ObjectRef
 	if cur, lerr := lastRelease(cfg, name); lerr == nil && cur != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -466,5 +467,51 @@ func TestInterruptedInstallSaysInterrupted(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "which failed") {
 		t.Errorf("an interruption reads as a failure:\n%v", err)
+	}
+}
+
+// A component whose image cannot be pulled fails when the kubelet has
+// reported the pull failure for a while, not at the readiness timeout. No
+// kubelet runs here: the test writes the container state a kubelet
+// reports for an image it cannot pull.
+func TestImagePullFailureEndsTheWaitEarly(t *testing.T) {
+	defer stack.SetPullGrace(3 * time.Second)()
+	env := testenv.Shared(t)
+	ns := namespace(t, env)
+	cs := env.Clientset()
+	dir := testChart{name: "unpullable", version: "0.1.0", unschedulable: true}.write(t)
+	comp := component("unpullable", ns, &profile.HelmChart{Chart: dir}, nil)
+	comp.Readiness.Timeout.Duration = 2 * time.Minute
+
+	ctx := t.Context()
+	go func() {
+		for ctx.Err() == nil {
+			pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			if err == nil && len(pods.Items) > 0 {
+				pod := pods.Items[0]
+				pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: pod.Spec.Containers[0].Name, Image: pod.Spec.Containers[0].Image,
+					State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff",
+						Message: `Back-off pulling image "registry.example/kaic-test/app:1.0"`}}}}
+				if _, err := cs.CoreV1().Pods(ns).UpdateStatus(ctx, &pod, metav1.UpdateOptions{}); err == nil {
+					return
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	start := time.Now()
+	_, err := newInstaller(t, env, nil).Install(ctx, []profile.Component{comp})
+	elapsed := time.Since(start)
+	var pull *stack.ImagePullError
+	if !errors.As(err, &pull) {
+		t.Fatalf("error %v, want an ImagePullError", err)
+	}
+	for _, want := range []string{"image registry.example/kaic-test/app:1.0", "ImagePullBackOff", "Back-off pulling image"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if elapsed > time.Minute {
+		t.Errorf("the failure took %s, want well before the 2m readiness timeout", elapsed)
 	}
 }
