@@ -1,10 +1,14 @@
 package conformance
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -131,4 +135,78 @@ func (e *Env) forCheck(namespace string) *Env {
 	c := *e
 	c.Namespace = namespace
 	return &c
+}
+
+// Need is something a check needs from the cluster before it can show
+// anything, such as an API group a stack component serves. The runner
+// looks at the needs of every selected check before any check runs, once
+// per need, and reports a missing one once, up front, for every check that
+// needs it, instead of letting each check fail on it separately.
+type Need struct {
+	// Key identifies the need among all checks' (equal keys are looked
+	// at once).
+	Key string
+	// Missing says what is missing, e.g. "the cluster does not serve
+	// kueue.x-k8s.io (Kueue's API)".
+	Missing string
+	// Present reports whether the cluster has it. An error means it could
+	// not tell; the check then runs and finds out itself.
+	Present func(ctx context.Context, env *Env) (bool, error)
+}
+
+// Needer is implemented by checks that declare their needs.
+type Needer interface {
+	Needs(env *Env) []Need
+}
+
+// WithNeeds returns c declaring needs (computed from the run's Env).
+func WithNeeds(c Check, needs func(env *Env) []Need) Check {
+	return needsCheck{Check: c, needs: needs}
+}
+
+type needsCheck struct {
+	Check
+	needs func(env *Env) []Need
+}
+
+func (c needsCheck) Needs(env *Env) []Need { return c.needs(env) }
+
+// APIGroupNeed is the need of an API group the cluster must serve; what
+// names the software that serves it.
+func APIGroupNeed(group, what string) Need {
+	return Need{
+		Key:     "api:" + group,
+		Missing: fmt.Sprintf("the cluster does not serve the API group %s (%s)", group, what),
+		Present: func(ctx context.Context, env *Env) (bool, error) {
+			groups, err := env.Client.Discovery().ServerGroups()
+			if err != nil {
+				return false, err
+			}
+			for _, g := range groups.Groups {
+				if g.Name == group {
+					return true, nil
+				}
+			}
+			return false, nil
+		},
+	}
+}
+
+// DeviceClassNeed is the need of the accelerator model's DeviceClass.
+func DeviceClassNeed(env *Env) Need {
+	name := env.Accelerator.DeviceClass
+	return Need{
+		Key:     "deviceclass:" + name,
+		Missing: fmt.Sprintf("DeviceClass %s of the accelerator model does not exist: the DRA driver's installation should create it", name),
+		Present: func(ctx context.Context, env *Env) (bool, error) {
+			if name == "" {
+				return false, errors.New("the accelerator model names no DeviceClass")
+			}
+			_, err := env.Client.ResourceV1().DeviceClasses().Get(ctx, name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			return err == nil, err
+		},
+	}
 }

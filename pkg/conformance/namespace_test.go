@@ -1,6 +1,9 @@
 package conformance
 
 import (
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,5 +59,60 @@ func TestCheckNamespace(t *testing.T) {
 	}
 	if _, err := kube.Clientset().CoreV1().Namespaces().Get(t.Context(), results[0].Namespace, metav1.GetOptions{}); err == nil {
 		t.Errorf("namespace %s still there after the check", results[0].Namespace)
+	}
+}
+
+// A need the cluster lacks is looked at once and reported once, before any
+// check starts, for every check that needs it; those checks fail without
+// running and the others run.
+func TestMissingNeedsReportedOnceUpFront(t *testing.T) {
+	kube := testenv.Shared(t)
+	env, err := NewEnv(kube.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran sync.Map
+	needing := func(id string, groups ...string) Check {
+		return WithNeeds(NewCheck(id, func(t *T, env *Env) { ran.Store(id, true) }), func(*Env) []Need {
+			var out []Need
+			for _, g := range groups {
+				out = append(out, APIGroupNeed(g, "a stack component"))
+			}
+			return out
+		})
+	}
+	reg := mustRegistry(t,
+		needing("gang_scheduling", "queues.example.kaic.dev"),
+		needing("robust_controller", "apps", "queues.example.kaic.dev"),
+		needing("pod_autoscaling", "apps"),
+	)
+	var reports []string
+	r := &Runner{Catalog: testCatalog("gang_scheduling", "robust_controller", "pod_autoscaling"), Registry: reg, Env: *env, Timeout: 30 * time.Second,
+		OnMissing: func(missing string, ids []string) { reports = append(reports, missing+" <- "+strings.Join(ids, ",")) },
+		OnStart: func(req Requirement) {
+			if len(reports) == 0 {
+				t.Errorf("%s started before the missing needs were reported", req.ID)
+			}
+		},
+	}
+	results, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"the cluster does not serve the API group queues.example.kaic.dev (a stack component) <- gang_scheduling,robust_controller"}
+	if !slices.Equal(reports, want) {
+		t.Errorf("missing needs reported %q, want %q", reports, want)
+	}
+	got := byID(results)
+	for _, id := range []string{"gang_scheduling", "robust_controller"} {
+		if res := got[id]; res.Status != Failed || !strings.Contains(res.Reason, "does not serve the API group queues.example.kaic.dev") {
+			t.Errorf("%s: %s %q, want failed for the missing API group", id, res.Status, res.Reason)
+		}
+		if _, ok := ran.Load(id); ok {
+			t.Errorf("%s ran although its need is missing", id)
+		}
+	}
+	if res := got["pod_autoscaling"]; res.Status != Passed {
+		t.Errorf("pod_autoscaling, whose need is present: %s %q", res.Status, res.Reason)
 	}
 }

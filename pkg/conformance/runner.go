@@ -78,6 +78,10 @@ type Runner struct {
 	// results are known, possibly concurrently.
 	OnStart  func(Requirement)
 	OnResult func(Result)
+	// OnMissing, when set, is called before any check starts, once per
+	// need of the selected checks the cluster lacks, with the checks that
+	// need it (their results are failed without running).
+	OnMissing func(missing string, ids []string)
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -131,10 +135,6 @@ func (r *Runner) Run(ctx context.Context) ([]Result, error) {
 		}
 	}
 
-	type job struct {
-		req   Requirement
-		check Check
-	}
 	var jobs []job
 	for _, req := range r.Catalog.Requirements {
 		if res, ok := r.notRun(req); ok {
@@ -144,6 +144,8 @@ func (r *Runner) Run(ctx context.Context) ([]Result, error) {
 		check, _ := r.Registry.Lookup(req.ID)
 		jobs = append(jobs, job{req, check})
 	}
+
+	jobs = r.dropMissingNeeds(ctx, jobs, record)
 
 	// Checks that need the cluster to themselves run after the others,
 	// one at a time.
@@ -214,6 +216,71 @@ func countRun(results []Result) int {
 		}
 	}
 	return n
+}
+
+// job is a selected requirement and the check that verifies it.
+type job struct {
+	req   Requirement
+	check Check
+}
+
+// dropMissingNeeds looks at the needs of the checks of jobs, once per
+// need, records a failed result for each check whose need the cluster
+// lacks, reports each missing need once (OnMissing), and returns the other
+// jobs. A need that cannot be looked at lets its check run.
+func (r *Runner) dropMissingNeeds(ctx context.Context, jobs []job, record func(Result)) []job {
+	if r.Env.Client == nil {
+		return jobs
+	}
+	present := map[string]bool{}
+	var order []string // missing needs, in the order first met
+	missing := map[string]string{}
+	needers := map[string][]string{}
+	var kept []job
+	var failed []Result
+	for _, j := range jobs {
+		n, ok := j.check.(Needer)
+		if !ok {
+			kept = append(kept, j)
+			continue
+		}
+		var lacks []string
+		for _, need := range n.Needs(&r.Env) {
+			has, known := present[need.Key]
+			if !known {
+				var err error
+				has, err = need.Present(ctx, &r.Env)
+				has = has || err != nil
+				present[need.Key] = has
+			}
+			if !has {
+				if _, seen := missing[need.Key]; !seen {
+					order = append(order, need.Key)
+					missing[need.Key] = need.Missing
+				}
+				needers[need.Key] = append(needers[need.Key], j.req.ID)
+				lacks = append(lacks, need.Missing)
+			}
+		}
+		if len(lacks) == 0 {
+			kept = append(kept, j)
+			continue
+		}
+		now := r.now()
+		res := Result{ID: j.req.ID, TestName: TestName(j.req.ID), Category: j.req.Category, Level: j.req.Level, Start: now,
+			Status: Failed, Reason: strings.Join(lacks, "; ") + " (found before any check ran: the check was not started)"}
+		res.Test = &TestRecord{Name: res.TestName, Status: Failed, Start: now, Output: []string{res.Reason}}
+		failed = append(failed, res)
+	}
+	if r.OnMissing != nil {
+		for _, key := range order {
+			r.OnMissing(missing[key], needers[key])
+		}
+	}
+	for _, res := range failed {
+		record(res)
+	}
+	return kept
 }
 
 // notRun returns the result of a requirement that is not run: opted out,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -236,6 +237,9 @@ func passedResults(dir string) (map[string]conformance.Result, error) {
 func reportChecks(runner *conformance.Runner, steps progress.Steps) {
 	var mu sync.Mutex
 	started := map[string]*progress.Step{}
+	runner.OnMissing = func(missing string, ids []string) {
+		steps.Notef("preflight: %s; not running %s", missing, strings.Join(ids, ", "))
+	}
 	runner.OnStart = func(req conformance.Requirement) {
 		mu.Lock()
 		defer mu.Unlock()

@@ -120,7 +120,7 @@ func New(o Options) conformance.Check {
 	if o.Utilization <= 0 || o.Utilization > 100 {
 		o.Utilization = DefaultUtilization
 	}
-	return conformance.NewCheck(ID, func(t *conformance.T, env *conformance.Env) { run(t, env, o) })
+	return conformance.WithNeeds(conformance.NewCheck(ID, func(t *conformance.T, env *conformance.Env) { run(t, env, o) }), devicepod.Needs)
 }
 
 // names are the series the check reads, from the model or Options.

@@ -38,7 +38,9 @@ const (
 const listed = 10
 
 // Check returns the driver_runtime_management check.
-func Check() conformance.Check { return conformance.NewCheck(ID, run) }
+func Check() conformance.Check {
+	return conformance.WithNeeds(conformance.NewCheck(ID, run), devicepod.Needs)
+}
 
 func run(t *conformance.T, env *conformance.Env) {
 	inventory := devicepod.Preflight(t, env)

@@ -100,7 +100,9 @@ type config struct {
 // Check returns the gang_scheduling check.
 func Check() conformance.Check {
 	c := config{pods: gangSize, window: negativeWindow, sleep: podSleep, queueTimeout: queueActiveTimeout}
-	return conformance.NewCheck(ID, c.run)
+	return conformance.WithNeeds(conformance.NewCheck(ID, c.run), func(*conformance.Env) []conformance.Need {
+		return []conformance.Need{conformance.APIGroupNeed(kueueGV.Group, "Kueue")}
+	})
 }
 
 func (c config) run(t *conformance.T, env *conformance.Env) {

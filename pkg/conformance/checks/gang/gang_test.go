@@ -96,7 +96,7 @@ func TestGangSchedulingPasses(t *testing.T) {
 // the API but no controller it fails saying no controller reconciles the
 // queue. Neither needs the Kueue manager binary.
 func TestGangSchedulingFailsWithoutKueue(t *testing.T) {
-	env := testenv.New(t)
+	env := testenv.New(t, testenv.WithControlLoops()) // the service account controller fills the check's namespace
 	res := runCheckWithCleanup(t, env, testConfig(), 3*time.Second)
 	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "does not serve kueue.x-k8s.io/v1beta2: Kueue") {
 		t.Fatalf("status %s, reason %q", res.Status, res.Reason)

@@ -43,7 +43,9 @@ const (
 )
 
 // Check returns the gpu_sharing check.
-func Check() conformance.Check { return conformance.NewCheck(ID, run) }
+func Check() conformance.Check {
+	return conformance.WithNeeds(conformance.NewCheck(ID, run), devicepod.Needs)
+}
 
 func run(t *conformance.T, env *conformance.Env) {
 	acc := env.Accelerator

@@ -111,7 +111,7 @@ func New(o Options) conformance.Check {
 	if o.MetricTimeout <= 0 {
 		o.MetricTimeout = DefaultMetricTimeout
 	}
-	return conformance.NewCheck(ID, func(t *conformance.T, env *conformance.Env) { run(t, env, o) })
+	return conformance.WithNeeds(conformance.NewCheck(ID, func(t *conformance.T, env *conformance.Env) { run(t, env, o) }), devicepod.Needs)
 }
 
 func run(t *conformance.T, env *conformance.Env, o Options) {

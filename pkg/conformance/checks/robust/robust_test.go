@@ -160,7 +160,8 @@ func TestRobustControllerFailsWithWrongCABundle(t *testing.T) {
 func TestRobustControllerFailsWithoutKubeRay(t *testing.T) {
 	// The API server finds a webhook Service's endpoints itself rather
 	// than asking DNS for its name, which would leave the test machine.
-	env := testenv.New(t, testenv.WithAPIServerArgs("--enable-aggregator-routing=true"))
+	// The control loops create the check namespace's default service account.
+	env := testenv.New(t, testenv.WithControlLoops(), testenv.WithAPIServerArgs("--enable-aggregator-routing=true"))
 	quick := testConfig("")
 	quick.readyTimeout = 2 * time.Second
 	const cleanup = 3 * time.Second

@@ -32,7 +32,9 @@ const (
 )
 
 // Check returns the secure_accelerator_access check.
-func Check() conformance.Check { return conformance.NewCheck(ID, run) }
+func Check() conformance.Check {
+	return conformance.WithNeeds(conformance.NewCheck(ID, run), devicepod.Needs)
+}
 
 func run(t *conformance.T, env *conformance.Env) {
 	acc := env.Accelerator

@@ -634,3 +634,9 @@ func countAll(m map[string][]Device) int {
 	}
 	return n
 }
+
+// Needs is the need of the checks built on this package: the accelerator
+// model's DeviceClass, looked at once for all of them before any runs.
+func Needs(env *conformance.Env) []conformance.Need {
+	return []conformance.Need{conformance.DeviceClassNeed(env)}
+}
