@@ -295,3 +295,49 @@ current-context: ctx
 		t.Fatal(err)
 	}
 }
+
+func TestPlanStrictRefusesComponentsOutsideTheirSupportRange(t *testing.T) {
+	code, stdout, stderr := run(t, "plan", "-p", "kind-dra")
+	if code != ExitOK {
+		t.Fatalf("plan without --strict: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "envoy-gateway v1.9.1 supports Kubernetes 1.33–1.36") || !strings.Contains(stdout, "the profile runs v1.37.0") {
+		t.Errorf("no support-range warning naming both versions:\n%s", stdout)
+	}
+	code, _, stderr = run(t, "plan", "-p", "kind-dra", "--strict")
+	if code != ExitUsage || !strings.Contains(stderr, "envoy-gateway v1.9.1 (supports 1.33–1.36)") {
+		t.Fatalf("plan --strict: exit %d, want %d naming the component: %s", code, ExitUsage, stderr)
+	}
+
+	// A version other than the pinned one has no stated range, and a
+	// range the profile states itself replaces the built-in's.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.yaml")
+	own := "        supports: {kubernetes: \"1.30+\", source: \"our own tests\", checked: \"2026-12-01\"}\n"
+	doc := "apiVersion: kaic.dev/v1alpha1\nkind: Profile\nextends: kind-dra\nmetadata:\n  name: p\nspec:\n  stack:\n    components:\n" +
+		"      - name: cert-manager\n        version: v1.21.0\n" +
+		"      - name: envoy-gateway\n" + own +
+		"      - name: envoy-gateway-crds\n" + own
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = run(t, "plan", "-p", path, "--strict", "-o", "json")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var pl kaic.Plan
+	if err := json.Unmarshal([]byte(stdout), &pl); err != nil {
+		t.Fatal(err)
+	}
+	if len(pl.SupportGaps) != 0 {
+		t.Errorf("gaps %+v", pl.SupportGaps)
+	}
+	for _, r := range pl.Releases {
+		if strings.HasPrefix(r.Name, "envoy-gateway ") && r.Supports != "1.30 and later" {
+			t.Errorf("%s supports %q, want the profile's own range", r.Name, r.Supports)
+		}
+		if r.Name == "cert-manager" && r.Supports != "" {
+			t.Errorf("cert-manager v1.21.0 shows the range stated for the pinned version: %q", r.Supports)
+		}
+	}
+}

@@ -24,6 +24,7 @@ func addProfileFlag(c *cobra.Command, target *string) {
 type planOptions struct {
 	profile string
 	output  string
+	strict  bool
 }
 
 func newPlanCommand(o *globalOptions) *cobra.Command {
@@ -38,10 +39,15 @@ namespace, and every requirement of the conformance version with its level
 and whether it would run, be skipped or be reported N/A.
 
 Every problem in the profile is reported at once, each with its field path.
-Nothing is created, installed or contacted.`,
+Nothing is created, installed or contacted.
+
+Stack components state the Kubernetes minors upstream supports for their
+pinned version; plan warns when the profile's version is outside a range,
+and --strict makes that an error (exit 2).`,
 		Example: `  kaic plan                      # the default profile, kind-dra
   kaic plan -p capi-aws-gpu      # fails naming the environment variables it needs
-  kaic plan -p my-profile.yaml -o json`,
+  kaic plan -p my-profile.yaml -o json
+  kaic plan --strict             # fail when a component does not support the Kubernetes version`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := checkOutput(po.output); err != nil {
@@ -52,13 +58,23 @@ Nothing is created, installed or contacted.`,
 				return err
 			}
 			if po.output != outputTable {
-				return printStructured(o.stdout, po.output, pl)
+				err = printStructured(o.stdout, po.output, pl)
+			} else {
+				err = printPlan(o.stdout, pl)
 			}
-			return printPlan(o.stdout, pl)
+			if err == nil && po.strict && len(pl.SupportGaps) > 0 {
+				var names []string
+				for _, g := range pl.SupportGaps {
+					names = append(names, g.Component+" "+g.Version+" (supports "+g.Supports.Minors()+")")
+				}
+				err = &kaic.UsageError{Err: fmt.Errorf("--strict: Kubernetes %s is outside the supported range of %s", pl.Profile.Spec.KubernetesVersion, strings.Join(names, ", "))}
+			}
+			return err
 		},
 	}
 	addProfileFlag(c, &po.profile)
 	addOutputFlag(c, &po.output, outputTable)
+	c.Flags().BoolVar(&po.strict, "strict", false, "fail (exit 2) when the profile's Kubernetes version is outside a stack component's supported range")
 	return c
 }
 
@@ -105,7 +121,7 @@ func printPlan(w io.Writer, pl *kaic.Plan) error {
 	} else {
 		fmt.Fprintln(w, "Stack, in install order (components of one wave install together):")
 		tw := newTable(w)
-		fmt.Fprintln(tw, "  WAVE\tCOMPONENT\tTYPE\tSOURCE\tVERSION\tNAMESPACE")
+		fmt.Fprintln(tw, "  WAVE\tCOMPONENT\tTYPE\tSOURCE\tVERSION\tNAMESPACE\tSUPPORTS")
 		for _, r := range pl.Releases {
 			src := r.Chart
 			if r.Repo != "" {
@@ -114,7 +130,7 @@ func printPlan(w io.Writer, pl *kaic.Plan) error {
 			if r.Type == "manifests" {
 				src = strings.Join(r.Sources, ", ")
 			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", r.Wave, r.Name, r.Type, src, dash(r.Version), dash(r.Namespace))
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Wave, r.Name, r.Type, src, dash(r.Version), dash(r.Namespace), dash(r.Supports))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -21,6 +21,9 @@ type Plan struct {
 	Releases  []Release        `json:"releases"`
 	Checks    []Check          `json:"checks"`
 	Warnings  []string         `json:"warnings,omitempty"`
+	// SupportGaps are the components whose upstream-stated Kubernetes
+	// range leaves out the profile's version (also in Warnings).
+	SupportGaps []profile.SupportGap `json:"supportGaps,omitempty"`
 }
 
 // Cluster is what the provision phase would create or adopt.
@@ -49,6 +52,9 @@ type Release struct {
 	DependsOn []string `json:"dependsOn,omitempty"`
 	Source    string   `json:"source"`
 	Sources   []string `json:"sources,omitempty"` // manifests: where they come from
+	// Supports is the Kubernetes range upstream states for this version
+	// ("1.33–1.36"), empty when none is recorded.
+	Supports string `json:"supports,omitempty"`
 }
 
 // Check is one requirement of the conformance version and what the run
@@ -116,6 +122,10 @@ func buildPlan(r *profile.Resolved, getenv func(string) string) (*Plan, error) {
 			pl.Releases = append(pl.Releases, release(i+1, c))
 		}
 	}
+	pl.SupportGaps = profile.SupportGaps(p.Spec.KubernetesVersion, r.Components)
+	for _, g := range pl.SupportGaps {
+		pl.Warnings = append(pl.Warnings, g.String())
+	}
 	checks, err := planChecks(p)
 	if err != nil {
 		return nil, err
@@ -132,6 +142,9 @@ func buildPlan(r *profile.Resolved, getenv func(string) string) (*Plan, error) {
 
 func release(wave int, c profile.Component) Release {
 	rel := Release{Wave: wave, Name: c.Name, Namespace: c.Namespace, DependsOn: c.DependsOn, Source: c.Source, Version: c.ChartVersion()}
+	if s := c.Supports; s != nil && (s.Version == "" || s.Version == rel.Version) {
+		rel.Supports = s.Minors()
+	}
 	if h := c.Helm; h != nil {
 		rel.Type = "helm"
 		rel.Chart, rel.Repo, rel.Digest = h.Chart, h.Repo, h.Digest

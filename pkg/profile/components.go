@@ -83,6 +83,9 @@ func parseComponent(file string, data []byte) (Component, error) {
 		c.Description = cf.Metadata.Description
 	}
 	c.Source = "builtin"
+	if c.Supports != nil {
+		c.Supports.Version = c.ChartVersion()
+	}
 	validateComponentDefinition(errs, "spec", c)
 	return c, errs.list.errOrNil()
 }
@@ -136,6 +139,11 @@ func (c *ComponentCatalog) resolveComponent(entry Component) (Component, bool) {
 	}
 	if entry.Description != "" {
 		out.Description = entry.Description
+	}
+	if entry.Supports != nil {
+		s := *entry.Supports
+		s.Version = out.ChartVersion()
+		out.Supports = &s
 	}
 	return out, true
 }

@@ -216,6 +216,9 @@ type Component struct {
 	Provides []string `json:"provides,omitempty"`
 	// Pinned is the date the version was last reviewed (built-ins).
 	Pinned string `json:"pinned,omitempty"`
+	// Supports states the Kubernetes minors the pinned version supports,
+	// with upstream's source; kaic plan warns outside it.
+	Supports *Supports `json:"supports,omitempty"`
 	// Source says where an inline component came from: "builtin" or
 	// "profile". Set by the loader.
 	Source string `json:"-"`

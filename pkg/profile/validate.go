@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -255,7 +256,10 @@ func validateStack(errs *fieldErrors, st Stack, cat *ComponentCatalog) []Compone
 		}
 		if c.Source == "profile" {
 			validateComponentDefinition(errs, p, c)
-		} else if entry.Version != "" && c.Helm == nil && c.Manifests != nil {
+		} else {
+			validateSupports(errs, p+".supports", entry.Supports)
+		}
+		if c.Source != "profile" && entry.Version != "" && c.Helm == nil && c.Manifests != nil {
 			errs.invalid(p+".version", entry.Version, "cannot override the version of manifest component %s: its manifests are pinned by checksum", c.Name)
 		}
 		resolved = append(resolved, c)
@@ -291,6 +295,7 @@ func validateStack(errs *fieldErrors, st Stack, cat *ComponentCatalog) []Compone
 
 // validateComponentDefinition checks a full (built-in or inline) component.
 func validateComponentDefinition(errs *fieldErrors, p string, c Component) {
+	validateSupports(errs, p+".supports", c.Supports)
 	if (c.Helm == nil) == (c.Manifests == nil) {
 		errs.add(p, "exactly one of helm or manifests must be set")
 	}
@@ -601,4 +606,21 @@ func EnvReference(value string) (string, bool) {
 		return "", false
 	}
 	return m[1], true
+}
+
+// validateSupports checks a stated support range: a range of minors, the
+// upstream source and the date it was read.
+func validateSupports(errs *fieldErrors, p string, s *Supports) {
+	if s == nil {
+		return
+	}
+	if _, err := parseRange(s.Kubernetes); err != nil {
+		errs.invalid(p+".kubernetes", s.Kubernetes, "%v", err)
+	}
+	if strings.TrimSpace(s.Source) == "" {
+		errs.add(p+".source", "is required: say where upstream states the range")
+	}
+	if _, err := time.Parse(time.DateOnly, s.Checked); err != nil {
+		errs.invalid(p+".checked", s.Checked, "must be the date the range was read, YYYY-MM-DD")
+	}
 }
