@@ -24,6 +24,9 @@ type Checklist struct {
 // MetadataField is one key of the metadata section, e.g. platformName.
 type MetadataField struct {
 	Key, Value string
+	// Tag is the YAML tag of the value as written (!!str, !!float, !!null…):
+	// 2.4 unquoted is a number, not a string.
+	Tag string
 }
 
 // ChecklistCategory is one category of the spec section with its items.
@@ -121,7 +124,7 @@ func parseMetadata(n *yaml.Node) ([]MetadataField, error) {
 		if err != nil {
 			return nil, err
 		}
-		md = append(md, MetadataField{Key: k.Value, Value: s})
+		md = append(md, MetadataField{Key: k.Value, Value: s, Tag: v.ShortTag()})
 	}
 	return md, nil
 }
@@ -226,11 +229,11 @@ func (c *Checklist) Meta(key string) (string, bool) {
 func (c *Checklist) SetMeta(key, value string) {
 	for i := range c.Metadata {
 		if c.Metadata[i].Key == key {
-			c.Metadata[i].Value = value
+			c.Metadata[i].Value, c.Metadata[i].Tag = value, "!!str"
 			return
 		}
 	}
-	c.Metadata = append(c.Metadata, MetadataField{Key: key, Value: value})
+	c.Metadata = append(c.Metadata, MetadataField{Key: key, Value: value, Tag: "!!str"})
 }
 
 // Marshal writes the checklist as YAML. For a parsed checklist, everything

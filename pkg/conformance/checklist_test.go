@@ -157,7 +157,7 @@ annotations:
 
 func TestChecklistMarshalFromScratch(t *testing.T) {
 	cl := &Checklist{
-		Metadata: []MetadataField{{"kubernetesVersion", "v1.36"}, {"platformName", "true"}},
+		Metadata: []MetadataField{{Key: "kubernetesVersion", Value: "v1.36", Tag: "!!str"}, {Key: "platformName", Value: "true", Tag: "!!str"}},
 		Spec: []ChecklistCategory{
 			{Name: "networking", Items: []ChecklistItem{{ID: "ai_inference", Description: "Gateway: yes", Level: Must, Evidence: []string{"a"}}}},
 			{Name: "operator"},

@@ -20,6 +20,9 @@ type TestOutcomes struct {
 	Order []string
 	// Properties are JUnit properties (empty for the other formats).
 	Properties map[string]string
+	// PackageFailed is a failure reported for no test (a go test -json
+	// event without a test name): the run failed outside any test.
+	PackageFailed bool
 }
 
 func newOutcomes() *TestOutcomes {
@@ -150,6 +153,9 @@ func ParseGoTestJSON(data []byte) (*TestOutcomes, error) {
 			return nil, fmt.Errorf("line %d is not a go test -json event: %w", line, err)
 		}
 		if ev.Test == "" {
+			if ev.Action == "fail" {
+				o.PackageFailed = true
+			}
 			continue
 		}
 		switch ev.Action {
@@ -192,7 +198,7 @@ func ParseGoTestLog(data []byte) (*TestOutcomes, error) {
 // parseArtifact parses a test artifact by its canonical base name; ok is
 // false for any other file.
 func parseArtifact(base string, data []byte) (o *TestOutcomes, ok bool, err error) {
-	switch base {
+	switch strings.ToLower(base) {
 	case JUnitFile:
 		o, err = ParseJUnit(data)
 	case ResultsFile:

@@ -115,7 +115,7 @@ func fillMetadata(cl *conformance.Checklist, run *Run) []string {
 	if run.Profile != nil {
 		p := run.Profile.Spec.Product
 		values = map[string]string{
-			"kubernetesVersion":   run.Profile.Spec.KubernetesVersion,
+			"kubernetesVersion":   kubernetesMinorOf(run.Profile.Spec.KubernetesVersion),
 			"platformName":        p.PlatformName,
 			"platformVersion":     p.PlatformVersion,
 			"vendorName":          p.VendorName,
@@ -157,4 +157,13 @@ func fillMetadata(cl *conformance.Checklist, run *Run) []string {
 func isPlaceholder(v string) bool {
 	v = strings.TrimSpace(v)
 	return v == "" || (strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]"))
+}
+
+// kubernetesMinorOf writes a Kubernetes version the way the checklist
+// template and accepted submissions do: v1.37, not v1.37.0.
+func kubernetesMinorOf(v string) string {
+	if m := kubernetesMinor.FindStringSubmatch(strings.TrimSpace(v)); m != nil {
+		return "v" + m[1]
+	}
+	return v
 }

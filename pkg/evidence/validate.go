@@ -80,8 +80,9 @@ var requiredMetadata = []string{
 
 var (
 	versionInPath      = regexp.MustCompile(`(?:^|/)(v\d+\.\d+)/`)
+	kubernetesMinor    = regexp.MustCompile(`^v?(1\.\d+)(?:\.\d+)?$`)
 	k8sConformanceURL  = regexp.MustCompile(`^https://github\.com/cncf/k8s-conformance/tree/(master|main)/v\d+\.\d+/[^/]+/?$`)
-	leadingProductPath = regexp.MustCompile(`^v\d+\.\d+/([^/]+)/(.*)$`)
+	leadingProductPath = regexp.MustCompile(`^(v\d+\.\d+)/([^/]+)/(.*)$`)
 	validStatuses      = []string{StatusImplemented, StatusNotImplemented, StatusPartiallyImplemented, StatusNA}
 )
 
@@ -140,20 +141,23 @@ func Validate(ctx context.Context, productPath string, opts ValidateOptions) (*V
 		return nil, err
 	}
 	v := &Validation{Product: productPath}
-	m := versionInPath.FindStringSubmatch(filepath.ToSlash(abs))
-	if m == nil {
-		v.errorf(productPath, "cannot tell the conformance version: the path must look like vX.Y/<product>/PRODUCT.yaml")
-		return v, nil
-	}
-	v.Version = strings.TrimPrefix(m[1], "v")
-	schema, err := conformance.Builtin(v.Version)
-	if err != nil {
-		v.errorf(productPath, "no checklist for %s: %v", m[1], err)
-		return v, nil
-	}
 	cl, err := conformance.ParseChecklist(data)
 	if err != nil {
 		v.errorf(ProductFile, "%v", err)
+		return v, nil
+	}
+	if m := versionInPath.FindStringSubmatch(filepath.ToSlash(abs)); m != nil {
+		v.Version = strings.TrimPrefix(m[1], "v")
+	} else if kv, ok := cl.Meta("kubernetesVersion"); ok && kubernetesMinor.MatchString(kv) {
+		v.Version = kubernetesMinor.FindStringSubmatch(kv)[1]
+		v.warnf(productPath, "not under vX.Y/<product>/: the version, %s, is taken from metadata.kubernetesVersion; a submission must be placed under v%s/<product>/", v.Version, v.Version)
+	} else {
+		v.errorf(productPath, "cannot tell the conformance version: the path must look like vX.Y/<product>/PRODUCT.yaml, or metadata.kubernetesVersion must say it")
+		return v, nil
+	}
+	schema, err := conformance.Builtin(v.Version)
+	if err != nil {
+		v.errorf(productPath, "no checklist for v%s: %v", v.Version, err)
 		return v, nil
 	}
 	c := &validator{v: v, opts: opts, ctx: ctx, dir: filepath.Dir(abs), ownDir: filepath.Base(filepath.Dir(abs)),
@@ -190,6 +194,19 @@ type artifact struct {
 }
 
 func (c *validator) metadata(cl *conformance.Checklist) {
+	required := map[string]bool{}
+	for _, key := range requiredMetadata {
+		required[key], required[snakeCase(key)] = true, true
+	}
+	for _, f := range cl.Metadata {
+		where := "metadata." + f.Key
+		if f.Tag != "" && f.Tag != "!!str" && f.Tag != "!!null" {
+			c.v.errorf(where, "%s is not a string (YAML reads it as %s): quote it", f.Value, strings.TrimPrefix(f.Tag, "!!"))
+		}
+		if !required[f.Key] && strings.TrimSpace(f.Value) != "" && isPlaceholder(f.Value) {
+			c.v.errorf(where, "is the placeholder %q", f.Value)
+		}
+	}
 	for _, key := range requiredMetadata {
 		where := "metadata." + key
 		val, ok := cl.Meta(key)
@@ -290,11 +307,15 @@ func (c *validator) evidence(where, id, status, ev string) bool {
 	ref, fragment, _ := strings.Cut(strings.TrimPrefix(ev, "file://"), "#")
 	ref = strings.TrimPrefix(ref, "./")
 	if m := leadingProductPath.FindStringSubmatch(ref); m != nil {
-		if m[1] != c.ownDir {
-			c.v.errorf(where, "evidence %s points into another product's directory (%s)", ev, m[1])
+		if m[1] != "v"+c.version {
+			c.v.errorf(where, "evidence %s points into another version's directory (%s, this submission is v%s): the CNCF validator treats it as another product directory", ev, m[1], c.version)
 			return false
 		}
-		ref = m[2]
+		if m[2] != c.ownDir {
+			c.v.errorf(where, "evidence %s points into another product's directory (%s)", ev, m[2])
+			return false
+		}
+		ref = m[3]
 	}
 	clean := path.Clean(ref)
 	if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
@@ -354,6 +375,12 @@ func (c *validator) artifact(rel string, data []byte) (*artifact, bool) {
 	if err != nil {
 		c.v.errorf(rel, "cannot be parsed: %v", err)
 		return a, true
+	}
+	if len(o.Order) == 0 && len(o.Status) == 0 {
+		c.v.errorf(rel, "holds no test results")
+	}
+	if o.PackageFailed {
+		c.v.errorf(rel, "reports a failure outside any test (a go test -json event with no test name)")
 	}
 	for _, name := range o.Failed() {
 		c.v.errorf(rel, "test %s failed (a submission's test artifacts may hold no failing test)", name)

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -185,6 +186,60 @@ func TestValidateBrokenSubmissions(t *testing.T) {
 		}),
 		want: []string{"spec.networking.ai_inference: evidence file://v1.37/other-vendor/junit.xml#TestAIInference points into another product's directory (other-vendor)"},
 	}, {
+		name: "evidence in another version's directory of the same product",
+		break_: setItem("ai_inference", func(it *conformance.ChecklistItem) {
+			it.Evidence = []string{"file://v1.36/acme-ai/junit.xml#TestAIInference"}
+		}),
+		want: []string{"spec.networking.ai_inference: evidence file://v1.36/acme-ai/junit.xml#TestAIInference points into another version's directory (v1.36, this submission is v1.37)"},
+	}, {
+		name:   "placeholder in an optional metadata field",
+		break_: editMeta("repoUrl", "[Repository URL]"),
+		want:   []string{`metadata.repoUrl: is the placeholder "[Repository URL]"`},
+	}, {
+		name: "metadata value that is not a string",
+		break_: func(t *testing.T, p string) {
+			editProduct(t, p, func(cl *conformance.Checklist) { cl.SetMeta("platformVersion", "PLATFORM-VERSION") })
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw := regexp.MustCompile(`(?m)^(\s*platformVersion:).*$`).ReplaceAllString(string(data), "${1} 2.4")
+			writeFile(t, p, raw)
+		},
+		want: []string{"metadata.platformVersion: 2.4 is not a string (YAML reads it as float): quote it"},
+	}, {
+		name: "results.json with a failure outside any test",
+		break_: func(t *testing.T, p string) {
+			f := filepath.Join(filepath.Dir(p), ResultsFile)
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, f, string(data)+`{"Action":"fail","Package":"kaic/conformance"}`+"\n")
+			setItem("ai_inference", func(it *conformance.ChecklistItem) { it.Evidence = []string{"results.json"} })(t, p)
+		},
+		want: []string{"results.json: reports a failure outside any test"},
+	}, {
+		name: "JUnit file with no test results",
+		break_: func(t *testing.T, p string) {
+			writeFile(t, filepath.Join(filepath.Dir(p), JUnitFile), `<testsuites></testsuites>`)
+		},
+		want: []string{"junit.xml: holds no test results"},
+	}, {
+		name: "e2e.log with no test results",
+		break_: func(t *testing.T, p string) {
+			writeFile(t, filepath.Join(filepath.Dir(p), E2ELogFile), "ok  \tkaic\t1.2s\n")
+			setItem("ai_inference", func(it *conformance.ChecklistItem) { it.Evidence = []string{"e2e.log"} })(t, p)
+		},
+		want: []string{"e2e.log: holds no test results"},
+	}, {
+		name: "artifact names are matched without regard to case",
+		break_: func(t *testing.T, p string) {
+			writeFile(t, filepath.Join(filepath.Dir(p), "E2E.log"), "--- FAIL: TestAIInference (1.00s)\n")
+			setItem("ai_inference", func(it *conformance.ChecklistItem) { it.Evidence = []string{"E2E.log"} })(t, p)
+		},
+		want: []string{"E2E.log: test TestAIInference failed"},
+	}, {
 		name:   "placeholder metadata",
 		break_: editMeta("vendorName", "[Vendor Name]"),
 		want:   []string{`metadata.vendorName: is the placeholder "[Vendor Name]"`},
@@ -218,11 +273,16 @@ func TestValidateBrokenSubmissions(t *testing.T) {
 	}
 }
 
-func TestValidateNeedsVersionInPath(t *testing.T) {
+func TestValidateVersionFromPathOrMetadata(t *testing.T) {
 	product := writeGood(t, allMustPass(false))
 	flat := filepath.Join(t.TempDir(), "PRODUCT.yaml")
 	data, _ := os.ReadFile(product)
 	writeFile(t, flat, string(data))
+	v := validate(t, flat, ValidateOptions{})
+	if v.Version != "1.37" || !strings.Contains(findingsText(v.Warnings), "taken from metadata.kubernetesVersion") {
+		t.Errorf("version %q, warnings:\n%s", v.Version, findingsText(v.Warnings))
+	}
+	editProduct(t, flat, func(cl *conformance.Checklist) { cl.SetMeta("kubernetesVersion", "") })
 	wantFindings(t, validate(t, flat, ValidateOptions{}), []string{"cannot tell the conformance version"})
 }
 
