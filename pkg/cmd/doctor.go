@@ -21,8 +21,9 @@ func newDoctorCommand(o *globalOptions) *cobra.Command {
 		Long: `doctor checks what the provision phase needs on this machine: a reachable
 container runtime, cgroup v2, inotify limits (with the sysctl that fixes
 them), free disk, and whether a kind cluster of the same name exists. Each
-finding that is not ok says what to do. It exits 1 when a finding would stop
-provisioning.
+finding that is not ok says what to do. It also reports what kaic plan would
+refuse, such as a Cluster API variable that is not set. It exits 1 when a
+finding would stop provisioning.
 
 Profiles that adopt an existing cluster need nothing of this machine; kaic
 provision checks the cluster itself.`,

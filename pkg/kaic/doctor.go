@@ -39,8 +39,23 @@ func (c *Client) Doctor(ctx context.Context, o DoctorOptions) (*DoctorReport, er
 	if err != nil {
 		return nil, err
 	}
+	// What kaic plan would refuse (a Cluster API variable that is not
+	// set, say) stops provisioning too: report it here rather than after
+	// the pull.
+	var planned []preflight.Finding
+	if _, err := b.plan(r.Profile, c.getenv, &Cluster{}); err != nil {
+		ref := o.Profile
+		if ref == "" {
+			ref = r.Profile.Metadata.Name
+		}
+		planned = append(planned, preflight.Finding{Check: "profile plan", Status: preflight.Fail, Detail: err.Error(),
+			Fix: "set what it names, then check with kaic plan -p " + ref})
+	}
 	opts, skip := b.preflight(r.Profile)
 	if skip != "" {
+		if len(planned) > 0 {
+			return &DoctorReport{Findings: planned}, nil
+		}
 		return &DoctorReport{Skipped: skip}, nil
 	}
 	opts.Dir = o.Dir
@@ -51,5 +66,5 @@ func (c *Client) Doctor(ctx context.Context, o DoctorOptions) (*DoctorReport, er
 	if host == nil {
 		host = &preflight.Host{}
 	}
-	return &DoctorReport{Findings: preflight.Check(ctx, host, opts)}, nil
+	return &DoctorReport{Findings: append(planned, preflight.Check(ctx, host, opts)...)}, nil
 }
