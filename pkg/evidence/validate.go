@@ -132,7 +132,7 @@ func FindProduct(arg string) (string, error) {
 // and e2e.log, whose referenced tests must exist and pass. The error is
 // for a file that cannot be read at all.
 func Validate(ctx context.Context, productPath string, opts ValidateOptions) (*Validation, error) {
-	data, err := os.ReadFile(productPath)
+	data, err := readEvidence(productPath)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +323,7 @@ func (c *validator) evidence(where, id, status, ev string) bool {
 		return false
 	}
 	full := filepath.Join(c.dir, filepath.FromSlash(clean))
-	data, err := os.ReadFile(full)
+	data, err := readEvidence(full)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			c.v.errorf(where, "evidence file %s does not exist", clean)
@@ -519,4 +519,42 @@ func snakeCase(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// MaxEvidenceBytes bounds every file kaic validate reads: a submission's
+// PRODUCT.yaml and artifacts are kilobytes to a few megabytes.
+const MaxEvidenceBytes = 64 << 20
+
+// readEvidence reads a submission's file: a regular file, not a symlink,
+// device or FIFO (the file itself and every directory under the product
+// directory are what a reviewer sees in the pull request), no larger than
+// MaxEvidenceBytes. kaic is stricter here than the CNCF validator.
+func readEvidence(path string) ([]byte, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		kind := "not a regular file"
+		if fi.Mode()&os.ModeSymlink != 0 {
+			kind = "a symbolic link"
+		}
+		return nil, fmt.Errorf("is %s: a submission holds regular files only (kaic is stricter than the CNCF validator here)", kind)
+	}
+	if fi.Size() > MaxEvidenceBytes {
+		return nil, fmt.Errorf("is %d bytes, over the %d MiB kaic reads (kaic is stricter than the CNCF validator here)", fi.Size(), MaxEvidenceBytes>>20)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxEvidenceBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxEvidenceBytes {
+		return nil, fmt.Errorf("grew past the %d MiB kaic reads while it was read", MaxEvidenceBytes>>20)
+	}
+	return data, nil
 }

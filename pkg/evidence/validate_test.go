@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -191,6 +192,40 @@ func TestValidateBrokenSubmissions(t *testing.T) {
 			it.Evidence = []string{"file://v1.36/acme-ai/junit.xml#TestAIInference"}
 		}),
 		want: []string{"spec.networking.ai_inference: evidence file://v1.36/acme-ai/junit.xml#TestAIInference points into another version's directory (v1.36, this submission is v1.37)"},
+	}, {
+		name: "evidence that is a symbolic link",
+		break_: func(t *testing.T, p string) {
+			dir := filepath.Dir(p)
+			if err := os.Symlink("/etc/hostname", filepath.Join(dir, "host.txt")); err != nil {
+				t.Fatal(err)
+			}
+			setItem("ai_inference", func(it *conformance.ChecklistItem) { it.Evidence = []string{"host.txt"} })(t, p)
+		},
+		want: []string{"spec.networking.ai_inference: evidence file host.txt: is a symbolic link"},
+	}, {
+		name: "evidence that is a FIFO",
+		break_: func(t *testing.T, p string) {
+			if err := syscall.Mkfifo(filepath.Join(filepath.Dir(p), "pipe.log"), 0o600); err != nil {
+				t.Skipf("mkfifo: %v", err)
+			}
+			setItem("ai_inference", func(it *conformance.ChecklistItem) { it.Evidence = []string{"pipe.log"} })(t, p)
+		},
+		want: []string{"spec.networking.ai_inference: evidence file pipe.log: is not a regular file"},
+	}, {
+		name: "evidence larger than kaic reads",
+		break_: func(t *testing.T, p string) {
+			f, err := os.Create(filepath.Join(filepath.Dir(p), "huge.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A sparse file: the size is checked before anything is read.
+			if err := f.Truncate(MaxEvidenceBytes + 1); err != nil {
+				t.Fatal(err)
+			}
+			_ = f.Close()
+			setItem("ai_inference", func(it *conformance.ChecklistItem) { it.Evidence = []string{"huge.log"} })(t, p)
+		},
+		want: []string{"spec.networking.ai_inference: evidence file huge.log: is 67108865 bytes, over the 64 MiB kaic reads"},
 	}, {
 		name:   "placeholder in an optional metadata field",
 		break_: editMeta("repoUrl", "[Repository URL]"),
