@@ -341,3 +341,39 @@ func TestPlanStrictRefusesComponentsOutsideTheirSupportRange(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateJSONOutput(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "v1.37", "acme")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	product := "metadata:\n  kubernetesVersion: v1.37\n  platformName: \"[Platform Name]\"\n  platformVersion: 2.4\nspec:\n  accelerators: []\n"
+	if err := os.WriteFile(filepath.Join(dir, "PRODUCT.yaml"), []byte(product), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(t, "validate", dir, "-o", "json")
+	if code == ExitOK {
+		t.Fatalf("a broken submission passed: %s", stdout)
+	}
+	var got struct {
+		OK      bool   `json:"ok"`
+		Version string `json:"version"`
+		Errors  []struct {
+			Where   string `json:"where"`
+			Message string `json:"message"`
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("-o json is not JSON: %v\n%s\n%s", err, stdout, stderr)
+	}
+	if got.OK || got.Version != "1.37" || len(got.Errors) == 0 {
+		t.Fatalf("report %+v", got)
+	}
+	found := false
+	for _, e := range got.Errors {
+		found = found || (e.Where == "metadata.platformVersion" && strings.Contains(e.Message, "not a string"))
+	}
+	if !found {
+		t.Errorf("no error for the unquoted platformVersion among %+v", got.Errors)
+	}
+}

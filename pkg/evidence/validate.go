@@ -24,8 +24,8 @@ import (
 type Finding struct {
 	// Where is a field path (metadata.vendorName, spec.security.secure_accelerator_access)
 	// or a file.
-	Where   string
-	Message string
+	Where   string `json:"where"`
+	Message string `json:"message"`
 }
 
 func (f Finding) String() string { return f.Where + ": " + f.Message }
@@ -33,9 +33,11 @@ func (f Finding) String() string { return f.Where + ": " + f.Message }
 // Validation is the outcome of Validate.
 type Validation struct {
 	// Product is the PRODUCT.yaml checked, Version its conformance version.
-	Product, Version string
+	Product string `json:"product"`
+	Version string `json:"version"`
 	// Errors make the submission fail; Warnings do not.
-	Errors, Warnings []Finding
+	Errors   []Finding `json:"errors"`
+	Warnings []Finding `json:"warnings"`
 }
 
 // OK reports whether the submission would pass.
