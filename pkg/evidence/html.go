@@ -28,7 +28,11 @@ type reportData struct {
 	TestCases   []testCaseRow
 }
 
-type levelCounts struct{ Pass, Fail, Skip, NA, Total int }
+type levelCounts struct{ Pass, Fail, Skip, NA, None, Total int }
+
+// noResult is the status of a requirement of the checklist that the run
+// holds no result for (not selected, or no check exists for it).
+const noResult conformance.Status = "none"
 
 func (c *levelCounts) add(s conformance.Status) {
 	c.Total++
@@ -39,6 +43,8 @@ func (c *levelCounts) add(s conformance.Status) {
 		c.Fail++
 	case conformance.NotApplicable:
 		c.NA++
+	case noResult:
+		c.None++
 	default:
 		c.Skip++
 	}
@@ -69,6 +75,8 @@ func statusClass(s conformance.Status) string {
 		return "fail"
 	case conformance.NotApplicable:
 		return "na"
+	case noResult:
+		return "none"
 	default:
 		return "skip"
 	}
@@ -137,6 +145,41 @@ func Report(run *Run) ([]byte, error) {
 			}
 		}
 	}
+	// Every requirement of the checklist has a row: one the run has no
+	// result for is N/A when the profile opts it out (with its notes), and
+	// "no result" otherwise.
+	have := map[string]bool{}
+	for _, res := range run.Results {
+		have[res.ID] = true
+	}
+	cat, _ := conformance.Builtin(run.Version)
+	for _, req := range cat.Requirements {
+		if have[req.ID] {
+			continue
+		}
+		status, word, reason := noResult, "NO RESULT", "kaic recorded no result for it in this run: it was not selected, or kaic has no check for it"
+		if run.Profile != nil {
+			for _, o := range run.Profile.Spec.Checks.OptOuts {
+				if o.ID == req.ID {
+					status, word, reason = conformance.NotApplicable, "N/A", "opted out by the profile: "+o.Notes
+				}
+			}
+		}
+		row := requirementRow{ID: req.ID, Category: conformance.CategoryTitle(req.Category), Level: string(req.Level),
+			Status: word, StatusClass: statusClass(status), Duration: "–", Reason: reason, TestName: conformance.TestName(req.ID)}
+		d.Rows = append(d.Rows, row)
+		c := byCategory[req.Category]
+		if c == nil {
+			c = &categoryRow{Title: conformance.CategoryTitle(req.Category)}
+			byCategory[req.Category] = c
+		}
+		if req.Level == conformance.Must {
+			c.Must.add(status)
+		} else {
+			c.Should.add(status)
+		}
+		d.Totals.add(status)
+	}
 	for _, key := range conformance.Categories() {
 		if c := byCategory[key]; c.Must.Total+c.Should.Total > 0 {
 			d.Categories = append(d.Categories, *c)
@@ -169,6 +212,7 @@ th { background: #f6f8fa; }
 .fail { color: #cf222e; font-weight: 700; }
 .skip { color: #9a6700; }
 .na { color: #59636e; }
+.none { color: #59636e; font-style: italic; }
 .cards { display: flex; gap: 1rem; flex-wrap: wrap; }
 .card { border: 1px solid #d1d9e0; border-radius: 6px; padding: .6rem 1rem; min-width: 8rem; }
 .card b { display: block; font-size: 1.6rem; }
@@ -188,6 +232,7 @@ code { font-size: .9em; }
 <div class="card fail">Failed<b id="req-fail">{{.Totals.Fail}}</b></div>
 <div class="card skip">Skipped<b id="req-skip">{{.Totals.Skip}}</b></div>
 <div class="card na">N/A<b id="req-na">{{.Totals.NA}}</b></div>
+<div class="card none">No result<b id="req-none">{{.Totals.None}}</b></div>
 </div>
 <p>Test cases (as in junit.xml): <b id="tc-tests">{{.Cases.Tests}}</b> tests, <b id="tc-failures">{{.Cases.Failures}}</b> failures, <b id="tc-skipped">{{.Cases.Skipped}}</b> skipped, <b id="tc-passed">{{.Cases.Passed}}</b> passed.</p>
 <table id="by-category">
@@ -209,7 +254,7 @@ code { font-size: .9em; }
 <table id="requirements">
 <thead><tr><th>Requirement</th><th>Category</th><th>Level</th><th>Status</th><th class="num">Duration</th><th>Evidence</th><th>Notes</th></tr></thead>
 <tbody>
-{{range .Rows}}<tr class="requirement" data-status="{{.StatusClass}}"><td><code>{{.ID}}</code><br><small>{{.TestName}}</small></td><td>{{.Category}}</td><td>{{.Level}}</td><td class="{{.StatusClass}}">{{.Status}}</td><td class="num">{{.Duration}}</td><td>{{if .JUnit}}<a href="{{.JUnit}}">junit.xml</a><br>{{end}}<a href="{{.Transcript}}">transcript</a></td><td>{{.Reason}}</td></tr>
+{{range .Rows}}<tr class="requirement" data-status="{{.StatusClass}}"><td><code>{{.ID}}</code><br><small>{{.TestName}}</small></td><td>{{.Category}}</td><td>{{.Level}}</td><td class="{{.StatusClass}}">{{.Status}}</td><td class="num">{{.Duration}}</td><td>{{if .JUnit}}<a href="{{.JUnit}}">junit.xml</a><br>{{end}}{{if .Transcript}}<a href="{{.Transcript}}">transcript</a>{{end}}</td><td>{{.Reason}}</td></tr>
 {{end}}</tbody>
 </table>
 
@@ -234,7 +279,8 @@ code { font-size: .9em; }
     'req-pass': count('tr.requirement', 'pass'),
     'req-fail': count('tr.requirement', 'fail'),
     'req-skip': count('tr.requirement', 'skip'),
-    'req-na': count('tr.requirement', 'na')
+    'req-na': count('tr.requirement', 'na'),
+    'req-none': count('tr.requirement', 'none')
   };
   var bad = [];
   for (var id in want) {

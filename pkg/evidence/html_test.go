@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
 // chromium returns the headless browser, skipping the test outside CI when
@@ -111,4 +114,36 @@ func shownNumber(t *testing.T, dom, id string) int {
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n
+}
+
+// TestReportListsEveryRequirement: a requirement the run holds no result
+// for still has a row, N/A with the profile's notes when the profile opts
+// it out, "no result" otherwise.
+func TestReportListsEveryRequirement(t *testing.T) {
+	run := allMustPass(false)
+	run.Profile.Spec.Checks.OptOuts = append(run.Profile.Spec.Checks.OptOuts,
+		profile.OptOut{ID: "high_performance_networking", Status: "N/A", Notes: "No RDMA fabric."})
+	page, err := Report(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(page)
+	cat, err := conformance.Builtin(run.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(html, `<tr class="requirement"`); n != len(cat.Requirements) {
+		t.Errorf("%d requirement rows, the checklist has %d", n, len(cat.Requirements))
+	}
+	for _, req := range cat.Requirements {
+		if !strings.Contains(html, "<code>"+req.ID+"</code>") {
+			t.Errorf("no row for %s", req.ID)
+		}
+	}
+	if !strings.Contains(html, "opted out by the profile: No RDMA fabric.") {
+		t.Error("the opted-out requirement does not show the profile's notes")
+	}
+	if !strings.Contains(html, `data-status="none"`) || !strings.Contains(html, "NO RESULT") {
+		t.Error("requirements without a result are not labelled as such")
+	}
 }
