@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"html/template"
+	"sort"
 	"time"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -26,6 +27,10 @@ type reportData struct {
 	Failures    []requirementRow
 	Rows        []requirementRow
 	TestCases   []testCaseRow
+	Timeline    []timelineRow
+	// MaxConcurrent is the most checks that ran at once.
+	MaxConcurrent int
+	Span          string
 }
 
 type levelCounts struct{ Pass, Fail, Skip, NA, None, Total int }
@@ -61,6 +66,15 @@ type caseCounts struct{ Tests, Failures, Skipped, Passed int }
 type requirementRow struct {
 	ID, Category, Level, Status, StatusClass, Duration, Reason, TestName string
 	JUnit, Transcript                                                    string
+}
+
+// timelineRow is one check on the run's timeline, in seconds from the
+// first check's start and in percent of the run's span for the bar.
+type timelineRow struct {
+	ID                string
+	Start, End        string
+	LeftPct, WidthPct string
+	StatusClass       string
 }
 
 type testCaseRow struct {
@@ -185,11 +199,54 @@ func Report(run *Run) ([]byte, error) {
 			d.Categories = append(d.Categories, *c)
 		}
 	}
+	d.Timeline, d.MaxConcurrent = timeline(run.ordered(), start, end)
+	if !start.IsZero() {
+		d.Span = fmt.Sprintf("%.1fs", end.Sub(start).Seconds())
+	}
 	var buf bytes.Buffer
 	if err := reportTemplate.Execute(&buf, d); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// timeline places every check that ran between the run's start and end,
+// and counts the most that ran at once.
+func timeline(results []conformance.Result, start, end time.Time) ([]timelineRow, int) {
+	span := end.Sub(start).Seconds()
+	if start.IsZero() || span <= 0 {
+		return nil, 0
+	}
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	var rows []timelineRow
+	var edges []edge
+	for _, r := range results {
+		if r.Start.IsZero() || r.Duration <= 0 {
+			continue
+		}
+		from, to := r.Start.Sub(start).Seconds(), r.Start.Add(r.Duration).Sub(start).Seconds()
+		rows = append(rows, timelineRow{
+			ID: r.ID, Start: fmt.Sprintf("%.1fs", from), End: fmt.Sprintf("%.1fs", to),
+			LeftPct: fmt.Sprintf("%.2f", 100*from/span), WidthPct: fmt.Sprintf("%.2f", max(100*(to-from)/span, 0.5)),
+			StatusClass: statusClass(r.Status),
+		})
+		edges = append(edges, edge{r.Start, 1}, edge{r.Start.Add(r.Duration), -1})
+	}
+	sort.Slice(edges, func(i, j int) bool {
+		if edges[i].at.Equal(edges[j].at) {
+			return edges[i].delta < edges[j].delta // an end before a start at the same instant
+		}
+		return edges[i].at.Before(edges[j].at)
+	})
+	running, most := 0, 0
+	for _, e := range edges {
+		running += e.delta
+		most = max(most, running)
+	}
+	return rows, most
 }
 
 var reportTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
@@ -213,6 +270,7 @@ th { background: #f6f8fa; }
 .skip { color: #9a6700; }
 .na { color: #59636e; }
 .none { color: #59636e; font-style: italic; }
+.bar { background: currentColor; height: .9rem; border-radius: 2px; min-width: 2px; }
 .cards { display: flex; gap: 1rem; flex-wrap: wrap; }
 .card { border: 1px solid #d1d9e0; border-radius: 6px; padding: .6rem 1rem; min-width: 8rem; }
 .card b { display: block; font-size: 1.6rem; }
@@ -258,6 +316,15 @@ code { font-size: .9em; }
 {{end}}</tbody>
 </table>
 
+{{if .Timeline}}<h2>Timeline</h2>
+<p>The checks over the run's {{.Span}}; at most <b id="max-concurrent">{{.MaxConcurrent}}</b> ran at once.</p>
+<table id="timeline">
+<thead><tr><th>Requirement</th><th class="num">Start</th><th class="num">End</th><th style="width:55%">When</th></tr></thead>
+<tbody>
+{{range .Timeline}}<tr><td><code>{{.ID}}</code></td><td class="num">{{.Start}}</td><td class="num">{{.End}}</td><td><div class="bar {{.StatusClass}}" style="margin-left:{{.LeftPct}}%;width:{{.WidthPct}}%">&nbsp;</div></td></tr>
+{{end}}</tbody>
+</table>
+{{end}}
 <h2>Test cases</h2>
 <table id="testcases">
 <thead><tr><th>Test</th><th>Result</th><th class="num">Duration</th></tr></thead>

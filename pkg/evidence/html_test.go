@@ -147,3 +147,19 @@ func TestReportListsEveryRequirement(t *testing.T) {
 		t.Error("requirements without a result are not labelled as such")
 	}
 }
+
+func TestTimelineCountsChecksRunningAtOnce(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	res := func(id string, from, to int) conformance.Result {
+		return conformance.Result{ID: id, Status: conformance.Passed, Start: t0.Add(time.Duration(from) * time.Second), Duration: time.Duration(to-from) * time.Second}
+	}
+	// a: 0-10, b: 5-20, c: 10-15 (starts as a ends), d: 12-14: b, c and d overlap.
+	results := []conformance.Result{res("a", 0, 10), res("b", 5, 20), res("c", 10, 15), res("d", 12, 14), {ID: "never-ran", Status: conformance.Skipped}}
+	rows, most := timeline(results, t0, t0.Add(20*time.Second))
+	if most != 3 {
+		t.Errorf("most at once = %d, want 3", most)
+	}
+	if len(rows) != 4 || rows[1].ID != "b" || rows[1].LeftPct != "25.00" || rows[1].WidthPct != "75.00" || rows[1].End != "20.0s" {
+		t.Errorf("rows %+v", rows)
+	}
+}
