@@ -121,6 +121,20 @@ func Report(run *Run) ([]byte, error) {
 	for _, key := range conformance.Categories() {
 		byCategory[key] = &categoryRow{Title: conformance.CategoryTitle(key)}
 	}
+	// tally counts a requirement's status in its category and the totals.
+	tally := func(category string, level conformance.Level, status conformance.Status) {
+		cat := byCategory[category]
+		if cat == nil {
+			cat = &categoryRow{Title: conformance.CategoryTitle(category)}
+			byCategory[category] = cat
+		}
+		if level == conformance.Must {
+			cat.Must.add(status)
+		} else {
+			cat.Should.add(status)
+		}
+		d.Totals.add(status)
+	}
 	for _, res := range run.ordered() {
 		row := requirementRow{
 			ID: res.ID, Category: conformance.CategoryTitle(res.Category), Level: string(res.Level),
@@ -135,17 +149,7 @@ func Report(run *Run) ([]byte, error) {
 		if res.Status == conformance.Failed {
 			d.Failures = append(d.Failures, row)
 		}
-		cat := byCategory[res.Category]
-		if cat == nil {
-			cat = &categoryRow{Title: conformance.CategoryTitle(res.Category)}
-			byCategory[res.Category] = cat
-		}
-		if res.Level == conformance.Must {
-			cat.Must.add(res.Status)
-		} else {
-			cat.Should.add(res.Status)
-		}
-		d.Totals.add(res.Status)
+		tally(res.Category, res.Level, res.Status)
 		for _, tr := range res.Tests() {
 			d.TestCases = append(d.TestCases, testCaseRow{Name: tr.Name, Status: statusClass(tr.Status), Duration: fmt.Sprintf("%.2fs", seconds(tr.Duration))})
 			d.Cases.Tests++
@@ -182,17 +186,7 @@ func Report(run *Run) ([]byte, error) {
 		row := requirementRow{ID: req.ID, Category: conformance.CategoryTitle(req.Category), Level: string(req.Level),
 			Status: word, StatusClass: statusClass(status), Duration: "–", Reason: reason, TestName: conformance.TestName(req.ID)}
 		d.Rows = append(d.Rows, row)
-		c := byCategory[req.Category]
-		if c == nil {
-			c = &categoryRow{Title: conformance.CategoryTitle(req.Category)}
-			byCategory[req.Category] = c
-		}
-		if req.Level == conformance.Must {
-			c.Must.add(status)
-		} else {
-			c.Should.add(status)
-		}
-		d.Totals.add(status)
+		tally(req.Category, req.Level, status)
 	}
 	for _, key := range conformance.Categories() {
 		if c := byCategory[key]; c.Must.Total+c.Should.Total > 0 {
