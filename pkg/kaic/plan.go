@@ -142,7 +142,7 @@ func buildPlan(r *profile.Resolved, getenv func(string) string) (*Plan, error) {
 
 func release(wave int, c profile.Component) Release {
 	rel := Release{Wave: wave, Name: c.Name, Namespace: c.Namespace, DependsOn: c.DependsOn, Source: c.Source, Version: c.ChartVersion()}
-	if s := c.Supports; s != nil && (s.Version == "" || s.Version == rel.Version) {
+	if s := c.StatedSupport(); s != nil {
 		rel.Supports = s.Minors()
 	}
 	if h := c.Helm; h != nil {

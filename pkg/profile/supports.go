@@ -88,6 +88,16 @@ func (s Supports) Minors() string {
 	return fmt.Sprintf("1.%d–1.%d", r.min, r.max)
 }
 
+// StatedSupport is the support range stated for the version the component
+// installs, or nil: none is stated, or it is about another version (a
+// profile that overrides a built-in's version).
+func (c Component) StatedSupport() *Supports {
+	if s := c.Supports; s != nil && (s.Version == "" || s.Version == c.ChartVersion()) {
+		return s
+	}
+	return nil
+}
+
 // SupportGap is a component whose stated range leaves out the profile's
 // Kubernetes version.
 type SupportGap struct {
@@ -111,8 +121,8 @@ func SupportGaps(kubernetesVersion string, components []Component) []SupportGap 
 	}
 	var gaps []SupportGap
 	for _, c := range components {
-		s := c.Supports
-		if s == nil || (s.Version != "" && s.Version != c.ChartVersion()) {
+		s := c.StatedSupport()
+		if s == nil {
 			continue
 		}
 		if ok, err := s.Covers(kubernetesVersion); err == nil && !ok {

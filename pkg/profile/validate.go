@@ -258,9 +258,9 @@ func validateStack(errs *fieldErrors, st Stack, cat *ComponentCatalog) []Compone
 			validateComponentDefinition(errs, p, c)
 		} else {
 			validateSupports(errs, p+".supports", entry.Supports)
-		}
-		if c.Source != "profile" && entry.Version != "" && c.Helm == nil && c.Manifests != nil {
-			errs.invalid(p+".version", entry.Version, "cannot override the version of manifest component %s: its manifests are pinned by checksum", c.Name)
+			if entry.Version != "" && c.Helm == nil && c.Manifests != nil {
+				errs.invalid(p+".version", entry.Version, "cannot override the version of manifest component %s: its manifests are pinned by checksum", c.Name)
+			}
 		}
 		resolved = append(resolved, c)
 	}
