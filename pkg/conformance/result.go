@@ -2,13 +2,14 @@ package conformance
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kaic-dev/kaic/pkg/atomicfile"
 )
 
 // Status is the outcome of a check or of one of its tests.
@@ -119,18 +120,7 @@ func SaveResult(dir string, r Result) error {
 	if err != nil {
 		return fmt.Errorf("saving result of %s: %w", r.ID, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+r.ID+"-*.tmp")
-	if err != nil {
-		return fmt.Errorf("saving result of %s: %w", r.ID, err)
-	}
-	_, werr := tmp.Write(append(data, '\n'))
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("saving result of %s: %w", r.ID, err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, r.ID+".json")); err != nil {
-		_ = os.Remove(tmp.Name())
+	if err := atomicfile.Write(filepath.Join(dir, r.ID+".json"), append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("saving result of %s: %w", r.ID, err)
 	}
 	return nil
