@@ -26,7 +26,8 @@ checks that URLs answer and that vendorName is a CNCF member). The version
 comes from the path (v<X.Y>/<product>/PRODUCT.yaml), else from
 metadata.kubernetesVersion, with a warning saying so. Evidence from simulated
 accelerators is refused unless --allow-simulated is given. Where kaic is
-stricter than the CNCF validator (symlinks, file sizes), the message says so.
+stricter than the CNCF validator (symlinks, file sizes), the message says so;
+--cncf-compat turns kaic's own rules into warnings.
 It exits 0 only when the submission would pass; -o json gives CI the
 findings.`,
 		Example: "  kaic validate kaic-out/kind-dra\n  kaic validate v1.37/my-platform/PRODUCT.yaml --online\n  kaic validate v1.37/my-platform -o json",
@@ -67,6 +68,7 @@ findings.`,
 	}
 	c.Flags().BoolVar(&opts.Online, "online", false, "also check that every URL answers and that vendorName is a CNCF member")
 	c.Flags().BoolVar(&opts.AllowSimulated, "allow-simulated", false, "report evidence from simulated accelerators as a warning instead of an error")
+	c.Flags().BoolVar(&opts.CNCFCompat, "cncf-compat", false, "apply exactly the CNCF validator's rules: kaic's own (simulated accelerators, symbolic links) become warnings")
 	addOutputFlag(c, &output, outputTable)
 	return c
 }

@@ -47,6 +47,16 @@ func (v *Validation) errorf(where, format string, args ...any) {
 	v.Errors = append(v.Errors, Finding{where, fmt.Sprintf(format, args...)})
 }
 
+// kaicOnlyf reports a rule of kaic's own, stricter than the CNCF
+// validator: an error, or a warning under CNCFCompat.
+func (c *validator) kaicOnlyf(where, format string, args ...any) {
+	if c.opts.CNCFCompat {
+		c.v.warnf(where, "not a CNCF rule, so only a warning with --cncf-compat: "+format, args...)
+		return
+	}
+	c.v.errorf(where, format, args...)
+}
+
 func (v *Validation) warnf(where, format string, args ...any) {
 	v.Warnings = append(v.Warnings, Finding{where, fmt.Sprintf(format, args...)})
 }
@@ -65,6 +75,10 @@ type ValidateOptions struct {
 	// AllowSimulated turns the error about simulated accelerators into a
 	// warning.
 	AllowSimulated bool
+	// CNCFCompat applies exactly the CNCF validator's rules: kaic's own
+	// (simulated accelerators, symbolic links) become warnings saying so.
+	// The size bound stays: it protects kaic, not the submission.
+	CNCFCompat bool
 }
 
 // DefaultLandscapeURL lists the CNCF members vendorName must be one of.
@@ -326,6 +340,14 @@ func (c *validator) evidence(where, id, status, ev string) bool {
 	}
 	full := filepath.Join(c.dir, filepath.FromSlash(clean))
 	data, err := readEvidence(full)
+	var link *symlinkError
+	if errors.As(err, &link) {
+		c.kaicOnlyf(where, "evidence file %s: %v", clean, err)
+		if !c.opts.CNCFCompat {
+			return false
+		}
+		data, err = readEvidenceFollowing(full)
+	}
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			c.v.errorf(where, "evidence file %s does not exist", clean)
@@ -417,7 +439,7 @@ func (c *validator) simulated(cl *conformance.Checklist) {
 	if c.opts.AllowSimulated {
 		c.v.warnf("evidence", "%s", msg)
 	} else {
-		c.v.errorf("evidence", "%s", msg)
+		c.kaicOnlyf("evidence", "%s", msg)
 	}
 }
 
@@ -536,12 +558,33 @@ func readEvidence(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return nil, &symlinkError{}
+	}
+	return readRegular(path, fi)
+}
+
+// symlinkError is evidence that is a symbolic link: the CNCF validator
+// follows it, kaic refuses it unless told to apply only the CNCF rules.
+type symlinkError struct{}
+
+func (*symlinkError) Error() string {
+	return "is a symbolic link: a submission holds regular files only (kaic is stricter than the CNCF validator here)"
+}
+
+// readEvidenceFollowing reads what a symbolic link points at, with the
+// same bounds as readEvidence.
+func readEvidenceFollowing(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	return readRegular(path, fi)
+}
+
+func readRegular(path string, fi os.FileInfo) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
-		kind := "not a regular file"
-		if fi.Mode()&os.ModeSymlink != 0 {
-			kind = "a symbolic link"
-		}
-		return nil, fmt.Errorf("is %s: a submission holds regular files only (kaic is stricter than the CNCF validator here)", kind)
+		return nil, fmt.Errorf("is not a regular file: a submission holds regular files only (kaic is stricter than the CNCF validator here)")
 	}
 	if fi.Size() > MaxEvidenceBytes {
 		return nil, fmt.Errorf("is %d bytes, over the %d MiB kaic reads (kaic is stricter than the CNCF validator here)", fi.Size(), MaxEvidenceBytes>>20)

@@ -476,3 +476,30 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestValidateCNCFCompat: with CNCFCompat, kaic's own rules (simulated
+// accelerators, symbolic links) are warnings that say so; without it they
+// are errors.
+func TestValidateCNCFCompat(t *testing.T) {
+	product := writeGood(t, allMustPass(true))
+	if err := os.Symlink(JUnitFile, filepath.Join(filepath.Dir(product), "linked.xml")); err != nil {
+		t.Fatal(err)
+	}
+	setItem("ai_inference", func(it *conformance.ChecklistItem) {
+		it.Evidence = append(it.Evidence, "linked.xml")
+	})(t, product)
+
+	strict := validate(t, product, ValidateOptions{})
+	wantFindings(t, strict, []string{"linked.xml: is a symbolic link", "simulated accelerators"})
+
+	compat := validate(t, product, ValidateOptions{CNCFCompat: true})
+	if !compat.OK() {
+		t.Fatalf("--cncf-compat rejected it:\n%s", findingsText(compat.Errors))
+	}
+	warnings := findingsText(compat.Warnings)
+	for _, want := range []string{"not a CNCF rule", "linked.xml: is a symbolic link", "simulated accelerators"} {
+		if !strings.Contains(warnings, want) {
+			t.Errorf("no warning %q among:\n%s", want, warnings)
+		}
+	}
+}
