@@ -3,8 +3,6 @@ package kaic_test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -12,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/kaic"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
@@ -29,15 +26,7 @@ var offlineDeclaration = regexp.MustCompile(`^#   (\S[^:]*?): (\S.*)$`)
 // each with a reason. A difference the list does not name, or a listed one
 // that no longer exists, fails.
 func TestOfflineOverlayDeclaresEveryDifference(t *testing.T) {
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	overlay := filepath.Join(root, "e2e", "testdata", "kind-dra-offline.yaml")
-	text, err := os.ReadFile(overlay)
-	if err != nil {
-		t.Fatal(err)
-	}
+	overlay, text := repoFile(t, "e2e", "testdata", "kind-dra-offline.yaml")
 	declared := map[string]string{}
 	substituted, substitutes := map[string]string{}, map[string]string{}
 	inList := false

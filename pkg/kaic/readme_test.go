@@ -12,20 +12,28 @@ import (
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
+// repoFile reads a file of the repository: its path and its content.
+func repoFile(t *testing.T, elem ...string) (string, []byte) {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(append([]string{root}, elem...)...)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, data
+}
+
 // yamlBlock is a fenced YAML block of a Markdown file.
 var yamlBlock = regexp.MustCompile("(?s)```yaml\n(.*?)```")
 
 // TestREADMEProfilesPlan plans every profile the README shows, so an
 // example a reader copies works as shown.
 func TestREADMEProfilesPlan(t *testing.T) {
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, readme := repoFile(t, "README.md")
 	client := kaic.New()
 	planned := 0
 	for i, m := range yamlBlock.FindAllSubmatch(readme, -1) {
@@ -50,14 +58,7 @@ func TestREADMEProfilesPlan(t *testing.T) {
 // every built-in component has a row with its pinned version and the
 // Kubernetes range it states (or "not recorded"), and a proof status.
 func TestREADMEStackTable(t *testing.T) {
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, readme := repoFile(t, "README.md")
 	_, after, ok := strings.Cut(string(readme), "<!-- stack-table: checked by TestREADMEStackTable -->\n")
 	if !ok {
 		t.Fatal("README has no stack table marker")
