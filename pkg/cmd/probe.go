@@ -133,47 +133,89 @@ func sleepOrDone(ctx context.Context, d time.Duration) error {
 
 func newProbeImageCommand(o *globalOptions) *cobra.Command {
 	var (
-		binary string
-		out    string
+		binaries  []string
+		platforms []string
+		out       string
+		push      string
+		insecure  bool
 	)
 	c := &cobra.Command{
 		Use:   "image",
-		Short: "Build the probe image from a static linux kaic binary",
-		Long: `image assembles the probe image (only the kaic binary, entrypoint
-'kaic probe') without Docker or a registry and writes it as an archive that
-'docker load' and kind nodes accept. It prints the image reference, whose tag
-is derived from the binary.`,
-		Example: "  kaic probe image --output probe.tar\n  kaic probe image --binary bin/kaic-linux-amd64 --output probe.tar",
-		Args:    noArgs,
-		RunE: func(*cobra.Command, []string) error {
-			if out == "" {
-				return usageError("--output is required")
+		Short: "Build the probe image from kaic binaries; write it as an archive or push it",
+		Long: `image assembles the probe image (the kaic binary, entrypoint 'kaic probe')
+without Docker: no Dockerfile, no build daemon.
+
+With --output it writes one image as an archive that 'docker load' and kind
+nodes accept, and prints its reference (kaic.dev/probe:<tag derived from the
+binary>). kaic up does this by itself for kind clusters and loads the image
+into the nodes.
+
+With --push REF it pushes the image to a registry and prints the pushed
+reference by digest, which is what spec.checks.probeImage should name for a
+cluster whose nodes pull from that registry. Credentials are those 'docker
+login' stored: the Docker config file ($DOCKER_CONFIG/config.json or
+~/.docker/config.json) and the credential helpers it names. A REF without a
+tag gets the tag derived from the binaries. Pushing the same image again
+changes nothing and prints the same digest.
+
+Several --binary flags (kaic cross-compiled for each platform, e.g.
+CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build ./cmd/kaic) build a
+multi-platform index; --platform then says which platforms must be there.
+A binary linked against the C library (a kaic built with cgo) gets its loader
+and libraries from this machine, which must then be linux of the same
+architecture.`,
+		Example: `  kaic probe image --output probe.tar
+  kaic probe image --push registry.example.com/kaic/kaic-probe
+  kaic probe image --push ghcr.io/example/kaic-probe:v0.4.0 \
+      --binary dist/kaic-linux-amd64 --binary dist/kaic-linux-arm64 --platform linux/amd64,linux/arm64`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if (out == "") == (push == "") {
+				return usageError("give one of --output FILE or --push REF")
 			}
-			if binary == "" {
+			if len(binaries) == 0 {
 				exe, err := os.Executable()
 				if err != nil {
 					return err
 				}
-				binary = exe
+				binaries = []string{exe}
 			}
-			data, err := os.ReadFile(binary)
+			var bins []image.Binary
+			for _, path := range binaries {
+				data, err := os.ReadFile(path)
+				if err != nil {
+					return err
+				}
+				bins = append(bins, image.Binary{Name: path, Data: data})
+			}
+			built, err := image.BuildAll(bins, platforms)
 			if err != nil {
 				return err
 			}
-			img, err := image.Build(data)
-			if err != nil {
-				return fmt.Errorf("%s: %w", binary, err)
+			if out != "" {
+				if built.Image == nil {
+					return usageError("--output writes one image, for one platform; push a multi-platform index with --push")
+				}
+				ref := image.Repository + ":" + built.Tag
+				if err := image.WriteArchive(built.Image, ref, out); err != nil {
+					return err
+				}
+				fmt.Fprintln(o.stdout, ref)
+				return nil
 			}
-			ref := image.Reference(data)
-			if err := image.WriteArchive(img, ref, out); err != nil {
+			ref, err := image.Push(c.Context(), push, built, image.PushOptions{Insecure: insecure})
+			if err != nil {
 				return err
 			}
-			fmt.Fprintln(o.stdout, ref)
+			fmt.Fprintln(o.stdout, ref.String())
 			return nil
 		},
 	}
-	c.Flags().StringVar(&binary, "binary", "", "static linux kaic binary (default: this one)")
+	c.Flags().StringArrayVar(&binaries, "binary", nil, "linux kaic binary to build from; repeat for a multi-platform index (default: this one)")
+	c.Flags().StringSliceVar(&platforms, "platform", nil, "platforms the image must hold, e.g. linux/amd64,linux/arm64 (default: those of the binaries)")
 	c.Flags().StringVarP(&out, "output", "o", "", "archive to write")
+	c.Flags().StringVar(&push, "push", "", "image reference to push to, e.g. registry.example.com/kaic-probe[:tag]")
+	c.Flags().BoolVar(&insecure, "insecure", false, "allow plain HTTP and unverified TLS certificates (a local registry)")
 	return c
 }
 

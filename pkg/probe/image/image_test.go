@@ -1,10 +1,10 @@
 package image_test
 
 import (
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,6 +66,57 @@ func TestBuildIsReproducibleAndLoadable(t *testing.T) {
 	}
 
 	// Where a Docker engine answers, run the image for real.
+	runInDocker(t, archive, ref)
+}
+
+func TestNotALinuxExecutable(t *testing.T) {
+	if _, err := image.Build([]byte("#!/bin/sh\necho hi\n")); err == nil || !strings.Contains(err.Error(), "not a linux executable") {
+		t.Errorf("script: %v", err)
+	}
+}
+
+// TestCgoKaicMakesItsProbeImage builds kaic as go install does on a machine
+// with a C compiler (cgo on, so linked against the C library), has that
+// binary build its own probe image and, where a Docker engine answers, runs
+// the image.
+func TestCgoKaicMakesItsProbeImage(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no C compiler: go build links kaic statically here")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "kaic")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/kaic-dev/kaic/cmd/kaic")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if out, _ := exec.Command("file", bin).CombinedOutput(); len(out) > 0 && !strings.Contains(string(out), "dynamically linked") {
+		t.Fatalf("the cgo build is not dynamically linked, nothing to test: %s", out)
+	}
+	archive := filepath.Join(dir, "probe.tar")
+	out, err := exec.Command(bin, "probe", "image", "--output", archive).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kaic probe image with a cgo kaic: %v\n%s", err, out)
+	}
+	ref := strings.TrimSpace(string(out))
+	img, err := tarball.ImageFromPath(archive, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(cfg.Config.Env, func(e string) bool { return strings.HasPrefix(e, "LD_LIBRARY_PATH=/") }) {
+		t.Errorf("image env %v has no LD_LIBRARY_PATH for the libraries it holds", cfg.Config.Env)
+	}
+	runInDocker(t, archive, ref)
+}
+
+// runInDocker runs the probe image in the archive where a Docker engine
+// answers, and checks what it reports.
+func runInDocker(t *testing.T, archive, ref string) {
+	t.Helper()
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Log("docker not found: image not run")
 		return
@@ -85,18 +136,5 @@ func TestBuildIsReproducibleAndLoadable(t *testing.T) {
 	res := probe.ParseResults(string(out))
 	if res["ACCELERATOR_COUNT"] != "2" || res["DEVICES"] != "gpu-4,gpu-6" {
 		t.Errorf("probe in the container reported %v:\n%s", res, out)
-	}
-}
-
-func TestDynamicBinaryRefused(t *testing.T) {
-	data, err := os.ReadFile("/bin/ls")
-	if err != nil {
-		t.Skip("no /bin/ls to use as a dynamic binary")
-	}
-	if _, err := image.Build(data); !errors.Is(err, image.ErrNotStatic) {
-		t.Errorf("err = %v", err)
-	}
-	if _, err := image.Build([]byte("#!/bin/sh\necho hi\n")); err == nil || !strings.Contains(err.Error(), "not a linux executable") {
-		t.Errorf("script: %v", err)
 	}
 }
