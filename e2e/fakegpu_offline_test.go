@@ -77,12 +77,8 @@ func TestOfflineFakeGPU(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 
-	r := run(t, ctx, o.root, o.kaic, "probe", "image", "--output", o.probeArchive)
-	if r.code != 0 {
-		t.Fatalf("kaic probe image: exit %d\n%s", r.code, r.output())
-	}
-	probeRef := strings.TrimSpace(r.stdout)
 	profilePath := fakeGPUProfile(t, o)
+	probeRef := o.probeImage(t, ctx, profilePath)
 	dir := o.runDir(t, "fakegpu")
 	o.downOnFailure(t, dir)
 	t.Cleanup(func() {

@@ -35,16 +35,11 @@ const offlineProfile = "e2e/testdata/kind-dra-offline.yaml"
 // serve, with the reason.
 var offlineUnverifiable = map[string]string{}
 
-// probeArchiveName is the file name of the probe image's archive in the
-// overlay's image archives; the suite writes it from the kaic under test.
-const probeArchiveName = "kaic-probe.tar"
-
 // offline is the setup shared by the offline tests.
 type offline struct {
 	root, kaic, checklists, out string
 	cluster                     string
 	nodes                       int
-	probeArchive                string
 	network                     string
 }
 
@@ -80,15 +75,38 @@ func setupOffline(t *testing.T) *offline {
 		t.Fatalf("%s: %v", offlineProfile, err)
 	}
 	k := p.Spec.Cluster.Kind
-	i := slices.IndexFunc(k.ImageArchives, func(a string) bool { return filepath.Base(a) == probeArchiveName })
-	if k.Name == "" || k.Workers == nil || i < 0 {
-		t.Fatalf("%s: expected spec.cluster.kind.name, workers and the probe image's archive (%s) among the image archives", offlineProfile, probeArchiveName)
+	if k.Name == "" || k.Workers == nil {
+		t.Fatalf("%s: expected spec.cluster.kind.name and workers", offlineProfile)
 	}
-	o.cluster, o.nodes, o.probeArchive = k.Name, 1+*k.Workers, k.ImageArchives[i]
+	// kaic builds and loads the probe image itself: no profile lists it.
+	if i := slices.IndexFunc(k.ImageArchives, func(a string) bool { return strings.Contains(filepath.Base(a), "probe") }); i >= 0 {
+		t.Fatalf("%s lists the probe image's archive %s: kaic up loads the probe image itself", offlineProfile, k.ImageArchives[i])
+	}
+	o.cluster, o.nodes = k.Name, 1+*k.Workers
 	if got := clusterContainers(t, o.cluster); len(got) > 0 {
 		t.Fatalf("containers of a kind cluster %s are already there (%q): remove them first (kaic down <run dir>, or docker rm -f)", o.cluster, got)
 	}
 	return o
+}
+
+// probeImage is the probe image kaic's plan says a run of profile uses: one
+// kaic builds from its own binary and loads into the nodes.
+func (o *offline) probeImage(t *testing.T, ctx context.Context, profile string) string {
+	t.Helper()
+	r := run(t, ctx, o.root, o.kaic, "plan", "-p", profile, "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("kaic plan: exit %d\n%s", r.code, r.output())
+	}
+	var pl struct {
+		ProbeImage struct{ Ref, Source string } `json:"probeImage"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &pl); err != nil {
+		t.Fatalf("kaic plan -o json: %v", err)
+	}
+	if !strings.HasPrefix(pl.ProbeImage.Ref, "kaic.dev/probe:") || pl.ProbeImage.Source != "built" {
+		t.Fatalf("plan's probe image %+v, want one kaic builds (kaic.dev/probe:<tag>)", pl.ProbeImage)
+	}
+	return pl.ProbeImage.Ref
 }
 
 // runDir is a fresh run directory for one test.
@@ -192,15 +210,8 @@ func TestOfflineUpValidateDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 
-	// The probe image the overlay loads, from this kaic binary.
-	r := run(t, ctx, o.root, o.kaic, "probe", "image", "--output", o.probeArchive)
-	if r.code != 0 {
-		t.Fatalf("kaic probe image: exit %d\n%s", r.code, r.output())
-	}
-	probeRef := strings.TrimSpace(r.stdout)
-	if !strings.HasPrefix(probeRef, "kaic.dev/probe:") {
-		t.Fatalf("kaic probe image printed %q, want a kaic.dev/probe reference", probeRef)
-	}
+	// The probe image kaic up builds from this kaic binary and loads.
+	probeRef := o.probeImage(t, ctx, offlineProfile)
 
 	networkBefore := networkExists(t, o.network)
 	dir := o.runDir(t, "up")
@@ -223,7 +234,7 @@ func TestOfflineUpValidateDown(t *testing.T) {
 		t.Errorf("kubeconfig recorded at %q, want it in the run directory", rec["kubeconfig"])
 	}
 	for _, want := range []string{
-		fmt.Sprintf("loading %s into %d nodes: ok", filepath.Base(o.probeArchive), o.nodes),
+		fmt.Sprintf("loading %s into %d nodes: ok", probeRef, o.nodes),
 		fmt.Sprintf("waiting for %d node(s) Ready: ok", o.nodes),
 	} {
 		if !strings.Contains(up.output(), want) {

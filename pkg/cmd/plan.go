@@ -86,7 +86,8 @@ func printPlan(w io.Writer, pl *kaic.Plan) error {
 	}
 	fmt.Fprintf(w, "Profile %s from %s (digest %s)\n", p.Metadata.Name, pl.Source, pl.Digest[:12])
 	fmt.Fprintf(w, "  Kubernetes %s, AI conformance %s, accelerator model %s%s\n", p.Spec.KubernetesVersion, p.Spec.ConformanceVersion, p.Spec.Accelerator.Model, sim)
-	fmt.Fprintf(w, "  Run directory %s\n\n", p.Spec.Output.Dir)
+	fmt.Fprintf(w, "  Run directory %s\n", p.Spec.Output.Dir)
+	fmt.Fprintf(w, "  Probe image %s (%s)\n\n", pl.ProbeImage.Ref, describeProbeSource(pl.ProbeImage))
 
 	fmt.Fprintf(w, "Cluster: %s\n", pl.Cluster.Backend)
 	switch {
@@ -193,4 +194,17 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sortStrings(keys)
 	return keys
+}
+
+// describeProbeSource says where a run's probe image comes from.
+func describeProbeSource(pi kaic.ProbeImagePlan) string {
+	switch pi.Source {
+	case kaic.ProbeFromProfile:
+		return "spec.checks.probeImage"
+	case kaic.ProbeBuilt:
+		return "built from " + pi.Binary + " and loaded into the nodes by kaic"
+	case kaic.ProbePublished:
+		return "published for kaic " + version
+	}
+	return pi.Source
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/distribution/distribution/v3/configuration"
@@ -84,5 +86,97 @@ func TestProbeImagePush(t *testing.T) {
 		if code, _, errOut := run(t, args...); code != 2 || !strings.Contains(errOut, "--output FILE or --push REF") {
 			t.Errorf("%v: exit %d, %s", args, code, errOut)
 		}
+	}
+}
+
+// asBuild makes the tests run kaic as a build of version v with the given
+// published probe image stamped in ("" for none).
+func asBuild(t *testing.T, v, stamped string) {
+	t.Helper()
+	oldV, oldP := version, probeImage
+	version, probeImage = v, stamped
+	t.Cleanup(func() { version, probeImage = oldV, oldP })
+}
+
+// A development build has no published probe image: on a cluster kaic does
+// not load its own image into, plan and verify stop before any request
+// reaches the cluster, saying how to fix it; on kind, kaic builds the image.
+func TestDevelopmentBuildWithoutProbeImageIsRefused(t *testing.T) {
+	asBuild(t, "dev", "")
+	for _, v := range []string{"AWS_REGION", "AWS_SSH_KEY_NAME", "AWS_B64ENCODED_CREDENTIALS"} {
+		t.Setenv(v, "x")
+	}
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		requests.Add(1)
+		http.Error(w, "no", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	doc := "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"" + srv.URL + "\"}}]\n" +
+		"users: [{name: u, user: {token: t}}]\ncontexts: [{name: ctx, context: {cluster: c, user: u}}]\ncurrent-context: ctx\n"
+	if err := os.WriteFile(kubeconfig, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"plan", "-p", "existing"},
+		{"plan", "-p", "capi-aws-gpu"},
+		{"verify", "-p", "existing", "--kubeconfig", kubeconfig, "--out", filepath.Join(t.TempDir(), "run")},
+	} {
+		code, _, stderr := run(t, args...)
+		if code != ExitFailure {
+			t.Errorf("%v: exit %d, want %d\n%s", args, code, ExitFailure, stderr)
+		}
+		for _, want := range []string{"development build", "spec.checks.probeImage", "kaic probe image --push"} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("%v: the error does not say %q:\n%s", args, want, stderr)
+			}
+		}
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("the refused verify sent %d requests to the cluster", n)
+	}
+
+	// kind: kaic builds the probe image from this binary.
+	code, stdout, stderr := run(t, "plan", "-p", "kind-dra")
+	if code != 0 || !strings.Contains(stdout, "Probe image kaic.dev/probe:") || !strings.Contains(stdout, "loaded into the nodes by kaic") {
+		t.Errorf("plan -p kind-dra: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// A profile naming its probe image needs nothing published.
+	prof := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(prof, []byte("apiVersion: kaic.dev/v1alpha1\nkind: Profile\nextends: existing\nmetadata: {name: mine}\nspec:\n  checks:\n    probeImage: registry.example.com/kaic-probe@sha256:"+strings.Repeat("a", 64)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := run(t, "plan", "-p", prof); code != 0 || !strings.Contains(stdout, "(spec.checks.probeImage)") {
+		t.Errorf("plan of a profile naming its probe image: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+// A release build uses the probe image published for its version, or the
+// one stamped in at build time (by digest).
+func TestReleaseBuildUsesThePublishedProbeImage(t *testing.T) {
+	asBuild(t, "v1.2.3", "")
+	code, stdout, stderr := run(t, "plan", "-p", "existing", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var pl struct {
+		ProbeImage struct{ Ref, Source string } `json:"probeImage"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &pl); err != nil {
+		t.Fatal(err)
+	}
+	if pl.ProbeImage.Ref != "ghcr.io/kaic-dev/kaic-probe:v1.2.3" || pl.ProbeImage.Source != "published" {
+		t.Errorf("probe image %+v", pl.ProbeImage)
+	}
+	stamped := "ghcr.io/kaic-dev/kaic-probe:v1.2.3@sha256:" + strings.Repeat("b", 64)
+	asBuild(t, "v1.2.3", stamped)
+	if _, out, _ := run(t, "version"); !strings.Contains(out, "probe image "+stamped) {
+		t.Errorf("kaic version does not name the stamped probe image:\n%s", out)
+	}
+	// A build between releases is a development build.
+	asBuild(t, "v1.2.3-4-gabcdef0", "")
+	if code, _, stderr := run(t, "plan", "-p", "existing"); code != ExitFailure || !strings.Contains(stderr, "development build") {
+		t.Errorf("a build between releases: exit %d\n%s", code, stderr)
 	}
 }

@@ -93,7 +93,8 @@ func (o *globalOptions) client(opts ...kaic.Option) *kaic.Client {
 	base := []kaic.Option{
 		kaic.WithGetenv(o.getenv),
 		kaic.WithLogger(o.logger()),
-		kaic.WithVersion(version),
+		kaic.WithVersion(effectiveVersion()),
+		kaic.WithPublishedProbeImage(publishedProbeImage()),
 	}
 	if !o.quiet {
 		base = append(base, kaic.WithWarnings(func(w string) { fmt.Fprintf(o.stderr, "Warning: %s\n", w) }))

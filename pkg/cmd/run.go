@@ -28,6 +28,7 @@ type runOptions struct {
 	focus, skip      string
 	rerunFailed      string
 	checklist        checklistOptions
+	probeBinary      string
 }
 
 // addFlags adds the flags of the command running phase ("" for up, which
@@ -42,6 +43,7 @@ func (r *runOptions) addFlags(c *cobra.Command, o *globalOptions, phase string) 
 		c.Flags().BoolVar(&r.retain, "retain", false, "kind: keep the nodes of a cluster whose creation failed, for debugging")
 		c.Flags().BoolVar(&r.exportKubeconfig, "export-kubeconfig", false, "kind: also add the cluster to your kubeconfig (by default only <out>/kubeconfig is written)")
 	}
+	c.Flags().StringVar(&r.probeBinary, "probe-binary", "", "linux kaic binary to build the probe image from for clusters kaic loads it into (default: this kaic; give one cross-built for linux when kaic runs elsewhere)")
 	const installHelp = "how many independent stack components install at once"
 	const checkHelp = "how many conformance checks run at once (default: the profile's spec.checks.parallel, 0 = all)"
 	switch phase {
@@ -163,7 +165,7 @@ func runPhases(ctx context.Context, o *globalOptions, ro *runOptions, only strin
 	}
 	printer, flush := o.progress()
 	defer flush()
-	client := o.client(kaic.WithProgress(printer), kaic.WithChecklist(ro.checklist.source()))
+	client := o.client(kaic.WithProgress(printer), kaic.WithChecklist(ro.checklist.source()), kaic.WithProbeBinary(ro.probeBinary))
 	var res *kaic.RunResult
 	var err error
 	switch only {

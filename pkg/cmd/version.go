@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"fmt"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 
@@ -12,12 +13,53 @@ import (
 // -ldflags "-X github.com/kaic-dev/kaic/pkg/cmd.version=v0.1.0".
 var version = "dev"
 
+// probeImage is the probe image published for this release, by digest,
+// set at build time by the release workflow with
+// -ldflags "-X github.com/kaic-dev/kaic/pkg/cmd.probeImage=ghcr.io/kaic-dev/kaic-probe:v0.1.0@sha256:…".
+// Empty: a release build derives it from its version, a development build
+// has none.
+var probeImage = ""
+
+// probeRepository is where releases publish the probe image.
+const probeRepository = "ghcr.io/kaic-dev/kaic-probe"
+
+// releaseVersion matches the version of a release: a semantic version
+// without pre-release or build parts (v0.4.0, not v0.4.0-3-gabcdef or a Go
+// pseudo-version).
+var releaseVersion = regexp.MustCompile(`^v\d+\.\d+\.\d+$`)
+
+// effectiveVersion is the version set at build time, else the module
+// version go install recorded, else "dev".
+func effectiveVersion() string {
+	if version == "dev" {
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			return bi.Main.Version
+		}
+	}
+	return version
+}
+
+// publishedProbeImage is the probe image published for this build: the one
+// stamped at build time, else the release's tag; "" for a development build.
+func publishedProbeImage() string {
+	if probeImage != "" {
+		return probeImage
+	}
+	if v := effectiveVersion(); releaseVersion.MatchString(v) {
+		return probeRepository + ":" + v
+	}
+	return ""
+}
+
 // versionInfo is what `kaic version` prints.
 type versionInfo struct {
-	Version   string            `json:"version"`
-	GoVersion string            `json:"goVersion"`
-	Platform  string            `json:"platform"`
-	Libraries map[string]string `json:"libraries,omitempty"`
+	Version   string `json:"version"`
+	GoVersion string `json:"goVersion"`
+	Platform  string `json:"platform"`
+	// ProbeImage is the probe image published for this release; empty
+	// for a development build.
+	ProbeImage string            `json:"probeImage,omitempty"`
+	Libraries  map[string]string `json:"libraries,omitempty"`
 }
 
 func newVersionCommand(o *globalOptions) *cobra.Command {
@@ -31,11 +73,9 @@ func newVersionCommand(o *globalOptions) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			info := versionInfo{Version: version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH, Libraries: map[string]string{}}
+			info := versionInfo{Version: effectiveVersion(), GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH,
+				ProbeImage: publishedProbeImage(), Libraries: map[string]string{}}
 			if bi, ok := debug.ReadBuildInfo(); ok {
-				if info.Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-					info.Version = bi.Main.Version
-				}
 				for _, d := range bi.Deps {
 					switch d.Path {
 					case "sigs.k8s.io/kind", "helm.sh/helm/v4", "k8s.io/client-go", "sigs.k8s.io/cluster-api":
@@ -47,6 +87,9 @@ func newVersionCommand(o *globalOptions) *cobra.Command {
 				return printStructured(o.stdout, output, info)
 			}
 			fmt.Fprintf(o.stdout, "kaic %s (%s, %s)\n", info.Version, info.GoVersion, info.Platform)
+			if info.ProbeImage != "" {
+				fmt.Fprintf(o.stdout, "  probe image %s\n", info.ProbeImage)
+			}
 			for _, k := range sortedKeys(info.Libraries) {
 				fmt.Fprintf(o.stdout, "  %s %s\n", k, info.Libraries[k])
 			}

@@ -1,9 +1,11 @@
 package kaic
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/kaic-dev/kaic/pkg/profile"
+	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/provision"
 	"github.com/kaic-dev/kaic/pkg/provision/capi"
 	"github.com/kaic-dev/kaic/pkg/provision/existing"
@@ -26,6 +28,12 @@ type backend struct {
 	// preflight says what kaic doctor checks on this machine, or why
 	// nothing needs checking.
 	preflight func(p *profile.Profile) (opts preflight.Options, skip string)
+	// loadsImages says kaic loads images (its probe image) into the nodes
+	// of the profile's cluster itself; nil: never.
+	loadsImages func(p *profile.Profile) bool
+	// loadImages loads images into the nodes of the cluster rec records
+	// and records them in rec.
+	loadImages func(ctx context.Context, p *profile.Profile, rec provision.Record, images []provision.Image, r progress.Steps) error
 }
 
 // provisionerOptions are the run's settings a provisioner may need.
@@ -35,6 +43,8 @@ type provisionerOptions struct {
 	target           Target
 	retain           bool
 	exportKubeconfig bool
+	// images are loaded into the nodes of a cluster the backend creates.
+	images []provision.Image
 }
 
 // backends is the backend table.
@@ -52,6 +62,10 @@ var backends = []backend{
 		},
 		preflight: func(p *profile.Profile) (preflight.Options, string) {
 			return kind.Preflight(p.Spec.Cluster.Kind), ""
+		},
+		loadsImages: func(*profile.Profile) bool { return true },
+		loadImages: func(ctx context.Context, p *profile.Profile, rec provision.Record, images []provision.Image, r progress.Steps) error {
+			return (&kind.Provisioner{Cluster: p.Spec.Cluster.Kind}).LoadImages(ctx, rec, images, r)
 		},
 	},
 	{
@@ -95,7 +109,7 @@ var backends = []backend{
 }
 
 func newKind(k *profile.KindCluster, o provisionerOptions) *kind.Provisioner {
-	return &kind.Provisioner{Cluster: k, RunID: o.runID, Retain: o.retain, ExportKubeconfig: o.exportKubeconfig}
+	return &kind.Provisioner{Cluster: k, RunID: o.runID, Retain: o.retain, ExportKubeconfig: o.exportKubeconfig, Images: o.images}
 }
 
 // backendOf returns the table row of a profile's backend.

@@ -27,6 +27,7 @@ type Client struct {
 	checks    *conformance.Registry
 	checklist conformance.Source
 	now       func() time.Time
+	probeState
 }
 
 // Option configures a Client.
@@ -137,5 +138,12 @@ func (c *Client) Plan(ref string) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return buildPlan(r, c.getenv)
+	pl, err := buildPlan(r, c.getenv)
+	if err != nil {
+		return nil, err
+	}
+	if pl.ProbeImage, err = c.probeImage(r.Profile); err != nil {
+		return nil, err
+	}
+	return pl, nil
 }

@@ -51,6 +51,10 @@ func (c *Client) Doctor(ctx context.Context, o DoctorOptions) (*DoctorReport, er
 		planned = append(planned, preflight.Finding{Check: "profile plan", Status: preflight.Fail, Detail: err.Error(),
 			Fix: "set what it names, then check with kaic plan -p " + ref})
 	}
+	if _, err := c.probeImage(r.Profile); err != nil {
+		planned = append(planned, preflight.Finding{Check: "probe image", Status: preflight.Fail, Detail: err.Error(),
+			Fix: "push the probe image and set spec.checks.probeImage (kaic probe image --help)"})
+	}
 	opts, skip := b.preflight(r.Profile)
 	if skip != "" {
 		if len(planned) > 0 {

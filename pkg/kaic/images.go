@@ -63,8 +63,12 @@ func (c *Client) Images(ctx context.Context, o ImagesOptions) ([]stack.Image, er
 		return nil, &UsageError{Err: err}
 	}
 	opts := []stack.Option{stack.WithOverrides(overrides), stack.WithLogger(c.logger)}
-	if ref := ProbeImage(r.Profile); ref != "" {
-		opts = append(opts, stack.WithEmbeddedChartValues(map[string]any{"image": ref}))
+	if runsKaicCharts(r.Components) {
+		probe, err := c.probeImage(r.Profile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, stack.WithEmbeddedChartValues(map[string]any{"image": probe.Ref}))
 	}
 	if o.Cluster.Kubeconfig != "" {
 		data, err := kubeconfigOf(o.Cluster)

@@ -12,7 +12,6 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance/checks"
 	"github.com/kaic-dev/kaic/pkg/evidence"
 	"github.com/kaic-dev/kaic/pkg/pipeline"
-	"github.com/kaic-dev/kaic/pkg/probe/image"
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/provision"
@@ -28,6 +27,8 @@ type run struct {
 	runID    string
 	resolved *profile.Resolved
 	opts     RunOptions
+	// probe is the run's probe image.
+	probe ProbeImagePlan
 }
 
 // phases returns the pipeline's phases for the run.
@@ -46,12 +47,17 @@ func (r *run) provision(ctx context.Context, rc *pipeline.RunContext) (pipeline.
 	if err != nil {
 		return nil, err
 	}
+	images, err := r.c.probeLoad(r.probe)
+	if err != nil {
+		return nil, err
+	}
 	prov := b.provisioner(p, provisionerOptions{
 		runID:            r.runID,
 		getenv:           r.c.getenv,
 		target:           adopted(p, r.opts.Cluster),
 		retain:           r.opts.Retain,
 		exportKubeconfig: r.opts.ExportKubeconfig,
+		images:           images,
 	})
 	rec, err := prov.Create(ctx, provision.Paths{Dir: r.dir.Path(), Kubeconfig: r.dir.Join(KubeconfigFile)}, rc)
 	return pipeline.Outputs(rec), err
@@ -72,6 +78,11 @@ func (r *run) install(ctx context.Context, rc *pipeline.RunContext) (pipeline.Ou
 	set, err := stack.ParseSet(r.opts.Set)
 	if err != nil {
 		return nil, err
+	}
+	if runsKaicCharts(r.resolved.Components) {
+		if err := r.ensureProbeLoaded(ctx, rc); err != nil {
+			return nil, err
+		}
 	}
 	// Each component is recorded as it starts and as it ends, so that an
 	// interrupted install is torn down whole by kaic down.
@@ -95,9 +106,7 @@ func (r *run) install(ctx context.Context, rc *pipeline.RunContext) (pipeline.Ou
 	if r.opts.InstallParallel > 0 {
 		stackOpts = append(stackOpts, stack.WithParallel(r.opts.InstallParallel))
 	}
-	if ref := ProbeImage(r.resolved.Profile); ref != "" {
-		stackOpts = append(stackOpts, stack.WithEmbeddedChartValues(map[string]any{"image": ref}))
-	}
+	stackOpts = append(stackOpts, stack.WithEmbeddedChartValues(map[string]any{"image": r.probe.Ref}))
 	installer, err := stack.New(stackOpts...)
 	if err != nil {
 		return nil, err
@@ -115,26 +124,6 @@ func (r *run) install(ctx context.Context, rc *pipeline.RunContext) (pipeline.Ou
 	// The cluster installed into, so that kaic down --stacks-only and
 	// verify find it on a cluster no provision phase recorded.
 	return pipeline.Outputs{"releases": ReleasesFile, provision.KeyKubeconfig: target.Kubeconfig, provision.KeyContext: target.Context}, err
-}
-
-// ProbeImage is the image kaic's own charts run (kaic-fake-gpu's driver is
-// `kaic probe dra-driver`): the profile's checks.probeImage, else the probe
-// image `kaic probe image` builds from this binary, whose tag is derived
-// from the binary's content. "" when neither is known; the chart then says
-// its image is required.
-func ProbeImage(p *profile.Profile) string {
-	if p.Spec.Checks.ProbeImage != "" {
-		return p.Spec.Checks.ProbeImage
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return ""
-	}
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		return ""
-	}
-	return image.Reference(data)
 }
 
 // verify runs the profile's checks against the run's cluster, saves each
@@ -156,8 +145,9 @@ func (r *run) verify(ctx context.Context, rc *pipeline.RunContext) (pipeline.Out
 	}
 	env.RunID = r.runID
 	// Checks run the same probe image kaic's charts run.
-	if ref := ProbeImage(p); ref != "" {
-		env.ProbeImage = ref
+	env.ProbeImage = r.probe.Ref
+	if err := r.ensureProbeLoaded(ctx, rc); err != nil {
+		return nil, err
 	}
 	// A cluster kaic cannot use ends the run here, before any check runs
 	// and before any evidence is written.

@@ -20,7 +20,9 @@ type Plan struct {
 	Cluster   Cluster          `json:"cluster"`
 	Releases  []Release        `json:"releases"`
 	Checks    []Check          `json:"checks"`
-	Warnings  []string         `json:"warnings,omitempty"`
+	// ProbeImage is the image check pods and kaic's own charts run.
+	ProbeImage ProbeImagePlan `json:"probeImage"`
+	Warnings   []string       `json:"warnings,omitempty"`
 	// SupportGaps are the components whose upstream-stated Kubernetes
 	// range leaves out the profile's version (also in Warnings).
 	SupportGaps []profile.SupportGap `json:"supportGaps,omitempty"`

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"slices"
+	"strings"
 
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 	"github.com/kaic-dev/kaic/pkg/profile"
@@ -165,6 +167,12 @@ func (c *Client) runPhases(ctx context.Context, o RunOptions, only []string) (*R
 			return res, err
 		}
 	}
+	// A run whose cluster's nodes could run no probe image stops here,
+	// before anything touches the cluster.
+	probe, err := c.probeImage(r.Profile)
+	if err != nil && needsProbe(only, r.Components) {
+		return res, err
+	}
 	runID, err := dir.RunID(c.now())
 	if err != nil {
 		return res, err
@@ -176,7 +184,7 @@ func (c *Client) runPhases(ctx context.Context, o RunOptions, only []string) (*R
 			return res, fmt.Errorf("saving the profile in %s: %w", dir.Path(), err)
 		}
 	}
-	ru := &run{c: c, dir: dir, runID: runID, resolved: r, opts: o}
+	ru := &run{c: c, dir: dir, runID: runID, resolved: r, opts: o, probe: probe}
 	runner := &pipeline.Runner{
 		Dir:                dir.Path(),
 		Phases:             ru.phases(),
@@ -192,4 +200,23 @@ func (c *Client) runPhases(ctx context.Context, o RunOptions, only []string) (*R
 	}
 	res.State, err = runner.Run(ctx)
 	return res, err
+}
+
+// needsProbe says whether the phases run (all when only is empty) use the
+// probe image: verify's checks run it, and install runs kaic's own charts
+// with it.
+func needsProbe(only []string, components []profile.Component) bool {
+	all := len(only) == 0
+	if all || slices.Contains(only, pipeline.PhaseVerify) {
+		return true
+	}
+	return (all || slices.Contains(only, pipeline.PhaseInstall)) && runsKaicCharts(components)
+}
+
+// runsKaicCharts says whether a stack installs one of kaic's own charts,
+// which run the probe image.
+func runsKaicCharts(components []profile.Component) bool {
+	return slices.ContainsFunc(components, func(c profile.Component) bool {
+		return c.Helm != nil && strings.HasPrefix(c.Helm.Chart, profile.EmbeddedChartScheme)
+	})
 }

@@ -8,6 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
+	"strings"
 
 	"github.com/kaic-dev/kaic/pkg/progress"
 )
@@ -33,7 +36,37 @@ const (
 	// KeyRunID is the id of the run that created the cluster; the
 	// cluster's nodes or objects carry it (ownership.RunIDLabel).
 	KeyRunID = "runID"
+	// KeyLoadedImages lists, comma-separated, the images kaic loaded into
+	// the nodes of a cluster it created.
+	KeyLoadedImages = "loadedImages"
 )
+
+// Image is an image kaic loads into the nodes of a cluster it creates, so
+// that no node needs to pull it (kaic's probe image).
+type Image struct {
+	// Ref is the reference pods name it by.
+	Ref string
+	// WriteArchive writes it as an image archive (docker save format).
+	WriteArchive func(w io.Writer) error
+}
+
+// Loaded says whether rec records ref among the images loaded into the
+// cluster's nodes.
+func (rec Record) Loaded(ref string) bool {
+	return slices.Contains(strings.Split(rec[KeyLoadedImages], ","), ref)
+}
+
+// AddLoaded records that ref was loaded into the cluster's nodes.
+func (rec Record) AddLoaded(ref string) {
+	if rec.Loaded(ref) {
+		return
+	}
+	if rec[KeyLoadedImages] == "" {
+		rec[KeyLoadedImages] = ref
+		return
+	}
+	rec[KeyLoadedImages] += "," + ref
+}
 
 // Paths are where in the run directory a provisioner writes.
 type Paths struct {

@@ -300,3 +300,12 @@ func WriteArchive(img v1.Image, ref, path string) error {
 		return tarball.Write(tag, img, w)
 	})
 }
+
+// WriteArchiveTo writes img tagged ref to w as WriteArchive does.
+func WriteArchiveTo(img v1.Image, ref string, w io.Writer) error {
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return err
+	}
+	return tarball.Write(tag, img, w)
+}

@@ -2,7 +2,9 @@ package kind
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,6 +48,9 @@ type Provisioner struct {
 	WaitTimeout time.Duration
 	// CgroupV1 tells the provisioner the host runs cgroup v1 (nil: detect).
 	CgroupV1 *bool
+	// Images are loaded into every node once the nodes are ready, after
+	// the profile's image archives.
+	Images []provision.Image
 }
 
 var _ provision.Provisioner = (*Provisioner)(nil)
@@ -207,6 +212,9 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 			return rec, err
 		}
 	}
+	if err := loadImages(ctx, provider, k.Name, p.Images, rec, r); err != nil {
+		return rec, err
+	}
 	if p.ExportKubeconfig {
 		if err := provider.ExportKubeConfig(k.Name, "", false); err != nil {
 			return rec, fmt.Errorf("exporting the kubeconfig: %w", err)
@@ -245,6 +253,70 @@ func LoadArchives(ctx context.Context, provider *kindcluster.Provider, cluster s
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// LoadImages loads images into every node of the cluster rec records (one
+// kaic created) and records them in rec; images rec already records are
+// not loaded again.
+func (p *Provisioner) LoadImages(ctx context.Context, rec provision.Record, images []provision.Image, r progress.Steps) error {
+	var missing []provision.Image
+	for _, img := range images {
+		if !rec.Loaded(img.Ref) {
+			missing = append(missing, img)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	opt, err := p.recordedProvider(ctx, rec)
+	if err != nil {
+		return err
+	}
+	provider := kindcluster.NewProvider(opt, kindcluster.ProviderWithLogger(&kindLogger{r: r}))
+	return loadImages(ctx, provider, rec[provision.KeyClusterName], missing, rec, r)
+}
+
+// loadImages streams each image into every node's containerd and records it.
+func loadImages(ctx context.Context, provider *kindcluster.Provider, cluster string, images []provision.Image, rec provision.Record, r progress.Steps) error {
+	if len(images) == 0 {
+		return nil
+	}
+	nodes, err := provider.ListInternalNodes(cluster)
+	if err != nil {
+		return fmt.Errorf("listing the nodes of %s: %w", cluster, err)
+	}
+	for _, img := range images {
+		step := r.StartStep(fmt.Sprintf("loading %s into %d nodes", img.Ref, len(nodes)))
+		err := func() error {
+			for _, n := range nodes {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				pr, pw := io.Pipe()
+				written := make(chan error, 1)
+				go func() {
+					err := img.WriteArchive(pw)
+					pw.CloseWithError(err)
+					written <- err
+				}()
+				err := nodeutils.LoadImageArchive(n, pr)
+				pr.CloseWithError(errors.New("the node stopped reading the image"))
+				if werr := <-written; err == nil && werr != nil {
+					err = werr
+				}
+				if err != nil {
+					return fmt.Errorf("loading %s into node %s: %w", img.Ref, n.String(), err)
+				}
+			}
+			return nil
+		}()
+		step.Done(err)
+		if err != nil {
+			return err
+		}
+		rec.AddLoaded(img.Ref)
 	}
 	return nil
 }
