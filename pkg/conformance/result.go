@@ -34,6 +34,9 @@ type Result struct {
 	// Reason says why a check failed or was skipped, or holds the notes of
 	// an opt-out. Empty for a pass.
 	Reason string `json:"reason,omitempty"`
+	// Shown says, in a few phrases, what a passing check showed the
+	// platform do (T.Shown), for PRODUCT.yaml's notes.
+	Shown []string `json:"shown,omitempty"`
 	// Namespace is the namespace the check ran in.
 	Namespace string        `json:"namespace,omitempty"`
 	Start     time.Time     `json:"start"`
@@ -93,6 +96,7 @@ const (
 	EntryError   EntryKind = "error"   // a failure (Errorf, Fatalf, panic, timeout)
 	EntrySkip    EntryKind = "skip"    // a skip with its reason
 	EntryCleanup EntryKind = "cleanup" // what cleanup did or could not do
+	EntryShown   EntryKind = "shown"   // what the check showed the platform does (T.Shown)
 )
 
 // Entry is one line of a check's transcript.

@@ -419,6 +419,11 @@ func (r *Runner) runOne(ctx context.Context, req Requirement, check Check) Resul
 	res.Test = root.rec
 	res.Status = root.rec.Status
 	res.Transcript = slices.Clone(run.transcript)
+	for _, e := range run.transcript {
+		if e.Kind == EntryShown {
+			res.Shown = append(res.Shown, e.Text)
+		}
+	}
 	switch res.Status {
 	case Failed:
 		res.Reason = summarize(run.errors)

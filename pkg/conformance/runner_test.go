@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -486,5 +487,35 @@ func TestRunnerFocusSkipKeep(t *testing.T) {
 	}
 	if err := FailedChecks(results); err != nil {
 		t.Errorf("deselected MUSTs counted as unverified: %v", err)
+	}
+}
+
+// What a check shows, in its subtests too, reaches the result in order and
+// the test output; a failing check keeps its phrases but they are no claim.
+func TestRunnerCollectsWhatChecksShow(t *testing.T) {
+	reg := mustRegistry(t,
+		NewCheck("gang_scheduling", func(t *T, _ *Env) {
+			t.Run("Fits", func(t *T) { t.Shown("a 3-pod Job was admitted whole") })
+			t.Shown("a 4-pod Job got no pod")
+		}),
+		NewCheck("ai_inference", func(t *T, _ *Env) {
+			t.Errorf("no route")
+		}),
+	)
+	r := &Runner{Catalog: testCatalog("gang_scheduling", "ai_inference"), Registry: reg}
+	results, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := byID(results)
+	gang := got["gang_scheduling"]
+	if strings.Join(gang.Shown, "|") != "a 3-pod Job was admitted whole|a 4-pod Job got no pod" {
+		t.Errorf("shown = %q", gang.Shown)
+	}
+	if !slices.Contains(gang.Test.Subtests[0].Output, "SHOWN: a 3-pod Job was admitted whole") {
+		t.Errorf("subtest output %q lacks the shown phrase", gang.Test.Subtests[0].Output)
+	}
+	if inf := got["ai_inference"]; inf.Status != Failed || len(inf.Shown) != 0 {
+		t.Errorf("ai_inference: %s, shown %q", inf.Status, inf.Shown)
 	}
 }

@@ -172,6 +172,14 @@ func (t *T) Step(format string, args ...any) {
 	t.log(EntryStep, fmt.Sprintf(format, args...), "")
 }
 
+// Shown records, as a short phrase, what the check has shown the platform
+// do ("a 3-pod Job was admitted all together"): PRODUCT.yaml's notes of a
+// passing check are made of these phrases, so a reviewer reads what the
+// platform did rather than which test passed.
+func (t *T) Shown(format string, args ...any) {
+	t.log(EntryShown, fmt.Sprintf(format, args...), "")
+}
+
 // Observe records observed state for the transcript: what was looked at
 // and its value. Strings are kept verbatim; other values are written as
 // YAML. Decisive values (the ones a verdict rests on) belong here.
@@ -283,6 +291,8 @@ func (t *T) log(kind EntryKind, text, body string) {
 		line = "applied " + text
 	case EntryObserve:
 		line = "observed " + text
+	case EntryShown:
+		line = "SHOWN: " + text
 	case EntryError:
 		t.run.errors = append(t.run.errors, t.name+": "+firstLine(text))
 	}

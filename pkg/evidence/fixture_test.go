@@ -108,17 +108,31 @@ func allMustPass(simulated bool) *Run {
 	p := testProfile(simulated)
 	results := []conformance.Result{
 		passed("ai_inference", 0, "WeightedSplit", "HeaderRoute"),
-		passed("gang_scheduling", 10*time.Second, "Positive", "Negative"),
+		shown(passed("gang_scheduling", 10*time.Second, "Positive", "Negative"),
+			"a 3-pod Job was admitted all together", "a 4-pod Job beyond the quota was held back whole"),
 		notRun("cluster_autoscaling", conformance.NotApplicable, "The platform has no cluster autoscaler."),
 		passed("pod_autoscaling", 20*time.Second, "ScaleUp", "ScaleDown"),
-		passed("accelerator_metrics", 30*time.Second),
+		shown(passed("accelerator_metrics", 30*time.Second), "per-device utilization and memory read from the exporter for every device"),
 		passed("ai_service_metrics", 40*time.Second, "Query"),
 		passed("secure_accelerator_access", 50*time.Second, "PositiveAccessTest", "NegativeIsolationTest"),
 		passed("robust_controller", 60*time.Second, "OperatorPodsRunning", "WebhookRejectsInvalidCR"),
 		notRun("gpu_sharing", conformance.Skipped, "kaic has no check for this requirement yet"),
 		notRun("virtualized_accelerator", conformance.NotApplicable, "No hypervisor layer."),
 	}
-	return &Run{Version: "1.37", Profile: p, Results: results, KaicVersion: "v0.1.0-test"}
+	return &Run{Version: "1.37", Profile: p, Results: results, KaicVersion: "v0.1.0-test", Components: []Component{
+		{Name: "kueue", Version: "0.20.0", Provides: []string{"gang-scheduling"}},
+		{Name: "kuberay-operator", Version: "1.6.0", Provides: []string{"ai-operator"}},
+		{Name: "cert-manager", Version: "v1.20.2", Provides: []string{"certificates"}},
+	}}
+}
+
+// shown adds what the check showed to a result, as T.Shown records it.
+func shown(r conformance.Result, phrases ...string) conformance.Result {
+	for _, p := range phrases {
+		r.Shown = append(r.Shown, p)
+		r.Transcript = append(r.Transcript, conformance.Entry{Time: r.Start, Test: r.TestName, Kind: conformance.EntryShown, Text: p})
+	}
+	return r
 }
 
 // mixed is a simulated 1.37 run with a failed MUST.

@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -49,11 +50,14 @@ func fillItem(item *conformance.ChecklistItem, res conformance.Result, ok bool, 
 	switch {
 	case !ok:
 		item.Status = ""
-		notes = append(notes, "Not verified: the run ended before kaic ran this check.")
+		notes = append(notes, "Not verified: the run holds no result for this requirement (it ended before its check ran).")
 	case res.Status == conformance.Passed:
 		item.Status = StatusImplemented
 		item.Evidence = []string{"file://" + JUnitFile + "#" + res.TestName, transcriptPath(res.TestName)}
-		notes = append(notes, fmt.Sprintf("Verified by kaic: %s passed%s.", res.TestName, subtestSummary(res)))
+		if what := platformNote(item.ID, res, run.Components); what != "" {
+			notes = append(notes, what)
+		}
+		notes = append(notes, fmt.Sprintf("Verified by kaic (%s%s).", res.TestName, subtestSummary(res)))
 	case res.Status == conformance.Failed:
 		item.Status = StatusNotImplemented
 		item.Evidence = []string{transcriptPath(res.TestName)}
@@ -81,8 +85,51 @@ func sentence(s string) string {
 	return s + "."
 }
 
-// subtestSummary says how many subtests passed, e.g. " (5 of 6 subtests
-// passed, 1 skipped)".
+// requirementCapabilities are the capabilities (stack components'
+// spec.provides) through which a platform meets each requirement.
+var requirementCapabilities = map[string][]string{
+	"dra_support":                {"dra-driver"},
+	"secure_accelerator_access":  {"dra-driver"},
+	"gpu_sharing":                {"dra-driver"},
+	"driver_runtime_management":  {"dra-driver", "driver-management"},
+	"accelerator_metrics":        {"accelerator-metrics", "monitoring"},
+	"ai_service_metrics":         {"monitoring"},
+	"pod_autoscaling":            {"custom-metrics", "monitoring"},
+	"gang_scheduling":            {"gang-scheduling"},
+	"robust_controller":          {"ai-operator", "ai-operator-webhook"},
+	"ai_inference":               {"gateway", "gateway-class"},
+	"advanced_inference_ingress": {"gateway", "gateway-class"},
+}
+
+// platformNote says what on the platform met a requirement: the installed
+// components that bring its capabilities, with their versions, and what the
+// check showed them do ("kueue 0.20.0: a 3-pod Job was admitted all
+// together; …."). Empty when the run knows neither.
+func platformNote(id string, res conformance.Result, components []Component) string {
+	var names []string
+	for _, c := range components {
+		if slices.ContainsFunc(c.Provides, func(p string) bool { return slices.Contains(requirementCapabilities[id], p) }) {
+			name := c.Name
+			if c.Version != "" {
+				name += " " + c.Version
+			}
+			names = append(names, name)
+		}
+	}
+	shown := strings.Join(res.Shown, "; ")
+	switch {
+	case len(names) > 0 && shown != "":
+		return sentence(strings.Join(names, ", ") + ": " + shown)
+	case len(names) > 0:
+		return sentence("Served by " + strings.Join(names, ", "))
+	case shown != "":
+		return sentence(strings.ToUpper(shown[:1]) + shown[1:])
+	}
+	return ""
+}
+
+// subtestSummary says how many subtests passed, e.g. ", 5 of 6 subtests
+// passed, 1 skipped".
 func subtestSummary(res conformance.Result) string {
 	tests := res.Tests()
 	if len(tests) <= 1 {
@@ -97,11 +144,11 @@ func subtestSummary(res conformance.Result) string {
 			skipped++
 		}
 	}
-	s := fmt.Sprintf(" (%d of %d subtests passed", passed, len(tests)-1)
+	s := fmt.Sprintf(", %d of %d subtests passed", passed, len(tests)-1)
 	if skipped > 0 {
 		s += fmt.Sprintf(", %d skipped", skipped)
 	}
-	return s + ")"
+	return s
 }
 
 // metadataFields are PRODUCT.yaml's metadata keys, in template order.

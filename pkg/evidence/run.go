@@ -39,6 +39,18 @@ type Run struct {
 	Results []conformance.Result
 	// KaicVersion is recorded in the artifacts.
 	KaicVersion string
+	// Components are the stack components the run installed: PRODUCT.yaml's
+	// notes name those that serve a requirement.
+	Components []Component
+}
+
+// Component is a stack component a run installed.
+type Component struct {
+	Name string
+	// Version is the chart's (or the manifests') version, when known.
+	Version string
+	// Provides are the capabilities the component brings (its spec.provides).
+	Provides []string
 }
 
 // ProductDir is the directory of the run's evidence inside out:

@@ -79,6 +79,8 @@ func Transcript(run *Run, res conformance.Result) []byte {
 				fmt.Fprintf(&b, "%s &warning; SKIPPED: %s\n\n", clock, e.Text)
 			case conformance.EntryCleanup:
 				fmt.Fprintf(&b, "%s cleanup: %s\n\n", clock, e.Text)
+			case conformance.EntryShown:
+				fmt.Fprintf(&b, "%s &check; shown: %s\n\n", clock, e.Text)
 			default:
 				fmt.Fprintf(&b, "%s %s\n\n", clock, e.Text)
 			}

@@ -88,7 +88,7 @@ func writeFileAtomic(path string, data []byte) error {
 // Regenerate writes the evidence of the run directory out from the results
 // saved in out/results, the profile p and the official checklist of the
 // profile's conformance version read from src.
-func Regenerate(ctx context.Context, out string, p *profile.Profile, src conformance.Source, kaicVersion string) (*Written, error) {
+func Regenerate(ctx context.Context, out string, p *profile.Profile, src conformance.Source, kaicVersion string, components []Component) (*Written, error) {
 	results, err := conformance.LoadResults(filepath.Join(out, conformance.ResultsDirName))
 	if err != nil {
 		return nil, err
@@ -101,5 +101,5 @@ func Regenerate(ctx context.Context, out string, p *profile.Profile, src conform
 	if err != nil {
 		return nil, fmt.Errorf("%w (offline? pass the directory of the official checklists)", err)
 	}
-	return Write(out, &Run{Version: version, Template: template, Profile: p, Results: results, KaicVersion: kaicVersion})
+	return Write(out, &Run{Version: version, Template: template, Profile: p, Results: results, KaicVersion: kaicVersion, Components: components})
 }

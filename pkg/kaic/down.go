@@ -153,7 +153,7 @@ func (c *Client) Report(ctx context.Context, o ReportOptions) (*evidence.Written
 	if err != nil {
 		return nil, err
 	}
-	written, err := c.writeEvidence(ctx, dir, r.Profile)
+	written, err := c.writeEvidence(ctx, dir, r)
 	if err != nil {
 		return nil, fmt.Errorf("writing the evidence of %s: %w", dir.Path(), err)
 	}

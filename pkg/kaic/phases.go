@@ -189,7 +189,7 @@ func (r *run) verify(ctx context.Context, rc *pipeline.RunContext) (pipeline.Out
 	reportChecks(runner, rc)
 	results, runErr := runner.Run(ctx)
 	outputs := pipeline.Outputs{"results": resultsDir}
-	written, err := r.c.writeEvidence(context.WithoutCancel(ctx), r.dir, p)
+	written, err := r.c.writeEvidence(context.WithoutCancel(ctx), r.dir, r.resolved)
 	if err != nil {
 		return outputs, errors.Join(runErr, fmt.Errorf("writing the evidence: %w", err))
 	}
@@ -257,7 +257,7 @@ func reportChecks(runner *conformance.Runner, steps progress.Steps) {
 
 // report rewrites the evidence from the results the verify phase saved.
 func (r *run) report(ctx context.Context, rc *pipeline.RunContext) (pipeline.Outputs, error) {
-	written, err := r.c.writeEvidence(ctx, r.dir, r.resolved.Profile)
+	written, err := r.c.writeEvidence(ctx, r.dir, r.resolved)
 	if err != nil {
 		return nil, err
 	}
@@ -269,8 +269,33 @@ func (r *run) report(ctx context.Context, rc *pipeline.RunContext) (pipeline.Out
 }
 
 // writeEvidence writes the evidence of the results a run directory holds.
-func (c *Client) writeEvidence(ctx context.Context, dir *RunDir, p *profile.Profile) (*evidence.Written, error) {
-	return evidence.Regenerate(ctx, dir.Path(), p, c.checklist, c.version)
+func (c *Client) writeEvidence(ctx context.Context, dir *RunDir, r *profile.Resolved) (*evidence.Written, error) {
+	return evidence.Regenerate(ctx, dir.Path(), r.Profile, c.checklist, c.version, installedComponents(dir, r))
+}
+
+// installedComponents are the stack components the run installed (not
+// those it found there and left alone), with the capabilities the
+// profile's stack says they bring.
+func installedComponents(dir *RunDir, r *profile.Resolved) []evidence.Component {
+	records, err := dir.Releases()
+	if err != nil {
+		return nil
+	}
+	provides := map[string][]string{}
+	for _, c := range r.Components {
+		provides[c.Name] = c.Provides
+	}
+	var out []evidence.Component
+	for _, rec := range records {
+		switch {
+		case rec.PreExisting, provides[rec.Component] == nil:
+			continue
+		case rec.Action != "installed" && rec.Action != "upgraded" && rec.Action != "unchanged" && rec.Action != "applied":
+			continue // failed, not started or interrupted
+		}
+		out = append(out, evidence.Component{Name: rec.Component, Version: rec.Version, Provides: provides[rec.Component]})
+	}
+	return out
 }
 
 func describeKubeconfig(t Target) string {

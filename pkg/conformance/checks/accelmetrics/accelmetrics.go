@@ -176,21 +176,29 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 		return
 	}
 	inv := inventory(t, env)
-	t.Run("PerAcceleratorUtilizationMetric", func(t *conformance.T) {
+	util := t.Run("PerAcceleratorUtilizationMetric", func(t *conformance.T) {
 		perDevice(t, env, n, first, inv, "utilization", n.utilization, utilizationPattern)
 	})
-	t.Run("PerAcceleratorMemoryMetric", func(t *conformance.T) {
+	mem := t.Run("PerAcceleratorMemoryMetric", func(t *conformance.T) {
 		perDevice(t, env, n, first, inv, "memory", n.memoryUsed, memoryPattern)
 		if n.memoryTotal != "" {
 			logSeries(t, first, "memory capacity", n.memoryTotal, nil)
 		}
 	})
+	if util && mem {
+		t.Shown("%s serves %s and %s for each of the %d devices", n.endpoint, n.utilization, n.memoryUsed, len(inv))
+	}
 	t.Run("OptionalMetrics", func(t *conformance.T) {
 		logSeries(t, first, "temperature", n.temperature, temperaturePattern)
 		logSeries(t, first, "power", n.power, powerPattern)
 		logSeries(t, first, "interconnect", "", interconnectPattern)
 	})
-	t.Run("UtilizationFollowsWorkload", func(t *conformance.T) { workload(t, env, n, o, inv) })
+	t.Run("UtilizationFollowsWorkload", func(t *conformance.T) {
+		workload(t, env, n, o, inv)
+		if !t.Failed() {
+			t.Shown("a device's series followed the load a pod put on it")
+		}
+	})
 }
 
 // series is a scraped sample with the node of the exporter pod that

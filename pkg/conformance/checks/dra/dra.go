@@ -249,6 +249,9 @@ func probeSeesDevice(t *conformance.T, env *conformance.Env, alloc allocation) {
 	t.Step("Read what the probe in pod %s reports about its devices", alloc.pod.Name)
 	report := devicepod.Read(t, env, alloc.pod.Name, "probe")
 	devicepod.ExpectOne(t, env, "pod "+alloc.pod.Name, report, devicepod.Device{Name: alloc.device})
+	if !t.Failed() {
+		t.Shown("a ResourceClaim for a %s device was allocated through resource.k8s.io and the pod's container saw exactly device %s", env.Accelerator.DeviceClass, alloc.device)
+	}
 }
 
 func beyondCapacity(t *conformance.T, env *conformance.Env, maxPerNode int) {
@@ -289,7 +292,9 @@ func beyondCapacity(t *conformance.T, env *conformance.Env, maxPerNode int) {
 	}
 	if claim.Status.Allocation != nil {
 		t.Errorf("ResourceClaim %s for %d devices was allocated although no node has that many", claimName, want)
+		return
 	}
+	t.Shown("a claim for %d devices, more than any node has, left its pod unschedulable", want)
 }
 
 // probePod is a pod running the probe in one container that uses claim.

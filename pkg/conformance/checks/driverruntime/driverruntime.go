@@ -202,6 +202,7 @@ func compatibility(t *conformance.T, env *conformance.Env, versions map[devicepo
 		return
 	}
 	t.Logf("the runtime on %s handed the container device %s, and the driver version the container reads (%s) is the advertised one", node.Name, strings.Join(report.Devices, ","), advertised)
+	t.Shown("the driver version %s is advertised through the DRA API and is the one a container reads", advertised)
 }
 
 // sameDriverVersion compares the version a device advertises with the

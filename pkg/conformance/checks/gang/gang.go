@@ -241,6 +241,7 @@ func (c config) jobFits(t *conformance.T, env *conformance.Env) {
 	}
 	t.Observe("Job "+fitsJobName, fmt.Sprintf("Complete, %d pods succeeded", done.Status.Succeeded))
 	t.Logf("Job %s was admitted whole: %d pods ran and it completed", fitsJobName, n)
+	t.Shown("a %d-pod Job was admitted all together and completed", n)
 }
 
 func (c config) jobBeyondQuota(t *conformance.T, env *conformance.Env) {
@@ -302,7 +303,9 @@ func (c config) jobBeyondQuota(t *conformance.T, env *conformance.Env) {
 	t.Observe("why Workload "+wl.GetName()+" is not admitted", reason.String())
 	if !strings.Contains(strings.ToLower(reason.Message), "quota") {
 		t.Errorf("the Workload's QuotaReserved message does not name the quota as the reason: %q", reason.Message)
+		return
 	}
+	t.Shown("a %d-pod Job beyond the quota got no pod at all", n)
 }
 
 // submit creates a Job of n probe pods in LocalQueue localQueueName and

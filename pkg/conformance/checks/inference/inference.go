@@ -119,6 +119,7 @@ func runInference(t *conformance.T, env *conformance.Env, o Options) {
 				t.Fatalf("backend %s (weight %d of %d) got %s", backendA, weightA, weightA+weightB, why)
 			}
 			t.Logf("backend %s got %s; backend %s got %d", backendA, why, backendB, rep.Backends[backendB])
+			t.Shown("a Gateway split %d requests between two model servers by the HTTPRoute's weights %d/%d", rep.Requests, weightA, weightB)
 		})
 	})
 
@@ -139,6 +140,9 @@ func runInference(t *conformance.T, env *conformance.Env, o Options) {
 			expectAll(t, with, backendB, fmt.Sprintf("with header %s: %s", ModelHeader, backendB))
 			without := sendRequests(t, env, "requests-no-header", url, o.Requests, o.TrafficTimeout, "Host:"+headerHost)
 			expectAll(t, without, backendA, "without header "+ModelHeader)
+			if !t.Failed() {
+				t.Shown("routed by the %s header to the model server it names", ModelHeader)
+			}
 		})
 	})
 

@@ -150,6 +150,9 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 				t.Errorf("the new pod %s holds device %s, which pod %s already holds", pods[i].Name, dev, first.Name)
 			}
 		}
+		if !t.Failed() {
+			t.Shown("a HorizontalPodAutoscaler on the pods' custom metric %s scaled an accelerator Deployment to 2 replicas, the new pod with a device of its own", probe.MetricLoad)
+		}
 	})
 	if !up {
 		t.Logf("the HPA did not scale up, so scaling down was not tested")
@@ -160,6 +163,9 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 		t.Step("Lower %s to %d in every pod: the HPA should scale %s back to 1 replica after its %ds stabilization window", probe.MetricLoad, low, name, scaleDownWindow)
 		setLoad(t, env, pods, low)
 		waitScaled(t, env, version, o, 1, "lowering")
+		if !t.Failed() {
+			t.Shown("and back to 1 when the metric fell")
+		}
 	})
 }
 

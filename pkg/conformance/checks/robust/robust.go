@@ -455,6 +455,7 @@ func rejectsInvalid(t *conformance.T, env *conformance.Env, op Operator) {
 		t.Fatalf("%v", verdict)
 	}
 	t.Logf("webhook %s denied the invalid %s", op.Webhook, op.Kind)
+	t.Shown("%s's webhook denied an invalid %s", op.Title, op.Kind)
 }
 
 // judgeRejection returns nil if err is the API server's report that the
@@ -504,6 +505,7 @@ func (c config) reconciles(t *conformance.T, env *conformance.Env, op Operator) 
 		t.Fatalf("%s %s did not reach %s within %s: %v", op.Kind, validName, op.Finished, c.reconcileAfter, err)
 	}
 	t.Logf("%s %s reached %s", op.Kind, validName, op.Finished)
+	t.Shown("%s reconciled a valid %s to %s", op.Title, op.Kind, op.Finished)
 
 	t.Step("Check the objects %s created for %s %s", op.Title, op.Kind, validName)
 	var nodes []string

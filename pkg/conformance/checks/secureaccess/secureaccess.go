@@ -81,6 +81,9 @@ func positive(t *conformance.T, env *conformance.Env) *corev1.Pod {
 		devicepod.SkipWithoutContainers(t, env, pod)
 		t.Step("Read what the probe in pod %s sees", posPod)
 		devicepod.ExpectOne(t, env, "pod "+posPod, devicepod.Read(t, env, posPod, "probe"), dev)
+		if !t.Failed() {
+			t.Shown("a pod's container saw exactly the device allocated to its claim")
+		}
 	})
 	return pod
 }
@@ -103,6 +106,9 @@ func negative(t *conformance.T, env *conformance.Env, pos *corev1.Pod) {
 		devicepod.SkipWithoutContainers(t, env, pod)
 		t.Step("Read what the probe in pod %s sees", negPod)
 		devicepod.ExpectNone(t, "pod "+negPod, devicepod.Read(t, env, negPod, "probe"))
+		if !t.Failed() {
+			t.Shown("a pod without a claim, on the node where another pod held a device, saw none")
+		}
 	})
 }
 
@@ -142,6 +148,9 @@ func multiContainer(t *conformance.T, env *conformance.Env) {
 		t.Step("Read what the probe in each container of pod %s sees", multiPod)
 		devicepod.ExpectOne(t, env, "container authorized", devicepod.Read(t, env, multiPod, "authorized"), dev)
 		devicepod.ExpectNone(t, "container unauthorized", devicepod.Read(t, env, multiPod, "unauthorized"))
+		if !t.Failed() {
+			t.Shown("of two containers in one pod, only the one referencing the claim saw the device")
+		}
 	})
 }
 
@@ -201,6 +210,9 @@ func distinct(t *conformance.T, env *conformance.Env, inventory map[string][]dev
 		// paths mean the same device.
 		if sameNode && reports[0].Count == 1 && reports[1].Count == 1 && slices.Equal(reports[0].Devices, reports[1].Devices) {
 			t.Errorf("pods %s and %s on node %s both see %s", isolated1, isolated2, pods[0].Spec.NodeName, reports[0].Devices[0])
+		}
+		if !t.Failed() {
+			t.Shown("two pods claiming a device each at once were given distinct devices and each saw only its own")
 		}
 	})
 }

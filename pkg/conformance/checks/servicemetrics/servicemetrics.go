@@ -427,6 +427,7 @@ func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Se
 		t.Fatalf("Prometheus counts more than the %d requests sent: %s", o.Requests, mismatches(wants, got))
 	case err == nil:
 		t.Logf("Prometheus reports exactly the %d requests sent, their %d latencies and the queue depth %d", o.Requests, o.Requests, queueDepth)
+		t.Shown("Prometheus discovered an inference workload's metrics endpoint and reported exactly the %d requests sent, their latencies and its queue depth", o.Requests)
 		return
 	case lastErr != nil:
 		t.Fatalf("the query API at %s stopped answering: %v", prom, lastErr)
