@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -101,6 +102,20 @@ var (
 	leadingProductPath = regexp.MustCompile(`^(v\d+\.\d+)/([^/]+)/(.*)$`)
 	validStatuses      = []string{StatusImplemented, StatusNotImplemented, StatusPartiallyImplemented, StatusNA}
 )
+
+// LogoFormat reports whether a logo URL names an SVG, EPS or AI file, the
+// formats the submission instructions ask for, by the extension of its path.
+func LogoFormat(raw string) bool {
+	p := raw
+	if u, err := url.Parse(raw); err == nil && u.Path != "" {
+		p = u.Path
+	}
+	switch strings.ToLower(path.Ext(p)) {
+	case ".svg", ".eps", ".ai":
+		return true
+	}
+	return false
+}
 
 // autoTestedRequirements map requirement ids to the official suite's test
 // the CNCF validator looks for when evidence names no test.
@@ -243,6 +258,9 @@ func (c *validator) metadata(cl *conformance.Checklist) {
 		if key == "k8sConformanceUrl" && !k8sConformanceURL.MatchString(val) {
 			c.v.errorf(where, "%q does not match %s", val, k8sConformanceURL)
 			continue
+		}
+		if key == "productLogoUrl" && !LogoFormat(val) {
+			c.kaicOnlyf(where, "%q is not an SVG, EPS or AI file (.svg, .eps, .ai): the submission instructions ask for the logo in one of these formats", val)
 		}
 		if c.opts.Online && strings.HasPrefix(val, "http") {
 			if err := c.reachable(val); err != nil {

@@ -227,6 +227,10 @@ func TestValidateBrokenSubmissions(t *testing.T) {
 		},
 		want: []string{"spec.networking.ai_inference: evidence file huge.log: is 67108865 bytes, over the 64 MiB kaic reads"},
 	}, {
+		name:   "logo in a format the instructions do not ask for",
+		break_: editMeta("productLogoUrl", "https://acme.example/logo.png?v=2"),
+		want:   []string{`metadata.productLogoUrl: "https://acme.example/logo.png?v=2" is not an SVG, EPS or AI file`},
+	}, {
 		name:   "placeholder in an optional metadata field",
 		break_: editMeta("repoUrl", "[Repository URL]"),
 		want:   []string{`metadata.repoUrl: is the placeholder "[Repository URL]"`},
@@ -342,7 +346,7 @@ func TestValidateOnline(t *testing.T) {
 		switch r.URL.Path {
 		case "/landscape.yml":
 			_, _ = w.Write([]byte("landscape:\n  - category:\n    name: CNCF Members\n    subcategories:\n      - subcategory:\n        name: Silver\n        items:\n          - item:\n            name: Acme Corporation (member)\n"))
-		case "/gone":
+		case "/gone.svg":
 			w.WriteHeader(http.StatusNotFound)
 		default:
 			if r.Method == http.MethodHead {
@@ -355,12 +359,12 @@ func TestValidateOnline(t *testing.T) {
 	defer srv.Close()
 	run := allMustPass(false)
 	pr := &run.Profile.Spec.Product
-	pr.WebsiteURL, pr.DocumentationURL, pr.ProductLogoURL = srv.URL+"/site", srv.URL+"/docs", srv.URL+"/gone"
+	pr.WebsiteURL, pr.DocumentationURL, pr.ProductLogoURL = srv.URL+"/site", srv.URL+"/docs", srv.URL+"/gone.svg"
 	product := writeGood(t, run)
 	// k8sConformanceUrl must be on github.com; answer it from the test server.
 	client := &http.Client{Transport: rewriteHost{srv.URL}}
 	v := validate(t, product, ValidateOptions{Online: true, Client: client, LandscapeURL: srv.URL + "/landscape.yml"})
-	wantFindings(t, v, []string{"metadata.productLogoUrl: " + srv.URL + "/gone is not reachable: HTTP 404"})
+	wantFindings(t, v, []string{"metadata.productLogoUrl: " + srv.URL + "/gone.svg is not reachable: HTTP 404"})
 	if len(v.Errors) != 1 {
 		t.Errorf("want only the logo error: %v", v.Errors)
 	}

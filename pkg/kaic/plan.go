@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/evidence"
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/provision/capi"
 )
@@ -135,6 +136,9 @@ func buildPlan(r *profile.Resolved, getenv func(string) string) (*Plan, error) {
 	pl.Checks = checks
 	if pl.Simulated {
 		pl.Warnings = append(pl.Warnings, "accelerators are simulated: the evidence of this run demonstrates kaic and the stack, it is not certification evidence")
+	}
+	if logo := p.Spec.Product.ProductLogoURL; logo != "" && !strings.HasPrefix(logo, "[") && !evidence.LogoFormat(logo) {
+		pl.Warnings = append(pl.Warnings, fmt.Sprintf("spec.product.productLogoUrl %q is not an SVG, EPS or AI file, the formats the submission instructions ask for: kaic validate will refuse it", logo))
 	}
 	if ph := p.Spec.Product.Placeholders(); len(ph) > 0 {
 		pl.Warnings = append(pl.Warnings, "PRODUCT.yaml metadata still has placeholders or empty values: "+strings.Join(ph, ", "))
