@@ -49,7 +49,7 @@ findings.`,
 					return err
 				}
 				if !v.OK() {
-					return fmt.Errorf("%s (v%s): %w with %d error(s)", product, v.Version, errSubmissionRejected, len(v.Errors))
+					return fmt.Errorf("%s (%s): %w with %d error(s)", product, versionLabel(v.Version), errSubmissionRejected, len(v.Errors))
 				}
 				return nil
 			}
@@ -60,9 +60,9 @@ findings.`,
 				fmt.Fprintf(o.stdout, "ERROR   %s\n", f)
 			}
 			if !v.OK() {
-				return fmt.Errorf("%s (v%s): %w with %d error(s)", product, v.Version, errSubmissionRejected, len(v.Errors))
+				return fmt.Errorf("%s (%s): %w with %d error(s)", product, versionLabel(v.Version), errSubmissionRejected, len(v.Errors))
 			}
-			fmt.Fprintf(o.stdout, "OK %s (v%s) would pass, with %d warning(s)\n", product, v.Version, len(v.Warnings))
+			fmt.Fprintf(o.stdout, "OK %s (%s) would pass, with %d warning(s)\n", product, versionLabel(v.Version), len(v.Warnings))
 			return nil
 		},
 	}
@@ -77,4 +77,13 @@ findings.`,
 type validationReport struct {
 	*evidence.Validation
 	OK bool `json:"ok"`
+}
+
+// versionLabel names the conformance version a submission was checked
+// against, or says none could be told.
+func versionLabel(v string) string {
+	if v == "" {
+		return "version unknown"
+	}
+	return "v" + v
 }

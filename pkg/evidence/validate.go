@@ -172,19 +172,23 @@ func Validate(ctx context.Context, productPath string, opts ValidateOptions) (*V
 		return nil, err
 	}
 	v := &Validation{Product: productPath}
+	m := versionInPath.FindStringSubmatch(filepath.ToSlash(abs))
+	if m != nil {
+		v.Version = strings.TrimPrefix(m[1], "v")
+	}
 	cl, err := conformance.ParseChecklist(data)
 	if err != nil {
 		v.errorf(ProductFile, "%v", err)
 		return v, nil
 	}
-	if m := versionInPath.FindStringSubmatch(filepath.ToSlash(abs)); m != nil {
-		v.Version = strings.TrimPrefix(m[1], "v")
-	} else if kv, ok := cl.Meta("kubernetesVersion"); ok && kubernetesMinor.MatchString(kv) {
+	if m == nil { // not under vX.Y/<product>/: the metadata may say it
+		kv, ok := cl.Meta("kubernetesVersion")
+		if !ok || !kubernetesMinor.MatchString(kv) {
+			v.errorf(productPath, "cannot tell the conformance version: the path must look like vX.Y/<product>/PRODUCT.yaml, or metadata.kubernetesVersion must say it")
+			return v, nil
+		}
 		v.Version = kubernetesMinor.FindStringSubmatch(kv)[1]
 		v.warnf(productPath, "not under vX.Y/<product>/: the version, %s, is taken from metadata.kubernetesVersion; a submission must be placed under v%s/<product>/", v.Version, v.Version)
-	} else {
-		v.errorf(productPath, "cannot tell the conformance version: the path must look like vX.Y/<product>/PRODUCT.yaml, or metadata.kubernetesVersion must say it")
-		return v, nil
 	}
 	schema, err := conformance.Builtin(v.Version)
 	if err != nil {

@@ -227,6 +227,22 @@ func TestValidateBrokenSubmissions(t *testing.T) {
 		},
 		want: []string{"spec.networking.ai_inference: evidence file huge.log: is 67108865 bytes, over the 64 MiB kaic reads"},
 	}, {
+		// Nesting that would make a parser recurse without end is refused
+		// at a fixed depth, in the YAML and in the test artifacts alike.
+		name: "PRODUCT.yaml nested beyond any checklist",
+		break_: func(t *testing.T, p string) {
+			writeFile(t, p, "metadata:\n  description: "+strings.Repeat("[", 100000)+strings.Repeat("]", 100000)+"\n")
+		},
+		want: []string{"PRODUCT.yaml: parsing checklist: yaml: line 2: exceeded max depth"},
+	}, {
+		// The test reports are read as a stream of tokens: deep nesting
+		// is read through like anything else and holds no test.
+		name: "junit.xml nested beyond any report",
+		break_: func(t *testing.T, p string) {
+			writeFile(t, filepath.Join(filepath.Dir(p), JUnitFile), "<testsuites>"+strings.Repeat("<a>", 100000)+strings.Repeat("</a>", 100000)+"</testsuites>")
+		},
+		want: []string{"spec.networking.ai_inference: junit.xml has no test TestAIInference"},
+	}, {
 		name:   "logo in a format the instructions do not ask for",
 		break_: editMeta("productLogoUrl", "https://acme.example/logo.png?v=2"),
 		want:   []string{`metadata.productLogoUrl: "https://acme.example/logo.png?v=2" is not an SVG, EPS or AI file`},
