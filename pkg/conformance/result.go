@@ -46,6 +46,10 @@ type Result struct {
 	Test *TestRecord `json:"test,omitempty"`
 	// Transcript is what the check did and saw, in order.
 	Transcript []Entry `json:"transcript,omitempty"`
+	// APIRequests counts the requests the check's clients sent to the API
+	// server, by verb (get, list, watch, create, update, patch, delete),
+	// namespace creation and cleanup included.
+	APIRequests map[string]int `json:"apiRequests,omitempty"`
 	// CleanupProblems are what the time-boxed cleanup could not finish,
 	// such as a namespace still terminating. They do not change Status.
 	CleanupProblems []string `json:"cleanupProblems,omitempty"`

@@ -328,7 +328,8 @@ func (r *Runner) runOne(ctx context.Context, req Requirement, check Check) Resul
 		res.TestName = "Test_" + req.ID
 	}
 	run := &checkRun{now: r.now}
-	env := r.Env.forCheck(res.Namespace)
+	requests := &requestCounter{}
+	env := withRequestCounting(r.Env.forCheck(res.Namespace), requests)
 	timeout := r.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -419,6 +420,7 @@ func (r *Runner) runOne(ctx context.Context, req Requirement, check Check) Resul
 	res.Test = root.rec
 	res.Status = root.rec.Status
 	res.Transcript = slices.Clone(run.transcript)
+	res.APIRequests = requests.snapshot()
 	for _, e := range run.transcript {
 		if e.Kind == EntryShown {
 			res.Shown = append(res.Shown, e.Text)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +15,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
@@ -517,5 +523,62 @@ func TestRunnerCollectsWhatChecksShow(t *testing.T) {
 	}
 	if inf := got["ai_inference"]; inf.Status != Failed || len(inf.Shown) != 0 {
 		t.Errorf("ai_inference: %s, shown %q", inf.Status, inf.Shown)
+	}
+}
+
+// Each check's API requests are counted by verb and kept in its result.
+func TestRunnerCountsEachChecksRequests(t *testing.T) {
+	var served atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.URL.Path == "/api/v1/nodes":
+			_, _ = w.Write([]byte(`{"kind":"NodeList","apiVersion":"v1","items":[]}`))
+		default:
+			_, _ = w.Write([]byte(`{"kind":"Node","apiVersion":"v1","metadata":{"name":"n1"}}`))
+		}
+	}))
+	defer srv.Close()
+	cfg := &rest.Config{Host: srv.URL}
+	env, err := NewEnv(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Client = nil // no namespace: only the check's own requests
+	reg := mustRegistry(t,
+		NewCheck("gang_scheduling", func(t *T, env *Env) {
+			c, err := kubernetes.NewForConfig(env.Config)
+			if err != nil {
+				t.Fatalf("%v", err)
+			}
+			for range 3 {
+				if _, err := c.CoreV1().Nodes().Get(t.Context(), "n1", metav1.GetOptions{}); err != nil {
+					t.Fatalf("get: %v", err)
+				}
+			}
+			if _, err := c.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{}); err != nil {
+				t.Fatalf("list: %v", err)
+			}
+		}),
+		NewCheck("ai_inference", func(*T, *Env) {}),
+	)
+	r := &Runner{Catalog: testCatalog("gang_scheduling", "ai_inference"), Registry: reg, Env: *env}
+	results, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := byID(results)
+	if c := got["gang_scheduling"].APIRequests; c["get"] != 3 || c["list"] != 1 || len(c) != 2 {
+		t.Errorf("gang_scheduling counted %v, want get 3, list 1", c)
+	}
+	if c := got["ai_inference"].APIRequests; len(c) != 0 {
+		t.Errorf("a check that sent nothing counted %v", c)
+	}
+	if s := APIRequestSummary(got["gang_scheduling"].APIRequests); s != "4 (get 3, list 1)" {
+		t.Errorf("summary %q", s)
+	}
+	if served.Load() != 4 {
+		t.Errorf("the server saw %d requests", served.Load())
 	}
 }

@@ -29,6 +29,9 @@ func Transcript(run *Run, res conformance.Result) []byte {
 	if res.Namespace != "" {
 		fmt.Fprintf(&b, "| Namespace | `%s` |\n", res.Namespace)
 	}
+	if len(res.APIRequests) > 0 {
+		fmt.Fprintf(&b, "| API requests | %s |\n", conformance.APIRequestSummary(res.APIRequests))
+	}
 	if run.Profile != nil {
 		a := run.Profile.Spec.Accelerator
 		fmt.Fprintf(&b, "| Accelerator model | %s (DeviceClass `%s`, driver `%s`) |\n", a.Model, a.DeviceClass, a.DRADriver)

@@ -264,5 +264,22 @@ func hostOf(u string) string {
 func RESTConfig(kubeconfig, contextName string) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
-	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: contextName}).ClientConfig()
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: contextName}).ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	// client-go's default of 5 requests per second (burst 10) is a
+	// controller's budget: checks that run at once, each listing and
+	// creating a handful of objects, would wait on it rather than on the
+	// cluster. kubectl's own limits are of this order.
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = ClientQPS, ClientBurst
+	}
+	return cfg, nil
 }
+
+// The client-side rate limits of kaic's clients.
+const (
+	ClientQPS   = 50
+	ClientBurst = 100
+)

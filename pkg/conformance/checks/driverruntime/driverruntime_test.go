@@ -23,7 +23,7 @@ func TestDriverRuntimeManagementPasses(t *testing.T) {
 	checktest.ExpectTranscript(t, res,
 		"driverVersion of the 4 devices of gpu.example.com",
 		"1.0.0: 4 devices (kwok-gpu-0/gpu-0, kwok-gpu-0/gpu-1, kwok-gpu-1/gpu-0, kwok-gpu-1/gpu-1)",
-		`kwok-gpu-0: "kwok-`, // the runtime kwok reports, recorded though not accepted
+		`"kwok-`, "2 node(s): kwok-gpu-0, kwok-gpu-1", // the runtime kwok reports, recorded though not accepted
 		"driverVersion: 1.0.0",
 	)
 	checktest.ExpectCleanedUp(t, env, res)
