@@ -7,7 +7,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_FLAGS  ?= -timeout 25m
 FUZZTIME    ?= 3m
 
-.PHONY: all build test unit testbin testbin-operators lint fmt fuzz e2e e2e-offline clean
+.PHONY: all build test unit testbin testbin-operators lint fmt fuzz e2e e2e-offline bench clean
 
 all: build
 
@@ -32,6 +32,13 @@ testbin-operators:
 # against the real control plane built by testbin.
 test: testbin
 	KAIC_TESTBIN_DIR="$$(KAIC_TESTBIN_QUIET=1 hack/testbin/build.sh)" $(GO) test $(TEST_FLAGS) ./...
+
+# bench measures the verify phase on the real control plane with kwok nodes
+# (no Docker): the accelerator checks on 3 and on 1,000 nodes, in parallel
+# and one at a time, with each check's API requests. It prints a table and,
+# last, one line of key=value ratios; the JSON goes under bench/.
+bench: testbin
+	KAIC_TESTBIN_DIR="$$(KAIC_TESTBIN_QUIET=1 hack/testbin/build.sh)" $(GO) run ./hack/bench
 
 # unit runs the tests without building the control plane; integration
 # tests skip (outside CI) saying how to get it.

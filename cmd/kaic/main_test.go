@@ -27,11 +27,13 @@ import (
 // kind e2e.
 func TestMain(m *testing.M) { testenv.Main(m, testenv.WithControlLoops(), testenv.WithGPUNodes(1, 2)) }
 
-// buildKaic builds the real kaic binary.
+// buildKaic builds the real kaic binary, stamped with a probe image as a
+// release build is (the kwok nodes start any image), so that it verifies
+// the existing cluster.
 func buildKaic(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "kaic")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-ldflags", "-X github.com/kaic-dev/kaic/pkg/cmd.probeImage=example.com/kaic-probe:test", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

@@ -97,6 +97,8 @@ func verify(t *testing.T, env *testenv.Env, failing string) (string, error) {
 		kaiclib.WithChecks(registry(t, failing)),
 		kaiclib.WithChecklist(conformance.Source{Dir: checklistsDir(t)}),
 		kaiclib.WithVersion("v0.0.0-test"),
+		// As a release build: kwok nodes start any image.
+		kaiclib.WithPublishedProbeImage("example.com/kaic-probe:test"),
 	)
 	_, err := client.Verify(t.Context(), kaiclib.RunOptions{
 		Profile: profilePath,
