@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,24 @@ const IsolationKey = "ISOLATION"
 
 // hostProcessNames are the node agents a sandboxed container must not see.
 var hostProcessNames = []string{"kubelet", "containerd"}
+
+// runtimeSockets are where container runtimes listen.
+var runtimeSockets = []string{
+	"/run/containerd/containerd.sock", "/var/run/containerd/containerd.sock",
+	"/run/crio/crio.sock", "/var/run/crio/crio.sock",
+	"/run/docker.sock", "/var/run/docker.sock",
+	"/run/k3s/containerd/containerd.sock",
+}
+
+// nodeFiles are node configuration files no workload needs to see.
+var nodeFiles = []string{
+	"/etc/kubernetes/kubelet.conf", "/etc/kubernetes/admin.conf", "/var/lib/kubelet/config.yaml",
+	"/var/lib/kubelet/kubeconfig", "/etc/kubernetes/pki/ca.key",
+}
+
+// nodePathPrefixes are the node directories runtimes share container
+// files from.
+var nodePathPrefixes = []string{"/var/lib/kubelet/", "/var/lib/containerd/", "/var/lib/docker/", "/var/lib/containers/", "/run/containerd/"}
 
 // Isolation is what a container can see of the kernel and the node it
 // runs on. A check compares a sandboxed pod's report with that of a plain
@@ -43,6 +62,18 @@ type Isolation struct {
 	Hostname string `json:"hostname"`
 	// Interfaces are the network interfaces the container sees.
 	Interfaces []string `json:"interfaces"`
+	// RuntimeSockets are container runtime sockets the container can see
+	// (containerd, CRI-O, Docker): through one, a workload commands the
+	// node's runtime.
+	RuntimeSockets []string `json:"runtimeSockets"`
+	// NodeFiles are node configuration files the container can see
+	// (the kubelet's, the control plane's).
+	NodeFiles []string `json:"nodeFiles"`
+	// NodeMounts are the container's mounts, from /proc/self/mountinfo,
+	// whose root or options name a path of the node's own file system
+	// (/var/lib/kubelet, /var/lib/containerd…): the runtime shares the
+	// node's files with it directly, rather than through a sandbox.
+	NodeMounts []string `json:"nodeMounts"`
 	// Problems are what could not be read, e.g. a missing /proc file.
 	Problems []string `json:"problems,omitempty"`
 }
@@ -121,7 +152,79 @@ func InspectIsolation(o IsolationOptions) Isolation {
 		r.Problems = append(r.Problems, err.Error())
 	}
 	r.Interfaces = ifaces
+	r.RuntimeSockets = existing(path, runtimeSockets)
+	r.NodeFiles = existing(path, nodeFiles)
+	mounts, err := nodeMounts(path("/proc/self/mountinfo"))
+	if err != nil {
+		r.Problems = append(r.Problems, err.Error())
+	}
+	r.NodeMounts = mounts
 	return r
+}
+
+// existing returns the paths that exist, as the container names them.
+func existing(path func(string) string, paths []string) []string {
+	out := []string{}
+	for _, p := range paths {
+		if _, err := os.Lstat(path(p)); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// nodeMounts returns the mount points of mountinfo whose root or mount
+// options name a node directory, as "<mount point> from <node path>".
+func nodeMounts(mountinfo string) ([]string, error) {
+	f, err := os.Open(mountinfo)
+	if err != nil {
+		return nil, fmt.Errorf("listing mounts: %w", err)
+	}
+	defer f.Close()
+	out := []string{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		root, point := fields[3], fields[4]
+		if from := nodePath(root); from != "" {
+			out = append(out, point+" from "+from)
+			continue
+		}
+		if i := slices.Index(fields, "-"); i >= 0 && i+3 < len(fields) {
+			for _, opt := range strings.Split(fields[i+3], ",") {
+				_, val, _ := strings.Cut(opt, "=")
+				for _, p := range strings.Split(val, ":") {
+					if from := nodePath(p); from != "" {
+						out = append(out, point+" from "+from)
+						break
+					}
+				}
+				if len(out) > 0 && strings.HasPrefix(out[len(out)-1], point+" from ") {
+					break
+				}
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", mountinfo, err)
+	}
+	return out, nil
+}
+
+// nodePath returns p when it lies in a node directory runtimes share
+// container files from, else "".
+func nodePath(p string) string {
+	for _, prefix := range nodePathPrefixes {
+		if strings.HasPrefix(p, prefix) {
+			return p
+		}
+	}
+	return ""
 }
 
 // deviceAccess opens a device file read-only (without reading it).

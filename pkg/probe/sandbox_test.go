@@ -45,6 +45,7 @@ func TestInspectIsolationOfAHostLikeRoot(t *testing.T) {
 		"proc/2210/comm":                 "containerd-shim\n",
 		"proc/2300/comm":                 "kubeletish\n",
 		"proc/self/comm":                 "kaic\n",
+		"proc/self/mountinfo":            "",
 		"dev/mem":                        "",
 	})
 	r := InspectIsolation(IsolationOptions{Root: root})
@@ -144,5 +145,48 @@ func TestInspectIsolationOfThisMachine(t *testing.T) {
 	}
 	if !strings.Contains(r.ProcVersion, r.KernelRelease) {
 		t.Errorf("/proc/version %q does not name the kernel release %q", r.ProcVersion, r.KernelRelease)
+	}
+}
+
+// What a runc container's mountinfo looks like: its root from containerd's
+// snapshots (overlay options), /etc/hosts bound from the kubelet's
+// directory; a sandbox's shows neither.
+const runcMountinfo = `1052 964 0:62 / / rw,relatime master:339 - overlay overlay rw,lowerdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/41/fs,upperdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/42/fs,workdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/42/work
+1053 1052 0:64 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw
+1061 1052 254:1 /var/lib/kubelet/pods/8f1c/etc-hosts /etc/hosts rw,relatime - ext4 /dev/vda1 rw
+1062 1052 254:1 /var/lib/kubelet/pods/8f1c/containers/probe/7a1b /dev/termination-log rw,relatime - ext4 /dev/vda1 rw
+`
+
+const sandboxMountinfo = `1 0 0:3 / / rw,relatime - 9p none rw,trans=fd,rfdno=4,wfdno=4
+2 1 0:4 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw
+3 1 0:5 / /etc/hosts rw,relatime - 9p none rw,trans=fd
+`
+
+func TestInspectIsolationSeesTheNodesFiles(t *testing.T) {
+	node := InspectIsolation(IsolationOptions{Root: fakeRoot(t, map[string]string{
+		"proc/self/mountinfo":            runcMountinfo,
+		"run/containerd/containerd.sock": "",
+		"etc/kubernetes/kubelet.conf":    "apiVersion: v1\n",
+		"proc/sys/kernel/osrelease":      "6.8.0\n",
+		"proc/net/dev":                   netDev,
+		"proc/sys/kernel/random/boot_id": "b\n",
+		"proc/version":                   "Linux version 6.8.0\n",
+		"proc/sys/kernel/hostname":       "node-1\n",
+	})})
+	if strings.Join(node.RuntimeSockets, ",") != "/run/containerd/containerd.sock" || strings.Join(node.NodeFiles, ",") != "/etc/kubernetes/kubelet.conf" {
+		t.Errorf("sockets %q, node files %q", node.RuntimeSockets, node.NodeFiles)
+	}
+	want := []string{
+		"/ from /var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/41/fs",
+		"/etc/hosts from /var/lib/kubelet/pods/8f1c/etc-hosts",
+		"/dev/termination-log from /var/lib/kubelet/pods/8f1c/containers/probe/7a1b",
+	}
+	if !slices.Equal(node.NodeMounts, want) {
+		t.Errorf("node mounts\n%q\nwant\n%q", node.NodeMounts, want)
+	}
+
+	sandbox := InspectIsolation(IsolationOptions{Root: fakeRoot(t, map[string]string{"proc/self/mountinfo": sandboxMountinfo})})
+	if len(sandbox.RuntimeSockets)+len(sandbox.NodeFiles)+len(sandbox.NodeMounts) != 0 {
+		t.Errorf("a sandbox's view: sockets %q, files %q, mounts %q", sandbox.RuntimeSockets, sandbox.NodeFiles, sandbox.NodeMounts)
 	}
 }

@@ -114,6 +114,41 @@ func (o Options) run(t *conformance.T, env *conformance.Env) {
 			t.Errorf("%s", p)
 		}
 	})
+	t.Run("FilesystemIsolation", func(t *conformance.T) {
+		reports(t)
+		t.Observe("what each pod sees of the node's files", map[string]any{
+			sandboxedPod: map[string][]string{"runtime sockets": sReport.RuntimeSockets, "node files": sReport.NodeFiles, "mounts from node paths": sReport.NodeMounts},
+			controlPod:   map[string][]string{"runtime sockets": cReport.RuntimeSockets, "node files": cReport.NodeFiles, "mounts from node paths": cReport.NodeMounts},
+		})
+		problems := filesystemProblems(sReport)
+		for _, p := range problems {
+			t.Errorf("%s", p)
+		}
+		if len(problems) == 0 && len(cReport.NodeMounts) > 0 {
+			t.Shown("the sandboxed pod saw none of the node's paths that the runtime shares with a plain pod (%d mounts), nor a runtime socket", len(cReport.NodeMounts))
+		}
+	})
+	// The pod network is the cluster's, the same for a sandboxed and a
+	// plain pod: what each sees is recorded, not judged.
+	if sReport.Interfaces != nil || cReport.Interfaces != nil {
+		t.Observe("network interfaces", map[string][]string{sandboxedPod: sReport.Interfaces, controlPod: cReport.Interfaces})
+	}
+}
+
+// filesystemProblems fails a sandboxed pod that sees the node's runtime
+// socket or configuration, or mounts the node shares with it by path.
+func filesystemProblems(sandboxed probe.Isolation) []string {
+	var out []string
+	if len(sandboxed.RuntimeSockets) > 0 {
+		out = append(out, "the sandboxed pod sees the container runtime's socket: "+strings.Join(sandboxed.RuntimeSockets, ", "))
+	}
+	if len(sandboxed.NodeFiles) > 0 {
+		out = append(out, "the sandboxed pod sees the node's configuration: "+strings.Join(sandboxed.NodeFiles, ", "))
+	}
+	if len(sandboxed.NodeMounts) > 0 {
+		out = append(out, "the sandboxed pod's mounts name the node's own paths, so the runtime shares the node's files with it directly: "+strings.Join(sandboxed.NodeMounts, "; "))
+	}
+	return out
 }
 
 // runtimeClass returns the RuntimeClass to test: the one Options names, or

@@ -218,3 +218,25 @@ func TestPodState(t *testing.T) {
 		t.Errorf("nil pod: %q", podState(nil))
 	}
 }
+
+func TestFilesystemProblems(t *testing.T) {
+	if p := filesystemProblems(probe.Isolation{}); p != nil {
+		t.Errorf("nothing of the node seen: %q", p)
+	}
+	leaky := probe.Isolation{
+		RuntimeSockets: []string{"/run/containerd/containerd.sock"},
+		NodeFiles:      []string{"/etc/kubernetes/kubelet.conf"},
+		NodeMounts:     []string{"/etc/hosts from /var/lib/kubelet/pods/1234/etc-hosts"},
+	}
+	got := filesystemProblems(leaky)
+	want := []string{"container runtime's socket: /run/containerd/containerd.sock", "node's configuration: /etc/kubernetes/kubelet.conf",
+		"name the node's own paths, so the runtime shares the node's files with it directly: /etc/hosts from /var/lib/kubelet/pods/1234/etc-hosts"}
+	if len(got) != len(want) {
+		t.Fatalf("problems %q, want %d", got, len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(got[i], w) {
+			t.Errorf("problem %q lacks %q", got[i], w)
+		}
+	}
+}
