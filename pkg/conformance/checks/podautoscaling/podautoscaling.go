@@ -118,7 +118,9 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 	acc := env.Accelerator
 	inventory := devicepod.Preflight(t, env)
 	if n := countDevices(inventory); n < 2 {
-		t.Fatalf("driver %s publishes %d device(s) on Ready nodes: scaling to two pods that each hold one needs at least 2", acc.DRADriver, n)
+		// Too few devices is the cluster's size, not a failure of the
+		// platform: the requirement is reported not verified, with why.
+		t.Skipf("%d device(s) of driver %s on Ready nodes: scaling to two pods that each hold one needs at least 2, so autoscaling cannot be shown on this cluster", n, acc.DRADriver)
 	}
 	version := metricsAPI(t, env)
 

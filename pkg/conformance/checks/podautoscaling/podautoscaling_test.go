@@ -517,3 +517,20 @@ func TestPodAutoscalingFailsWhenAdapterLacksMetric(t *testing.T) {
 	}
 	checktest.ExpectCleanedUp(t, env, res)
 }
+
+// One device in the cluster cannot show two pods each holding one: the
+// requirement is not verified, with the reason, and nothing is started.
+func TestPodAutoscalingSkipsWithOneDevice(t *testing.T) {
+	env := testenv.Shared(t)
+	const driver = "gpu.single.example.com"
+	checktest.PublishSlice(t, env, testenv.FakeGPUSlice("kwok-gpu-0", driver, 1))
+	checktest.EnsureDeviceClass(t, env, driver, driver)
+	res := checktest.Run(t, env, New(Options{}), conformance.Must, checktest.ExampleModel(driver, driver))
+	if res.Status != conformance.Skipped || !strings.Contains(res.Reason, "1 device(s) of driver gpu.single.example.com on Ready nodes: scaling to two pods") {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+	if tr := checktest.Subtest(res, "ScaleUp"); tr != nil {
+		t.Errorf("the check went on with one device: %+v", tr)
+	}
+	checktest.ExpectCleanedUp(t, env, res)
+}

@@ -165,7 +165,10 @@ func distinct(t *conformance.T, env *conformance.Env, inventory map[string][]dev
 		}
 	}
 	if total < 2 {
-		t.Fatalf("driver %s publishes %d device on Ready nodes: two pods cannot get distinct devices, so isolation between pods cannot be shown", env.Accelerator.DRADriver, total)
+		// One device is a cluster the requirement allows: the verdict then
+		// rests on the tests that one device can show.
+		t.Skipf("%d device of driver %s on Ready nodes (node %s): two pods cannot hold distinct devices, so isolation between pods cannot be shown here; the verdict rests on the other tests",
+			total, env.Accelerator.DRADriver, node)
 	}
 	prefer := ""
 	if most >= 2 {
