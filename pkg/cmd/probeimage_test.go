@@ -180,3 +180,17 @@ func TestReleaseBuildUsesThePublishedProbeImage(t *testing.T) {
 		t.Errorf("a build between releases: exit %d\n%s", code, stderr)
 	}
 }
+
+// The probe image for kind is built from a linux kaic: another file given
+// with --probe-binary is refused before anything is created.
+func TestProbeBinaryMustBeLinux(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "kaic-darwin")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	code, _, stderr := run(t, "provision", "-p", "kind-dra", "--probe-binary", script, "--out", out)
+	if code != ExitFailure || !strings.Contains(stderr, "not a linux executable") || !strings.Contains(stderr, "--probe-binary") {
+		t.Errorf("exit %d\n%s", code, stderr)
+	}
+}

@@ -82,6 +82,11 @@ func (c *Client) probeImage(p *profile.Profile) (ProbeImagePlan, error) {
 		if err != nil {
 			return ProbeImagePlan{}, err
 		}
+		// A kaic for another system (macOS, say) cannot be the image's
+		// program: say so now, not when the cluster is up.
+		if _, err := image.Platform(bin.data); err != nil {
+			return ProbeImagePlan{}, fmt.Errorf("the probe image is built from %s, which is %v: give a linux build of kaic with --probe-binary (CGO_ENABLED=0 GOOS=linux go build ./cmd/kaic)", bin.path, err)
+		}
 		return ProbeImagePlan{Ref: image.Reference(bin.data), Source: ProbeBuilt, Binary: bin.path}, nil
 	}
 	if c.publishedProbe != "" {

@@ -169,8 +169,11 @@ func (c *Client) runPhases(ctx context.Context, o RunOptions, only []string) (*R
 	}
 	// A run whose cluster's nodes could run no probe image stops here,
 	// before anything touches the cluster.
+	// A development build without a published image matters only to the
+	// phases that run the image; any other problem (a binary that cannot
+	// be the image) stops every run.
 	probe, err := c.probeImage(r.Profile)
-	if err != nil && needsProbe(only, r.Components) {
+	if err != nil && (needsProbe(only, r.Components) || !errors.As(err, new(*ProbeImageError))) {
 		return res, err
 	}
 	runID, err := dir.RunID(c.now())
