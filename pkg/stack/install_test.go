@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/kubernetes"
 
@@ -513,5 +514,44 @@ func TestImagePullFailureEndsTheWaitEarly(t *testing.T) {
 	}
 	if elapsed > time.Minute {
 		t.Errorf("the failure took %s, want well before the 2m readiness timeout", elapsed)
+	}
+}
+
+// An object of the run still being deleted (a teardown just before) is
+// applied again only once it is gone, not patched on its way out.
+func TestManifestsWaitForTheRunsObjectBeingDeleted(t *testing.T) {
+	env := testenv.Shared(t)
+	ns := namespace(t, env)
+	file := filepath.Join(t.TempDir(), "manifests.yaml")
+	if err := os.WriteFile(file, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: again\ndata:\n  round: two\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runID := ownership.NewRunID(time.Now())
+	cms := env.Clientset().CoreV1().ConfigMaps(ns)
+	old := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "again", Labels: ownership.Labels(runID), Finalizers: []string{"test.kaic.dev/hold"}},
+		Data: map[string]string{"round": "one"}}
+	if _, err := cms.Create(t.Context(), old, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cms.Delete(t.Context(), "again", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The finalizer goes a second later, as a controller's would.
+	released := time.Now().Add(time.Second)
+	go func() {
+		time.Sleep(time.Until(released))
+		_, _ = cms.Patch(context.Background(), "again", types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{})
+	}()
+	comp := profile.Component{Name: "again", Namespace: ns, Manifests: &profile.Manifests{Files: []string{file}}}
+	in := newInstaller(t, env, nil, stack.WithRunID(runID))
+	if _, err := in.Install(t.Context(), []profile.Component{comp}); err != nil {
+		t.Fatal(err)
+	}
+	if time.Now().Before(released) {
+		t.Error("the install ended before the object being deleted was gone")
+	}
+	cm, err := cms.Get(t.Context(), "again", metav1.GetOptions{})
+	if err != nil || cm.Data["round"] != "two" || cm.DeletionTimestamp != nil {
+		t.Fatalf("after the install: %v, %v; want the new object", cm, err)
 	}
 }

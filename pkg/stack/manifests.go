@@ -265,6 +265,13 @@ func (in *Installer) apply(ctx context.Context, cl *cluster, o *unstructured.Uns
 		return ref, nil
 	case err != nil && !apierrors.IsNotFound(err):
 		return ref, fmt.Errorf("reading %s: %w", ref, err)
+	case err == nil && live.GetDeletionTimestamp() != nil:
+		// Still being deleted (a teardown of this run, a CRD whose
+		// instances are being cleaned up): applying now would only
+		// change an object about to disappear.
+		if err := waitGone(ctx, res, o.GetName(), deletionWait); err != nil {
+			return ref, fmt.Errorf("%s is being deleted and is still there: %w", ref, err)
+		}
 	}
 	labels := o.GetLabels()
 	if labels == nil {
@@ -276,6 +283,24 @@ func (in *Installer) apply(ctx context.Context, cl *cluster, o *unstructured.Uns
 		return ref, fmt.Errorf("applying %s: %w", ref, err)
 	}
 	return ref, nil
+}
+
+// deletionWait bounds the wait for an object being deleted to be gone
+// before it is applied again.
+const deletionWait = 2 * time.Minute
+
+// waitGone waits until the object name is gone.
+func waitGone(ctx context.Context, res dynamic.ResourceInterface, name string, limit time.Duration) error {
+	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, limit, true, func(ctx context.Context) (bool, error) {
+		_, err := res.Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return true, nil
+		case err != nil:
+			return false, err
+		}
+		return false, nil
+	})
 }
 
 // waitCurrent waits until kstatus computes every object as current.
