@@ -56,8 +56,12 @@ type checkRun struct {
 	Seconds  float64        `json:"seconds"`
 	Requests map[string]int `json:"requests"`
 	// RequestsPerSecond are the requests other than watches over the
-	// check's duration.
-	RequestsPerSecond float64 `json:"requestsPerSecond"`
+	// check's duration; WaitRequestsPerSecond those sent while it waited
+	// beyond the first of each wait (a watch's list), over the time it
+	// waited.
+	RequestsPerSecond     float64 `json:"requestsPerSecond"`
+	WaitSeconds           float64 `json:"waitSeconds"`
+	WaitRequestsPerSecond float64 `json:"waitRequestsPerSecond"`
 }
 
 // report is what bench writes.
@@ -101,24 +105,24 @@ func bench(ctx context.Context, w io.Writer, small, large int, out string) error
 			}
 		}
 	}
-	longest, maxRate := 0.0, 0.0
+	longest, maxWaitRate := 0.0, 0.0
 	for _, c := range smallPar.Checks {
 		longest = max(longest, c.Seconds)
 	}
 	for _, r := range rep.Runs {
 		for _, c := range r.Checks {
-			maxRate = max(maxRate, c.RequestsPerSecond)
+			maxWaitRate = max(maxWaitRate, c.WaitRequestsPerSecond)
 		}
 	}
 	rep.Ratios = map[string]float64{
 		fmt.Sprintf("verify_%d_over_%d", large, small): round(largePar.Wall / smallPar.Wall),
-		"max_check_requests_per_s":                     round(maxRate),
+		"max_wait_requests_per_s":                      round(maxWaitRate),
 		"verify_over_longest_check":                    round(smallPar.Wall / longest),
 		"serial_over_parallel":                         round(smallSerial.Wall / smallPar.Wall),
 	}
 	rep.Goals = map[string]string{
 		fmt.Sprintf("verify_%d_over_%d", large, small): "<= 1.5",
-		"max_check_requests_per_s":                     "<= 1 while waiting (here: over the whole check)",
+		"max_wait_requests_per_s":                      "<= 1",
 		"verify_over_longest_check":                    "<= 1.25",
 		"serial_over_parallel":                         "higher is better",
 	}
@@ -223,15 +227,21 @@ func verify(ctx context.Context, env *testenv.Env, nodes, parallel int) (run, er
 			}
 		}
 		secs := res.Duration.Seconds()
-		out.Checks[res.ID] = checkRun{Status: string(res.Status), Seconds: round(secs), Requests: res.APIRequests,
-			RequestsPerSecond: round(float64(nonWatch) / max(secs, 0.001))}
+		c := checkRun{Status: string(res.Status), Seconds: round(secs), Requests: res.APIRequests,
+			RequestsPerSecond: round(float64(nonWatch) / max(secs, 0.001)), WaitSeconds: round(res.WaitTime.Seconds())}
+		// A wait on a watch starts with one list; what a check sends
+		// beyond that while it waits is polling.
+		if res.WaitTime > 0 {
+			c.WaitRequestsPerSecond = round(float64(max(res.WaitRequests-res.Waits, 0)) / res.WaitTime.Seconds())
+		}
+		out.Checks[res.ID] = c
 	}
 	return out, nil
 }
 
 func printReport(w io.Writer, rep report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODES\tPARALLEL\tCHECK\tSTATUS\tSECONDS\tREQUESTS\tREQ/S (NO WATCH)")
+	fmt.Fprintln(tw, "NODES\tPARALLEL\tCHECK\tSTATUS\tSECONDS\tREQUESTS\tREQ/S\tWAITING S\tREQ/S WAITING")
 	for _, r := range rep.Runs {
 		ids := make([]string, 0, len(r.Checks))
 		for id := range r.Checks {
@@ -244,9 +254,10 @@ func printReport(w io.Writer, rep report) {
 		}
 		for _, id := range ids {
 			c := r.Checks[id]
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.1f\t%s\t%.2f\n", r.Nodes, par, id, c.Status, c.Seconds, conformance.APIRequestSummary(c.Requests), c.RequestsPerSecond)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.1f\t%s\t%.2f\t%.1f\t%.2f\n", r.Nodes, par, id, c.Status, c.Seconds, conformance.APIRequestSummary(c.Requests),
+				c.RequestsPerSecond, c.WaitSeconds, c.WaitRequestsPerSecond)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t(verify)\t\t%.1f\t\t\n", r.Nodes, par, r.Wall)
+		fmt.Fprintf(tw, "%d\t%s\t(verify)\t\t%.1f\t\t\t\t\n", r.Nodes, par, r.Wall)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)

@@ -1,11 +1,13 @@
 package conformance
 
 import (
+	"context"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -13,10 +15,69 @@ import (
 )
 
 // requestCounter counts the API requests of one check by verb (get, list,
-// watch, create, update, patch, delete), as the check's clients send them.
+// watch, create, update, patch, delete), as the check's clients send them,
+// and, apart, those sent while the check waits (StartWait) and how long it
+// waited.
 type requestCounter struct {
 	mu     sync.Mutex
 	byVerb map[string]int
+	// waitRequests are the requests other than watches sent with a
+	// waiting context; waiting is the time spent in waits, overlapping
+	// waits counted once.
+	waitRequests int
+	waits        int
+	waiting      time.Duration
+	openWaits    int
+	waitSince    time.Time
+}
+
+// counterKey finds a check's requestCounter in its context; waitingKey
+// marks a context as a wait's.
+type (
+	counterKey struct{}
+	waitingKey struct{}
+)
+
+// StartWait marks ctx as a wait's: what the check sends with the returned
+// context is counted as sent while waiting, and the time until done is
+// called as waiting time. Checks wrap their waits in it (WaitForPod does),
+// so that results show how hard a check polls the API server while it
+// waits: a wait on a watch sends nearly nothing.
+func StartWait(ctx context.Context) (context.Context, func()) {
+	c, _ := ctx.Value(counterKey{}).(*requestCounter)
+	if c == nil {
+		return ctx, func() {}
+	}
+	c.mu.Lock()
+	if c.openWaits == 0 {
+		c.waitSince = time.Now()
+	}
+	c.openWaits++
+	c.waits++
+	c.mu.Unlock()
+	var once sync.Once
+	return context.WithValue(ctx, waitingKey{}, true), func() {
+		once.Do(func() {
+			c.mu.Lock()
+			c.openWaits--
+			if c.openWaits == 0 {
+				c.waiting += time.Since(c.waitSince)
+			}
+			c.mu.Unlock()
+		})
+	}
+}
+
+// waitStats returns the waits, the requests sent while waiting and the
+// time waited.
+func (c *requestCounter) waitStats() (int, int, time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.waiting
+	if c.openWaits > 0 {
+		w += time.Since(c.waitSince)
+	}
+	return c.waits, c.waitRequests, w
 }
 
 func (c *requestCounter) count(r *http.Request) {
@@ -34,11 +95,15 @@ func (c *requestCounter) count(r *http.Request) {
 	case http.MethodPost:
 		verb = "create"
 	}
+	waiting, _ := r.Context().Value(waitingKey{}).(bool)
 	c.mu.Lock()
 	if c.byVerb == nil {
 		c.byVerb = map[string]int{}
 	}
 	c.byVerb[verb]++
+	if waiting && verb != "watch" {
+		c.waitRequests++
+	}
 	c.mu.Unlock()
 }
 

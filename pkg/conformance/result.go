@@ -50,6 +50,12 @@ type Result struct {
 	// server, by verb (get, list, watch, create, update, patch, delete),
 	// namespace creation and cleanup included.
 	APIRequests map[string]int `json:"apiRequests,omitempty"`
+	// Waits counts the check's waits (conformance.StartWait); WaitRequests
+	// are the requests other than watches it sent while waiting, over
+	// WaitTime. A wait on a watch sends one list; polling sends more.
+	Waits        int           `json:"waits,omitempty"`
+	WaitRequests int           `json:"waitRequests,omitempty"`
+	WaitTime     time.Duration `json:"waitTime,omitempty"`
 	// CleanupProblems are what the time-boxed cleanup could not finish,
 	// such as a namespace still terminating. They do not change Status.
 	CleanupProblems []string `json:"cleanupProblems,omitempty"`

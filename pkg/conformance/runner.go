@@ -337,7 +337,7 @@ func (r *Runner) runOne(ctx context.Context, req Requirement, check Check) Resul
 	if n, ok := check.(NeedsTime); ok && n.MinTimeout() > timeout {
 		timeout = n.MinTimeout()
 	}
-	checkCtx, cancel := context.WithTimeout(ctx, timeout)
+	checkCtx, cancel := context.WithTimeout(context.WithValue(ctx, counterKey{}, requests), timeout)
 	defer cancel()
 	root := newRootT(checkCtx, res.TestName, env, run)
 
@@ -421,6 +421,7 @@ func (r *Runner) runOne(ctx context.Context, req Requirement, check Check) Resul
 	res.Status = root.rec.Status
 	res.Transcript = slices.Clone(run.transcript)
 	res.APIRequests = requests.snapshot()
+	res.Waits, res.WaitRequests, res.WaitTime = requests.waitStats()
 	for _, e := range run.transcript {
 		if e.Kind == EntryShown {
 			res.Shown = append(res.Shown, e.Text)

@@ -582,3 +582,53 @@ func TestRunnerCountsEachChecksRequests(t *testing.T) {
 		t.Errorf("the server saw %d requests", served.Load())
 	}
 }
+
+// Requests sent while a check waits are counted apart, over the time it
+// waited; a context outside a check's run counts nothing.
+func TestRunnerCountsRequestsWhileWaiting(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"kind":"Node","apiVersion":"v1","metadata":{"name":"n1"}}`))
+	}))
+	defer srv.Close()
+	env, err := NewEnv(&rest.Config{Host: srv.URL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Client = nil
+	reg := mustRegistry(t, NewCheck("gang_scheduling", func(t *T, env *Env) {
+		c, err := kubernetes.NewForConfig(env.Config)
+		if err != nil {
+			t.Fatalf("%v", err)
+		}
+		if _, err := c.CoreV1().Nodes().Get(t.Context(), "n1", metav1.GetOptions{}); err != nil {
+			t.Fatalf("get: %v", err)
+		}
+		polls := 0
+		err = PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			polls++
+			_, err := c.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+			return polls == 4, err
+		})
+		if err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+	}))
+	r := &Runner{Catalog: testCatalog("gang_scheduling"), Registry: reg, Env: *env}
+	results, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := byID(results)["gang_scheduling"]
+	if res.APIRequests["get"] != 5 || res.WaitRequests != 4 || res.Waits != 1 {
+		t.Errorf("requests %v, %d while waiting in %d waits; want 5 gets, 4 of them in 1 wait", res.APIRequests, res.WaitRequests, res.Waits)
+	}
+	if res.WaitTime < 100*time.Millisecond || res.WaitTime > res.Duration {
+		t.Errorf("waited %s of %s", res.WaitTime, res.Duration)
+	}
+	if ctx, done := StartWait(context.Background()); ctx.Value(waitingKey{}) != nil {
+		t.Error("a context of no check was marked as waiting")
+	} else {
+		done()
+	}
+}

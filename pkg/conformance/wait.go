@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -69,6 +70,8 @@ const DefaultServiceAccountTimeout = time.Minute
 // after the namespace, and until then the API server refuses pods that do
 // not name another service account.
 func WaitForDefaultServiceAccount(ctx context.Context, client kubernetes.Interface, namespace string) error {
+	ctx, endWait := StartWait(ctx)
+	defer endWait()
 	ctx, cancel := context.WithTimeout(ctx, DefaultServiceAccountTimeout)
 	defer cancel()
 	sas := client.CoreV1().ServiceAccounts(namespace)
@@ -86,6 +89,8 @@ func WaitForDefaultServiceAccount(ctx context.Context, client kubernetes.Interfa
 // an error) and returns the pod as last seen, also on error. A deleted pod
 // is an error.
 func WaitForPod(ctx context.Context, client kubernetes.Interface, namespace, name string, done func(*corev1.Pod) (bool, error)) (*corev1.Pod, error) {
+	ctx, endWait := StartWait(ctx)
+	defer endWait()
 	pods := client.CoreV1().Pods(namespace)
 	lw := ListWatch(pods.List, pods.Watch, NameSelector(name), "")
 	var last *corev1.Pod
@@ -169,4 +174,28 @@ func CutShort(ctx context.Context, err error) bool {
 	}
 	return ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 		strings.Contains(err.Error(), "would exceed context deadline")
+}
+
+// PollUntilContextCancel is wait.PollUntilContextCancel counted as a wait
+// of the check (StartWait).
+func PollUntilContextCancel(ctx context.Context, interval time.Duration, immediate bool, condition wait.ConditionWithContextFunc) error {
+	ctx, endWait := StartWait(ctx)
+	defer endWait()
+	return wait.PollUntilContextCancel(ctx, interval, immediate, condition)
+}
+
+// PollUntilContextTimeout is wait.PollUntilContextTimeout counted as a
+// wait of the check (StartWait).
+func PollUntilContextTimeout(ctx context.Context, interval, timeout time.Duration, immediate bool, condition wait.ConditionWithContextFunc) error {
+	ctx, endWait := StartWait(ctx)
+	defer endWait()
+	return wait.PollUntilContextTimeout(ctx, interval, timeout, immediate, condition)
+}
+
+// UntilWithSync is watchtools.UntilWithSync counted as a wait of the check
+// (StartWait).
+func UntilWithSync(ctx context.Context, lw cache.ListerWatcher, objType k8sruntime.Object, precondition watchtools.PreconditionFunc, conditions ...watchtools.ConditionFunc) (*watch.Event, error) {
+	ctx, endWait := StartWait(ctx)
+	defer endWait()
+	return watchtools.UntilWithSync(ctx, lw, objType, precondition, conditions...)
 }

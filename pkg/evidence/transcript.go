@@ -32,6 +32,9 @@ func Transcript(run *Run, res conformance.Result) []byte {
 	if len(res.APIRequests) > 0 {
 		fmt.Fprintf(&b, "| API requests | %s |\n", conformance.APIRequestSummary(res.APIRequests))
 	}
+	if res.WaitTime > 0 {
+		fmt.Fprintf(&b, "| Waiting | %d waits, %s in all, %d requests besides watches |\n", res.Waits, res.WaitTime.Round(10*time.Millisecond), res.WaitRequests)
+	}
 	if run.Profile != nil {
 		a := run.Profile.Spec.Accelerator
 		fmt.Fprintf(&b, "| Accelerator model | %s (DeviceClass `%s`, driver `%s`) |\n", a.Model, a.DeviceClass, a.DRADriver)

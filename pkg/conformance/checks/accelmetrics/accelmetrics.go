@@ -31,7 +31,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
@@ -265,7 +264,7 @@ func reachable(t *conformance.T, env *conformance.Env, n names, o Options) *scra
 	defer cancel()
 	var sc *scrape
 	var lastErr error
-	err = wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+	err = conformance.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
 		sc, lastErr = scrapeAll(ctx, env, svc, o.Path)
 		return lastErr == nil, nil
 	})
@@ -643,7 +642,7 @@ func follow(t *conformance.T, env *conformance.Env, n names, o Options, done fun
 	defer cancel()
 	var last *scrape
 	var lastErr error
-	err := wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+	err := conformance.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
 		sc, err := scrapeAll(ctx, env, n.endpoint, o.Path)
 		if err != nil {
 			lastErr = err

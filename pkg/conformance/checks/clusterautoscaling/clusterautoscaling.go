@@ -26,7 +26,6 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
@@ -351,7 +350,7 @@ func (s *scaling) chooseMode(t *conformance.T) {
 func (s *scaling) idle(t *conformance.T) {
 	t.Step("Wait until the pool is idle: no pending pods asking for accelerators, no accelerator of the pool in use")
 	var problems []string
-	err := wait.PollUntilContextTimeout(t.Context(), pollInterval, s.PendingTimeout, true, func(ctx context.Context) (bool, error) {
+	err := conformance.PollUntilContextTimeout(t.Context(), pollInterval, s.PendingTimeout, true, func(ctx context.Context) (bool, error) {
 		p, err := s.busy(ctx)
 		if err != nil {
 			return false, err
@@ -658,7 +657,7 @@ func (s *scaling) waitStable(t *conformance.T, limit time.Duration, ok func([]po
 			return strings.Join(keys, ",")
 		}
 	)
-	err := wait.PollUntilContextTimeout(t.Context(), pollInterval, limit+s.StabilityWindow, true, func(ctx context.Context) (bool, error) {
+	err := conformance.PollUntilContextTimeout(t.Context(), pollInterval, limit+s.StabilityWindow, true, func(ctx context.Context) (bool, error) {
 		all, err := s.pool(ctx)
 		if err != nil {
 			lastErr = err

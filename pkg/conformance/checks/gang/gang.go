@@ -29,7 +29,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -361,7 +360,7 @@ func kueueObject(kind, name, namespace string, spec map[string]any) *unstructure
 func waitForCondition(ctx context.Context, env *conformance.Env, gvr schema.GroupVersionResource, namespace, name, ct string) (*unstructured.Unstructured, error) {
 	lw := dynamicListWatch(env, gvr, namespace, fields.OneTermEqualSelector("metadata.name", name).String(), "")
 	var last *unstructured.Unstructured
-	_, err := watchtools.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(event watch.Event) (bool, error) {
+	_, err := conformance.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(event watch.Event) (bool, error) {
 		u, ok := event.Object.(*unstructured.Unstructured)
 		if !ok {
 			return false, nil
@@ -379,7 +378,7 @@ func waitForCondition(ctx context.Context, env *conformance.Env, gvr schema.Grou
 func waitForWorkload(ctx context.Context, env *conformance.Env, uid types.UID, done func(*unstructured.Unstructured) bool) (*unstructured.Unstructured, error) {
 	lw := dynamicListWatch(env, workloads, env.Namespace, "", labels.Set{jobUIDLabel: string(uid)}.String())
 	var last *unstructured.Unstructured
-	_, err := watchtools.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(event watch.Event) (bool, error) {
+	_, err := conformance.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(event watch.Event) (bool, error) {
 		u, ok := event.Object.(*unstructured.Unstructured)
 		if !ok || event.Type == watch.Deleted {
 			return false, nil
@@ -416,7 +415,7 @@ func watchWorkload(ctx context.Context, env *conformance.Env, uid types.UID, cre
 func watchPods(ctx context.Context, env *conformance.Env, job string, created time.Time) (map[string]*corev1.Pod, map[string]time.Duration, error) {
 	pods := map[string]*corev1.Pod{}
 	bound := map[string]time.Duration{}
-	_, err := watchtools.UntilWithSync(ctx, podListWatch(env, job), &corev1.Pod{}, nil, func(event watch.Event) (bool, error) {
+	_, err := conformance.UntilWithSync(ctx, podListWatch(env, job), &corev1.Pod{}, nil, func(event watch.Event) (bool, error) {
 		p, ok := event.Object.(*corev1.Pod)
 		if !ok {
 			return false, nil
@@ -443,7 +442,7 @@ func windowEnded(ctx context.Context, err error) bool {
 func waitForPodsRan(ctx context.Context, env *conformance.Env, job string, n int) (map[string]*corev1.Pod, error) {
 	pods := map[string]*corev1.Pod{}
 	ran := map[string]bool{}
-	_, err := watchtools.UntilWithSync(ctx, podListWatch(env, job), &corev1.Pod{}, nil, func(event watch.Event) (bool, error) {
+	_, err := conformance.UntilWithSync(ctx, podListWatch(env, job), &corev1.Pod{}, nil, func(event watch.Event) (bool, error) {
 		p, ok := event.Object.(*corev1.Pod)
 		if !ok {
 			return false, nil
@@ -471,7 +470,7 @@ func waitForJobComplete(ctx context.Context, env *conformance.Env, name string) 
 	jobs := env.Client.BatchV1().Jobs(env.Namespace)
 	lw := conformance.ListWatch(jobs.List, jobs.Watch, conformance.NameSelector(name), "")
 	var last *batchv1.Job
-	_, err := watchtools.UntilWithSync(ctx, lw, &batchv1.Job{}, nil, func(event watch.Event) (bool, error) {
+	_, err := conformance.UntilWithSync(ctx, lw, &batchv1.Job{}, nil, func(event watch.Event) (bool, error) {
 		job, ok := event.Object.(*batchv1.Job)
 		if !ok {
 			return false, nil

@@ -15,9 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
-	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -169,7 +167,7 @@ func waitObject(ctx context.Context, env *conformance.Env, gvr schema.GroupVersi
 	res := env.Dynamic.Resource(gvr).Namespace(ns)
 	lw := conformance.ListWatch(res.List, res.Watch, conformance.NameSelector(name), "")
 	var last *unstructured.Unstructured
-	_, err := watchtools.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(ev watch.Event) (bool, error) {
+	_, err := conformance.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(ev watch.Event) (bool, error) {
 		u, ok := ev.Object.(*unstructured.Unstructured)
 		if !ok {
 			return false, nil
@@ -378,7 +376,7 @@ func waitBackends(t *conformance.T, env *conformance.Env, timeout time.Duration,
 	defer cancel()
 	for _, name := range names {
 		var last *appsv1.Deployment
-		err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		err := conformance.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 			d, err := env.Client.AppsV1().Deployments(env.Namespace).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return false, nil

@@ -30,7 +30,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -364,7 +363,7 @@ func waitPods(t *conformance.T, env *conformance.Env, n int, timeout time.Durati
 	var pods []corev1.Pod
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
-	err := wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+	err := conformance.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
 		var err error
 		if pods, err = tryListPods(ctx, env); err != nil {
 			return false, nil
@@ -426,7 +425,7 @@ func putLoad(ctx context.Context, env *conformance.Env, pod, v string) (string, 
 	defer cancel()
 	var answer string
 	var lastErr error
-	err := wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+	err := conformance.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
 		raw, err := env.Client.CoreV1().RESTClient().Put().
 			Namespace(env.Namespace).Resource("pods").Name(pod+":"+strconv.Itoa(probePort)).
 			SubResource("proxy").Suffix("load").Param("value", v).DoRaw(ctx)
@@ -479,7 +478,7 @@ func waitMetric(t *conformance.T, env *conformance.Env, version string, o Option
 	defer cancel()
 	var last []byte
 	var lastErr error
-	err := wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+	err := conformance.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
 		raw, err := getMetric(ctx, env, version, o.Metric)
 		if err != nil {
 			lastErr = keep(lastErr, err)
@@ -530,7 +529,7 @@ func waitScaled(t *conformance.T, env *conformance.Env, version string, o Option
 	defer cancel()
 	var pods []corev1.Pod
 	var replicas int32 = -1
-	err := wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+	err := conformance.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
 		d, err := env.Client.AppsV1().Deployments(env.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil || d.Spec.Replicas == nil {
 			return false, nil

@@ -27,7 +27,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
-	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -199,7 +198,7 @@ func waitForPods(ctx context.Context, env *conformance.Env, namespace, selector 
 		slices.SortFunc(out, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
 		return out
 	}
-	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(event watch.Event) (bool, error) {
+	_, err := conformance.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(event watch.Event) (bool, error) {
 		pod, ok := event.Object.(*corev1.Pod)
 		if !ok {
 			return false, nil
@@ -585,7 +584,7 @@ func waitForObject(ctx context.Context, env *conformance.Env, gvr schema.GroupVe
 	res := env.Dynamic.Resource(gvr).Namespace(namespace)
 	lw := conformance.ListWatch(res.List, res.Watch, conformance.NameSelector(name), "")
 	var last *unstructured.Unstructured
-	_, err := watchtools.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(event watch.Event) (bool, error) {
+	_, err := conformance.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(event watch.Event) (bool, error) {
 		u, ok := event.Object.(*unstructured.Unstructured)
 		if !ok {
 			return false, nil

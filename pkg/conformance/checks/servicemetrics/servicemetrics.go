@@ -33,7 +33,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/promtext"
@@ -138,7 +137,7 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 	prom := findPrometheus(t, env, o)
 	t.Step("Check that Prometheus at %s answers queries (waiting up to %s while it starts)", prom, o.AnswerTimeout)
 	var lastErr error
-	err := wait.PollUntilContextTimeout(t.Context(), 2*time.Second, o.AnswerTimeout, true, func(ctx context.Context) (bool, error) {
+	err := conformance.PollUntilContextTimeout(t.Context(), 2*time.Second, o.AnswerTimeout, true, func(ctx context.Context) (bool, error) {
 		_, lastErr = query(ctx, env, prom, "up")
 		return lastErr == nil, nil
 	})
@@ -350,7 +349,7 @@ func waitProxy(t *conformance.T, env *conformance.Env, svc promtext.Service) {
 	ctx, cancel := context.WithTimeout(t.Context(), proxyTimeout)
 	defer cancel()
 	var lastErr error
-	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+	err := conformance.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 		_, lastErr = promtext.Get(ctx, env.Client, svc, "/healthz", nil)
 		return lastErr == nil, nil
 	})
@@ -393,7 +392,7 @@ func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Se
 	got := make([][]promtext.Sample, len(wants))
 	var lastErr error
 	var tooMany string
-	err := wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+	err := conformance.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
 		all := true
 		for i, w := range wants {
 			samples, err := query(ctx, env, prom, w.query)
