@@ -19,7 +19,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/probe"
@@ -575,28 +578,46 @@ func Release(ctx context.Context, env *conformance.Env, names ...string) error {
 			return fmt.Errorf("deleting pod %s: %w", name, err)
 		}
 	}
-	err := conformance.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
-		for _, name := range names {
-			if _, err := pods.Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-				return false, nil
-			}
+	// Watches, not polls: a release waits without asking again.
+	var err error
+	for _, name := range names {
+		if err == nil {
+			err = waitUntil(ctx, conformance.ListWatch(pods.List, pods.Watch, conformance.NameSelector(name), ""), &corev1.Pod{},
+				func(runtime.Object) bool { return false })
 		}
-		for name := range claimSet {
-			claim, err := env.Client.ResourceV1().ResourceClaims(env.Namespace).Get(ctx, name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			if err != nil || claim.Status.Allocation != nil {
-				return false, nil
-			}
+	}
+	claims := env.Client.ResourceV1().ResourceClaims(env.Namespace)
+	for _, name := range sortedKeys(claimSet) {
+		if err == nil {
+			err = waitUntil(ctx, conformance.ListWatch(claims.List, claims.Watch, conformance.NameSelector(name), ""), &resourcev1.ResourceClaim{},
+				func(o runtime.Object) bool {
+					c, ok := o.(*resourcev1.ResourceClaim)
+					return ok && c.Status.Allocation == nil
+				})
 		}
-		return true, nil
-	})
+	}
 	if err != nil {
 		return fmt.Errorf("pods %s and their claims %s were not released within %s: %w",
 			strings.Join(names, ", "), strings.Join(sortedKeys(claimSet), ", "), ReleaseTimeout, err)
 	}
 	return nil
+}
+
+// waitUntil watches the one object lw lists until it is gone or released
+// says it is released.
+func waitUntil(ctx context.Context, lw cache.ListerWatcher, obj runtime.Object, released func(runtime.Object) bool) error {
+	gone := func(store cache.Store) (bool, error) {
+		for _, o := range store.List() {
+			if !released(o.(runtime.Object)) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	_, err := conformance.UntilWithSync(ctx, lw, obj, gone, func(ev watch.Event) (bool, error) {
+		return ev.Type == watch.Deleted || released(ev.Object), nil
+	})
+	return err
 }
 
 // ReleaseNow releases the pods at the end of a test, within the cleanup's
