@@ -91,7 +91,9 @@ var acceleratorModels = map[string]Accelerator{
 			DeviceLabel: "gpu",
 			Utilization: "DCGM_FI_DEV_GPU_UTIL",
 			MemoryUsed:  "DCGM_FI_DEV_FB_USED",
-			MemoryTotal: "DCGM_FI_DEV_FB_FREE",
+			// DCGM serves used and free frame buffer memory, no
+			// capacity: FB_FREE is what is left, not the total.
+			MemoryFree:  "DCGM_FI_DEV_FB_FREE",
 			Temperature: "DCGM_FI_DEV_GPU_TEMP",
 			Power:       "DCGM_FI_DEV_POWER_USAGE",
 		},
@@ -214,6 +216,7 @@ func applyAcceleratorDefaults(a *Accelerator) {
 	fill(&a.Metrics.Utilization, m.Metrics.Utilization)
 	fill(&a.Metrics.MemoryUsed, m.Metrics.MemoryUsed)
 	fill(&a.Metrics.MemoryTotal, m.Metrics.MemoryTotal)
+	fill(&a.Metrics.MemoryFree, m.Metrics.MemoryFree)
 	fill(&a.Metrics.Temperature, m.Metrics.Temperature)
 	fill(&a.Metrics.Power, m.Metrics.Power)
 }

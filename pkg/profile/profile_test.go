@@ -582,3 +582,19 @@ spec:
 		t.Errorf("err = %v, want the disabled dependency named", err)
 	}
 }
+
+// DCGM serves used and free frame buffer memory and no capacity: the
+// NVIDIA model names FB_FREE as free memory, never as the total.
+func TestNVIDIAMetricsNameFreeMemoryAsFree(t *testing.T) {
+	r, err := newLoader().Load("existing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := r.Profile.Spec.Accelerator.Metrics
+	if r.Profile.Spec.Accelerator.Model != "nvidia" || m == nil {
+		t.Fatalf("existing: accelerator %+v, want the NVIDIA model with metrics", r.Profile.Spec.Accelerator)
+	}
+	if m.MemoryFree != "DCGM_FI_DEV_FB_FREE" || m.MemoryTotal != "" || m.MemoryUsed != "DCGM_FI_DEV_FB_USED" {
+		t.Errorf("memory metrics used %q, free %q, total %q", m.MemoryUsed, m.MemoryFree, m.MemoryTotal)
+	}
+}

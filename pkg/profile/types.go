@@ -316,7 +316,11 @@ type AcceleratorMetrics struct {
 	DeviceLabel string `json:"deviceLabel,omitempty"`
 	Utilization string `json:"utilization,omitempty"`
 	MemoryUsed  string `json:"memoryUsed,omitempty"`
+	// MemoryTotal is a device's memory capacity; MemoryFree its free
+	// memory, for exporters that serve used and free rather than a
+	// capacity (DCGM's FB_USED and FB_FREE).
 	MemoryTotal string `json:"memoryTotal,omitempty"`
+	MemoryFree  string `json:"memoryFree,omitempty"`
 	Temperature string `json:"temperature,omitempty"`
 	Power       string `json:"power,omitempty"`
 }

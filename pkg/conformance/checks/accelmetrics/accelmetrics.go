@@ -129,6 +129,7 @@ type names struct {
 	utilization string
 	memoryUsed  string
 	memoryTotal string
+	memoryFree  string
 	temperature string
 	power       string
 }
@@ -141,8 +142,8 @@ func resolve(t *conformance.T, env *conformance.Env, o Options) names {
 		if endpoint == "" {
 			endpoint = m.Endpoint
 		}
-		n.deviceLabel, n.utilization, n.memoryUsed, n.memoryTotal, n.temperature, n.power =
-			m.DeviceLabel, m.Utilization, m.MemoryUsed, m.MemoryTotal, m.Temperature, m.Power
+		n.deviceLabel, n.utilization, n.memoryUsed, n.memoryTotal, n.memoryFree, n.temperature, n.power =
+			m.DeviceLabel, m.Utilization, m.MemoryUsed, m.MemoryTotal, m.MemoryFree, m.Temperature, m.Power
 	}
 	if endpoint == "" {
 		t.Fatalf("the accelerator model %q names no metrics endpoint (spec.accelerator.metrics.endpoint, namespace/service:port of the exporter)", acc.Model)
@@ -155,7 +156,7 @@ func resolve(t *conformance.T, env *conformance.Env, o Options) names {
 	t.Observe("metrics of accelerator model "+acc.Model, map[string]string{
 		"endpoint": svc.String(), "deviceLabel": orAny(n.deviceLabel, strings.Join(DeviceLabels, "|")),
 		"utilization": orAny(n.utilization, utilizationPattern.String()), "memoryUsed": orAny(n.memoryUsed, memoryPattern.String()),
-		"memoryTotal": orAny(n.memoryTotal, "-"), "temperature": orAny(n.temperature, temperaturePattern.String()), "power": orAny(n.power, powerPattern.String()),
+		"memoryTotal": orAny(n.memoryTotal, "-"), "memoryFree": orAny(n.memoryFree, "-"), "temperature": orAny(n.temperature, temperaturePattern.String()), "power": orAny(n.power, powerPattern.String()),
 	})
 	return n
 }
@@ -182,6 +183,9 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 		perDevice(t, env, n, first, inv, "memory", n.memoryUsed, memoryPattern)
 		if n.memoryTotal != "" {
 			logSeries(t, first, "memory capacity", n.memoryTotal, nil)
+		}
+		if n.memoryFree != "" {
+			logSeries(t, first, "free memory", n.memoryFree, nil)
 		}
 	})
 	if util && mem {
