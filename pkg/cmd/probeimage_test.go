@@ -1,8 +1,6 @@
 package cmd
 
 import (
-	"context"
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -12,11 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/distribution/distribution/v3/configuration"
-	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
-	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
-	"golang.org/x/crypto/bcrypt"
+	"github.com/kaic-dev/kaic/internal/testregistry"
 )
 
 // kaic probe image --push against the distribution registry in this
@@ -27,32 +21,9 @@ func TestProbeImagePush(t *testing.T) {
 	if _, err := os.Stat("/bin/true"); err != nil {
 		t.Skip("no /bin/true to build an image from")
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	if err := os.WriteFile(htpasswd, []byte("kaic:"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &configuration.Configuration{
-		Storage: configuration.Storage{"inmemory": configuration.Parameters{}},
-		Auth:    configuration.Auth{"htpasswd": configuration.Parameters{"realm": "kaic-test", "path": htpasswd}},
-	}
-	cfg.HTTP.Secret = "kaic-test"
-	cfg.Log.Level = "error"
-	srv := httptest.NewTLSServer(handlers.NewApp(context.Background(), cfg))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "https://")
-	login := func(password string) {
-		dir := t.TempDir()
-		auth := base64.StdEncoding.EncodeToString([]byte("kaic:" + password))
-		data, _ := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": auth}}})
-		if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		t.Setenv("DOCKER_CONFIG", dir)
-	}
+	reg := testregistry.Start(t, "kaic", "secret")
+	host := reg.Host
+	login := func(password string) { testregistry.Login(t, host, "kaic", password) }
 
 	login("secret")
 	code, out, errOut := run(t, "probe", "image", "--binary", "/bin/true", "--push", host+"/kaic-probe:test", "--insecure")

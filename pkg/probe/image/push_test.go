@@ -2,80 +2,21 @@ package image_test
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 
-	"github.com/distribution/distribution/v3/configuration"
-	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
-	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"golang.org/x/crypto/bcrypt"
 
+	"github.com/kaic-dev/kaic/internal/testregistry"
 	"github.com/kaic-dev/kaic/pkg/probe/image"
 )
-
-// registry is the distribution registry, in this process, on loopback with
-// TLS and basic authentication for user kaic, password secret.
-type registry struct {
-	*httptest.Server
-	host    string
-	uploads atomic.Int32 // blob uploads started
-}
-
-func newRegistry(t *testing.T) *registry {
-	t.Helper()
-	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	if err := os.WriteFile(htpasswd, []byte("kaic:"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &configuration.Configuration{
-		Storage: configuration.Storage{"inmemory": configuration.Parameters{}},
-		Auth:    configuration.Auth{"htpasswd": configuration.Parameters{"realm": "kaic-test", "path": htpasswd}},
-	}
-	cfg.HTTP.Secret = "kaic-test"
-	cfg.Log.Level = "error"
-	app := handlers.NewApp(context.Background(), cfg)
-	r := &registry{}
-	r.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method == http.MethodPost && strings.Contains(req.URL.Path, "/blobs/uploads") {
-			r.uploads.Add(1)
-		}
-		app.ServeHTTP(w, req)
-	}))
-	t.Cleanup(r.Close)
-	r.host = strings.TrimPrefix(r.URL, "https://")
-	return r
-}
-
-// dockerConfig writes a Docker config file holding user:password for host,
-// as docker login does, and points DOCKER_CONFIG at it.
-func dockerConfig(t *testing.T, host, user, password string) {
-	t.Helper()
-	dir := t.TempDir()
-	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
-	data, _ := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": auth}}})
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("DOCKER_CONFIG", dir)
-}
 
 // tinyBinary cross-compiles a small static Go program for linux/arch: a
 // stand-in for a cross-compiled kaic where only the image's assembly is
@@ -102,8 +43,8 @@ func tinyBinary(t *testing.T, arch string) image.Binary {
 }
 
 func TestPushWithCredentialsAndRepush(t *testing.T) {
-	reg := newRegistry(t)
-	dockerConfig(t, reg.host, "kaic", "secret")
+	reg := testregistry.Start(t, "kaic", "secret")
+	testregistry.Login(t, reg.Host, "kaic", "secret")
 	built, err := image.BuildAll([]image.Binary{tinyBinary(t, "amd64")}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +53,7 @@ func TestPushWithCredentialsAndRepush(t *testing.T) {
 	ctx := context.Background()
 
 	// No tag: the content-derived one.
-	ref, err := image.Push(ctx, reg.host+"/kaic/kaic-probe", built, opts)
+	ref, err := image.Push(ctx, reg.Host+"/kaic/kaic-probe", built, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +61,7 @@ func TestPushWithCredentialsAndRepush(t *testing.T) {
 	if ref.DigestStr() != want.String() || ref.RepositoryStr() != "kaic/kaic-probe" {
 		t.Errorf("pushed %s, want kaic/kaic-probe@%s", ref, want)
 	}
-	tag, _ := name.NewTag(reg.host + "/kaic/kaic-probe:" + built.Tag)
+	tag, _ := name.NewTag(reg.Host + "/kaic/kaic-probe:" + built.Tag)
 	got, err := remote.Image(tag, remote.WithTransport(reg.Client().Transport), remote.WithAuthFromKeychain(authn.DefaultKeychain))
 	if err != nil {
 		t.Fatalf("the content-derived tag %s was not pushed: %v", tag, err)
@@ -128,59 +69,59 @@ func TestPushWithCredentialsAndRepush(t *testing.T) {
 	if d, _ := got.Digest(); d != want {
 		t.Errorf("registry holds %s under %s, pushed %s", d, tag, want)
 	}
-	first := reg.uploads.Load()
+	first := reg.Uploads.Load()
 	if first == 0 {
 		t.Fatal("the first push uploaded no blob")
 	}
 
 	// Again, to the same and to an explicit tag: nothing new is uploaded.
-	again, err := image.Push(ctx, reg.host+"/kaic/kaic-probe", built, opts)
+	again, err := image.Push(ctx, reg.Host+"/kaic/kaic-probe", built, opts)
 	if err != nil {
 		t.Fatalf("re-push: %v", err)
 	}
-	tagged, err := image.Push(ctx, reg.host+"/kaic/kaic-probe:v1.2.3", built, opts)
+	tagged, err := image.Push(ctx, reg.Host+"/kaic/kaic-probe:v1.2.3", built, opts)
 	if err != nil {
 		t.Fatalf("push to a second tag: %v", err)
 	}
 	if again != ref || tagged.DigestStr() != ref.DigestStr() {
 		t.Errorf("re-push gave %s and %s, first push %s", again, tagged, ref)
 	}
-	if n := reg.uploads.Load(); n != first {
+	if n := reg.Uploads.Load(); n != first {
 		t.Errorf("re-pushing uploaded %d more blobs, want none", n-first)
 	}
 }
 
 func TestPushWrongPassword(t *testing.T) {
-	reg := newRegistry(t)
-	dockerConfig(t, reg.host, "kaic", "not-the-password")
+	reg := testregistry.Start(t, "kaic", "secret")
+	testregistry.Login(t, reg.Host, "kaic", "not-the-password")
 	built, err := image.BuildAll([]image.Binary{tinyBinary(t, "amd64")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = image.Push(context.Background(), reg.host+"/kaic/kaic-probe:v1", built, image.PushOptions{Transport: reg.Client().Transport})
+	_, err = image.Push(context.Background(), reg.Host+"/kaic/kaic-probe:v1", built, image.PushOptions{Transport: reg.Client().Transport})
 	var pe *image.PushError
 	if !errors.As(err, &pe) {
 		t.Fatalf("err = %v, want a PushError", err)
 	}
-	for _, want := range []string{reg.host + "/kaic/kaic-probe:v1", "refused the credentials", "docker login " + reg.host} {
+	for _, want := range []string{reg.Host + "/kaic/kaic-probe:v1", "refused the credentials", "docker login " + reg.Host} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
-	if reg.uploads.Load() != 0 {
-		t.Errorf("%d blob uploads started with a wrong password", reg.uploads.Load())
+	if reg.Uploads.Load() != 0 {
+		t.Errorf("%d blob uploads started with a wrong password", reg.Uploads.Load())
 	}
 }
 
 func TestPushMultiPlatformIndex(t *testing.T) {
-	reg := newRegistry(t)
-	dockerConfig(t, reg.host, "kaic", "secret")
+	reg := testregistry.Start(t, "kaic", "secret")
+	testregistry.Login(t, reg.Host, "kaic", "secret")
 	amd, arm := tinyBinary(t, "amd64"), tinyBinary(t, "arm64")
 	built, err := image.BuildAll([]image.Binary{amd, arm}, []string{"linux/amd64", "linux/arm64"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := image.Push(context.Background(), reg.host+"/kaic-probe:multi", built, image.PushOptions{Transport: reg.Client().Transport})
+	ref, err := image.Push(context.Background(), reg.Host+"/kaic-probe:multi", built, image.PushOptions{Transport: reg.Client().Transport})
 	if err != nil {
 		t.Fatal(err)
 	}
