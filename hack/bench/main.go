@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -138,11 +139,7 @@ func bench(ctx context.Context, w io.Writer, small, large int, out string) error
 	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(rep.Ratios))
-	for k := range rep.Ratios {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := slices.Sorted(maps.Keys(rep.Ratios))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s=%.2f", k, rep.Ratios[k])
@@ -243,11 +240,7 @@ func printReport(w io.Writer, rep report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODES\tPARALLEL\tCHECK\tSTATUS\tSECONDS\tREQUESTS\tREQ/S\tWAITING S\tREQ/S WAITING")
 	for _, r := range rep.Runs {
-		ids := make([]string, 0, len(r.Checks))
-		for id := range r.Checks {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
+		ids := slices.Sorted(maps.Keys(r.Checks))
 		par := "all"
 		if r.Parallel > 0 {
 			par = fmt.Sprint(r.Parallel)
@@ -261,12 +254,7 @@ func printReport(w io.Writer, rep report) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
-	keys := make([]string, 0, len(rep.Ratios))
-	for k := range rep.Ratios {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(rep.Ratios)) {
 		fmt.Fprintf(w, "%-28s %6.2f  goal %s\n", k, rep.Ratios[k], rep.Goals[k])
 	}
 }

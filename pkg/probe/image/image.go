@@ -292,12 +292,11 @@ func rootfs(binary []byte, libs []sharedFile) ([]byte, error) {
 // WriteArchive writes img tagged ref as an archive `docker load` and
 // kind's image loading accept.
 func WriteArchive(img v1.Image, ref, path string) error {
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		return err
+	if _, err := name.NewTag(ref); err != nil {
+		return err // before the file is created
 	}
 	return atomicfile.WriteFunc(path, 0o644, func(w io.Writer) error {
-		return tarball.Write(tag, img, w)
+		return WriteArchiveTo(img, ref, w)
 	})
 }
 
