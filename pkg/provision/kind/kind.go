@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
+	kindnodes "sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 	kindexec "sigs.k8s.io/kind/pkg/exec"
 	kindlog "sigs.k8s.io/kind/pkg/log"
@@ -224,37 +226,120 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 	return rec, nil
 }
 
-// LoadArchives imports image archives into every node's containerd.
+// importConcurrency bounds the image imports running at once across nodes
+// and archives: each is a node's containerd unpacking layers, so a few at
+// once keep the disks and cores busy without thrashing them.
+const importConcurrency = 4
+
+// LoadArchives imports image archives into every node's containerd, the
+// archives and nodes concurrently (importConcurrency imports at a time).
 func LoadArchives(ctx context.Context, provider *kindcluster.Provider, cluster string, archives []string, r progress.Steps) error {
 	nodes, err := provider.ListInternalNodes(cluster)
 	if err != nil {
 		return fmt.Errorf("listing the nodes of %s: %w", cluster, err)
 	}
+	loads := make([]archiveLoad, 0, len(archives))
 	for _, archive := range archives {
-		step := r.StartStep(fmt.Sprintf("loading %s into %d nodes", filepath.Base(archive), len(nodes)))
-		err := func() error {
-			for _, n := range nodes {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
+		loads = append(loads, archiveLoad{
+			name: filepath.Base(archive),
+			write: func(w io.Writer) error {
 				f, err := os.Open(archive)
 				if err != nil {
 					return err
 				}
-				err = nodeutils.LoadImageArchive(n, f)
-				f.Close()
-				if err != nil {
-					return fmt.Errorf("loading %s into node %s: %w", archive, n.String(), err)
-				}
-			}
-			return nil
-		}()
-		step.Done(err)
-		if err != nil {
-			return err
+				defer f.Close()
+				_, err = io.Copy(w, f)
+				return err
+			},
+		})
+	}
+	return loadConcurrently(ctx, nodes, loads, r, nil)
+}
+
+// archiveLoad is one image archive to import into every node.
+type archiveLoad struct {
+	name  string
+	write func(io.Writer) error
+}
+
+// loadConcurrently imports every archive into every node, at most
+// importConcurrency at a time, one progress step per archive. done is
+// called (serially) for each archive that reached every node. The first
+// failure stops the imports not yet started and is returned.
+func loadConcurrently(ctx context.Context, nodes []kindnodes.Node, loads []archiveLoad, r progress.Steps, done func(i int)) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, importConcurrency)
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == nil {
+			first = err
+			cancel(err)
 		}
 	}
-	return nil
+	for i, l := range loads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			step := r.StartStep(fmt.Sprintf("loading %s into %d nodes", l.name, len(nodes)))
+			errs := make([]error, len(nodes))
+			var nodesWG sync.WaitGroup
+			for j, n := range nodes {
+				nodesWG.Add(1)
+				go func() {
+					defer nodesWG.Done()
+					select {
+					case sem <- struct{}{}:
+					case <-ctx.Done():
+						errs[j] = context.Cause(ctx)
+						return
+					}
+					defer func() { <-sem }()
+					if err := importArchive(n, l.write); err != nil {
+						errs[j] = fmt.Errorf("loading %s into node %s: %w", l.name, n.String(), err)
+						fail(errs[j])
+					}
+				}()
+			}
+			nodesWG.Wait()
+			err := errors.Join(errs...)
+			step.Done(err)
+			if err == nil && done != nil {
+				mu.Lock()
+				done(i)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// importArchive streams the archive write produces into a node's
+// containerd.
+func importArchive(n kindnodes.Node, write func(io.Writer) error) error {
+	pr, pw := io.Pipe()
+	written := make(chan error, 1)
+	go func() {
+		err := write(pw)
+		pw.CloseWithError(err)
+		written <- err
+	}()
+	err := nodeutils.LoadImageArchive(n, pr)
+	pr.CloseWithError(errors.New("the node stopped reading the image"))
+	if werr := <-written; err == nil && werr != nil {
+		err = werr
+	}
+	return err
 }
 
 // LoadImages loads images into every node of the cluster rec records (one
@@ -287,38 +372,11 @@ func loadImages(ctx context.Context, provider *kindcluster.Provider, cluster str
 	if err != nil {
 		return fmt.Errorf("listing the nodes of %s: %w", cluster, err)
 	}
+	loads := make([]archiveLoad, 0, len(images))
 	for _, img := range images {
-		step := r.StartStep(fmt.Sprintf("loading %s into %d nodes", img.Ref, len(nodes)))
-		err := func() error {
-			for _, n := range nodes {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				pr, pw := io.Pipe()
-				written := make(chan error, 1)
-				go func() {
-					err := img.WriteArchive(pw)
-					pw.CloseWithError(err)
-					written <- err
-				}()
-				err := nodeutils.LoadImageArchive(n, pr)
-				pr.CloseWithError(errors.New("the node stopped reading the image"))
-				if werr := <-written; err == nil && werr != nil {
-					err = werr
-				}
-				if err != nil {
-					return fmt.Errorf("loading %s into node %s: %w", img.Ref, n.String(), err)
-				}
-			}
-			return nil
-		}()
-		step.Done(err)
-		if err != nil {
-			return err
-		}
-		rec.AddLoaded(img.Ref)
+		loads = append(loads, archiveLoad{name: img.Ref, write: img.WriteArchive})
 	}
-	return nil
+	return loadConcurrently(ctx, nodes, loads, r, func(i int) { rec.AddLoaded(images[i].Ref) })
 }
 
 // Delete deletes the cluster the record names if kaic created it and its

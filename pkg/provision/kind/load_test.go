@@ -1,0 +1,179 @@
+package kind
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	kindnodes "sigs.k8s.io/kind/pkg/cluster/nodes"
+	kindexec "sigs.k8s.io/kind/pkg/exec"
+
+	"github.com/kaic-dev/kaic/pkg/progress"
+	"github.com/kaic-dev/kaic/pkg/provision"
+)
+
+// importNode stands in for a kind node container in these unit tests: it
+// answers containerd's config dump and takes `ctr images import -` like a
+// node does, recording what it received and how many imports overlapped.
+// The real nodes are exercised by make e2e-offline.
+type importNode struct {
+	name string
+	fail string // an archive whose import fails on this node
+	slow time.Duration
+
+	mu       sync.Mutex
+	received []string
+
+	running, peak *atomic.Int32
+}
+
+func (n *importNode) String() string              { return n.name }
+func (n *importNode) Role() (string, error)       { return "worker", nil }
+func (n *importNode) IP() (string, string, error) { return "", "", nil }
+func (n *importNode) SerialLogs(io.Writer) error  { return nil }
+func (n *importNode) CommandContext(_ context.Context, c string, a ...string) kindexec.Cmd {
+	return n.Command(c, a...)
+}
+
+func (n *importNode) Command(c string, args ...string) kindexec.Cmd {
+	return &importCmd{node: n, argv: append([]string{c}, args...)}
+}
+
+type importCmd struct {
+	node   *importNode
+	argv   []string
+	stdin  io.Reader
+	stdout io.Writer
+}
+
+func (c *importCmd) SetEnv(...string) kindexec.Cmd      { return c }
+func (c *importCmd) SetStdin(r io.Reader) kindexec.Cmd  { c.stdin = r; return c }
+func (c *importCmd) SetStdout(w io.Writer) kindexec.Cmd { c.stdout = w; return c }
+func (c *importCmd) SetStderr(io.Writer) kindexec.Cmd   { return c }
+
+func (c *importCmd) Run() error {
+	n := c.node
+	switch strings.Join(c.argv[:2], " ") {
+	case "containerd config":
+		_, err := io.WriteString(c.stdout, "version = 3\n[plugins.'io.containerd.cri.v1.images']\nsnapshotter = 'overlayfs'\n")
+		return err
+	case "ctr --namespace=k8s.io":
+		now := n.running.Add(1)
+		defer n.running.Add(-1)
+		for {
+			p := n.peak.Load()
+			if now <= p || n.peak.CompareAndSwap(p, now) {
+				break
+			}
+		}
+		data, err := io.ReadAll(c.stdin)
+		if err != nil {
+			return err
+		}
+		time.Sleep(n.slow)
+		if string(data) == n.fail {
+			return errors.New("ctr: unpacking failed")
+		}
+		n.mu.Lock()
+		n.received = append(n.received, string(data))
+		n.mu.Unlock()
+		return nil
+	}
+	return fmt.Errorf("unexpected command %q", c.argv)
+}
+
+func archives(names ...string) []archiveLoad {
+	out := make([]archiveLoad, 0, len(names))
+	for _, name := range names {
+		out = append(out, archiveLoad{name: name, write: func(w io.Writer) error {
+			_, err := io.WriteString(w, name)
+			return err
+		}})
+	}
+	return out
+}
+
+func importNodes(count int, slow time.Duration) ([]*importNode, []kindnodes.Node) {
+	running, peak := &atomic.Int32{}, &atomic.Int32{}
+	var fakes []*importNode
+	var nodes []kindnodes.Node
+	for i := range count {
+		n := &importNode{name: fmt.Sprintf("node-%d", i), slow: slow, running: running, peak: peak}
+		fakes = append(fakes, n)
+		nodes = append(nodes, n)
+	}
+	return fakes, nodes
+}
+
+func TestLoadConcurrentlyReachesEveryNodeAtOnce(t *testing.T) {
+	fakes, nodes := importNodes(3, 50*time.Millisecond)
+	names := []string{"a.tar", "b.tar", "c.tar", "d.tar"}
+	var done []int
+	var mu sync.Mutex
+	var started []string
+	steps := progress.ForPhase(progress.ReporterFunc(func(e progress.Event) {
+		if e.Kind == progress.StepStarted {
+			mu.Lock()
+			started = append(started, e.Step)
+			mu.Unlock()
+		}
+	}), "provision")
+	if err := loadConcurrently(context.Background(), nodes, archives(names...), steps, func(i int) { done = append(done, i) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range fakes {
+		got := strings.Join(slices.Sorted(slices.Values(n.received)), ",")
+		if got != strings.Join(names, ",") {
+			t.Errorf("node %s received %s, want every archive", n.name, got)
+		}
+	}
+	if len(done) != len(names) {
+		t.Errorf("done called for %v, want every archive", done)
+	}
+	// 12 imports of 50ms each: one at a time would take 600ms.
+	if p := fakes[0].peak.Load(); p < 2 || p > importConcurrency {
+		t.Errorf("%d imports ran at once, want between 2 and %d", p, importConcurrency)
+	}
+	for _, name := range names {
+		if !slices.Contains(started, "loading "+name+" into 3 nodes") {
+			t.Errorf("no step for %s in %q", name, started)
+		}
+	}
+}
+
+func TestLoadConcurrentlyNamesTheFailedArchiveAndNode(t *testing.T) {
+	fakes, nodes := importNodes(2, 0)
+	fakes[1].fail = "b.tar"
+	var done []int
+	err := loadConcurrently(context.Background(), nodes, archives("a.tar", "b.tar"), progress.ForPhase(progress.Discard, "provision"), func(i int) { done = append(done, i) })
+	if err == nil || !strings.Contains(err.Error(), "loading b.tar into node node-1") || !strings.Contains(err.Error(), "unpacking failed") {
+		t.Fatalf("error %v, want one naming b.tar, node-1 and ctr's error", err)
+	}
+	for _, i := range done {
+		if i == 1 {
+			t.Errorf("b.tar reported loaded although node-1 refused it")
+		}
+	}
+}
+
+func TestLoadImagesRecordsWhatReachedEveryNode(t *testing.T) {
+	_, nodes := importNodes(2, 0)
+	rec := provision.Record{}
+	images := []provision.Image{
+		{Ref: "kaic.dev/probe:1", WriteArchive: func(w io.Writer) error { _, err := io.WriteString(w, "probe"); return err }},
+	}
+	loads := []archiveLoad{{name: images[0].Ref, write: images[0].WriteArchive}}
+	if err := loadConcurrently(context.Background(), nodes, loads, progress.ForPhase(progress.Discard, "provision"), func(i int) { rec.AddLoaded(images[i].Ref) }); err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Loaded("kaic.dev/probe:1") {
+		t.Errorf("record %v does not list the loaded image", rec)
+	}
+}
