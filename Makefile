@@ -7,7 +7,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_FLAGS  ?= -timeout 25m
 FUZZTIME    ?= 3m
 
-.PHONY: all build test unit testbin testbin-operators lint fmt fuzz e2e e2e-offline bench clean
+.PHONY: all build test unit testbin testbin-operators lint fmt fuzz e2e e2e-offline bench bench-kind clean
 
 all: build
 
@@ -39,6 +39,15 @@ test: testbin
 # last, one line of key=value ratios; the JSON goes under bench/.
 bench: testbin
 	KAIC_TESTBIN_DIR="$$(KAIC_TESTBIN_QUIET=1 hack/testbin/build.sh)" $(GO) run ./hack/bench
+
+# bench-kind measures kaic on real kind clusters of the offline node image
+# (Docker; e2e/offline.sh builds the images and starts the private engine
+# where the host's cannot run kind nodes): kind's library creating the same
+# cluster, kaic provision, and kaic up of the offline profile, with each
+# phase and check. Table, then one line of key=value ratios; JSON under
+# bench/. About 10 minutes with the images built.
+bench-kind: build
+	e2e/offline.sh $(GO) run ./hack/benchkind -kaic $(BIN) -profile e2e/testdata/kind-dra-offline.yaml
 
 # unit runs the tests without building the control plane; integration
 # tests skip (outside CI) saying how to get it.

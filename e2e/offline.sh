@@ -8,6 +8,9 @@
 #
 # Environment: the suite's KAIC_BIN, KAIC_CHECKLIST_DIR, KAIC_E2E_OUT;
 # E2E_RUN selects tests (go test -run, default TestOffline).
+#
+# With arguments, it runs them as a command in that setting instead of the
+# suite (make bench-kind: e2e/offline.sh go run ./hack/benchkind).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,5 +64,10 @@ hack/stackimages/build.sh --link bin/stackimages >/dev/null
 say "stack images ready after $(($(date +%s) - s))s"
 
 s=$(date +%s)
+if (($# > 0)); then
+	"$@"
+	say "$1 took $(($(date +%s) - s))s"
+	exit 0
+fi
 KAIC_E2E_OFFLINE=1 go test -tags e2e -count=1 -timeout 40m -v -run "${E2E_RUN:-TestOffline}" ./e2e/
 say "suite took $(($(date +%s) - s))s"

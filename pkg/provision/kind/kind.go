@@ -199,7 +199,7 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 		return rec, err
 	}
 	// kind waits for the control plane only; workers join on their own time.
-	if err := waitNodesReady(ctx, kubeconfig, len(cfg.Nodes), wait, r); err != nil {
+	if err := WaitNodesReady(ctx, kubeconfig, len(cfg.Nodes), wait, r); err != nil {
 		if ctx.Err() == nil {
 			logs := filepath.Join(paths.Dir, "logs", "kind")
 			if lerr := provider.CollectLogs(k.Name, logs); lerr == nil {

@@ -19,10 +19,10 @@ import (
 	"github.com/kaic-dev/kaic/pkg/progress"
 )
 
-// waitNodesReady waits until want nodes are registered and Ready. On timeout
+// WaitNodesReady waits until want nodes are registered and Ready. On timeout
 // the error names every node that is not Ready with its kubelet's reason
 // (e.g. no CNI configuration when the default CNI is disabled).
-func waitNodesReady(ctx context.Context, kubeconfig string, want int, timeout time.Duration, r progress.Steps) error {
+func WaitNodesReady(ctx context.Context, kubeconfig string, want int, timeout time.Duration, r progress.Steps) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", kubeconfig, err)
