@@ -108,10 +108,13 @@ func TestDevelopmentBuildWithoutProbeImageIsRefused(t *testing.T) {
 		t.Errorf("the refused verify sent %d requests to the cluster", n)
 	}
 
-	// kind: kaic builds the probe image from this binary.
-	code, stdout, stderr := run(t, "plan", "-p", "kind-dra")
-	if code != 0 || !strings.Contains(stdout, "Probe image kaic.dev/probe:") || !strings.Contains(stdout, "loaded into the nodes by kaic") {
-		t.Errorf("plan -p kind-dra: exit %d\n%s%s", code, stdout, stderr)
+	// kind and Cluster API on Docker: kaic builds the probe image from this
+	// binary and loads it into the nodes.
+	for _, name := range []string{"kind-dra", "capi-docker"} {
+		code, stdout, stderr := run(t, "plan", "-p", name)
+		if code != 0 || !strings.Contains(stdout, "Probe image kaic.dev/probe:") || !strings.Contains(stdout, "loaded into the nodes by kaic") {
+			t.Errorf("plan -p %s: exit %d\n%s%s", name, code, stdout, stderr)
+		}
 	}
 	// A profile naming its probe image needs nothing published.
 	prof := filepath.Join(t.TempDir(), "p.yaml")

@@ -73,7 +73,7 @@ var backends = []backend{
 		createsCluster: true,
 		provisioner: func(p *profile.Profile, o provisionerOptions) provision.Provisioner {
 			return &capi.Provisioner{
-				Profile: p, RunID: o.runID, Getenv: o.getenv, Retain: o.retain,
+				Profile: p, RunID: o.runID, Getenv: o.getenv, Retain: o.retain, Images: o.images,
 				// The management cluster kaic creates is a kind cluster of
 				// the same run.
 				NewManagement: func(k *profile.KindCluster) provision.Provisioner {
@@ -91,6 +91,10 @@ var backends = []backend{
 		},
 		preflight: func(p *profile.Profile) (preflight.Options, string) {
 			return capi.Preflight(p.Spec.Cluster.CAPI)
+		},
+		loadsImages: func(p *profile.Profile) bool { return capi.LoadsImages(p.Spec.Cluster.CAPI) },
+		loadImages: func(ctx context.Context, p *profile.Profile, rec provision.Record, images []provision.Image, r progress.Steps) error {
+			return (&capi.Provisioner{Profile: p}).LoadImages(ctx, rec, images, r)
 		},
 	},
 	{

@@ -95,6 +95,10 @@ type Provisioner struct {
 	// SkipProviderWait does not wait for the providers' controllers to be
 	// available after Init.
 	SkipProviderWait bool
+	// Images are loaded into the workload cluster's machines on the Docker
+	// provider (LoadsImages): into the engine, and named in every machine
+	// template's preLoadImages.
+	Images []provision.Image
 	// Logger receives debug records, clusterctl's log among them (default
 	// slog.Default()).
 	Logger *slog.Logger
@@ -196,6 +200,26 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 	objs, err := p.workloadObjects(ctx, cc, reader, mgmt, r)
 	if err != nil {
 		return rec, err
+	}
+	if len(p.Images) > 0 && LoadsImages(c) {
+		if err := loadIntoEngine(ctx, p.getenv, p.Images, r); err != nil {
+			return rec, err
+		}
+		refs := make([]string, 0, len(p.Images))
+		for _, img := range p.Images {
+			refs = append(refs, img.Ref)
+		}
+		changed, err := setPreloadImages(objs, refs)
+		if err != nil {
+			return rec, err
+		}
+		if len(changed) == 0 {
+			return rec, fmt.Errorf("the cluster template has no Docker machine template to preload %s into", strings.Join(refs, ", "))
+		}
+		r.Notef("every machine preloads %s (%s)", strings.Join(refs, ", "), strings.Join(changed, ", "))
+		for _, ref := range refs {
+			rec.AddLoaded(ref)
+		}
 	}
 	label(objs, p.RunID)
 	manifest := filepath.Join(dir, ManifestFileName)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -423,7 +424,19 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 
 	var rec provision.Record
 	t.Run("create applies the template and the GPU pool, reports progress, waits and writes the kubeconfig", func(t *testing.T) {
-		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), Getenv: getenv, ClusterTimeout: 2 * time.Minute}
+		// The image reaches the Docker engine CAPD runs machines on: here
+		// a stand-in engine socket (the real engine's answer is tested in
+		// TestEngineLoadIntoDocker).
+		engine := standInEngine(t)
+		withEngine := func(k string) string {
+			if k == "DOCKER_HOST" {
+				return "unix://" + engine.socket
+			}
+			return getenv(k)
+		}
+		probe := provision.Image{Ref: "kaic.dev/probe:test", WriteArchive: func(w io.Writer) error { _, err := io.WriteString(w, "archive"); return err }}
+		p := &Provisioner{RunID: testRunID, Profile: testProfile(t, env.KubeconfigPath, repo, ns, name, fullVars), Getenv: withEngine, ClusterTimeout: 2 * time.Minute,
+			Images: []provision.Image{probe}}
 		// A label only Cluster API can put on Nodes, and a taint.
 		gpuPool := p.Profile.Spec.Cluster.CAPI.GPUPool
 		gpuPool.Labels["node-role.kubernetes.io/accelerator"] = ""
@@ -523,6 +536,16 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 		if img, _, _ := unstructured.NestedString(poolTmpl.Object, "spec", "template", "spec", "customImage"); img != "example.com/node:v1.36.3" {
 			t.Errorf("GPU pool machine template did not start from the worker's: %v", poolTmpl.Object["spec"])
 		}
+		// Every machine, the ones the autoscaler adds included, preloads
+		// the probe image from the engine it was loaded into.
+		for _, tmpl := range []*unstructured.Unstructured{worker, poolTmpl} {
+			if got, _, _ := unstructured.NestedStringSlice(tmpl.Object, "spec", "template", "spec", "preLoadImages"); !slices.Equal(got, []string{probe.Ref}) {
+				t.Errorf("DockerMachineTemplate %s preloads %v, want [%s]", tmpl.GetName(), got, probe.Ref)
+			}
+		}
+		if got := engine.loaded(); !slices.Equal(got, []string{"archive"}) {
+			t.Errorf("the engine received %q, want the probe image's archive once", got)
+		}
 
 		// Play Cluster API's controllers: the control plane is not there
 		// yet, then it is and the kubeconfig Secret appears.
@@ -571,6 +594,9 @@ func TestProvisionerAgainstControlPlane(t *testing.T) {
 		}
 		if data, _ := os.ReadFile(rec[provision.KeyKubeconfig]); string(data) != string(env.Kubeconfig) || rec[provision.KeyContext] != "kaic-testenv" {
 			t.Errorf("kubeconfig content or context %q differ from the Secret's", rec[provision.KeyContext])
+		}
+		if !rec.Loaded(probe.Ref) {
+			t.Errorf("record %v does not list the preloaded probe image", rec)
 		}
 		if data, err := os.ReadFile(rec[KeyManifest]); err != nil || !strings.Contains(string(data), name+"-accel") {
 			t.Errorf("manifest %s: %v", rec[KeyManifest], err)
