@@ -24,7 +24,9 @@ func Plan(k *profile.KindCluster, kubernetesVersion string) (config string, warn
 	return string(data), warnings, nil
 }
 
-// Preflight is what kaic doctor checks on this machine for a kind section.
+// Preflight is what kaic doctor checks on this machine for a kind section:
+// with host GPUs (spec.cluster.kind.gpus), also what handing them to the
+// nodes needs of the host.
 func Preflight(k *profile.KindCluster) preflight.Options {
-	return preflight.Options{Runtime: k.Provider, ClusterName: k.Name}
+	return preflight.Options{Runtime: k.Provider, ClusterName: k.Name, GPUs: k.GPUs}
 }

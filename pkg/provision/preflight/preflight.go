@@ -1,6 +1,8 @@
 // Package preflight checks that this machine can run a profile's cluster:
-// a reachable container runtime, cgroup v2, inotify limits, free disk, and
-// no leftover cluster of the same name. Every finding says what to do.
+// a reachable container runtime, cgroup v2, inotify limits, free disk, no
+// leftover cluster of the same name and, for a kind cluster given host
+// GPUs, what passing NVIDIA GPUs into its nodes needs (see nvidia.go).
+// Every finding says what to do.
 package preflight
 
 import (
@@ -36,7 +38,8 @@ type Finding struct {
 
 // Host is what the checks read; tests point it at fixtures.
 type Host struct {
-	// Root prefixes /proc and /sys paths ("" is the real root).
+	// Root prefixes the paths read: /proc, /sys, /dev and /etc ("" is the
+	// real root).
 	Root string
 	// LookPath finds a command (default exec.LookPath).
 	LookPath func(string) (string, error)
@@ -85,6 +88,11 @@ type Options struct {
 	Dir string
 	// MinFreeBytes is the free disk below which the check fails.
 	MinFreeBytes uint64
+	// GPUs are the host NVIDIA GPUs passed into the cluster's nodes, as
+	// spec.cluster.kind.gpus says: "all", "none" (or "") or a
+	// comma-separated list of indexes. Anything but none checks the
+	// host's GPUs and NVIDIA container runtime.
+	GPUs string
 }
 
 // Recommended inotify limits for several kind nodes.
@@ -104,6 +112,9 @@ func Check(ctx context.Context, h *Host, opts Options) []Finding {
 	out = append(out, checkDisk(h, opts.Dir, opts.MinFreeBytes))
 	if runtime != "" && opts.ClusterName != "" {
 		out = append(out, checkExistingCluster(ctx, h, runtime, opts.ClusterName))
+	}
+	if opts.GPUs != "" && opts.GPUs != "none" {
+		out = append(out, checkNVIDIA(ctx, h, runtime, opts.GPUs)...)
 	}
 	return out
 }

@@ -10,8 +10,11 @@ import (
 	"testing"
 )
 
-// fixtureHost is a host whose /proc and /sys are files under a temp dir
-// and whose container runtime answers as given.
+// fixtureHost is a host whose /proc, /sys, /dev and /etc are files under
+// a temp dir and whose container runtime answers as given: runtimeOut maps
+// a command to its output ("ERR:" makes it fail), keyed by the whole
+// command line or, for any arguments, by the command and its first
+// argument ("docker info").
 func fixtureHost(t *testing.T, files map[string]string, runtimeOut map[string]string, free uint64) *Host {
 	t.Helper()
 	root := t.TempDir()
@@ -33,10 +36,12 @@ func fixtureHost(t *testing.T, files map[string]string, runtimeOut map[string]st
 			return "", exec.ErrNotFound
 		},
 		Run: func(_ context.Context, name string, args ...string) ([]byte, error) {
-			key := name + " " + args[0]
-			out, ok := runtimeOut[key]
+			out, ok := runtimeOut[strings.Join(append([]string{name}, args...), " ")]
 			if !ok {
-				return nil, errors.New("unexpected command " + key)
+				out, ok = runtimeOut[name+" "+args[0]]
+			}
+			if !ok {
+				return nil, errors.New("unexpected command " + name + " " + strings.Join(args, " "))
 			}
 			if strings.HasPrefix(out, "ERR:") {
 				return []byte(strings.TrimPrefix(out, "ERR:")), errors.New("exit status 1")
