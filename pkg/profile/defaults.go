@@ -3,6 +3,7 @@ package profile
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -12,6 +13,9 @@ const (
 	DefaultClusterName  = "kaic"
 	DefaultCheckTimeout = 10 * time.Minute
 	DefaultOutputRoot   = "kaic-out"
+	// DefaultExporterTimeout bounds the accelerator_metrics check's wait
+	// for the metrics exporter (spec.checks.acceleratorMetrics).
+	DefaultExporterTimeout = 5 * time.Minute
 )
 
 // MinKubernetesMinor and MaxKubernetesMinor bound the Kubernetes minors kaic
@@ -67,13 +71,15 @@ var acceleratorModels = map[string]Accelerator{
 		DeviceEnvPrefix: "GPU_DEVICE_",
 		Simulated:       boolPtr(true),
 		Metrics: &AcceleratorMetrics{
-			Endpoint:    "kaic-fake-gpu/kaic-fake-gpu-metrics:9400",
-			DeviceLabel: "device",
-			Utilization: "kaic_fake_gpu_utilization_percent",
-			MemoryUsed:  "kaic_fake_gpu_memory_used_bytes",
-			MemoryTotal: "kaic_fake_gpu_memory_total_bytes",
-			Temperature: "kaic_fake_gpu_temperature_celsius",
-			Power:       "kaic_fake_gpu_power_watts",
+			Endpoint: "kaic-fake-gpu/kaic-fake-gpu-metrics:9400",
+			// The labels of the metrics Service of kaic-fake-gpu's chart.
+			ServiceSelectors: []string{"app.kubernetes.io/name=kaic-fake-gpu,app.kubernetes.io/component=metrics"},
+			DeviceLabel:      "device",
+			Utilization:      "kaic_fake_gpu_utilization_percent",
+			MemoryUsed:       "kaic_fake_gpu_memory_used_bytes",
+			MemoryTotal:      "kaic_fake_gpu_memory_total_bytes",
+			Temperature:      "kaic_fake_gpu_temperature_celsius",
+			Power:            "kaic_fake_gpu_power_watts",
 		},
 	},
 	// nvidia is a real NVIDIA GPU behind the NVIDIA DRA driver or device
@@ -87,10 +93,17 @@ var acceleratorModels = map[string]Accelerator{
 		NodeTaintKey:         "nvidia.com/gpu",
 		Simulated:            boolPtr(false),
 		Metrics: &AcceleratorMetrics{
-			Endpoint:    "gpu-operator/nvidia-dcgm-exporter:9400",
-			DeviceLabel: "gpu",
-			Utilization: "DCGM_FI_DEV_GPU_UTIL",
-			MemoryUsed:  "DCGM_FI_DEV_FB_USED",
+			Endpoint: "gpu-operator/nvidia-dcgm-exporter:9400",
+			// The GPU operator labels its exporter Service
+			// app=nvidia-dcgm-exporter; dcgm-exporter's own chart
+			// labels it app.kubernetes.io/name=dcgm-exporter.
+			ServiceSelectors: []string{"app=nvidia-dcgm-exporter", "app.kubernetes.io/name=dcgm-exporter"},
+			DeviceLabel:      "gpu",
+			Utilization:      "DCGM_FI_DEV_GPU_UTIL",
+			// DCGM serves no GPU_UTIL for MIG instances; the graphics
+			// engine's activity (a ratio, 0 to 1) it serves for both.
+			PartitionUtilization: "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+			MemoryUsed:           "DCGM_FI_DEV_FB_USED",
 			// DCGM serves used and free frame buffer memory, no
 			// capacity: FB_FREE is what is left, not the total.
 			MemoryFree:  "DCGM_FI_DEV_FB_FREE",
@@ -171,6 +184,9 @@ func applyDefaults(p *Profile) {
 	if s.Checks.Timeout.Duration == 0 {
 		s.Checks.Timeout.Duration = DefaultCheckTimeout
 	}
+	if s.Checks.AcceleratorMetrics.ExporterTimeout.Duration == 0 {
+		s.Checks.AcceleratorMetrics.ExporterTimeout.Duration = DefaultExporterTimeout
+	}
 	if s.Output.Dir == "" && p.Metadata.Name != "" {
 		s.Output.Dir = DefaultOutputRoot + "/" + p.Metadata.Name
 	}
@@ -208,12 +224,17 @@ func applyAcceleratorDefaults(a *Accelerator) {
 	}
 	if a.Metrics == nil {
 		mm := *m.Metrics
+		mm.ServiceSelectors = slices.Clone(m.Metrics.ServiceSelectors)
 		a.Metrics = &mm
 		return
 	}
 	fill(&a.Metrics.Endpoint, m.Metrics.Endpoint)
+	if a.Metrics.ServiceSelectors == nil {
+		a.Metrics.ServiceSelectors = slices.Clone(m.Metrics.ServiceSelectors)
+	}
 	fill(&a.Metrics.DeviceLabel, m.Metrics.DeviceLabel)
 	fill(&a.Metrics.Utilization, m.Metrics.Utilization)
+	fill(&a.Metrics.PartitionUtilization, m.Metrics.PartitionUtilization)
 	fill(&a.Metrics.MemoryUsed, m.Metrics.MemoryUsed)
 	fill(&a.Metrics.MemoryTotal, m.Metrics.MemoryTotal)
 	fill(&a.Metrics.MemoryFree, m.Metrics.MemoryFree)

@@ -445,6 +445,8 @@ spec:
       scaleUpTimeout: 40m
       scaleDownTimeout: 1h
       stabilityWindow: 1m
+    acceleratorMetrics:
+      exporterTimeout: 2m
 `
 	l := newLoader()
 	r, err := l.LoadBytes("vendor.yaml", []byte(src))
@@ -469,6 +471,9 @@ spec:
 	if ca.NodePoolSelector != "pool in (gpu),!spot" || ca.PendingTimeout.Duration != 4*time.Minute || ca.ScaleUpTimeout.Duration != 40*time.Minute ||
 		ca.ScaleDownTimeout.Duration != time.Hour || ca.StabilityWindow.Duration != time.Minute {
 		t.Errorf("clusterAutoscaling = %+v", ca)
+	}
+	if d := c.AcceleratorMetrics.ExporterTimeout.Duration; d != 2*time.Minute {
+		t.Errorf("acceleratorMetrics.exporterTimeout = %s", d)
 	}
 	roundTrip(t, l, r)
 
@@ -596,5 +601,50 @@ func TestNVIDIAMetricsNameFreeMemoryAsFree(t *testing.T) {
 	}
 	if m.MemoryFree != "DCGM_FI_DEV_FB_FREE" || m.MemoryTotal != "" || m.MemoryUsed != "DCGM_FI_DEV_FB_USED" {
 		t.Errorf("memory metrics used %q, free %q, total %q", m.MemoryUsed, m.MemoryFree, m.MemoryTotal)
+	}
+}
+
+// The NVIDIA model finds the DCGM exporter's Service by the labels the
+// GPU operator and dcgm-exporter's chart give it, and reads MIG
+// instances' utilization from the graphics engine's activity, since DCGM
+// serves no GPU_UTIL for them. A profile that names its own selectors
+// keeps them, and the check's wait is bounded by default.
+func TestNVIDIAMetricsFindTheExporterAndMIGUtilization(t *testing.T) {
+	l := newLoader()
+	r, err := l.Load("kind-nvidia")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := r.Profile.Spec.Accelerator.Metrics
+	if strings.Join(m.ServiceSelectors, " ") != "app=nvidia-dcgm-exporter app.kubernetes.io/name=dcgm-exporter" {
+		t.Errorf("service selectors %q", m.ServiceSelectors)
+	}
+	if m.PartitionUtilization != "DCGM_FI_PROF_GR_ENGINE_ACTIVE" || m.Utilization != "DCGM_FI_DEV_GPU_UTIL" {
+		t.Errorf("utilization %q, of partitions %q", m.Utilization, m.PartitionUtilization)
+	}
+	if d := r.Profile.Spec.Checks.AcceleratorMetrics.ExporterTimeout.Duration; d != profile.DefaultExporterTimeout {
+		t.Errorf("exporter timeout %s, want the default %s", d, profile.DefaultExporterTimeout)
+	}
+	own, err := l.LoadBytes("own.yaml", []byte(`apiVersion: kaic.dev/v1alpha1
+kind: Profile
+metadata:
+  name: own
+extends: kind-nvidia
+spec:
+  accelerator:
+    metrics:
+      serviceSelectors: [team=gpu-metrics]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	om := own.Profile.Spec.Accelerator.Metrics
+	if strings.Join(om.ServiceSelectors, " ") != "team=gpu-metrics" || om.Endpoint != "gpu-operator/nvidia-dcgm-exporter:9400" {
+		t.Errorf("own selectors %q, endpoint %q", om.ServiceSelectors, om.Endpoint)
+	}
+	// The model's defaults are copied, not shared.
+	om.ServiceSelectors[0] = "changed=yes"
+	if again, _ := l.Load("kind-nvidia"); again.Profile.Spec.Accelerator.Metrics.ServiceSelectors[0] != "app=nvidia-dcgm-exporter" {
+		t.Error("changing a profile's selectors changed the model's")
 	}
 }

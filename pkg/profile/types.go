@@ -312,10 +312,21 @@ type Accelerator struct {
 // AcceleratorMetrics names an exporter's per-device series.
 type AcceleratorMetrics struct {
 	// Endpoint is namespace/service:port of the exporter.
-	Endpoint    string `json:"endpoint,omitempty"`
-	DeviceLabel string `json:"deviceLabel,omitempty"`
-	Utilization string `json:"utilization,omitempty"`
-	MemoryUsed  string `json:"memoryUsed,omitempty"`
+	Endpoint string `json:"endpoint,omitempty"`
+	// ServiceSelectors are label selectors of the Services an
+	// installation of the exporter creates, e.g.
+	// app=nvidia-dcgm-exporter. When Endpoint's Service does not exist,
+	// the check looks for a Service they select in every namespace and
+	// says which one it used.
+	ServiceSelectors []string `json:"serviceSelectors,omitempty"`
+	DeviceLabel      string   `json:"deviceLabel,omitempty"`
+	Utilization      string   `json:"utilization,omitempty"`
+	// PartitionUtilization is the utilization series of a partition of a
+	// device (an NVIDIA MIG instance), for exporters that serve
+	// Utilization for whole devices only (DCGM serves no GPU_UTIL for
+	// MIG instances, but DCGM_FI_PROF_GR_ENGINE_ACTIVE).
+	PartitionUtilization string `json:"partitionUtilization,omitempty"`
+	MemoryUsed           string `json:"memoryUsed,omitempty"`
 	// MemoryTotal is a device's memory capacity; MemoryFree its free
 	// memory, for exporters that serve used and free rather than a
 	// capacity (DCGM's FB_USED and FB_FREE).
@@ -353,6 +364,18 @@ type Checks struct {
 	Sandboxing Sandboxing `json:"sandboxing,omitzero"`
 	// ClusterAutoscaling configures the cluster_autoscaling check.
 	ClusterAutoscaling ClusterAutoscaling `json:"clusterAutoscaling,omitzero"`
+	// AcceleratorMetrics configures the accelerator_metrics check.
+	AcceleratorMetrics AcceleratorMetricsCheck `json:"acceleratorMetrics,omitzero"`
+}
+
+// AcceleratorMetricsCheck configures the accelerator_metrics check.
+type AcceleratorMetricsCheck struct {
+	// ExporterTimeout bounds the wait for the metrics exporter's Service
+	// and a ready endpoint of it to appear (default 5m; shorter than
+	// spec.checks.timeout). Right after the stack is installed the
+	// exporter may not be deployed yet: the GPU operator counts as ready
+	// once its CRD is, and deploys the DCGM exporter afterwards.
+	ExporterTimeout Duration `json:"exporterTimeout,omitzero"`
 }
 
 // RobustController configures the robust_controller check.

@@ -391,6 +391,23 @@ func validateAccelerator(errs *fieldErrors, a Accelerator) {
 			errs.invalid(p+".deviceGlob", a.DeviceGlob, "must be an absolute path glob such as /dev/nvidia[0-9]*")
 		}
 	}
+	if m := a.Metrics; m != nil {
+		if m.Endpoint != "" {
+			if msg := checkServiceRef(m.Endpoint); msg != "" {
+				errs.invalid(p+".metrics.endpoint", m.Endpoint, "must be namespace/service:port of the metrics exporter (e.g. gpu-operator/nvidia-dcgm-exporter:9400): %s", msg)
+			}
+		}
+		for i, sel := range m.ServiceSelectors {
+			path := fmt.Sprintf("%s.metrics.serviceSelectors[%d]", p, i)
+			parsed, err := labels.Parse(sel)
+			switch {
+			case err != nil:
+				errs.invalid(path, sel, "must be a label selector such as app=nvidia-dcgm-exporter: %v", err)
+			case parsed.Empty():
+				errs.invalid(path, sel, "selects every Service: name the exporter Service's labels, e.g. app=nvidia-dcgm-exporter")
+			}
+		}
+	}
 }
 
 func validateChecks(errs *fieldErrors, c Checks, levels map[string]string) (warnings []string) {
@@ -454,6 +471,10 @@ func validateChecks(errs *fieldErrors, c Checks, levels map[string]string) (warn
 		objectName(errs, p+".sandboxing.runtimeClass", rc, "RuntimeClass")
 	}
 	validateClusterAutoscaling(errs, p+".clusterAutoscaling", c.ClusterAutoscaling)
+	if d := c.AcceleratorMetrics.ExporterTimeout.Duration; c.Timeout.Duration > 0 && d >= c.Timeout.Duration {
+		errs.invalid(p+".acceleratorMetrics.exporterTimeout", c.AcceleratorMetrics.ExporterTimeout.String(),
+			"must be shorter than spec.checks.timeout (%s), which bounds the whole accelerator_metrics check", c.Timeout.Duration)
+	}
 	return warnings
 }
 
