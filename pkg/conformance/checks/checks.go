@@ -26,15 +26,16 @@ func Builtin() *conformance.Registry {
 }
 
 // ForProfile returns a registry of every built-in check, configured by
-// the profile p where a check takes settings from it (spec.checks: the AI
-// operator of robust_controller, the autoscaled node pool and time limits
+// the profile p where a check takes settings from it (spec.checks: how
+// long accelerator_metrics waits for the exporter, the AI operator of
+// robust_controller, the autoscaled node pool and time limits
 // of cluster_autoscaling, the Prometheus of ai_service_metrics, the
 // GatewayClass and traffic of ai_inference and advanced_inference_ingress,
 // the RuntimeClass of workload_sandboxing); nil leaves every choice to the
 // cluster.
 func ForProfile(p *profile.Profile) *conformance.Registry {
 	reg, err := conformance.NewRegistry(
-		accelmetrics.Check(),
+		accelmetrics.ForProfile(p),
 		clusterautoscaling.ForProfile(p),
 		dra.Check(),
 		driverruntime.Check(),

@@ -3,9 +3,11 @@
 // memory series for every device the DRA driver publishes, and those
 // series follow the work a pod puts on the device it holds.
 //
-// The check scrapes every pod behind the exporter's Service through the
-// API server's pod proxy (a Service of a per-node exporter answers for one
-// node per request), checks that each utilization and memory series
+// The check waits, for a bounded time, for the exporter's Service (the
+// one the model names or, when that does not exist, one its selectors
+// find in any namespace, saying which) and a ready endpoint of it, then
+// scrapes every pod behind it through the API server's pod proxy (a
+// Service of a per-node exporter answers for one node per request), checks that each utilization and memory series
 // carries the model's device label and that each device published in a
 // ResourceSlice on a Ready node has a series (matched by its uuid
 // attribute, else by its name or index and node), logs the optional
@@ -28,7 +30,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	resourcev1 "k8s.io/api/resource/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 
@@ -37,6 +38,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/promtext"
 	"github.com/kaic-dev/kaic/pkg/probe"
 	"github.com/kaic-dev/kaic/pkg/probe/fakegpu"
+	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
 // ID is the requirement this package verifies.
@@ -100,10 +102,24 @@ type Options struct {
 	Utilization float64
 	// ScrapeTimeout bounds the first scrape (default DefaultScrapeTimeout).
 	ScrapeTimeout time.Duration
+	// ExporterTimeout bounds the wait for the exporter's Service and a
+	// ready endpoint of it to appear (default
+	// profile.DefaultExporterTimeout).
+	ExporterTimeout time.Duration
 }
 
 // Check returns the accelerator_metrics check with default options.
 func Check() conformance.Check { return New(Options{}) }
+
+// ForProfile returns the accelerator_metrics check configured by the
+// profile's spec.checks.acceleratorMetrics (nil: the defaults).
+func ForProfile(p *profile.Profile) conformance.Check {
+	var o Options
+	if p != nil {
+		o.ExporterTimeout = p.Spec.Checks.AcceleratorMetrics.ExporterTimeout.Duration
+	}
+	return New(o)
+}
 
 // New returns the accelerator_metrics check configured by o.
 func New(o Options) conformance.Check {
@@ -116,6 +132,9 @@ func New(o Options) conformance.Check {
 	if o.ScrapeTimeout <= 0 {
 		o.ScrapeTimeout = DefaultScrapeTimeout
 	}
+	if o.ExporterTimeout <= 0 {
+		o.ExporterTimeout = profile.DefaultExporterTimeout
+	}
 	if o.Utilization <= 0 || o.Utilization > 100 {
 		o.Utilization = DefaultUtilization
 	}
@@ -125,6 +144,7 @@ func New(o Options) conformance.Check {
 // names are the series the check reads, from the model or Options.
 type names struct {
 	endpoint    promtext.Service
+	selectors   []string
 	deviceLabel string
 	utilization string
 	memoryUsed  string
@@ -144,6 +164,7 @@ func resolve(t *conformance.T, env *conformance.Env, o Options) names {
 		}
 		n.deviceLabel, n.utilization, n.memoryUsed, n.memoryTotal, n.memoryFree, n.temperature, n.power =
 			m.DeviceLabel, m.Utilization, m.MemoryUsed, m.MemoryTotal, m.MemoryFree, m.Temperature, m.Power
+		n.selectors = m.ServiceSelectors
 	}
 	if endpoint == "" {
 		t.Fatalf("the accelerator model %q names no metrics endpoint (spec.accelerator.metrics.endpoint, namespace/service:port of the exporter)", acc.Model)
@@ -154,7 +175,7 @@ func resolve(t *conformance.T, env *conformance.Env, o Options) names {
 	}
 	n.endpoint = svc
 	t.Observe("metrics of accelerator model "+acc.Model, map[string]string{
-		"endpoint": svc.String(), "deviceLabel": orAny(n.deviceLabel, strings.Join(DeviceLabels, "|")),
+		"endpoint": svc.String(), "serviceSelectors": orNone(strings.Join(n.selectors, " or ")), "deviceLabel": orAny(n.deviceLabel, strings.Join(DeviceLabels, "|")),
 		"utilization": orAny(n.utilization, utilizationPattern.String()), "memoryUsed": orAny(n.memoryUsed, memoryPattern.String()),
 		"memoryTotal": orAny(n.memoryTotal, "-"), "memoryFree": orAny(n.memoryFree, "-"), "temperature": orAny(n.temperature, temperaturePattern.String()), "power": orAny(n.power, powerPattern.String()),
 	})
@@ -171,7 +192,7 @@ func orAny(name, pattern string) string {
 func run(t *conformance.T, env *conformance.Env, o Options) {
 	n := resolve(t, env, o)
 	var first *scrape
-	if !t.Run("MetricsEndpointReachable", func(t *conformance.T) { first = reachable(t, env, n, o) }) || first == nil {
+	if !t.Run("MetricsEndpointReachable", func(t *conformance.T) { first = reachable(t, env, &n, o) }) || first == nil {
 		t.Logf("the exporter could not be scraped, so its series were not examined")
 		return
 	}
@@ -248,14 +269,13 @@ func (s *scrape) matching(pattern *regexp.Regexp) []string {
 	return out
 }
 
-// reachable finds the exporter's Service and its pods and scrapes each.
-func reachable(t *conformance.T, env *conformance.Env, n names, o Options) *scrape {
-	svc := n.endpoint
+// reachable finds the exporter's Service and its pods and scrapes each;
+// it points n at the Service it found.
+func reachable(t *conformance.T, env *conformance.Env, n *names, o Options) *scrape {
+	svc := locate(t, env, *n, o)
+	n.endpoint = svc
 	t.Step("Scrape %s from every pod behind Service %s through the API server's proxy", o.Path, svc)
 	_, eps, err := promtext.Endpoints(t.Context(), env.Client, svc)
-	if apierrors.IsNotFound(err) {
-		t.Fatalf("the metrics exporter's Service %s/%s does not exist: the accelerator model's exporter is not installed (or spec.accelerator.metrics.endpoint names the wrong Service)", svc.Namespace, svc.Name)
-	}
 	if err != nil {
 		t.Fatalf("finding the metrics exporter %s: %v", svc, err)
 	}

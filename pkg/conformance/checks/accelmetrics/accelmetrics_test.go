@@ -160,8 +160,20 @@ func start(env *testenv.Env) (*fixture, error) {
 // EndpointSlice of Service svc naming it.
 func (f *fixture) exporter(t *testing.T, svc, pod, node string, handler http.Handler) {
 	t.Helper()
-	ctx := t.Context()
-	cs := f.env.Clientset()
+	port := f.serve(t, handler)
+	f.cleanupExporter(t, svc, pod)
+	if err := f.publish(t.Context(), svc, pod, node, port); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.createService(t.Context(), svc, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serve serves handler on a host address the API server's proxies reach
+// until the test ends, and returns its port.
+func (f *fixture) serve(t *testing.T, handler http.Handler) int32 {
+	t.Helper()
 	l, err := net.Listen("tcp", net.JoinHostPort(f.hostIP, "0"))
 	if err != nil {
 		t.Fatal(err)
@@ -169,8 +181,16 @@ func (f *fixture) exporter(t *testing.T, svc, pod, node string, handler http.Han
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	port := int32(l.Addr().(*net.TCPAddr).Port)
+	return int32(l.Addr().(*net.TCPAddr).Port)
+}
 
+// publish makes the server on port one ready pod of the exporter on node:
+// a Pod object carrying the host address and an EndpointSlice of Service
+// svc naming it, as the endpoint controller would. It returns errors
+// rather than failing a test, so that it can run while a check does;
+// cleanupExporter removes what it and createService create.
+func (f *fixture) publish(ctx context.Context, svc, pod, node string, port int32) error {
+	cs := f.env.Clientset()
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: pod, Namespace: exporterNS, Labels: map[string]string{"app": svc}},
 		Spec: corev1.PodSpec{
@@ -181,7 +201,7 @@ func (f *fixture) exporter(t *testing.T, svc, pod, node string, handler http.Han
 	}
 	created, err := cs.CoreV1().Pods(exporterNS).Create(ctx, p, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	created.Status = corev1.PodStatus{
 		Phase:  corev1.PodRunning,
@@ -192,9 +212,8 @@ func (f *fixture) exporter(t *testing.T, svc, pod, node string, handler http.Han
 		},
 	}
 	if _, err := cs.CoreV1().Pods(exporterNS).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	ensureService(t, cs, svc)
 	slice := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Name: pod, Namespace: exporterNS, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
 		AddressType: discoveryv1.AddressTypeIPv4,
@@ -206,26 +225,46 @@ func (f *fixture) exporter(t *testing.T, svc, pod, node string, handler http.Han
 		}},
 		Ports: []discoveryv1.EndpointPort{{Name: new("metrics"), Port: new(port), Protocol: new(corev1.ProtocolTCP)}},
 	}
-	if _, err := cs.DiscoveryV1().EndpointSlices(exporterNS).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	_, err = cs.DiscoveryV1().EndpointSlices(exporterNS).Create(ctx, slice, metav1.CreateOptions{})
+	return err
+}
+
+// createService creates the selector-less Service svc (port metrics
+// 9400, labelled labels) unless it exists.
+func (f *fixture) createService(ctx context.Context, svc string, labels map[string]string) error {
+	_, err := f.env.Clientset().CoreV1().Services(exporterNS).Create(ctx, exporterService(svc, labels), metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
 	}
+	return err
+}
+
+// cleanupExporter removes, when the test ends, what publish and
+// createService create.
+func (f *fixture) cleanupExporter(t *testing.T, svc, pod string) {
+	cs := f.env.Clientset()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = cs.DiscoveryV1().EndpointSlices(exporterNS).Delete(ctx, pod, metav1.DeleteOptions{})
 		_ = cs.CoreV1().Pods(exporterNS).Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+		_ = cs.CoreV1().Services(exporterNS).Delete(ctx, svc, metav1.DeleteOptions{})
 	})
+}
+
+// exporterService is the selector-less Service svc (port metrics 9400).
+func exporterService(svc string, labels map[string]string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: svc, Namespace: exporterNS, Labels: labels},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "metrics", Port: 9400, TargetPort: intstr.FromString("metrics")}}},
+	}
 }
 
 // ensureService creates the selector-less Service svc (port metrics
 // 9400) unless it exists, and deletes it when the test ends.
 func ensureService(t *testing.T, cs kubernetes.Interface, svc string) {
 	t.Helper()
-	s := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: svc, Namespace: exporterNS},
-		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "metrics", Port: 9400, TargetPort: intstr.FromString("metrics")}}},
-	}
-	_, err := cs.CoreV1().Services(exporterNS).Create(t.Context(), s, metav1.CreateOptions{})
+	_, err := cs.CoreV1().Services(exporterNS).Create(t.Context(), exporterService(svc, nil), metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		return
 	}
@@ -295,13 +334,115 @@ func TestExporterCoversEveryDevice(t *testing.T) {
 	checktest.ExpectCleanedUp(t, f.env, res)
 }
 
-// TestExporterServiceMissing: no Service behind the endpoint fails the
-// scrape, naming the Service.
-func TestExporterServiceMissing(t *testing.T) {
+// TestExporterNeverAppears: no Service behind the endpoint, nor any the
+// selectors find, fails once the configured bound has passed, naming what
+// it waited for and the profile fields to set.
+func TestExporterNeverAppears(t *testing.T) {
 	setup(t)
-	res := runCheck(t, New(Options{Endpoint: exporterNS + "/absent-exporter:9400"}), model())
-	expectFailure(t, res, "MetricsEndpointReachable", "Service kaic-fake-gpu/absent-exporter does not exist")
+	acc := model()
+	acc.Metrics.ServiceSelectors = []string{"app.kubernetes.io/name=absent-exporter"}
+	const bound = 4 * time.Second
+	start := time.Now()
+	res := runCheck(t, New(Options{Endpoint: exporterNS + "/absent-exporter:9400", ExporterTimeout: bound}), acc)
+	took := time.Since(start)
+	expectFailure(t, res, "MetricsEndpointReachable",
+		"waited 4s (spec.checks.acceleratorMetrics.exporterTimeout is 4s) for the metrics exporter's Service kaic-fake-gpu/absent-exporter (spec.accelerator.metrics.endpoint)",
+		"or a Service labelled app.kubernetes.io/name=absent-exporter (spec.accelerator.metrics.serviceSelectors) in any namespace; none appeared",
+		"set spec.accelerator.metrics.endpoint to namespace/service:port")
 	checktest.ExpectSubtests(t, res, map[string]conformance.Status{"PerAcceleratorUtilizationMetric": ""})
+	if took < bound || took > bound+time.Minute {
+		t.Errorf("the check took %s, want the bound %s and not much more", took, bound)
+	}
+}
+
+// TestExporterAppearsLate: the exporter's Service and its ready endpoint
+// appear only after the check has started (as the GPU operator deploys
+// the DCGM exporter after it counts as ready); the check waits for them
+// and passes.
+func TestExporterAppearsLate(t *testing.T) {
+	f := setup(t)
+	const svc = "late-exporter"
+	ports := make([]int32, len(kwokNodes))
+	for i, node := range kwokNodes {
+		ports[i] = f.serve(t, f.drivers[node].Handler())
+		f.cleanupExporter(t, svc, fmt.Sprintf("%s-%d", svc, i))
+	}
+	published := make(chan error, 1)
+	go func() {
+		// Once the check has started (its namespace exists) and had time
+		// to look: the exporter pods, then their Service.
+		err := waitForCheckNamespace(t.Context(), f.env.Clientset())
+		time.Sleep(2 * time.Second)
+		for i, node := range kwokNodes {
+			if err == nil {
+				err = f.publish(t.Context(), svc, fmt.Sprintf("%s-%d", svc, i), node, ports[i])
+			}
+		}
+		if err == nil {
+			err = f.createService(t.Context(), svc, nil)
+		}
+		published <- err
+	}()
+	res := runCheck(t, New(Options{Endpoint: exporterNS + "/" + svc + ":9400", ExporterTimeout: 2 * time.Minute}), model())
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
+		"MetricsEndpointReachable":        conformance.Passed,
+		"PerAcceleratorUtilizationMetric": conformance.Passed,
+		"PerAcceleratorMemoryMetric":      conformance.Passed,
+	})
+	if res.Status != conformance.Passed {
+		t.Errorf("check status %s, want passed: %v", res.Status, res.Reason)
+	}
+	checktest.ExpectTranscript(t, res, "Wait up to 2m0s (spec.checks.acceleratorMetrics.exporterTimeout) for the metrics exporter's Service kaic-fake-gpu/late-exporter",
+		"Service kaic-fake-gpu/late-exporter appeared after")
+}
+
+// waitForCheckNamespace returns once a namespace of a running check
+// exists.
+func waitForCheckNamespace(ctx context.Context, cs kubernetes.Interface) error {
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, ns := range list.Items {
+			if strings.Contains(ns.Name, "accelerator-metrics") && ns.DeletionTimestamp == nil {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+// TestExporterFoundByLabels: the configured Service does not exist, but
+// one the model's selectors find in another namespace serves the
+// exporter; the check uses it and says so.
+func TestExporterFoundByLabels(t *testing.T) {
+	f := setup(t)
+	const svc = "labelled-exporter"
+	for i, node := range kwokNodes {
+		pod := fmt.Sprintf("%s-%d", svc, i)
+		port := f.serve(t, f.drivers[node].Handler())
+		f.cleanupExporter(t, svc, pod)
+		if err := f.publish(t.Context(), svc, pod, node, port); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.createService(t.Context(), svc, map[string]string{"app.kubernetes.io/name": "test-exporter"}); err != nil {
+		t.Fatal(err)
+	}
+	acc := model()
+	acc.Metrics.ServiceSelectors = []string{"app=other-exporter", "app.kubernetes.io/name=test-exporter"}
+	res := runCheck(t, New(Options{Endpoint: "gpu-operator/nvidia-dcgm-exporter:9400", ExporterTimeout: time.Minute}), acc)
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
+		"MetricsEndpointReachable":        conformance.Passed,
+		"PerAcceleratorUtilizationMetric": conformance.Passed,
+	})
+	checktest.ExpectTranscript(t, res,
+		"Service gpu-operator/nvidia-dcgm-exporter (spec.accelerator.metrics.endpoint) does not exist; using Service kaic-fake-gpu/labelled-exporter, labelled app.kubernetes.io/name=test-exporter, port 9400",
+		"Set spec.accelerator.metrics.endpoint to kaic-fake-gpu/labelled-exporter:9400")
 }
 
 // TestDeviceWithoutSeries: only the first node's exporter is behind the
@@ -337,12 +478,13 @@ func TestSeriesWithoutDeviceLabel(t *testing.T) {
 	expectFailure(t, res, "PerAcceleratorMemoryMetric", "lack device label device")
 }
 
-// TestNoExporterPod: a Service without ready endpoints fails the scrape
-// saying no exporter pod runs.
+// TestNoExporterPod: a Service without ready endpoints fails once the
+// bound has passed, saying no exporter pod runs.
 func TestNoExporterPod(t *testing.T) {
 	f := setup(t)
 	const svc = "idle-exporter"
 	ensureService(t, f.env.Clientset(), svc)
-	res := runCheck(t, New(Options{Endpoint: exporterNS + "/" + svc + ":9400", ScrapeTimeout: 3 * time.Second}), model())
-	expectFailure(t, res, "MetricsEndpointReachable", "has no ready endpoint", "no exporter pod is running")
+	res := runCheck(t, New(Options{Endpoint: exporterNS + "/" + svc + ":9400", ExporterTimeout: 3 * time.Second}), model())
+	expectFailure(t, res, "MetricsEndpointReachable", "waited 3s (spec.checks.acceleratorMetrics.exporterTimeout is 3s) for a ready endpoint of Service kaic-fake-gpu/idle-exporter:9400",
+		"has no ready endpoint", "no exporter pod is running")
 }
