@@ -7,14 +7,18 @@
 // one the model names or, when that does not exist, one its selectors
 // find in any namespace, saying which) and a ready endpoint of it, then
 // scrapes every pod behind it through the API server's pod proxy (a
-// Service of a per-node exporter answers for one node per request), checks that each utilization and memory series
-// carries the model's device label and that each device published in a
-// ResourceSlice on a Ready node has a series (matched by its uuid
-// attribute, else by its name or index and node), logs the optional
-// temperature, power and interconnect series, and then runs a pod holding
-// one device that generates load: that device's utilization and memory use
-// must rise while devices no pod holds stay as they were, and fall back
-// once the pod is gone.
+// Service of a per-node exporter answers for one node per request). It
+// checks that each utilization and memory series carries the model's
+// device label and that each device published in a ResourceSlice on a
+// Ready node has a series of its own: a whole device matched by its uuid
+// attribute (else by its name or index and node), a partition (an NVIDIA
+// MIG instance) by its parent's UUID and the exporter's GPU instance of
+// its profile. It records each device's memory capacity (the exporter's
+// total, else used plus free), logs the optional temperature, power and
+// interconnect series, and then runs a pod holding one device that
+// generates load: that device's utilization and memory use must rise while
+// devices no pod holds stay as they were, and fall back once the pod is
+// gone.
 package accelmetrics
 
 import (
@@ -29,9 +33,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	resourcev1 "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
@@ -147,11 +149,14 @@ type names struct {
 	selectors   []string
 	deviceLabel string
 	utilization string
-	memoryUsed  string
-	memoryTotal string
-	memoryFree  string
-	temperature string
-	power       string
+	// partitionUtilization is read for partitions that have no
+	// utilization series.
+	partitionUtilization string
+	memoryUsed           string
+	memoryTotal          string
+	memoryFree           string
+	temperature          string
+	power                string
 }
 
 func resolve(t *conformance.T, env *conformance.Env, o Options) names {
@@ -164,7 +169,7 @@ func resolve(t *conformance.T, env *conformance.Env, o Options) names {
 		}
 		n.deviceLabel, n.utilization, n.memoryUsed, n.memoryTotal, n.memoryFree, n.temperature, n.power =
 			m.DeviceLabel, m.Utilization, m.MemoryUsed, m.MemoryTotal, m.MemoryFree, m.Temperature, m.Power
-		n.selectors = m.ServiceSelectors
+		n.selectors, n.partitionUtilization = m.ServiceSelectors, m.PartitionUtilization
 	}
 	if endpoint == "" {
 		t.Fatalf("the accelerator model %q names no metrics endpoint (spec.accelerator.metrics.endpoint, namespace/service:port of the exporter)", acc.Model)
@@ -176,8 +181,8 @@ func resolve(t *conformance.T, env *conformance.Env, o Options) names {
 	n.endpoint = svc
 	t.Observe("metrics of accelerator model "+acc.Model, map[string]string{
 		"endpoint": svc.String(), "serviceSelectors": orNone(strings.Join(n.selectors, " or ")), "deviceLabel": orAny(n.deviceLabel, strings.Join(DeviceLabels, "|")),
-		"utilization": orAny(n.utilization, utilizationPattern.String()), "memoryUsed": orAny(n.memoryUsed, memoryPattern.String()),
-		"memoryTotal": orAny(n.memoryTotal, "-"), "memoryFree": orAny(n.memoryFree, "-"), "temperature": orAny(n.temperature, temperaturePattern.String()), "power": orAny(n.power, powerPattern.String()),
+		"utilization": orAny(n.utilization, utilizationPattern.String()), "partitionUtilization": orNone(n.partitionUtilization), "memoryUsed": orAny(n.memoryUsed, memoryPattern.String()),
+		"memoryTotal": orNone(n.memoryTotal), "memoryFree": orNone(n.memoryFree), "temperature": orAny(n.temperature, temperaturePattern.String()), "power": orAny(n.power, powerPattern.String()),
 	})
 	return n
 }
@@ -196,21 +201,37 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 		t.Logf("the exporter could not be scraped, so its series were not examined")
 		return
 	}
-	inv := inventory(t, env)
+	inv, rows, notes := identify(first, inventory(t, env))
+	if len(rows) > 0 {
+		t.Observe("partitions matched to the exporter's instances", strings.Join(rows, "\n"))
+	}
+	for _, note := range notes {
+		t.Logf("%s", note)
+	}
 	util := t.Run("PerAcceleratorUtilizationMetric", func(t *conformance.T) {
-		perDevice(t, env, n, first, inv, "utilization", n.utilization, utilizationPattern)
+		perDevice(t, env, n, first, inv, "utilization", n.utilization, utilizationPattern, n.partitionUtilization)
 	})
 	mem := t.Run("PerAcceleratorMemoryMetric", func(t *conformance.T) {
-		perDevice(t, env, n, first, inv, "memory", n.memoryUsed, memoryPattern)
-		if n.memoryTotal != "" {
-			logSeries(t, first, "memory capacity", n.memoryTotal, nil)
-		}
-		if n.memoryFree != "" {
-			logSeries(t, first, "free memory", n.memoryFree, nil)
-		}
+		perDevice(t, env, n, first, inv, "memory", n.memoryUsed, memoryPattern, "")
+		memoryCapacity(t, n, first, inv)
 	})
 	if util && mem {
-		t.Shown("%s serves %s and %s for each of the %d devices", n.endpoint, n.utilization, n.memoryUsed, len(inv))
+		required := 0
+		for _, d := range inv {
+			if d.required() {
+				required++
+			}
+		}
+		utilization := n.utilization
+		if n.partitionUtilization != "" && slices.ContainsFunc(inv, device.partition) {
+			utilization += " (" + n.partitionUtilization + " for partitions)"
+		}
+		if required == len(inv) {
+			t.Shown("%s serves %s and %s for each of the %d devices", n.endpoint, utilization, n.memoryUsed, len(inv))
+		} else {
+			t.Shown("%s serves %s and %s for each of the %d devices that must exist (of %d published; partitions no claim holds may not exist yet)",
+				n.endpoint, utilization, n.memoryUsed, required, len(inv))
+		}
 	}
 	t.Run("OptionalMetrics", func(t *conformance.T) {
 		logSeries(t, first, "temperature", n.temperature, temperaturePattern)
@@ -358,116 +379,6 @@ func scrapeAll(ctx context.Context, env *conformance.Env, svc promtext.Service, 
 	return sc, nil
 }
 
-// device is one device the driver publishes on a Ready node, with the
-// attributes series are matched by.
-type device struct {
-	node, pool, name string
-	uuid, index      string
-}
-
-func (d device) String() string { return d.node + "/" + d.name }
-
-// inventory lists the devices the model's driver publishes in
-// ResourceSlices for Ready nodes.
-func inventory(t *conformance.T, env *conformance.Env) []device {
-	driver := env.Accelerator.DRADriver
-	if driver == "" {
-		t.Fatalf("the accelerator model %q names no DRA driver (spec.accelerator.draDriver), so its devices cannot be listed", env.Accelerator.Model)
-	}
-	list, err := env.Client.ResourceV1().ResourceSlices().List(t.Context(), metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, driver).String(),
-	})
-	if err != nil {
-		t.Fatalf("listing ResourceSlices: %v", err)
-	}
-	nodes, err := env.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatalf("listing nodes: %v", err)
-	}
-	ready := map[string]bool{}
-	for i := range nodes.Items {
-		ready[nodes.Items[i].Name] = devicepod.NodeReady(&nodes.Items[i])
-	}
-	var out []device
-	for _, s := range list.Items {
-		if s.Spec.NodeName == nil || !ready[*s.Spec.NodeName] {
-			continue
-		}
-		for _, d := range s.Spec.Devices {
-			dev := device{node: *s.Spec.NodeName, pool: s.Spec.Pool.Name, name: d.Name}
-			for k, a := range d.Attributes {
-				switch {
-				case strings.EqualFold(attrName(k), "uuid") && a.StringValue != nil:
-					dev.uuid = *a.StringValue
-				case strings.EqualFold(attrName(k), "index") && a.IntValue != nil:
-					dev.index = strconv.FormatInt(*a.IntValue, 10)
-				}
-			}
-			out = append(out, dev)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
-	var rows []string
-	for _, d := range out {
-		rows = append(rows, fmt.Sprintf("%s uuid=%s index=%s", d, orNone(d.uuid), orNone(d.index)))
-	}
-	t.Observe("devices of "+driver+" on Ready nodes", strings.Join(rows, "\n"))
-	if len(out) == 0 {
-		t.Fatalf("driver %s publishes no devices in ResourceSlices for any Ready node", driver)
-	}
-	return out
-}
-
-// attrName drops a qualified attribute name's domain.
-func attrName(q resourcev1.QualifiedName) string {
-	s := string(q)
-	if i := strings.LastIndexByte(s, '/'); i >= 0 {
-		return s[i+1:]
-	}
-	return s
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
-}
-
-// deviceLabel returns the value of the series' device label: the model's,
-// or the first of DeviceLabels present.
-func deviceLabel(s series, label string) (string, bool) {
-	if label != "" {
-		v, ok := s.Labels[label]
-		return v, ok && v != ""
-	}
-	for _, l := range DeviceLabels {
-		if v := s.Labels[l]; v != "" {
-			return v, true
-		}
-	}
-	return "", false
-}
-
-// matches reports whether the series is the device's: by uuid when both
-// carry one, else by the device label naming the device or its index on
-// the device's node.
-func matches(s series, d device, label string) bool {
-	if d.uuid != "" {
-		for k, v := range s.Labels {
-			if strings.EqualFold(k, "uuid") {
-				return strings.EqualFold(v, d.uuid)
-			}
-		}
-	}
-	v, ok := deviceLabel(s, label)
-	if !ok || (v != d.name && (d.index == "" || v != d.index)) {
-		return false
-	}
-	node := s.nodeName()
-	return node == "" || node == d.node
-}
-
 // pick returns the series names a kind is read from: the model's name,
 // else those matching pattern that carry a device label.
 func pick(sc *scrape, name string, pattern *regexp.Regexp, label string) []string {
@@ -484,49 +395,165 @@ func pick(sc *scrape, name string, pattern *regexp.Regexp, label string) []strin
 }
 
 // perDevice checks that the kind's series carry the device label and
-// cover every published device.
-func perDevice(t *conformance.T, env *conformance.Env, n names, sc *scrape, inv []device, kind, name string, pattern *regexp.Regexp) {
+// that every device has one of its own. A partition without a series of
+// the kind's metric may have one of partitionMetric instead (DCGM serves
+// no GPU_UTIL for MIG instances); an unallocated partition needs none.
+func perDevice(t *conformance.T, env *conformance.Env, n names, sc *scrape, inv []device, kind, name string, pattern *regexp.Regexp, partitionMetric string) {
 	label := n.deviceLabel
 	labelDesc := "device label " + label
 	if label == "" {
 		labelDesc = "a device label (" + strings.Join(DeviceLabels, ", ") + ")"
 	}
 	metrics := pick(sc, name, pattern, label)
-	t.Step("Check that every %s series carries %s and every device of %s has one", kind, labelDesc, env.Accelerator.DRADriver)
+	t.Step("Check that every %s series carries %s and every device of %s has one of its own", kind, labelDesc, env.Accelerator.DRADriver)
 	if len(metrics) == 0 {
 		t.Fatalf("the exporter %s serves no per-device %s series (none whose name matches %s with %s); it serves: %s",
 			n.endpoint, kind, pattern, labelDesc, strings.Join(promtextNames(sc), ", "))
 	}
+	driver := env.Accelerator.DRADriver
 	for _, metric := range metrics {
 		got := sc.named(metric)
-		if len(got) == 0 {
+		var alt []series
+		if partitionMetric != "" && partitionMetric != metric && slices.ContainsFunc(inv, device.partition) {
+			alt = sc.named(partitionMetric)
+		}
+		if len(got) == 0 && len(alt) == 0 {
 			t.Errorf("the exporter %s serves no %s series %s; it serves: %s", n.endpoint, kind, metric, strings.Join(promtextNames(sc), ", "))
 			continue
 		}
-		var unlabelled, rows []string
-		for _, s := range got {
-			rows = append(rows, s.String())
-			if _, ok := deviceLabel(s, label); !ok {
-				unlabelled = append(unlabelled, s.Series())
+		var unlabelled []string
+		for _, set := range [][]series{got, alt} {
+			if len(set) == 0 {
+				continue
 			}
+			rows := make([]string, len(set))
+			for i, s := range set {
+				rows[i] = s.String()
+				if _, ok := deviceLabel(s, label); !ok {
+					unlabelled = append(unlabelled, s.Series())
+				}
+			}
+			t.Observe("series "+set[0].Name, strings.Join(rows, "\n"))
 		}
-		t.Observe("series "+metric, strings.Join(rows, "\n"))
 		if len(unlabelled) > 0 {
 			t.Errorf("%d of %d %s series lack %s, so they cannot be attributed to an accelerator: %s",
-				len(unlabelled), len(got), metric, labelDesc, strings.Join(unlabelled, "; "))
+				len(unlabelled), len(got)+len(alt), metric, labelDesc, strings.Join(unlabelled, "; "))
 		}
-		var missing []string
+		var missing, absent, mapping []string
+		required := 0
+		owners := map[string][]string{}
 		for _, d := range inv {
-			if !slices.ContainsFunc(got, func(s series) bool { return matches(s, d, label) }) {
-				missing = append(missing, fmt.Sprintf("%s (uuid %s)", d, orNone(d.uuid)))
+			if d.required() {
+				required++
+			}
+			own := ownSeries(got, d, label)
+			if len(own) == 0 && d.partition() {
+				own = ownSeries(alt, d, label)
+			}
+			if len(own) == 0 {
+				if d.required() {
+					missing = append(missing, describe(d))
+				} else {
+					absent = append(absent, describe(d))
+				}
+				continue
+			}
+			for _, s := range own {
+				key := s.Series() + " from the exporter on " + orNone(s.node)
+				owners[key] = append(owners[key], d.String())
+				mapping = append(mapping, d.String()+": "+s.String())
 			}
 		}
-		if len(missing) > 0 {
-			t.Errorf("%d of %d devices published by %s on Ready nodes have no %s series: %s",
-				len(missing), len(inv), env.Accelerator.DRADriver, metric, strings.Join(missing, ", "))
-		} else {
-			t.Logf("all %d devices of %s have a %s series", len(inv), env.Accelerator.DRADriver, metric)
+		if len(mapping) > 0 {
+			t.Observe(metric+" series of each device", strings.Join(mapping, "\n"))
 		}
+		for _, key := range slices.Sorted(maps.Keys(owners)) {
+			if ds := owners[key]; len(ds) > 1 {
+				t.Errorf("series %s is matched by %d devices (%s), so it is no device's own", key, len(ds), strings.Join(ds, ", "))
+			}
+		}
+		none, some := metric+" series", metric+" series"
+		if len(alt) > 0 {
+			none += " (nor, for partitions, " + partitionMetric + ")"
+			some += " (or, for partitions, " + partitionMetric + ")"
+		}
+		if len(missing) > 0 {
+			t.Errorf("%d of %d devices published by %s on Ready nodes have no %s: %s",
+				len(missing), required, driver, none, strings.Join(missing, ", "))
+		} else {
+			t.Logf("all %d devices of %s that must exist have a %s of their own", required, driver, some)
+		}
+		if len(absent) > 0 {
+			t.Logf("%d partitions no ResourceClaim holds have no %s: %s. A driver that creates partitions (MIG instances) when it allocates them publishes placements that do not exist yet, so these need none",
+				len(absent), none, strings.Join(absent, ", "))
+		}
+	}
+}
+
+// ownSeries returns the series of set that are the device's.
+func ownSeries(set []series, d device, label string) []series {
+	var out []series
+	for _, s := range set {
+		if matches(s, d, label) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// describe names a device with what it is matched by.
+func describe(d device) string {
+	if d.partition() {
+		return fmt.Sprintf("%s (uuid %s, parent %s, profile %s)", d, orNone(d.uuid), d.parentUUID, orNone(d.profile))
+	}
+	return fmt.Sprintf("%s (uuid %s)", d, orNone(d.uuid))
+}
+
+// memoryCapacity records each device's memory in use and capacity: the
+// exporter's total where it serves one, else used plus free (DCGM serves
+// FB_USED and FB_FREE, no total). A device that reports more memory in
+// use than its capacity fails; a capacity the exporter does not serve is
+// logged, as the requirement asks for memory use.
+func memoryCapacity(t *conformance.T, n names, sc *scrape, inv []device) {
+	if n.memoryUsed == "" || (n.memoryTotal == "" && n.memoryFree == "") {
+		return
+	}
+	var rows, unknown []string
+	for _, d := range inv {
+		used, ok := sc.value(n.memoryUsed, d, n.deviceLabel)
+		if !ok {
+			continue
+		}
+		var total float64
+		var from string
+		if v, ok := sc.value(n.memoryTotal, d, n.deviceLabel); ok && n.memoryTotal != "" {
+			total, from = v, n.memoryTotal
+			if used > total {
+				t.Errorf("device %s reports %g memory in use (%s), more than its capacity %g (%s)", d, used, n.memoryUsed, total, n.memoryTotal)
+			}
+		} else if v, ok := sc.value(n.memoryFree, d, n.deviceLabel); ok && n.memoryFree != "" {
+			total, from = used+v, n.memoryUsed+" + "+n.memoryFree
+		} else {
+			unknown = append(unknown, d.String())
+			continue
+		}
+		row := fmt.Sprintf("%s: used %g of %g (%s)", d, used, total, from)
+		if d.memory != "" {
+			row += ", ResourceSlice capacity " + d.memory
+		}
+		rows = append(rows, row)
+	}
+	if len(rows) > 0 {
+		t.Observe("memory per device (the exporter's units)", strings.Join(rows, "\n"))
+	}
+	if len(unknown) > 0 {
+		var named []string
+		for _, m := range []string{n.memoryTotal, n.memoryFree} {
+			if m != "" {
+				named = append(named, m)
+			}
+		}
+		t.Logf("SHOULD: the exporter serves no %s for %s, so their memory capacity is not known", strings.Join(named, " or "), strings.Join(unknown, ", "))
 	}
 }
 
@@ -714,22 +741,4 @@ func unchanged(t *conformance.T, env *conformance.Env, n names, before, after *s
 	if len(changed) > 0 {
 		t.Errorf("devices no pod holds changed %s while only %s was loaded: %s", n.utilization, dev, strings.Join(changed, ", "))
 	}
-}
-
-// heldDevices lists the devices of the driver some ResourceClaim holds,
-// as pool/name.
-func heldDevices(t *conformance.T, env *conformance.Env) map[string]bool {
-	claims, err := env.Client.ResourceV1().ResourceClaims(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatalf("listing ResourceClaims: %v", err)
-	}
-	out := map[string]bool{}
-	for i := range claims.Items {
-		for _, d := range devicepod.Allocated(&claims.Items[i]) {
-			if d.Driver == env.Accelerator.DRADriver {
-				out[d.Pool+"/"+d.Name] = true
-			}
-		}
-	}
-	return out
 }

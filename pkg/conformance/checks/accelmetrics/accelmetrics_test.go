@@ -488,3 +488,26 @@ func TestNoExporterPod(t *testing.T) {
 	expectFailure(t, res, "MetricsEndpointReachable", "waited 3s (spec.checks.acceleratorMetrics.exporterTimeout is 3s) for a ready endpoint of Service kaic-fake-gpu/idle-exporter:9400",
 		"has no ready endpoint", "no exporter pod is running")
 }
+
+// TestMemoryInUseAboveCapacity: an exporter whose devices report more
+// memory in use than their capacity fails the memory subtest, naming the
+// device; utilization is unaffected.
+func TestMemoryInUseAboveCapacity(t *testing.T) {
+	f := setup(t)
+	const svc = "overfull-exporter"
+	for i, node := range kwokNodes {
+		var b strings.Builder
+		for _, d := range (fakegpu.Spec{Node: node, Count: devices}).Devices() {
+			for metric, v := range map[string]string{fakegpu.MetricUtilization: "0", fakegpu.MetricMemoryUsed: "9e+10", fakegpu.MetricMemoryTotal: "8e+10"} {
+				fmt.Fprintf(&b, "%s{device=%q,uuid=%q,node=%q} %s\n", metric, d.Name, d.UUID, node, v)
+			}
+		}
+		body := b.String()
+		f.exporter(t, svc, fmt.Sprintf("%s-%d", svc, i), node, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte(body))
+		}))
+	}
+	res := runCheck(t, New(Options{Endpoint: exporterNS + "/" + svc + ":9400"}), model())
+	expectFailure(t, res, "PerAcceleratorMemoryMetric", "device "+kwokNodes[0]+"/gpu-0 reports 9e+10 memory in use ("+fakegpu.MetricMemoryUsed+"), more than its capacity 8e+10 ("+fakegpu.MetricMemoryTotal+")")
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{"PerAcceleratorUtilizationMetric": conformance.Passed})
+}
