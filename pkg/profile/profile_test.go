@@ -539,7 +539,8 @@ func TestExistingProfileCheckExample(t *testing.T) {
 		t.Fatalf("the commented check settings of the existing profile do not load: %v", err)
 	}
 	c := r.Profile.Spec.Checks
-	if c.ServiceMetrics.Prometheus == "" || c.Inference.GatewayClass == "" || c.Sandboxing.RuntimeClass == "" || c.ClusterAutoscaling.NodePoolSelector == "" {
+	if c.ServiceMetrics.Prometheus == "" || c.Inference.GatewayClass == "" || c.Sandboxing.RuntimeClass == "" || c.ClusterAutoscaling.NodePoolSelector == "" ||
+		c.AcceleratorMetrics.ExporterTimeout.Duration != 8*time.Minute {
 		t.Errorf("the example lacks a section: %+v", c)
 	}
 }
