@@ -64,7 +64,7 @@ func (in *Installer) Images(ctx context.Context, components []profile.Component)
 func (in *Installer) componentImages(ctx context.Context, c profile.Component) ([]string, error) {
 	switch {
 	case c.Helm != nil:
-		manifest, err := in.render(ctx, c)
+		manifest, err := in.render(ctx, c, len(in.kubeconfig) > 0)
 		if err != nil {
 			return nil, err
 		}
@@ -83,12 +83,17 @@ func (in *Installer) componentImages(ctx context.Context, c profile.Component) (
 	return nil, nil
 }
 
-// render templates a component's chart as Install would, hooks included.
-func (in *Installer) render(ctx context.Context, c profile.Component) (string, error) {
+// render templates a component's chart as Install would, hooks included:
+// against the cluster when server is set, else on the client alone.
+func (in *Installer) render(ctx context.Context, c profile.Component, server bool) (string, error) {
 	lc, err := in.loadChart(ctx, c.Helm)
 	if err != nil {
 		return "", err
 	}
+	return in.renderChart(ctx, c, lc, server)
+}
+
+func (in *Installer) renderChart(ctx context.Context, c profile.Component, lc *loadedChart, server bool) (string, error) {
 	vals, err := in.values(c)
 	if err != nil {
 		return "", err
@@ -96,7 +101,7 @@ func (in *Installer) render(ctx context.Context, c profile.Component) (string, e
 	ns := namespaceOf(c)
 	var cfg *action.Configuration
 	strategy := action.DryRunClient
-	if len(in.kubeconfig) > 0 {
+	if server {
 		if cfg, err = in.helmConfig(ns); err != nil {
 			return "", err
 		}
