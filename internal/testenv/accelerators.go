@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/kaic-dev/kaic/pkg/draapi"
 )
 
 // Attributes and capacity of every fake accelerator device.
@@ -76,9 +78,10 @@ func DeviceClassFor(name, driver string) *resourcev1.DeviceClass {
 }
 
 // CreateDeviceClass creates a DeviceClass called name that selects the
-// environment's fake accelerators.
+// environment's fake accelerators, at the newest version of
+// resource.k8s.io the API server serves.
 func (e *Env) CreateDeviceClass(ctx context.Context, name string) (*resourcev1.DeviceClass, error) {
-	class, err := e.Clientset().ResourceV1().DeviceClasses().Create(ctx, DeviceClassFor(name, e.DRADriver), metav1.CreateOptions{})
+	class, err := e.DRA().DeviceClasses().Create(ctx, DeviceClassFor(name, e.DRADriver), metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("create DeviceClass %s: %w", name, err)
 	}
@@ -87,8 +90,8 @@ func (e *Env) CreateDeviceClass(ctx context.Context, name string) (*resourcev1.D
 
 // registerNodes creates the simulated nodes with their status (the API
 // server keeps status on node creation), waits until they are Ready and
-// schedulable and publishes their ResourceSlices.
-func registerNodes(ctx context.Context, client kubernetes.Interface, nodes []Node, driver string) error {
+// schedulable and publishes their ResourceSlices through dra.
+func registerNodes(ctx context.Context, client kubernetes.Interface, dra *draapi.Client, nodes []Node, driver string) error {
 	names := make([]string, len(nodes))
 	for i, n := range nodes {
 		names[i] = n.Name
@@ -103,7 +106,7 @@ func registerNodes(ctx context.Context, client kubernetes.Interface, nodes []Nod
 		if n.GPUs == 0 {
 			continue
 		}
-		if _, err := client.ResourceV1().ResourceSlices().Create(ctx, FakeGPUSlice(n.Name, driver, n.GPUs), metav1.CreateOptions{}); err != nil {
+		if _, err := dra.ResourceSlices().Create(ctx, FakeGPUSlice(n.Name, driver, n.GPUs), metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("publish ResourceSlice for node %s: %w", n.Name, err)
 		}
 	}

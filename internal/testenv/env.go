@@ -22,10 +22,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/kaic-dev/kaic/pkg/draapi"
 )
 
 // resourceAPIVersions are the resource.k8s.io versions kube-apiserver
 // v1.37 serves; v1 is on by default, the others need --runtime-config.
+// [WithResourceAPIVersions] serves a subset.
 var resourceAPIVersions = []string{"v1", "v1beta2", "v1beta1", "v1alpha3"}
 
 // dirPrefix names the environments' temporary directories.
@@ -59,6 +62,7 @@ type Env struct {
 	dependents []*component // started after the API server, stopped before it
 	clientset  *kubernetes.Clientset
 	dynamic    *dynamic.DynamicClient
+	dra        draapi.API
 	stopOnce   sync.Once
 	stopErr    error
 }
@@ -133,7 +137,10 @@ func Start(ctx context.Context, opts ...Option) (*Env, error) {
 func (c config) requiredFiles() []string {
 	files := []string{binEtcd, binAPIServer}
 	if c.controlLoops {
-		files = append(files, binControllerManager, binScheduler)
+		files = append(files, binControllerManager)
+		if !c.noScheduler {
+			files = append(files, binScheduler)
+		}
 	}
 	if len(c.nodes) > 0 {
 		files = append(files, binKwok, kwokStagesFile)
@@ -224,7 +231,7 @@ func (e *Env) run(ctx context.Context, bins binaries, began time.Time) error {
 	// kube-apiserver
 	runtimeConfig := make([]string, 0, len(resourceAPIVersions))
 	for _, v := range resourceAPIVersions {
-		runtimeConfig = append(runtimeConfig, "resource.k8s.io/"+v+"=true")
+		runtimeConfig = append(runtimeConfig, "resource.k8s.io/"+v+"="+strconv.FormatBool(cfg.servesResourceVersion(v)))
 	}
 	apiArgs := []string{
 		"--bind-address=127.0.0.1",
@@ -243,7 +250,7 @@ func (e *Env) run(ctx context.Context, bins binaries, began time.Time) error {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + certs.serviceAccountPub,
 		"--service-account-signing-key-file=" + certs.serviceAccountKey,
-		"--authorization-mode=Node,RBAC",
+		"--authorization-mode=" + cfg.authorizationModes(),
 		"--runtime-config=" + strings.Join(runtimeConfig, ","),
 	}
 	apiArgs = append(apiArgs, cfg.featureGateArgs()...)
@@ -276,6 +283,9 @@ func (e *Env) run(ctx context.Context, bins binaries, began time.Time) error {
 		return err
 	}
 	if e.dynamic, err = dynamic.NewForConfig(e.Config); err != nil {
+		return err
+	}
+	if e.dra, err = draapi.Discover(e.clientset.Discovery()); err != nil {
 		return err
 	}
 	if err := e.writeKubeconfig(certs); err != nil {
@@ -313,6 +323,8 @@ func (e *Env) run(ctx context.Context, bins binaries, began time.Time) error {
 			return err
 		}
 		waits = append(waits, probed{kcm, httpProbe(adminHTTPS, "https://"+loopback(kcmPort)+"/healthz", "ok")})
+	}
+	if cfg.controlLoops && !cfg.noScheduler {
 		scheduler, err := e.startDependent("kube-scheduler", bins.path(binScheduler), logDir,
 			append(componentArgs(schedulerPort), cfg.featureGateArgs()...))
 		if err != nil {
@@ -349,7 +361,7 @@ func (e *Env) run(ctx context.Context, bins binaries, began time.Time) error {
 	}
 
 	if len(cfg.nodes) > 0 {
-		if err := registerNodes(ctx, e.clientset, cfg.nodes, cfg.draDriver); err != nil {
+		if err := registerNodes(ctx, e.clientset, e.DRA(), cfg.nodes, cfg.draDriver); err != nil {
 			if kwokErr := e.dependents[len(e.dependents)-1].exitError(); kwokErr != nil {
 				return e.dependents[len(e.dependents)-1].failure(kwokErr)
 			}
@@ -367,6 +379,25 @@ func (e *Env) startDependent(name, binary, logDir string, args []string) (*compo
 	}
 	e.dependents = append(e.dependents, c)
 	return c, nil
+}
+
+// servesResourceVersion reports whether the API server is to serve
+// resource.k8s.io/version.
+func (c config) servesResourceVersion(version string) bool {
+	return c.resourceVersions == nil || slices.Contains(c.resourceVersions, version)
+}
+
+// authorizationModes are the API server's authorizers. The Node authorizer
+// of kube-apiserver 1.37 watches ResourceSlices through resource.k8s.io/v1
+// only, and the server never reports ready while that watch fails, so
+// without v1 it is left out; the components and tests authenticate as
+// system:masters, whom RBAC allows everything, and no kubelet talks to
+// this API server.
+func (c config) authorizationModes() string {
+	if c.servesResourceVersion("v1") {
+		return "Node,RBAC"
+	}
+	return "RBAC"
 }
 
 func (c config) featureGateArgs() []string {
@@ -408,6 +439,11 @@ func (e *Env) Clientset() *kubernetes.Clientset { return e.clientset }
 
 // Dynamic returns a dynamic client authenticated as the admin.
 func (e *Env) Dynamic() *dynamic.DynamicClient { return e.dynamic }
+
+// DRA returns a client of resource.k8s.io at the newest version the API
+// server serves (see [WithResourceAPIVersions]), authenticated as the
+// admin.
+func (e *Env) DRA() *draapi.Client { return draapi.NewClient(e.dynamic, e.dra) }
 
 // LogPath returns the log file of component (etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler or kwok).

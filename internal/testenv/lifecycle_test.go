@@ -70,6 +70,46 @@ func TestStartServesAPIAndStopLeavesNothing(t *testing.T) {
 	}
 }
 
+// An API server without resource.k8s.io/v1, as on Kubernetes 1.33: the
+// 1.37 binary serves the betas when asked to, becomes ready without v1
+// once the Node authorizer is left out, and the nodes' ResourceSlices are
+// published through v1beta2. The controller manager runs; the scheduler,
+// which needs v1 to become ready, does not.
+func TestServesResourceAPIWithoutV1(t *testing.T) {
+	env := New(t, WithResourceAPIVersions("v1beta2", "v1beta1"), WithControlLoops(), WithoutScheduler(), WithGPUNodes(1, 2))
+	groups, err := env.Clientset().Discovery().ServerGroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served []string
+	for _, g := range groups.Groups {
+		if g.Name == "resource.k8s.io" {
+			for _, v := range g.Versions {
+				served = append(served, v.Version)
+			}
+		}
+	}
+	if !slices.Equal(served, []string{"v1beta2", "v1beta1"}) {
+		t.Errorf("resource.k8s.io versions served: %v, want v1beta2, v1beta1", served)
+	}
+	if v := env.DRA().Version(); v != "v1beta2" {
+		t.Errorf("the environment's DRA client uses %q, want v1beta2", v)
+	}
+	list, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 || len(list.Items[0].Spec.Devices) != 2 {
+		t.Errorf("ResourceSlices %+v, want one of the node's two devices", list.Items)
+	}
+	if _, err := os.Stat(env.LogPath("kube-scheduler")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("kube-scheduler ran (log: %v)", err)
+	}
+	if _, err := env.CreateNamespace(t.Context(), "without-v1-"); err != nil {
+		t.Errorf("the controller manager does not create service accounts: %v", err)
+	}
+}
+
 func TestFailingComponentErrorQuotesItsLog(t *testing.T) {
 	if _, err := BinDir(); err != nil {
 		t.Skip(err)

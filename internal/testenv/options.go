@@ -37,16 +37,20 @@ type Node struct {
 
 // config is what the options set.
 type config struct {
-	binDir        string
-	controlLoops  bool
-	nodes         []Node
-	draDriver     string
-	featureGates  map[string]bool
-	apiServerArgs []string
-	kcmArgs       []string
-	startTimeout  time.Duration
-	stopGrace     time.Duration
-	logger        *slog.Logger
+	binDir       string
+	controlLoops bool
+	noScheduler  bool
+	nodes        []Node
+	draDriver    string
+	featureGates map[string]bool
+	// resourceVersions are the resource.k8s.io versions served; nil
+	// serves every one the API server has.
+	resourceVersions []string
+	apiServerArgs    []string
+	kcmArgs          []string
+	startTimeout     time.Duration
+	stopGrace        time.Duration
+	logger           *slog.Logger
 }
 
 func defaultConfig() config {
@@ -71,6 +75,14 @@ func WithBinDir(dir string) Option {
 // get allocated.
 func WithControlLoops() Option {
 	return func(c *config) { c.controlLoops = true }
+}
+
+// WithoutScheduler leaves kube-scheduler out of [WithControlLoops], for
+// tests that bind pods themselves: the 1.37 scheduler reads DRA objects
+// through resource.k8s.io/v1 only and never reports ready without it
+// (see [WithResourceAPIVersions]).
+func WithoutScheduler() Option {
+	return func(c *config) { c.noScheduler = true }
 }
 
 // WithNodes runs kwok and registers the given simulated nodes; [Start]
@@ -110,6 +122,18 @@ func WithFeatureGates(gates map[string]bool) Option {
 		}
 		maps.Copy(c.featureGates, gates)
 	}
+}
+
+// WithResourceAPIVersions serves only the given versions of
+// resource.k8s.io (of v1, v1beta2, v1beta1, v1alpha3; by default all of
+// them), as a cluster of an older Kubernetes release or one configured
+// with --runtime-config would. Without v1 the API server runs without the
+// Node authorizer, which needs v1 (see [Start]'s command line in the
+// environment's logs), and kube-controller-manager and kube-scheduler,
+// which read DRA objects through v1 only, cannot keep claims allocated;
+// tests that need allocations then have to make them themselves.
+func WithResourceAPIVersions(versions ...string) Option {
+	return func(c *config) { c.resourceVersions = append([]string{}, versions...) }
 }
 
 // WithAPIServerArgs appends flags to kube-apiserver's command line; a later

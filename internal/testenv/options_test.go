@@ -39,3 +39,22 @@ func TestGPUNodes(t *testing.T) {
 		t.Errorf("requiredFiles() = %v", cfg.requiredFiles())
 	}
 }
+
+func TestResourceAPIVersions(t *testing.T) {
+	cfg := defaultConfig()
+	if !cfg.servesResourceVersion("v1") || !cfg.servesResourceVersion("v1alpha3") || cfg.authorizationModes() != "Node,RBAC" {
+		t.Errorf("the default does not serve every version with the Node authorizer")
+	}
+	WithResourceAPIVersions("v1beta2", "v1beta1")(&cfg)
+	if cfg.servesResourceVersion("v1") || !cfg.servesResourceVersion("v1beta2") || cfg.servesResourceVersion("v1alpha3") {
+		t.Errorf("served versions %v", cfg.resourceVersions)
+	}
+	if cfg.authorizationModes() != "RBAC" {
+		t.Errorf("without v1 the authorizers are %q, want RBAC alone", cfg.authorizationModes())
+	}
+	WithControlLoops()(&cfg)
+	WithoutScheduler()(&cfg)
+	if files := cfg.requiredFiles(); slices.Contains(files, binScheduler) || !slices.Contains(files, binControllerManager) {
+		t.Errorf("requiredFiles() = %v, want the controller manager without the scheduler", files)
+	}
+}
