@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 
+	"github.com/kaic-dev/kaic/pkg/draapi"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
@@ -99,6 +100,22 @@ type Env struct {
 	// RunID, when set, is the id of the kaic run the checks belong to; the
 	// checks' namespaces carry it (package ownership).
 	RunID string
+	// DRAAPI is the version of resource.k8s.io the checks use: the newest
+	// the cluster serves. The runner discovers it once, before any check
+	// runs, unless it is already discovered.
+	DRAAPI draapi.API
+}
+
+// DRA returns a client of the cluster's Dynamic Resource Allocation API
+// (resource.k8s.io) at the version of DRAAPI, which takes and returns the
+// resource.k8s.io/v1 Go types whatever version it talks to. With DRAAPI
+// not discovered (an Env used without the runner) the client discovers it
+// itself.
+func (e *Env) DRA() *draapi.Client {
+	if !e.DRAAPI.Discovered() && e.Client != nil {
+		return draapi.ClientFor(e.Client.Discovery(), e.Dynamic)
+	}
+	return draapi.NewClient(e.Dynamic, e.DRAAPI)
 }
 
 // NewEnv builds an Env for the cluster of cfg and the accelerator model and
@@ -202,7 +219,7 @@ func DeviceClassNeed(env *Env) Need {
 			if name == "" {
 				return false, errors.New("the accelerator model names no DeviceClass")
 			}
-			_, err := env.Client.ResourceV1().DeviceClasses().Get(ctx, name, metav1.GetOptions{})
+			_, err := env.DRA().DeviceClasses().Get(ctx, name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				return false, nil
 			}

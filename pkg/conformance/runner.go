@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/kaic-dev/kaic/pkg/draapi"
 	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/profile"
 )
@@ -113,6 +114,17 @@ func ForProfile(p *profile.Profile, cat Catalog, reg *Registry, env Env) *Runner
 func (r *Runner) Run(ctx context.Context) ([]Result, error) {
 	if r.Env.Mapper == nil && r.Env.Client != nil {
 		r.Env.Mapper = discoveryMapper(r.Env.Client)
+	}
+	if r.Env.Client != nil && !r.Env.DRAAPI.Discovered() {
+		// Once per run: every check uses the version found here.
+		if api, err := draapi.Discover(r.Env.Client.Discovery()); err != nil {
+			r.logger().Warn("the checks will discover the DRA API each time they use it", "err", err)
+		} else {
+			r.Env.DRAAPI = api
+		}
+	}
+	if r.Env.DRAAPI.Discovered() {
+		r.logger().Info("DRA API of the checks", "api", r.Env.DRAAPI.String(), "served", r.Env.DRAAPI.ServedList())
 	}
 	var (
 		mu       sync.Mutex

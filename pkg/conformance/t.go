@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kaic-dev/kaic/pkg/draapi"
 )
 
 // FieldManager is the server-side apply field manager of objects checks
@@ -367,9 +369,20 @@ func (t *T) toUnstructured(obj k8sruntime.Object) (*unstructured.Unstructured, *
 		}
 		gvk = kinds[0]
 	}
-	content, err := k8sruntime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return nil, nil, err
+	var content map[string]any
+	if v := t.draVersionFor(gvk); v != "" {
+		// A resource.k8s.io/v1 object goes to the version the cluster
+		// serves, and the transcript shows it as sent.
+		converted, err := draapi.ToVersion(obj, v)
+		if err != nil {
+			return nil, nil, err
+		}
+		content, gvk = converted.Object, converted.GroupVersionKind()
+	} else {
+		var err error
+		if content, err = k8sruntime.DefaultUnstructuredConverter.ToUnstructured(obj); err != nil {
+			return nil, nil, err
+		}
 	}
 	u := &unstructured.Unstructured{Object: content}
 	u.SetGroupVersionKind(gvk)
@@ -387,6 +400,21 @@ func (t *T) toUnstructured(obj k8sruntime.Object) (*unstructured.Unstructured, *
 		return nil, nil, fmt.Errorf("the cluster does not serve %s: %w", gvk, err)
 	}
 	return u, mapping, nil
+}
+
+// draVersionFor returns the version of resource.k8s.io an object of gvk
+// is to be sent as when that is not gvk's: a resource.k8s.io/v1 object on
+// a cluster that serves an older version of the group. It returns "" for
+// every other object, and when the cluster serves no version kaic can use
+// (the object then fails to map, saying what the cluster does not serve).
+func (t *T) draVersionFor(gvk schema.GroupVersionKind) draapi.Version {
+	if gvk.GroupVersion() != draapi.V1.GroupVersion() {
+		return ""
+	}
+	if v := t.env.DRA().Version(); v != draapi.V1 {
+		return v
+	}
+	return ""
 }
 
 // deleteApplied deletes the cluster-scoped objects Apply created.

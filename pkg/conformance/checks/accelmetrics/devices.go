@@ -60,7 +60,7 @@ func inventory(t *conformance.T, env *conformance.Env) []device {
 	if driver == "" {
 		t.Fatalf("the accelerator model %q names no DRA driver (spec.accelerator.draDriver), so its devices cannot be listed", env.Accelerator.Model)
 	}
-	list, err := env.Client.ResourceV1().ResourceSlices().List(t.Context(), metav1.ListOptions{
+	list, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, driver).String(),
 	})
 	if err != nil {
@@ -288,7 +288,7 @@ func matches(s series, d device, label string) bool {
 // heldDevices lists the devices of the driver some ResourceClaim holds,
 // as pool/name.
 func heldDevices(t *conformance.T, env *conformance.Env) map[string]bool {
-	claims, err := env.Client.ResourceV1().ResourceClaims(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
+	claims, err := env.DRA().ResourceClaims(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatalf("listing ResourceClaims: %v", err)
 	}

@@ -257,7 +257,7 @@ func (s *scaling) pool(ctx context.Context) ([]poolNode, error) {
 
 // devicesPerNode counts the devices the model's driver publishes per node.
 func (s *scaling) devicesPerNode(ctx context.Context) (map[string]int64, error) {
-	slices, err := s.env.Client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{
+	slices, err := s.env.DRA().ResourceSlices().List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, s.env.Accelerator.DRADriver).String(),
 	})
 	if err != nil {
@@ -336,7 +336,7 @@ func (s *scaling) chooseMode(t *conformance.T) {
 	if acc.DeviceClass == "" || acc.DRADriver == "" {
 		t.Fatalf("the profile's accelerator model %q names neither a DeviceClass and DRA driver nor an extended resource, so no pod can ask for an accelerator", acc.Model)
 	}
-	if _, err := s.env.Client.ResourceV1().DeviceClasses().Get(t.Context(), acc.DeviceClass, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+	if _, err := s.env.DRA().DeviceClasses().Get(t.Context(), acc.DeviceClass, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 		t.Fatalf("DeviceClass %s of the accelerator model does not exist: the DRA driver's installation should create it", acc.DeviceClass)
 	} else if err != nil {
 		t.Fatalf("getting DeviceClass %s: %v", acc.DeviceClass, err)
@@ -425,7 +425,7 @@ func (s *scaling) asksForAccelerator(p *corev1.Pod) bool {
 // devices of the pool's nodes.
 func (s *scaling) foreignDevices(ctx context.Context, inPool map[string]bool) ([]string, error) {
 	driver := s.env.Accelerator.DRADriver
-	list, err := s.env.Client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{
+	list, err := s.env.DRA().ResourceSlices().List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, driver).String(),
 	})
 	if err != nil {
@@ -440,7 +440,7 @@ func (s *scaling) foreignDevices(ctx context.Context, inPool map[string]bool) ([
 			nodeOf[devicepod.Device{Driver: driver, Pool: sl.Spec.Pool.Name, Name: d.Name}] = *sl.Spec.NodeName
 		}
 	}
-	claims, err := s.env.Client.ResourceV1().ResourceClaims(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	claims, err := s.env.DRA().ResourceClaims(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("listing ResourceClaims: %w", err)
 	}

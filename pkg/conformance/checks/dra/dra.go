@@ -79,7 +79,7 @@ func apiServed(t *conformance.T, env *conformance.Env) {
 func deviceClassExists(t *conformance.T, env *conformance.Env) {
 	name := env.Accelerator.DeviceClass
 	t.Step("Get the DeviceClass %s of the accelerator model", name)
-	class, err := env.Client.ResourceV1().DeviceClasses().Get(t.Context(), name, metav1.GetOptions{})
+	class, err := env.DRA().DeviceClasses().Get(t.Context(), name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		t.Fatalf("DeviceClass %s does not exist: the DRA driver's installation should create it", name)
 	}
@@ -100,7 +100,7 @@ func deviceClassExists(t *conformance.T, env *conformance.Env) {
 func slicesOnReadyNodes(t *conformance.T, env *conformance.Env) int {
 	driver := env.Accelerator.DRADriver
 	t.Step("List the ResourceSlices of driver %s and the nodes they describe", driver)
-	slices, err := env.Client.ResourceV1().ResourceSlices().List(t.Context(), metav1.ListOptions{
+	slices, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, driver).String(),
 	})
 	if err != nil {
@@ -197,7 +197,7 @@ func claimAllocated(t *conformance.T, env *conformance.Env) allocation {
 		t.Fatalf("pod with-device has no ResourceClaim generated from the template: %+v", pod.Status.ResourceClaimStatuses)
 	}
 	claimName := *pod.Status.ResourceClaimStatuses[0].ResourceClaimName
-	claim, err := env.Client.ResourceV1().ResourceClaims(env.Namespace).Get(t.Context(), claimName, metav1.GetOptions{})
+	claim, err := env.DRA().ResourceClaims(env.Namespace).Get(t.Context(), claimName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("getting ResourceClaim %s: %v", claimName, err)
 	}
@@ -217,7 +217,7 @@ func claimAllocated(t *conformance.T, env *conformance.Env) allocation {
 		t.Errorf("ResourceClaim %s is not reserved for pod with-device: %+v", claimName, claim.Status.ReservedFor)
 	}
 	// The device must be one the driver published for the pod's node.
-	published, err := env.Client.ResourceV1().ResourceSlices().List(t.Context(), metav1.ListOptions{
+	published, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{
 		FieldSelector: fields.AndSelectors(
 			fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorNodeName, pod.Spec.NodeName),
 			fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, res.Driver),
@@ -286,7 +286,7 @@ func beyondCapacity(t *conformance.T, env *conformance.Env, maxPerNode int) {
 	if !strings.Contains(strings.ToLower(cond.Message), "claim") {
 		t.Errorf("the scheduler's message does not name the resource claim as the cause: %q", cond.Message)
 	}
-	claim, err := env.Client.ResourceV1().ResourceClaims(env.Namespace).Get(t.Context(), claimName, metav1.GetOptions{})
+	claim, err := env.DRA().ResourceClaims(env.Namespace).Get(t.Context(), claimName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("getting ResourceClaim %s: %v", claimName, err)
 	}

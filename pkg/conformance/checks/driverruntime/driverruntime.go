@@ -55,7 +55,7 @@ func run(t *conformance.T, env *conformance.Env) {
 func driverVersions(t *conformance.T, env *conformance.Env) map[devicepod.Device]string {
 	driver := env.Accelerator.DRADriver
 	t.Step("Read the %s attribute of every device driver %s publishes", versionAttribute, driver)
-	list, err := env.Client.ResourceV1().ResourceSlices().List(t.Context(), metav1.ListOptions{
+	list, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, driver).String(),
 	})
 	if err != nil {

@@ -52,7 +52,7 @@ func run(t *conformance.T, env *conformance.Env) {
 	devicepod.Preflight(t, env)
 	t.Logf("accelerator model %q: DeviceClass %s, driver %s", acc.Model, acc.DeviceClass, acc.DRADriver)
 	t.Step("Look for the sharing strategies driver %s publishes", acc.DRADriver)
-	list, err := env.Client.ResourceV1().ResourceSlices().List(t.Context(), metav1.ListOptions{
+	list, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, acc.DRADriver).String(),
 	})
 	if err != nil {

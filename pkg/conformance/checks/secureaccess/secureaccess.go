@@ -115,7 +115,7 @@ func negative(t *conformance.T, env *conformance.Env, pos *corev1.Pod) {
 // reservedForPod fails when any claim of the namespace is reserved for a
 // pod that references none.
 func reservedForPod(t *conformance.T, env *conformance.Env, pod *corev1.Pod) {
-	claims, err := env.Client.ResourceV1().ResourceClaims(env.Namespace).List(t.Context(), metav1.ListOptions{})
+	claims, err := env.DRA().ResourceClaims(env.Namespace).List(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatalf("listing ResourceClaims: %v", err)
 	}

@@ -153,7 +153,7 @@ func ExpectCleanedUp(t *testing.T, env *testenv.Env, res conformance.Result) {
 	if _, err := cs.CoreV1().Namespaces().Get(t.Context(), res.Namespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("namespace %s still exists after cleanup (err %v); problems %q", res.Namespace, err, res.CleanupProblems)
 	}
-	claims, err := cs.ResourceV1().ResourceClaims(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
+	claims, err := env.DRA().ResourceClaims(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func ExpectCleanedUp(t *testing.T, env *testenv.Env, res conformance.Result) {
 // devices of driver, unless it exists.
 func EnsureDeviceClass(t *testing.T, env *testenv.Env, name, driver string) {
 	t.Helper()
-	_, err := env.Clientset().ResourceV1().DeviceClasses().Create(t.Context(), testenv.DeviceClassFor(name, driver), metav1.CreateOptions{})
+	_, err := env.DRA().DeviceClasses().Create(t.Context(), testenv.DeviceClassFor(name, driver), metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func EnsureDeviceClass(t *testing.T, env *testenv.Env, name, driver string) {
 // it when the test ends.
 func PublishSlice(t *testing.T, env *testenv.Env, slice *resourcev1.ResourceSlice) {
 	t.Helper()
-	slices := env.Clientset().ResourceV1().ResourceSlices()
+	slices := env.DRA().ResourceSlices()
 	if _, err := slices.Create(t.Context(), slice, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}

@@ -285,7 +285,7 @@ func Claim(t *conformance.T, env *conformance.Env, pod *corev1.Pod, podClaim str
 	if name == "" {
 		t.Fatalf("pod %s has no ResourceClaim for its claim %q: %+v", pod.Name, podClaim, pod.Status.ResourceClaimStatuses)
 	}
-	claim, err := env.Client.ResourceV1().ResourceClaims(env.Namespace).Get(t.Context(), name, metav1.GetOptions{})
+	claim, err := env.DRA().ResourceClaims(env.Namespace).Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("getting ResourceClaim %s of pod %s: %v", name, pod.Name, err)
 	}
@@ -320,7 +320,7 @@ func OneDevice(t *conformance.T, env *conformance.Env, claim *resourcev1.Resourc
 	if d.Driver != env.Accelerator.DRADriver {
 		t.Errorf("ResourceClaim %s got a device of driver %s, want %s", claim.Name, d.Driver, env.Accelerator.DRADriver)
 	}
-	published, err := env.Client.ResourceV1().ResourceSlices().List(t.Context(), metav1.ListOptions{
+	published, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{
 		FieldSelector: fields.AndSelectors(
 			fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorNodeName, node),
 			fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, d.Driver),
@@ -468,7 +468,7 @@ func noneProblem(who string, r Report) string {
 // ResourceSlices for Ready nodes, per node.
 func Inventory(t *conformance.T, env *conformance.Env) map[string][]Device {
 	driver := env.Accelerator.DRADriver
-	list, err := env.Client.ResourceV1().ResourceSlices().List(t.Context(), metav1.ListOptions{
+	list, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, driver).String(),
 	})
 	if err != nil {
@@ -498,7 +498,7 @@ func Inventory(t *conformance.T, env *conformance.Env) map[string][]Device {
 // that no ResourceClaim in the cluster holds.
 func FreeDevices(t *conformance.T, env *conformance.Env) map[string][]Device {
 	inv := Inventory(t, env)
-	claims, err := env.Client.ResourceV1().ResourceClaims(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
+	claims, err := env.DRA().ResourceClaims(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatalf("listing ResourceClaims: %v", err)
 	}
@@ -532,7 +532,7 @@ func Preflight(t *conformance.T, env *conformance.Env) map[string][]Device {
 		t.Fatalf("the profile's accelerator model %q says neither how a container sees a device (spec.accelerator.deviceEnvPrefix, deviceGlob)", acc.Model)
 	}
 	t.Step("Check that DeviceClass %s exists and driver %s publishes devices on Ready nodes", acc.DeviceClass, acc.DRADriver)
-	if _, err := env.Client.ResourceV1().DeviceClasses().Get(t.Context(), acc.DeviceClass, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+	if _, err := env.DRA().DeviceClasses().Get(t.Context(), acc.DeviceClass, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 		t.Fatalf("DeviceClass %s of the accelerator model does not exist: the DRA driver's installation should create it", acc.DeviceClass)
 	} else if err != nil {
 		t.Fatalf("getting DeviceClass %s: %v", acc.DeviceClass, err)
@@ -586,7 +586,7 @@ func Release(ctx context.Context, env *conformance.Env, names ...string) error {
 				func(runtime.Object) bool { return false })
 		}
 	}
-	claims := env.Client.ResourceV1().ResourceClaims(env.Namespace)
+	claims := env.DRA().ResourceClaims(env.Namespace)
 	for _, name := range sortedKeys(claimSet) {
 		if err == nil {
 			err = waitUntil(ctx, conformance.ListWatch(claims.List, claims.Watch, conformance.NameSelector(name), ""), &resourcev1.ResourceClaim{},
