@@ -47,6 +47,10 @@ func ClientFor(d discovery.ServerGroupsInterface, dyn dynamic.Interface) *Client
 	return c
 }
 
+// Err is the error every request of the client fails with, or nil: the
+// cluster serves no version kaic can use, or discovery failed.
+func (c *Client) Err() error { return c.err }
+
 // API is the API the client uses.
 func (c *Client) API() API { return c.api }
 

@@ -1,5 +1,6 @@
 // Package dra verifies the dra_support requirement: the cluster serves the
-// resource.k8s.io/v1 API, the accelerator model's DeviceClass exists, its
+// resource.k8s.io API (the newest of v1, v1beta2 and v1beta1 it serves is
+// used, and recorded), the accelerator model's DeviceClass exists, its
 // driver publishes devices on Ready nodes, a pod that claims one device
 // through a ResourceClaimTemplate gets it allocated and runs, and a claim
 // for more devices than any node has leaves its pod unschedulable with the
@@ -22,6 +23,7 @@ import (
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
+	"github.com/kaic-dev/kaic/pkg/draapi"
 	"github.com/kaic-dev/kaic/pkg/probe"
 )
 
@@ -32,9 +34,8 @@ const ID = "dra_support"
 // check's own deadline.
 const scheduleTimeout = 2 * time.Minute
 
-// APIGroupVersion is the DRA API the check requires, with its resources.
-const APIGroupVersion = "resource.k8s.io/v1"
-
+// apiResources are the resources of resource.k8s.io the check requires,
+// at the version it uses.
 var apiResources = []string{"deviceclasses", "resourceclaims", "resourceclaimtemplates", "resourceslices"}
 
 // Check returns the dra_support check.
@@ -64,14 +65,25 @@ func run(t *conformance.T, env *conformance.Env) {
 }
 
 func apiServed(t *conformance.T, env *conformance.Env) {
-	t.Step("Discover the resources of %s", APIGroupVersion)
-	served, err := conformance.ServedResources(t, env, APIGroupVersion)
+	t.Step("Find the versions of %s the API server serves, and the resources of the newest the checks can use", draapi.Group)
+	dra := env.DRA()
+	if err := dra.Err(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	api := dra.API()
+	t.Observe("versions of "+draapi.Group+" served", api.ServedList())
+	t.Observe("DRA API the checks use", api.String())
+	if api.Version != draapi.V1 {
+		t.Logf("the cluster does not serve %s (Kubernetes before 1.34, or turned off): the checks use %s", draapi.V1, api.Version)
+	}
+	groupVersion := api.Version.String()
+	served, err := conformance.ServedResources(t, env, groupVersion)
 	if err != nil {
-		t.Fatalf("the API server does not serve %s: %v", APIGroupVersion, err)
+		t.Fatalf("the API server does not serve %s: %v", groupVersion, err)
 	}
 	for _, want := range apiResources {
 		if !slices.Contains(served, want) {
-			t.Errorf("%s does not serve %s", APIGroupVersion, want)
+			t.Errorf("%s does not serve %s", groupVersion, want)
 		}
 	}
 }
@@ -250,7 +262,7 @@ func probeSeesDevice(t *conformance.T, env *conformance.Env, alloc allocation) {
 	report := devicepod.Read(t, env, alloc.pod.Name, "probe")
 	devicepod.ExpectOne(t, env, "pod "+alloc.pod.Name, report, devicepod.Device{Name: alloc.device})
 	if !t.Failed() {
-		t.Shown("a ResourceClaim for a %s device was allocated through resource.k8s.io and the pod's container saw exactly device %s", env.Accelerator.DeviceClass, alloc.device)
+		t.Shown("a ResourceClaim for a %s device was allocated through %s and the pod's container saw exactly device %s", env.Accelerator.DeviceClass, env.DRA().Version(), alloc.device)
 	}
 }
 

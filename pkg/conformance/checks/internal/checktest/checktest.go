@@ -5,6 +5,7 @@ package checktest
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	resourcev1 "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -37,13 +39,21 @@ type Options struct {
 	Timeout, CleanupTimeout time.Duration
 	// Accelerator, if set, is the accelerator model of the environment.
 	Accelerator *profile.Accelerator
+	// WrapTransport, if set, wraps the transport of the check's clients,
+	// e.g. to record the requests it sends.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // RunWith runs check through the runner on env as o says and logs every
 // test's status and output.
 func RunWith(t *testing.T, env *testenv.Env, check conformance.Check, o Options) conformance.Result {
 	t.Helper()
-	cenv, err := conformance.NewEnv(env.Config, nil)
+	cfg := env.Config
+	if o.WrapTransport != nil {
+		cfg = rest.CopyConfig(cfg)
+		cfg.Wrap(o.WrapTransport)
+	}
+	cenv, err := conformance.NewEnv(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
