@@ -151,10 +151,11 @@ func (r *run) verify(ctx context.Context, rc *pipeline.RunContext) (pipeline.Out
 	}
 	// A cluster kaic cannot use ends the run here, before any check runs
 	// and before any evidence is written.
-	summary, err := verifyPreflight(ctx, cfg, p, env.ProbeImage, r.runID, rc)
+	summary, dra, err := verifyPreflight(ctx, cfg, p, env.ProbeImage, r.runID, rc)
 	if err != nil {
 		return nil, err
 	}
+	env.DRAAPI = dra
 	if err := rc.SetOutput("preflight", summary); err != nil {
 		return nil, err
 	}

@@ -14,12 +14,14 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/draapi"
 	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/probe"
 	"github.com/kaic-dev/kaic/pkg/profile"
@@ -64,15 +66,17 @@ var (
 
 // verifyPreflight checks, before any check runs, that the cluster answers, that
 // the credentials may do what the checks do, and that the probe image runs
-// on one node of each accelerator node pool. It returns a summary for the
-// run state.
-func verifyPreflight(ctx context.Context, cfg *rest.Config, p *profile.Profile, image, runID string, steps progress.Steps) (string, error) {
+// on one node of each accelerator node pool; on the way it discovers the
+// version of the DRA API the checks will use. It returns a summary for the
+// run state and the DRA API (not discovered when discovery failed: the
+// checks then look again).
+func verifyPreflight(ctx context.Context, cfg *rest.Config, p *profile.Profile, image, runID string, steps progress.Steps) (string, draapi.API, error) {
 	server := cfg.Host
 	quick := rest.CopyConfig(cfg)
 	quick.Timeout = preflightAnswerTimeout
 	client, err := kubernetes.NewForConfig(quick)
 	if err != nil {
-		return "", err
+		return "", draapi.API{}, err
 	}
 	step := steps.StartStep("preflight: the API server at " + server + " answers")
 	version, err := client.Discovery().ServerVersion()
@@ -80,7 +84,7 @@ func verifyPreflight(ctx context.Context, cfg *rest.Config, p *profile.Profile, 
 		err = &ClusterUnusableError{Server: server, Reason: "the API server does not answer", Err: err,
 			Fix: "check the kubeconfig's server address and that the cluster runs"}
 		step.Done(err)
-		return "", err
+		return "", draapi.API{}, err
 	}
 	step.Done(nil)
 
@@ -98,21 +102,40 @@ func verifyPreflight(ctx context.Context, cfg *rest.Config, p *profile.Profile, 
 	}
 	step.Done(err)
 	if err != nil {
-		return "", err
+		return "", draapi.API{}, err
 	}
 
 	full, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return "", err
+		return "", draapi.API{}, err
 	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return "", draapi.API{}, err
+	}
+	// The version of resource.k8s.io every check will use, found once.
+	dra, err := draapi.Discover(client.Discovery())
+	switch {
+	case err != nil:
+		steps.Notef("warning: %v; the checks will look again", err)
+	case dra.Err() != nil:
+		steps.Notef("warning: %v: the DRA checks will fail", dra.Err())
+	default:
+		steps.Notef("DRA API of the checks: %s (served: %s)", dra, dra.ServedList())
+	}
+
 	step = steps.StartStep("preflight: the probe image " + image + " runs on the accelerator nodes")
-	nodes, err := probeImageRuns(ctx, full, p, image, runID)
+	nodes, err := probeImageRuns(ctx, full, draapi.NewClient(dyn, dra), p, image, runID)
 	setServer(err, server) // before the step prints it
 	step.Done(err)
 	if err != nil {
-		return "", err
+		return "", draapi.API{}, err
 	}
-	return fmt.Sprintf("API server %s (%s) answers; permissions reviewed; probe image ran on %s", server, version.GitVersion, strings.Join(nodes, ", ")), nil
+	summary := fmt.Sprintf("API server %s (%s) answers; permissions reviewed; probe image ran on %s", server, version.GitVersion, strings.Join(nodes, ", "))
+	if dra.Discovered() {
+		summary += "; DRA API " + dra.String()
+	}
+	return summary, dra, nil
 }
 
 // setServer names server in every ClusterUnusableError err holds, joined
@@ -132,9 +155,9 @@ func setServer(err error, server string) {
 
 // acceleratorPools returns one node of each accelerator node pool: nodes
 // offering the profile's extended resource or, for DRA, nodes with the
-// driver's ResourceSlices; pools are told apart by instance type and
-// architecture. Without such nodes, one schedulable node.
-func acceleratorPools(ctx context.Context, client kubernetes.Interface, p *profile.Profile) ([]corev1.Node, error) {
+// driver's ResourceSlices (read through dra); pools are told apart by
+// instance type and architecture. Without such nodes, one schedulable node.
+func acceleratorPools(ctx context.Context, client kubernetes.Interface, dra *draapi.Client, p *profile.Profile) ([]corev1.Node, error) {
 	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
@@ -148,7 +171,7 @@ func acceleratorPools(ctx context.Context, client kubernetes.Interface, p *profi
 		}
 	}
 	if driver := p.Spec.Accelerator.DRADriver; driver != "" {
-		slices, err := client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.driver=" + driver})
+		slices, err := dra.ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.driver=" + driver})
 		if err == nil {
 			for _, s := range slices.Items {
 				if s.Spec.NodeName != nil {
@@ -182,8 +205,8 @@ func acceleratorPools(ctx context.Context, client kubernetes.Interface, p *profi
 // accelerator pool, in a namespace of its own that is deleted afterwards,
 // and returns the nodes it ran on. An image that cannot be pulled stops it
 // at once with the kubelet's reason.
-func probeImageRuns(ctx context.Context, client kubernetes.Interface, p *profile.Profile, image, runID string) ([]string, error) {
-	pools, err := acceleratorPools(ctx, client, p)
+func probeImageRuns(ctx context.Context, client kubernetes.Interface, dra *draapi.Client, p *profile.Profile, image, runID string) ([]string, error) {
+	pools, err := acceleratorPools(ctx, client, dra, p)
 	if err != nil {
 		return nil, err
 	}

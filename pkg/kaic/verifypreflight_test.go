@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
+	"github.com/kaic-dev/kaic/pkg/draapi"
 	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/progress"
@@ -32,7 +33,7 @@ func TestVerifyPreflight(t *testing.T) {
 	const image = "registry.invalid/kaic/probe:test"
 
 	t.Run("no node", func(t *testing.T) {
-		_, err := verifyPreflight(ctx, env.Config, p, image, "20261203-00000000", steps)
+		_, _, err := verifyPreflight(ctx, env.Config, p, image, "20261203-00000000", steps)
 		var unusable *ClusterUnusableError
 		if !errors.As(err, &unusable) {
 			t.Fatalf("err = %v, want a ClusterUnusableError", err)
@@ -58,7 +59,7 @@ func TestVerifyPreflight(t *testing.T) {
 		go playKubelet(ctx, t, client, runID, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
 			Reason: "ErrImagePull", Message: "failed to resolve reference \"" + image + "\": no such host"}})
 		began := time.Now()
-		_, err := verifyPreflight(ctx, env.Config, p, image, runID, steps)
+		_, _, err := verifyPreflight(ctx, env.Config, p, image, runID, steps)
 		var unusable *ClusterUnusableError
 		if !errors.As(err, &unusable) {
 			t.Fatalf("err = %v, want a ClusterUnusableError", err)
@@ -78,12 +79,16 @@ func TestVerifyPreflight(t *testing.T) {
 	t.Run("image runs", func(t *testing.T) {
 		const runID = "20261203-00000001"
 		go playKubelet(ctx, t, client, runID, corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}})
-		summary, err := verifyPreflight(ctx, env.Config, p, image, runID, steps)
+		summary, dra, err := verifyPreflight(ctx, env.Config, p, image, runID, steps)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(summary, "probe image ran on preflight-node") {
 			t.Errorf("summary = %q, want the node the image ran on", summary)
+		}
+		// The version every check will use is found here, once.
+		if dra.Version != draapi.V1 || !strings.Contains(summary, "DRA API resource.k8s.io/v1") {
+			t.Errorf("DRA API %+v, summary %q: want resource.k8s.io/v1 found and named", dra, summary)
 		}
 		assertNamespacesGone(t, client, runID)
 	})
@@ -119,5 +124,34 @@ func assertNamespacesGone(t *testing.T, client kubernetes.Interface, runID strin
 		if ns.DeletionTimestamp == nil {
 			t.Errorf("preflight namespace %s left behind", ns.Name)
 		}
+	}
+}
+
+// On a cluster without resource.k8s.io/v1 (as 1.33), the accelerator
+// nodes are still found from the driver's ResourceSlices, read through
+// v1beta2 from a real API server.
+func TestAcceleratorPoolsWithoutDRAV1(t *testing.T) {
+	env := testenv.New(t, testenv.WithResourceAPIVersions("v1beta2", "v1beta1"))
+	ctx := t.Context()
+	client := env.Clientset()
+	for _, name := range []string{"cpu-node", "gpu-node"} {
+		if _, err := client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dra := env.DRA()
+	if dra.Version() != draapi.V1beta2 {
+		t.Fatalf("the environment's DRA API is %s, want v1beta2", dra.API())
+	}
+	if _, err := dra.ResourceSlices().Create(ctx, testenv.FakeGPUSlice("gpu-node", "gpu.example.com", 1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := &profile.Profile{Spec: profile.Spec{Accelerator: profile.Accelerator{DRADriver: "gpu.example.com"}}}
+	pools, err := acceleratorPools(ctx, client, dra, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pools) != 1 || pools[0].Name != "gpu-node" {
+		t.Errorf("accelerator pools %v, want gpu-node alone", pools)
 	}
 }

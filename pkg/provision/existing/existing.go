@@ -1,6 +1,7 @@
 // Package existing adopts a running cluster from a kubeconfig without
 // changing it: it waits for the API server, reports what the checks will
-// find (server version, resource.k8s.io/v1, missing permissions) and writes
+// find (server version, the version of resource.k8s.io they will use,
+// missing permissions) and writes
 // a kubeconfig holding only the adopted context into the run directory.
 package existing
 
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/kaic-dev/kaic/pkg/draapi"
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/provision"
@@ -108,10 +110,13 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 			r.Notef("warning: the profile expects Kubernetes %s but the server runs %s: the evidence would not be for the profile's conformance version", p.KubernetesVersion, serverVersion)
 		}
 	}
-	if served, err := servesResourceV1(client); err != nil {
+	switch api, err := draapi.Discover(client.Discovery()); {
+	case err != nil:
 		r.Notef("warning: could not read API discovery: %v", err)
-	} else if !served {
-		r.Notef("warning: resource.k8s.io/v1 is not served: the DRA checks will fail")
+	case api.Err() != nil:
+		r.Notef("warning: %v: the DRA checks will fail", api.Err())
+	case api.Version != draapi.V1:
+		r.Notef("warning: resource.k8s.io/v1 is not served (served: %s): the DRA checks will use %s", api.ServedList(), api.Version)
 	}
 	missing, err := MissingPermissions(ctx, client, RequiredPermissions)
 	if err != nil {
@@ -181,24 +186,6 @@ func (p *Provisioner) waitForServer(ctx context.Context, client kubernetes.Inter
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
-}
-
-func servesResourceV1(client kubernetes.Interface) (bool, error) {
-	groups, err := client.Discovery().ServerGroups()
-	if err != nil {
-		return false, err
-	}
-	for _, g := range groups.Groups {
-		if g.Name != "resource.k8s.io" {
-			continue
-		}
-		for _, v := range g.Versions {
-			if v.Version == "v1" {
-				return true, nil
-			}
-		}
-	}
-	return false, nil
 }
 
 // MissingPermissions asks the API server, with SelfSubjectAccessReviews,

@@ -2,6 +2,7 @@ package existing_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,7 +29,7 @@ func (n *notes) StartStep(name string) *progress.Step {
 	return progress.StartStep(progress.Discard, "", name)
 }
 func (n *notes) Notef(format string, args ...any) {
-	n.lines = append(n.lines, "note: "+strings.TrimSpace(format))
+	n.lines = append(n.lines, "note: "+strings.TrimSpace(fmt.Sprintf(format, args...)))
 }
 
 func TestAdoptRealCluster(t *testing.T) {
@@ -66,6 +67,23 @@ func TestAdoptRealCluster(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "kubeconfig")); err != nil {
 		t.Error(err)
+	}
+}
+
+// A cluster without resource.k8s.io/v1 (as 1.33) is adopted with a
+// warning that names what it serves and the version the checks will use.
+func TestAdoptClusterWithoutDRAV1(t *testing.T) {
+	env := testenv.New(t, testenv.WithResourceAPIVersions("v1beta2", "v1beta1"))
+	dir := t.TempDir()
+	p := &existing.Provisioner{Kubeconfig: env.KubeconfigPath, KubernetesVersion: "v1.37.0"}
+	var n notes
+	if _, err := p.Create(t.Context(), provision.Paths{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig")}, &n); err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(n.lines, "\n")
+	want := "warning: resource.k8s.io/v1 is not served (served: v1beta2, v1beta1): the DRA checks will use resource.k8s.io/v1beta2"
+	if !strings.Contains(all, want) {
+		t.Errorf("progress lacks %q:\n%s", want, all)
 	}
 }
 
