@@ -90,6 +90,7 @@ func TestPlanTableShowsStackAndChecks(t *testing.T) {
 		"secure_accelerator_access    MUST    TestSecureAcceleratorAccess",
 		"cluster_autoscaling          MUST    TestAcceleratorClusterAutoscaling       N/A",
 		"accelerators are simulated",
+		"Accelerators: model example, allocated through DRA: claims of DeviceClass gpu.example.com (driver gpu.example.com); a container holds a device when it sees environment variables GPU_DEVICE_*",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("plan output lacks %q:\n%s", want, stdout)

@@ -86,6 +86,7 @@ func printPlan(w io.Writer, pl *kaic.Plan) error {
 	}
 	fmt.Fprintf(w, "Profile %s from %s (digest %s)\n", p.Metadata.Name, pl.Source, pl.Digest[:12])
 	fmt.Fprintf(w, "  Kubernetes %s, AI conformance %s, accelerator model %s%s\n", p.Spec.KubernetesVersion, p.Spec.ConformanceVersion, p.Spec.Accelerator.Model, sim)
+	fmt.Fprintf(w, "  Accelerators: %s\n", pl.Accelerators)
 	fmt.Fprintf(w, "  Run directory %s\n", p.Spec.Output.Dir)
 	fmt.Fprintf(w, "  Probe image %s (%s)\n\n", pl.ProbeImage.Ref, describeProbeSource(pl.ProbeImage))
 

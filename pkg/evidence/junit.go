@@ -77,6 +77,11 @@ func JUnit(run *Run) ([]byte, error) {
 			junitProperty{"kaic.profile", run.Profile.Metadata.Name},
 			junitProperty{"kaic.accelerator.model", a.Model},
 			junitProperty{"kaic.accelerator.draDriver", a.DRADriver})
+		if a.DevicePlugin() {
+			suite.Properties = append(suite.Properties,
+				junitProperty{"kaic.accelerator.allocation", a.Allocation},
+				junitProperty{"kaic.accelerator.resourceName", a.ResourceName})
+		}
 	}
 	suite.Properties = append(suite.Properties, junitProperty{PropertySimulated, fmt.Sprint(run.Simulated())})
 	if run.Simulated() {

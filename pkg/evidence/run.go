@@ -79,6 +79,9 @@ func (r *Run) SimulatedNotice() string {
 	if r.Profile != nil {
 		a := r.Profile.Spec.Accelerator
 		model = fmt.Sprintf(" (accelerator model %q, DRA driver %s)", a.Model, a.DRADriver)
+		if a.DevicePlugin() {
+			model = fmt.Sprintf(" (accelerator model %q, device plugin resource %s)", a.Model, a.ResourceName)
+		}
 	}
 	return "SIMULATED ACCELERATORS" + model + ": these results demonstrate the mechanisms on simulated devices; they are not certification evidence."
 }

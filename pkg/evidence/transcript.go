@@ -37,7 +37,11 @@ func Transcript(run *Run, res conformance.Result) []byte {
 	}
 	if run.Profile != nil {
 		a := run.Profile.Spec.Accelerator
-		fmt.Fprintf(&b, "| Accelerator model | %s (DeviceClass `%s`, driver `%s`) |\n", a.Model, a.DeviceClass, a.DRADriver)
+		if a.DevicePlugin() {
+			fmt.Fprintf(&b, "| Accelerator model | %s (device plugin, extended resource `%s`) |\n", a.Model, a.ResourceName)
+		} else {
+			fmt.Fprintf(&b, "| Accelerator model | %s (DeviceClass `%s`, driver `%s`) |\n", a.Model, a.DeviceClass, a.DRADriver)
+		}
 	}
 	b.WriteString("\n## Verdict\n\n")
 	switch res.Status {

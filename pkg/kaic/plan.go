@@ -19,8 +19,10 @@ type Plan struct {
 	Digest    string           `json:"digest"`
 	Simulated bool             `json:"simulated"`
 	Cluster   Cluster          `json:"cluster"`
-	Releases  []Release        `json:"releases"`
-	Checks    []Check          `json:"checks"`
+	// Accelerators says how the checks' pods get accelerators.
+	Accelerators Accelerators `json:"accelerators"`
+	Releases     []Release    `json:"releases"`
+	Checks       []Check      `json:"checks"`
 	// ProbeImage is the image check pods and kaic's own charts run.
 	ProbeImage ProbeImagePlan `json:"probeImage"`
 	Warnings   []string       `json:"warnings,omitempty"`
@@ -38,6 +40,45 @@ type Cluster struct {
 	CAPI *capi.Plan `json:"capi,omitempty"`
 	// Existing names the kubeconfig and context adopted (existing backend).
 	Existing *profile.ExistingCluster `json:"existing,omitempty"`
+}
+
+// Accelerators is how the checks' pods get and observe accelerators.
+type Accelerators struct {
+	Model string `json:"model"`
+	// Allocation is dra or device-plugin.
+	Allocation string `json:"allocation"`
+	// ResourceName is the extended resource pods request (device-plugin).
+	ResourceName string `json:"resourceName,omitempty"`
+	// DRADriver and DeviceClass serve the pods' claims (dra), and the
+	// checks whose requirement is DRA itself in either mode.
+	DRADriver   string `json:"draDriver,omitempty"`
+	DeviceClass string `json:"deviceClass,omitempty"`
+	// Evidence is how a container proves it holds a device.
+	Evidence string `json:"evidence"`
+}
+
+// String says it in one line.
+func (a Accelerators) String() string {
+	if a.Allocation == profile.AllocationDevicePlugin {
+		return fmt.Sprintf("model %s, allocated by a device plugin: pods request %s; a container holds a device when it sees %s", a.Model, a.ResourceName, a.Evidence)
+	}
+	return fmt.Sprintf("model %s, allocated through DRA: claims of DeviceClass %s (driver %s); a container holds a device when it sees %s", a.Model, a.DeviceClass, a.DRADriver, a.Evidence)
+}
+
+func acceleratorsOf(a profile.Accelerator) Accelerators {
+	out := Accelerators{Model: a.Model, Allocation: a.Allocation, DRADriver: a.DRADriver, DeviceClass: a.DeviceClass}
+	if a.DevicePlugin() {
+		out.ResourceName = a.ResourceName
+	}
+	var ways []string
+	if a.DeviceEnvPrefix != "" {
+		ways = append(ways, "environment variables "+a.DeviceEnvPrefix+"*")
+	}
+	if a.DeviceGlob != "" {
+		ways = append(ways, "device files "+a.DeviceGlob)
+	}
+	out.Evidence = strings.Join(ways, " or ")
+	return out
 }
 
 // Release is one stack component as it would be installed.
@@ -107,6 +148,7 @@ func buildPlan(r *profile.Resolved, getenv func(string) string) (*Plan, error) {
 	p := r.Profile
 	pl := &Plan{Profile: p, Source: r.Source, Digest: r.Digest, Simulated: p.IsSimulated(), Warnings: append([]string{}, r.Warnings...)}
 	pl.Cluster.Backend = p.Spec.Cluster.Backend
+	pl.Accelerators = acceleratorsOf(p.Spec.Accelerator)
 	b, err := backendOf(p)
 	if err != nil {
 		return nil, err
@@ -193,6 +235,8 @@ func planChecks(p *profile.Profile) ([]Check, error) {
 			c.Action, c.Notes = ActionSkip, "excluded by spec.checks.exclude"
 		case len(include) > 0 && !include[req.ID]:
 			c.Action, c.Notes = ActionSkip, "not in spec.checks.include"
+		case p.Spec.Accelerator.DevicePlugin():
+			c.Notes = devicePluginNotes[req.ID]
 		}
 		out = append(out, c)
 	}
@@ -202,6 +246,15 @@ func planChecks(p *profile.Profile) ([]Check, error) {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return order[out[i].Category] < order[out[j].Category] })
 	return out, nil
+}
+
+// devicePluginNotes say what a check does differently when accelerators
+// are allocated by a device plugin.
+var devicePluginNotes = map[string]string{
+	"dra_support":               "DRA itself: needs the DRA API and the model's DeviceClass",
+	"gpu_sharing":               "verified only where node labels declare shared units",
+	"driver_runtime_management": "driver version from node labels; not verified without",
+	"accelerator_metrics":       "devices per node from allocatable and exporter series",
 }
 
 func toSet(ids []string) map[string]bool {

@@ -154,23 +154,24 @@ func setServer(err error, server string) {
 }
 
 // acceleratorPools returns one node of each accelerator node pool: nodes
-// offering the profile's extended resource or, for DRA, nodes with the
-// driver's ResourceSlices (read through dra); pools are told apart by
-// instance type and architecture. Without such nodes, one schedulable node.
+// offering the profile's extended resource in device-plugin mode, nodes
+// with the driver's ResourceSlices (read through dra) in DRA mode; pools
+// are told apart by instance type and architecture. Without such nodes,
+// one schedulable node.
 func acceleratorPools(ctx context.Context, client kubernetes.Interface, dra *draapi.Client, p *profile.Profile) ([]corev1.Node, error) {
 	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
 	accel := map[string]bool{}
-	if name := p.Spec.Accelerator.ExtendedResourceName; name != "" {
+	if name := p.Spec.Accelerator.ResourceName; p.Spec.Accelerator.DevicePlugin() && name != "" {
 		for _, n := range nodes.Items {
 			if q, ok := n.Status.Allocatable[corev1.ResourceName(name)]; ok && !q.IsZero() {
 				accel[n.Name] = true
 			}
 		}
 	}
-	if driver := p.Spec.Accelerator.DRADriver; driver != "" {
+	if driver := p.Spec.Accelerator.DRADriver; !p.Spec.Accelerator.DevicePlugin() && driver != "" {
 		slices, err := dra.ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.driver=" + driver})
 		if err == nil {
 			for _, s := range slices.Items {

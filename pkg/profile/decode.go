@@ -27,6 +27,12 @@ const (
 	maxDepth = 64
 )
 
+// renamedFields are field paths of earlier v1alpha1 profiles and their
+// new names, so that an old profile's error says what to write instead.
+var renamedFields = map[string]string{
+	"spec.accelerator.extendedResourceName": "resourceName",
+}
+
 // document is a decoded YAML file: its generic value, shaped by the Go type
 // it was checked against, and the line of every field path.
 type document struct {
@@ -225,7 +231,9 @@ func (w *walker) walk(node *yaml.Node, t reflect.Type, path string, depth int) a
 			ft, ok := fields[k.Value]
 			if !ok || k.Kind != yaml.ScalarNode {
 				msg := "unknown field"
-				if s := suggest(k.Value, fields); s != "" {
+				if to, ok := renamedFields[child]; ok {
+					msg += fmt.Sprintf(" (renamed to %q)", to)
+				} else if s := suggest(k.Value, fields); s != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
 				}
 				w.fail(k, child, nil, false, "%s", msg)

@@ -63,11 +63,14 @@ func boolPtr(b bool) *bool { return &b }
 var acceleratorModels = map[string]Accelerator{
 	// example is the simulated GPU of dra-example-driver and of kaic's own
 	// kaic-fake-gpu driver: devices are announced to containers through
-	// GPU_DEVICE_* environment variables injected with CDI.
+	// GPU_DEVICE_* environment variables, injected with CDI (DRA) or by
+	// kaic-fake-gpu's device plugin.
 	"example": {
-		Model:           "example",
-		DRADriver:       "gpu.example.com",
-		DeviceClass:     "gpu.example.com",
+		Model:       "example",
+		DRADriver:   "gpu.example.com",
+		DeviceClass: "gpu.example.com",
+		// kaic-fake-gpu's resource in device-plugin mode.
+		ResourceName:    "example.com/gpu",
 		DeviceEnvPrefix: "GPU_DEVICE_",
 		Simulated:       boolPtr(true),
 		Metrics: &AcceleratorMetrics{
@@ -85,13 +88,13 @@ var acceleratorModels = map[string]Accelerator{
 	// nvidia is a real NVIDIA GPU behind the NVIDIA DRA driver or device
 	// plugin, observed through the DCGM exporter.
 	"nvidia": {
-		Model:                "nvidia",
-		DRADriver:            "gpu.nvidia.com",
-		DeviceClass:          "gpu.nvidia.com",
-		ExtendedResourceName: "nvidia.com/gpu",
-		DeviceGlob:           "/dev/nvidia[0-9]*",
-		NodeTaintKey:         "nvidia.com/gpu",
-		Simulated:            boolPtr(false),
+		Model:        "nvidia",
+		DRADriver:    "gpu.nvidia.com",
+		DeviceClass:  "gpu.nvidia.com",
+		ResourceName: "nvidia.com/gpu",
+		DeviceGlob:   "/dev/nvidia[0-9]*",
+		NodeTaintKey: "nvidia.com/gpu",
+		Simulated:    boolPtr(false),
 		Metrics: &AcceleratorMetrics{
 			Endpoint: "gpu-operator/nvidia-dcgm-exporter:9400",
 			// The GPU operator labels its exporter Service
@@ -201,6 +204,9 @@ func applyAcceleratorDefaults(a *Accelerator) {
 	if a.Model == "" {
 		a.Model = "example"
 	}
+	if a.Allocation == "" {
+		a.Allocation = AllocationDRA
+	}
 	m, ok := acceleratorModels[a.Model]
 	if !ok {
 		if a.Simulated == nil {
@@ -215,7 +221,7 @@ func applyAcceleratorDefaults(a *Accelerator) {
 	}
 	fill(&a.DRADriver, m.DRADriver)
 	fill(&a.DeviceClass, m.DeviceClass)
-	fill(&a.ExtendedResourceName, m.ExtendedResourceName)
+	fill(&a.ResourceName, m.ResourceName)
 	fill(&a.DeviceEnvPrefix, m.DeviceEnvPrefix)
 	fill(&a.DeviceGlob, m.DeviceGlob)
 	fill(&a.NodeTaintKey, m.NodeTaintKey)

@@ -288,14 +288,22 @@ type Readiness struct {
 type Accelerator struct {
 	// Model is a built-in model (example, nvidia) or "custom".
 	Model string `json:"model,omitempty"`
+	// Allocation is how pods get accelerators: dra (the default), through
+	// ResourceClaims of DeviceClass that DRADriver's ResourceSlices serve,
+	// or device-plugin, by requesting the extended resource ResourceName
+	// that a kubelet device plugin advertises in the nodes' allocatable.
+	Allocation string `json:"allocation,omitempty"`
 	// DRADriver is the DRA driver name publishing ResourceSlices.
 	DRADriver string `json:"draDriver,omitempty"`
 	// DeviceClass is the DeviceClass claims request.
 	DeviceClass string `json:"deviceClass,omitempty"`
-	// ExtendedResourceName is the device-plugin resource, if any.
-	ExtendedResourceName string `json:"extendedResourceName,omitempty"`
+	// ResourceName is the extended resource a device plugin advertises
+	// (e.g. nvidia.com/gpu), which pods request in device-plugin mode.
+	ResourceName string `json:"resourceName,omitempty"`
 	// DeviceEnvPrefix: a container holds a device when it sees environment
-	// variables with this prefix.
+	// variables with this prefix followed by a number (GPU_DEVICE_0), or
+	// one named exactly the prefix listing devices separated by commas
+	// (NVIDIA_VISIBLE_DEVICES).
 	DeviceEnvPrefix string `json:"deviceEnvPrefix,omitempty"`
 	// DeviceGlob: a container holds a device when this glob matches device
 	// files.
@@ -308,6 +316,19 @@ type Accelerator struct {
 	// Metrics names the accelerator metrics the exporter serves.
 	Metrics *AcceleratorMetrics `json:"metrics,omitempty"`
 }
+
+// The ways pods get accelerators (Accelerator.Allocation).
+const (
+	AllocationDRA          = "dra"
+	AllocationDevicePlugin = "device-plugin"
+)
+
+// Allocations lists the allocation modes.
+func Allocations() []string { return []string{AllocationDRA, AllocationDevicePlugin} }
+
+// DevicePlugin reports whether pods get accelerators by requesting a
+// device plugin's extended resource rather than through DRA claims.
+func (a Accelerator) DevicePlugin() bool { return a.Allocation == AllocationDevicePlugin }
 
 // AcceleratorMetrics names an exporter's per-device series.
 type AcceleratorMetrics struct {

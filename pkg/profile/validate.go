@@ -375,13 +375,32 @@ func validateAccelerator(errs *fieldErrors, a Accelerator) {
 	if _, ok := acceleratorModels[a.Model]; !ok && a.Model != "custom" {
 		errs.invalid(p+".model", a.Model, "must be one of %s or custom", strings.Join(AcceleratorModels(), ", "))
 	}
-	if a.Model == "custom" {
-		if a.DRADriver == "" && a.ExtendedResourceName == "" {
-			errs.add(p, "a custom model needs draDriver (with deviceClass) or extendedResourceName")
+	switch a.Allocation {
+	case AllocationDRA:
+		// A built-in model names both; a custom one must.
+		if a.DRADriver == "" {
+			errs.add(p+".draDriver", "is required with allocation %s: it is the DRA driver whose ResourceSlices publish the devices (or set allocation: %s and resourceName)", AllocationDRA, AllocationDevicePlugin)
 		}
-		if a.DRADriver != "" && a.DeviceClass == "" {
-			errs.add(p+".deviceClass", "is required with draDriver")
+		if a.DeviceClass == "" {
+			errs.add(p+".deviceClass", "is required with allocation %s: it is the DeviceClass the checks' claims request", AllocationDRA)
 		}
+	case AllocationDevicePlugin:
+		if a.ResourceName == "" {
+			errs.add(p+".resourceName", "is required with allocation %s: it is the extended resource the device plugin advertises and pods request, such as nvidia.com/gpu", AllocationDevicePlugin)
+		}
+	default:
+		errs.invalid(p+".allocation", a.Allocation, "must be one of %s", strings.Join(Allocations(), ", "))
+	}
+	if a.ResourceName != "" {
+		if problem := extendedResourceProblem(a.ResourceName); problem != "" {
+			errs.invalid(p+".resourceName", a.ResourceName, "must be an extended resource name such as nvidia.com/gpu: %s", problem)
+		}
+	}
+	if a.DRADriver != "" {
+		objectName(errs, p+".draDriver", a.DRADriver, "DRA driver")
+	}
+	if a.DeviceClass != "" {
+		objectName(errs, p+".deviceClass", a.DeviceClass, "DeviceClass")
 	}
 	if a.DeviceEnvPrefix == "" && a.DeviceGlob == "" {
 		errs.add(p, "deviceEnvPrefix or deviceGlob is required: it is how a container proves it holds a device")
@@ -408,6 +427,27 @@ func validateAccelerator(errs *fieldErrors, a Accelerator) {
 			}
 		}
 	}
+}
+
+// extendedResourceProblem says why name is not an extended resource name
+// the API server accepts in a container's resources, or returns "": a
+// domain-prefixed name outside kubernetes.io, not starting with
+// "requests.", that is a qualified name with that prefix added (the rules
+// of Kubernetes' IsExtendedResourceName).
+func extendedResourceProblem(name string) string {
+	domain, _, prefixed := strings.Cut(name, "/")
+	switch {
+	case !prefixed:
+		return "it needs a domain prefix (names without one are Kubernetes' own resources)"
+	case domain == "kubernetes.io" || strings.HasSuffix(domain, ".kubernetes.io"):
+		return "the kubernetes.io domain is reserved for Kubernetes' own resources"
+	case strings.HasPrefix(name, "requests."):
+		return "the requests. prefix is reserved for quotas"
+	}
+	if problems := validation.IsQualifiedName("requests." + name); len(problems) > 0 {
+		return strings.Join(problems, "; ")
+	}
+	return ""
 }
 
 func validateChecks(errs *fieldErrors, c Checks, levels map[string]string) (warnings []string) {

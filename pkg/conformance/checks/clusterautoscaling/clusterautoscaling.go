@@ -313,28 +313,21 @@ func names(nodes []poolNode) string {
 	return strings.Join(out, ", ")
 }
 
-// chooseMode picks how a pod holds one accelerator: the model's extended
-// resource when the pool's nodes advertise it, else a DRA claim of the
-// model's DeviceClass.
+// chooseMode picks how a pod holds one accelerator, as the profile's
+// allocation says: by requesting the model's extended resource
+// (device-plugin), else through a DRA claim of the model's DeviceClass.
 func (s *scaling) chooseMode(t *conformance.T) {
 	acc := s.env.Accelerator
-	if ext := corev1.ResourceName(acc.ExtendedResourceName); ext != "" {
-		list, err := s.env.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{LabelSelector: s.selector.String()})
-		if err != nil {
-			t.Fatalf("listing the nodes of the pool %s: %v", s.selector, err)
+	if acc.DevicePlugin() {
+		if acc.ResourceName == "" {
+			t.Fatalf("the profile's accelerator model %q allocates through a device plugin but names no extended resource (spec.accelerator.resourceName)", acc.Model)
 		}
-		advertised := slices.ContainsFunc(list.Items, func(n corev1.Node) bool {
-			q, ok := n.Status.Allocatable[ext]
-			return ok && !q.IsZero()
-		})
-		if advertised || acc.DeviceClass == "" {
-			s.extended = ext
-			t.Logf("pods hold an accelerator by requesting 1 %s (the model's extended resource)", ext)
-			return
-		}
+		s.extended = corev1.ResourceName(acc.ResourceName)
+		t.Logf("pods hold an accelerator by requesting 1 %s (the model's extended resource, allocation %s)", s.extended, acc.Allocation)
+		return
 	}
 	if acc.DeviceClass == "" || acc.DRADriver == "" {
-		t.Fatalf("the profile's accelerator model %q names neither a DeviceClass and DRA driver nor an extended resource, so no pod can ask for an accelerator", acc.Model)
+		t.Fatalf("the profile's accelerator model %q names no DeviceClass and DRA driver (spec.accelerator.deviceClass, draDriver), so no pod can ask for an accelerator through DRA", acc.Model)
 	}
 	if _, err := s.env.DRA().DeviceClasses().Get(t.Context(), acc.DeviceClass, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 		t.Fatalf("DeviceClass %s of the accelerator model does not exist: the DRA driver's installation should create it", acc.DeviceClass)

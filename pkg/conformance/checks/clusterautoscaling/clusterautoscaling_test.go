@@ -274,13 +274,13 @@ func TestClusterAutoscalingPassesWithAnAutoscaler(t *testing.T) {
 func TestClusterAutoscalingWithExtendedResource(t *testing.T) {
 	env := testenv.Shared(t)
 	scaler := startStandIn(t, env, true)
-	acc := profile.Accelerator{Model: "device-plugin", ExtendedResourceName: string(pluginResource), DeviceEnvPrefix: "GPU_DEVICE_"}
+	acc := profile.Accelerator{Model: "custom", Allocation: profile.AllocationDevicePlugin, ResourceName: string(pluginResource), DeviceEnvPrefix: "GPU_DEVICE_"}
 	res := runModel(t, env, New(fast(Options{})), acc)
 	if res.Status != conformance.Passed {
 		t.Fatalf("status %s: %s", res.Status, res.Reason)
 	}
 	checktest.ExpectTranscript(t, res,
-		"pods hold an accelerator by requesting 1 example.com/fake-gpu",
+		"pods hold an accelerator by requesting 1 example.com/fake-gpu (the model's extended resource, allocation device-plugin)",
 		"example.com/fake-gpu: \"1\"",
 		"Insufficient example.com/fake-gpu",
 		"pod autoscaler-trigger runs on the new node pool-extra-",
