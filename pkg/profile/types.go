@@ -301,9 +301,7 @@ type Accelerator struct {
 	// (e.g. nvidia.com/gpu), which pods request in device-plugin mode.
 	ResourceName string `json:"resourceName,omitempty"`
 	// DeviceEnvPrefix: a container holds a device when it sees environment
-	// variables with this prefix followed by a number (GPU_DEVICE_0), or
-	// one named exactly the prefix listing devices separated by commas
-	// (NVIDIA_VISIBLE_DEVICES).
+	// variables with this prefix followed by a number (GPU_DEVICE_0).
 	DeviceEnvPrefix string `json:"deviceEnvPrefix,omitempty"`
 	// DeviceGlob: a container holds a device when this glob matches device
 	// files.
