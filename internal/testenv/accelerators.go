@@ -3,11 +3,13 @@ package testenv
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"runtime"
 
 	corev1 "k8s.io/api/core/v1"
 	resourcev1 "k8s.io/api/resource/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -142,4 +144,33 @@ func kwokNode(n Node) *corev1.Node {
 			Capacity:    resources.DeepCopy(),
 		},
 	}
+}
+
+// AddNodes registers more simulated nodes, as [WithNodes] does at start
+// (kwok must run), and returns once they are Ready and schedulable and
+// their ResourceSlices are published. They are not added to e.Nodes;
+// remove them with [Env.RemoveNodes].
+func (e *Env) AddNodes(ctx context.Context, nodes ...Node) error {
+	if len(e.cfg.nodes) == 0 {
+		return fmt.Errorf("no kwok runs in this environment to keep nodes Ready (start it with WithNodes)")
+	}
+	return registerNodes(ctx, e.clientset, nodes, e.DRADriver)
+}
+
+// RemoveNodes deletes simulated nodes added with [Env.AddNodes] and their
+// ResourceSlices; nodes already gone are no error.
+func (e *Env) RemoveNodes(ctx context.Context, nodes ...Node) error {
+	var errs []error
+	for _, n := range nodes {
+		if n.GPUs > 0 {
+			slice := FakeGPUSlice(n.Name, e.DRADriver, n.GPUs).Name
+			if err := e.clientset.ResourceV1().ResourceSlices().Delete(ctx, slice, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete ResourceSlice %s: %w", slice, err))
+			}
+		}
+		if err := e.clientset.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete node %s: %w", n.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }

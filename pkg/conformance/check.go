@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -224,6 +225,32 @@ func DeviceClassNeed(env *Env) Need {
 				return false, nil
 			}
 			return err == nil, err
+		},
+	}
+}
+
+// ExtendedResourceNeed is the need of the accelerator model's extended
+// resource (device-plugin allocation): some node advertises it in its
+// allocatable.
+func ExtendedResourceNeed(env *Env) Need {
+	name := corev1.ResourceName(env.Accelerator.ResourceName)
+	return Need{
+		Key:     "extendedresource:" + string(name),
+		Missing: fmt.Sprintf("no node advertises allocatable %s, the accelerator model's extended resource: its device plugin is not running (or spec.accelerator.resourceName names another resource)", name),
+		Present: func(ctx context.Context, env *Env) (bool, error) {
+			if name == "" {
+				return false, errors.New("the accelerator model names no extended resource")
+			}
+			nodes, err := env.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, err
+			}
+			for _, n := range nodes.Items {
+				if q, ok := n.Status.Allocatable[name]; ok && !q.IsZero() {
+					return true, nil
+				}
+			}
+			return false, nil
 		},
 	}
 }

@@ -3,7 +3,10 @@
 // whose claim got a device sees exactly that device; a pod without a
 // claim on the same node sees none; in one pod, the container that
 // references the claim sees the device and its sibling does not; and two
-// pods that each claim a device get different devices.
+// pods that each claim a device get different devices. In device-plugin
+// mode the pods request the model's extended resource instead of claims,
+// and which device each got is what its containers see, since the API
+// names none.
 package secureaccess
 
 import (
@@ -39,9 +42,8 @@ func Check() conformance.Check {
 func run(t *conformance.T, env *conformance.Env) {
 	acc := env.Accelerator
 	inventory := devicepod.Preflight(t, env)
-	t.Logf("accelerator model %q: DeviceClass %s, driver %s; a container proves it holds a device by %s",
-		acc.Model, acc.DeviceClass, acc.DRADriver, evidence(env))
-	t.Apply(devicepod.OneDeviceTemplate(template, acc.DeviceClass))
+	t.Logf("accelerator model %q: %s; a container proves it holds a device by %s", acc.Model, devicepod.How(env), evidence(env))
+	devicepod.ApplyTemplate(t, env, template)
 
 	var pos *corev1.Pod
 	if !t.Run("PositiveAccessTest", func(t *conformance.T) { pos = positive(t, env) }) && pos == nil {
@@ -69,45 +71,44 @@ func evidence(env *conformance.Env) string {
 
 // positive runs a pod with a claim and keeps it for the negative test.
 func positive(t *conformance.T, env *conformance.Env) *corev1.Pod {
-	t.Step("Run pod %s whose container claims one %s device", posPod, env.Accelerator.DeviceClass)
-	devicepod.Start(t, env, devicepod.Spec{Name: posPod, Claims: []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)}})
+	t.Step("Run pod %s whose container %s", posPod, devicepod.Asking(env))
+	devicepod.Start(t, env, devicepod.OneDevicePod(env, posPod, template, podClaim))
 	pod := devicepod.WaitRunning(t, env, posPod)
-	claim := devicepod.Claim(t, env, pod, podClaim)
-	dev := devicepod.OneDevice(t, env, claim, pod.Spec.NodeName)
-	if !devicepod.ReservedFor(claim, pod.UID) {
-		t.Errorf("ResourceClaim %s is not reserved for pod %s: %v", claim.Name, posPod, devicepod.Consumers(claim))
-	}
+	dev := devicepod.Holds(t, env, pod, podClaim)
 	t.Run("ProbeSeesAllocatedDevice", func(t *conformance.T) {
 		devicepod.SkipWithoutContainers(t, env, pod)
 		t.Step("Read what the probe in pod %s sees", posPod)
 		devicepod.ExpectOne(t, env, "pod "+posPod, devicepod.Read(t, env, posPod, "probe"), dev)
 		if !t.Failed() {
-			t.Shown("a pod's container saw exactly the device allocated to its claim")
+			t.Shown("a pod's container saw exactly the device allocated to it")
 		}
 	})
 	return pod
 }
 
-// negative runs a pod without a claim on the node where the positive pod
-// holds a device, so it cannot pass by landing on a node without one.
+// negative runs a pod without a claim (or a request of the extended
+// resource) on the node where the positive pod holds a device, so it
+// cannot pass by landing on a node without one.
 func negative(t *conformance.T, env *conformance.Env, pos *corev1.Pod) {
 	if pos == nil {
 		t.Fatalf("no node is known to hold a device for this pod: PositiveAccessTest failed")
 	}
 	node := pos.Spec.NodeName
-	t.Step("Run pod %s without a claim on node %s, where pod %s holds a device", negPod, node, posPod)
+	t.Step("Run pod %s %s on node %s, where pod %s holds a device", negPod, devicepod.Without(env), node, posPod)
 	devicepod.Start(t, env, devicepod.Spec{Name: negPod, NodeName: node})
 	pod := devicepod.WaitRunning(t, env, negPod)
-	if len(pod.Status.ResourceClaimStatuses) != 0 {
-		t.Errorf("pod %s references no claim but has claim statuses %+v", negPod, pod.Status.ResourceClaimStatuses)
+	if !devicepod.DevicePlugin(env) {
+		if len(pod.Status.ResourceClaimStatuses) != 0 {
+			t.Errorf("pod %s references no claim but has claim statuses %+v", negPod, pod.Status.ResourceClaimStatuses)
+		}
+		reservedForPod(t, env, pod)
 	}
-	reservedForPod(t, env, pod)
 	t.Run("ProbeSeesNoDevice", func(t *conformance.T) {
 		devicepod.SkipWithoutContainers(t, env, pod)
 		t.Step("Read what the probe in pod %s sees", negPod)
-		devicepod.ExpectNone(t, "pod "+negPod, devicepod.Read(t, env, negPod, "probe"))
+		devicepod.ExpectNone(t, env, "pod "+negPod, devicepod.Read(t, env, negPod, "probe"))
 		if !t.Failed() {
-			t.Shown("a pod without a claim, on the node where another pod held a device, saw none")
+			t.Shown("a pod %s, on the node where another pod held a device, saw none", devicepod.Without(env))
 		}
 	})
 }
@@ -127,31 +128,35 @@ func reservedForPod(t *conformance.T, env *conformance.Env, pod *corev1.Pod) {
 }
 
 func multiContainer(t *conformance.T, env *conformance.Env) {
-	t.Step("Run pod %s: container authorized references the claim, container unauthorized does not", multiPod)
+	t.Step("Run pod %s: container authorized %s, container unauthorized does not", multiPod, holding(env))
 	devicepod.Start(t, env, devicepod.Spec{
 		Name:   multiPod,
-		Claims: []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)},
+		Claims: devicepod.TemplateClaims(env, podClaim, template),
 		Containers: []devicepod.Container{
-			{Name: "authorized", Claims: []string{podClaim}},
+			devicepod.Holder(env, "authorized", podClaim),
 			{Name: "unauthorized"},
 		},
 	})
 	defer devicepod.ReleaseNow(t, env, multiPod)
 	pod := devicepod.WaitRunning(t, env, multiPod)
-	claim := devicepod.Claim(t, env, pod, podClaim)
-	dev := devicepod.OneDevice(t, env, claim, pod.Spec.NodeName)
-	if !devicepod.ReservedFor(claim, pod.UID) {
-		t.Errorf("ResourceClaim %s is not reserved for pod %s: %v", claim.Name, multiPod, devicepod.Consumers(claim))
-	}
+	dev := devicepod.Holds(t, env, pod, podClaim)
 	t.Run("OnlyAuthorizedContainerSeesDevice", func(t *conformance.T) {
 		devicepod.SkipWithoutContainers(t, env, pod)
 		t.Step("Read what the probe in each container of pod %s sees", multiPod)
 		devicepod.ExpectOne(t, env, "container authorized", devicepod.Read(t, env, multiPod, "authorized"), dev)
-		devicepod.ExpectNone(t, "container unauthorized", devicepod.Read(t, env, multiPod, "unauthorized"))
+		devicepod.ExpectNone(t, env, "container unauthorized", devicepod.Read(t, env, multiPod, "unauthorized"))
 		if !t.Failed() {
-			t.Shown("of two containers in one pod, only the one referencing the claim saw the device")
+			t.Shown("of two containers in one pod, only the one that %s saw the device", holding(env))
 		}
 	})
+}
+
+// holding says how the authorized container holds its device.
+func holding(env *conformance.Env) string {
+	if devicepod.DevicePlugin(env) {
+		return "requests one " + env.Accelerator.ResourceName
+	}
+	return "references the claim"
 }
 
 // distinct runs two pods that claim a device each at the same time,
@@ -167,8 +172,8 @@ func distinct(t *conformance.T, env *conformance.Env, inventory map[string][]dev
 	if total < 2 {
 		// One device is a cluster the requirement allows: the verdict then
 		// rests on the tests that one device can show.
-		t.Skipf("%d device of driver %s on Ready nodes (node %s): two pods cannot hold distinct devices, so isolation between pods cannot be shown here; the verdict rests on the other tests",
-			total, env.Accelerator.DRADriver, node)
+		t.Skipf("%d device of %s on Ready nodes (node %s): two pods cannot hold distinct devices, so isolation between pods cannot be shown here; the verdict rests on the other tests",
+			total, devicepod.Source(env), node)
 	}
 	prefer := ""
 	if most >= 2 {
@@ -179,13 +184,19 @@ func distinct(t *conformance.T, env *conformance.Env, inventory map[string][]dev
 	}
 	names := []string{isolated1, isolated2}
 	for _, name := range names {
-		devicepod.Start(t, env, devicepod.Spec{Name: name, PreferNode: prefer, Claims: []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)}})
+		spec := devicepod.OneDevicePod(env, name, template, podClaim)
+		spec.PreferNode = prefer
+		devicepod.Start(t, env, spec)
 	}
 	defer devicepod.ReleaseNow(t, env, names...)
 	pods := make([]*corev1.Pod, len(names))
 	devs := make([]devicepod.Device, len(names))
 	for i, name := range names {
 		pods[i] = devicepod.WaitRunning(t, env, name)
+		if devicepod.DevicePlugin(env) {
+			devs[i] = devicepod.RequestsOne(t, env, pods[i])
+			continue
+		}
 		claim := devicepod.Claim(t, env, pods[i], podClaim)
 		devs[i] = devicepod.OneDevice(t, env, claim, pods[i].Spec.NodeName)
 		if !devicepod.ReservedFor(claim, pods[i].UID) {
@@ -196,10 +207,17 @@ func distinct(t *conformance.T, env *conformance.Env, inventory map[string][]dev
 		}
 	}
 	sameNode := pods[0].Spec.NodeName == pods[1].Spec.NodeName
-	if devs[0] == devs[1] {
-		t.Fatalf("pods %s and %s were allocated the same device %s", isolated1, isolated2, devs[0])
+	if devicepod.DevicePlugin(env) {
+		// The kubelet's device manager picks the devices; the API records
+		// only the count, so what the containers see tells them apart.
+		t.Logf("pods %s and %s each hold one %s, on %s and %s (same node: %t); which devices, only their containers can tell",
+			isolated1, isolated2, env.Accelerator.ResourceName, pods[0].Spec.NodeName, pods[1].Spec.NodeName, sameNode)
+	} else {
+		if devs[0] == devs[1] {
+			t.Fatalf("pods %s and %s were allocated the same device %s", isolated1, isolated2, devs[0])
+		}
+		t.Logf("pods %s and %s hold different devices: %s and %s (same node: %t)", isolated1, isolated2, devs[0], devs[1], sameNode)
 	}
-	t.Logf("pods %s and %s hold different devices: %s and %s (same node: %t)", isolated1, isolated2, devs[0], devs[1], sameNode)
 	t.Run("ProbesSeeDistinctDevices", func(t *conformance.T) {
 		for _, p := range pods {
 			devicepod.SkipWithoutContainers(t, env, p)

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/checktest"
@@ -94,4 +97,75 @@ func TestSecureAcceleratorAccessFailsWhenDeviceClassSelectsNothing(t *testing.T)
 		}
 	}
 	checktest.ExpectCleanedUp(t, env, res)
+}
+
+// Device-plugin mode: the kwok nodes advertise nvidia.com/gpu (two each)
+// as a device plugin would, and publish no ResourceSlices of the model (it
+// names no DRA driver). Every test passes on what the API shows; what the
+// containers see cannot be read on kwok, whose probe subtests skip.
+func TestSecureAcceleratorAccessPassesWithDevicePlugin(t *testing.T) {
+	env := testenv.Shared(t)
+	res := check.RunDevicePlugin(t, env, string(testenv.GPUResourceName))
+	if res.Status != conformance.Passed {
+		t.Fatalf("status %s: %s", res.Status, res.Reason)
+	}
+	checktest.ExpectStatuses(t, res, map[string]conformance.Status{
+		"PositiveAccessTest":          conformance.Passed,
+		"NegativeIsolationTest":       conformance.Passed,
+		"MultiContainerIsolationTest": conformance.Passed,
+		"DistinctDevicesTest":         conformance.Passed,
+	})
+	checktest.ExpectSkippedOnKwok(t, res,
+		"PositiveAccessTest/ProbeSeesAllocatedDevice",
+		"NegativeIsolationTest/ProbeSeesNoDevice",
+		"MultiContainerIsolationTest/OnlyAuthorizedContainerSeesDevice",
+		"DistinctDevicesTest/ProbesSeeDistinctDevices")
+	checktest.ExpectTranscript(t, res,
+		"allocatable nvidia.com/gpu of Ready nodes",
+		"Run pod pos-pod whose container requests one nvidia.com/gpu",
+		"nvidia.com/gpu: \"1\"", // in the pod's limits
+		"extended resource of pod pos-pod",
+		"requested: 1 nvidia.com/gpu",
+		"Run pod neg-pod requesting no nvidia.com/gpu on node kwok-gpu-",
+		"nodeName: kwok-gpu-", // the negative pod is pinned
+		"container authorized requests one nvidia.com/gpu, container unauthorized does not",
+		"preferably both on node kwok-gpu-0",
+		"each hold one nvidia.com/gpu",
+		"deleted namespace "+res.Namespace,
+	)
+	if tr := checktest.Transcript(res); strings.Contains(tr, "ResourceClaim") {
+		t.Errorf("device-plugin mode went through DRA:\n%s", tr)
+	}
+	checktest.ExpectCleanedUp(t, env, res)
+}
+
+// One unit of the resource in the cluster: every single-pod test passes,
+// the distinct-devices test skips saying why, and the verdict is a pass.
+func TestSecureAcceleratorAccessWithDevicePluginAndOneDevice(t *testing.T) {
+	env := testenv.Shared(t)
+	const single = "example.com/single-gpu"
+	checktest.AddNode(t, env, testenv.Node{Name: "kwok-single-0", Allocatable: corev1.ResourceList{single: resource.MustParse("1")}})
+	res := check.RunDevicePlugin(t, env, single)
+	if res.Status != conformance.Passed {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+	checktest.ExpectStatuses(t, res, map[string]conformance.Status{
+		"PositiveAccessTest":          conformance.Passed,
+		"NegativeIsolationTest":       conformance.Passed,
+		"MultiContainerIsolationTest": conformance.Passed,
+		"DistinctDevicesTest":         conformance.Skipped,
+	})
+	checktest.ExpectTranscript(t, res,
+		"1 device of extended resource example.com/single-gpu on Ready nodes (node kwok-single-0): two pods cannot hold distinct devices",
+		"Run pod neg-pod requesting no example.com/single-gpu on node kwok-single-0")
+	checktest.ExpectCleanedUp(t, env, res)
+}
+
+// No node advertises the resource: the device plugin is missing, and the
+// check fails before it starts, saying so.
+func TestSecureAcceleratorAccessFailsWhenNoNodeAdvertisesResource(t *testing.T) {
+	res := check.RunDevicePlugin(t, testenv.Shared(t), "example.com/absent-gpu")
+	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "no node advertises allocatable example.com/absent-gpu") {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
 }

@@ -91,6 +91,30 @@ func ExampleModel(driver, deviceClass string) profile.Accelerator {
 	return profile.Accelerator{Model: "example", DRADriver: driver, DeviceClass: deviceClass, DeviceEnvPrefix: "GPU_DEVICE_", NodeTaintKey: "example.com/gpu"}
 }
 
+// DevicePluginModel is the example accelerator model allocated by a
+// device plugin that advertises resource.
+func DevicePluginModel(resource string) profile.Accelerator {
+	acc := ExampleModel("", "")
+	acc.Allocation, acc.ResourceName = profile.AllocationDevicePlugin, resource
+	return acc
+}
+
+// AddNode registers a simulated node for the rest of the test, Ready and
+// schedulable when it returns, and removes it when the test ends.
+func AddNode(t *testing.T, env *testenv.Env, node testenv.Node) {
+	t.Helper()
+	if err := env.AddNodes(t.Context(), node); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := env.RemoveNodes(ctx, node); err != nil {
+			t.Errorf("removing node %s: %v", node.Name, err)
+		}
+	})
+}
+
 // Subtest returns the record of the subtest at path below the check's
 // test, or nil.
 func Subtest(res conformance.Result, path string) *conformance.TestRecord {
@@ -203,7 +227,8 @@ func PublishSlice(t *testing.T, env *testenv.Env, slice *resourcev1.ResourceSlic
 
 // MainWithGPUNodes is the TestMain of the accelerator checks' tests: a
 // control plane with control loops and two kwok nodes with two fake devices
-// each.
+// each, advertised both in ResourceSlices and as the extended resource
+// testenv.GPUResourceName.
 func MainWithGPUNodes(m *testing.M) {
 	testenv.Main(m, testenv.WithControlLoops(), testenv.WithGPUNodes(2, 2))
 }
@@ -231,6 +256,13 @@ type AcceleratorCheck struct {
 func (c AcceleratorCheck) Run(t *testing.T, env *testenv.Env, driver, class string) conformance.Result {
 	t.Helper()
 	return Run(t, env, c.Check, c.Level, ExampleModel(driver, class))
+}
+
+// RunDevicePlugin runs the check on env with the example model allocated
+// by a device plugin that advertises resource.
+func (c AcceleratorCheck) RunDevicePlugin(t *testing.T, env *testenv.Env, resource string) conformance.Result {
+	t.Helper()
+	return Run(t, env, c.Check, c.Level, DevicePluginModel(resource))
 }
 
 // RunPassing runs the check on the shared control plane with the example

@@ -1,8 +1,9 @@
 // Package devicepod is what the accelerator checks share: pods that run
-// the probe and hold accelerators through DRA claims, waiting for them to
-// run (and saying why they do not), reading the allocation of their claims
-// and what the probe in each container reports, and releasing them so the
-// devices are free for the next test.
+// the probe and hold accelerators through DRA claims or, in device-plugin
+// mode, by requesting the model's extended resource (deviceplugin.go),
+// waiting for them to run (and saying why they do not), reading the
+// allocation of their claims and what the probe in each container
+// reports, and releasing them so the devices are free for the next test.
 package devicepod
 
 import (
@@ -49,10 +50,12 @@ const (
 // RequestName is the name of the device request in claims made here.
 const RequestName = "single-accelerator"
 
-// Container is a probe container and the pod claims it references.
+// Container is a probe container and the pod claims it references, or
+// in device-plugin mode the units of the extended resource it requests.
 type Container struct {
-	Name   string
-	Claims []string
+	Name    string
+	Claims  []string
+	Devices int64
 }
 
 // Spec describes a probe pod.
@@ -138,6 +141,9 @@ func Pod(env *conformance.Env, spec Spec) *corev1.Pod {
 		for _, claim := range c.Claims {
 			ctr.Resources.Claims = append(ctr.Resources.Claims, corev1.ResourceClaim{Name: claim})
 		}
+		if c.Devices > 0 {
+			ctr.Resources.Limits = corev1.ResourceList{Resource(env): quantity(c.Devices)}
+		}
 		pod.Spec.Containers = append(pod.Spec.Containers, ctr)
 	}
 	if acc.NodeTaintKey != "" {
@@ -189,10 +195,10 @@ func WaitRunning(t *conformance.T, env *conformance.Env, name string) *corev1.Po
 		if err != nil && ctx.Err() == nil {
 			if free := FreeDevices(t, env); len(free) > 0 {
 				Describe(t, env, name)
-				t.Fatalf("pod %s stays unschedulable although %d device(s) of driver %s are free on Ready nodes (%s): DeviceClass %s selects none of them, or they do not fit the pod; the scheduler says: %s",
-					name, countAll(free), env.Accelerator.DRADriver, strings.Join(sortedKeys(free), ", "), env.Accelerator.DeviceClass, SchedulerMessage(pod))
+				t.Fatalf("pod %s stays unschedulable although %d %s are free on Ready nodes (%s): %s; the scheduler says: %s",
+					name, countAll(free), freeWhat(env), strings.Join(sortedKeys(free), ", "), unschedulableReason(env), SchedulerMessage(pod))
 			}
-			t.Logf("every device of driver %s is allocated; waiting for one to be released", env.Accelerator.DRADriver)
+			t.Logf("every device of %s is allocated; waiting for one to be released", Source(env))
 			pod, err = conformance.WaitForPod(ctx, env.Client, env.Namespace, name, conformance.PodRunning)
 		}
 	}
@@ -265,7 +271,13 @@ type Device struct {
 	Driver, Pool, Name string
 }
 
-func (d Device) String() string { return d.Driver + "/" + d.Pool + "/" + d.Name }
+func (d Device) String() string {
+	if d.Name == "" {
+		// A device plugin's unit, which the API does not name.
+		return d.Driver + " on " + d.Pool
+	}
+	return d.Driver + "/" + d.Pool + "/" + d.Name
+}
 
 // Claim returns the allocated ResourceClaim behind the pod claim podClaim
 // of pod: the one generated from its template or the one it references.
@@ -425,9 +437,10 @@ func Read(t *conformance.T, env *conformance.Env, name, container string) Report
 // names, so that what a container sees can be compared with the
 // allocation: true for models that announce devices only through
 // environment variables (whose values are the device names), false for
-// device files, whose paths are named by the node, not by the driver.
+// device files, whose paths are named by the node, not by the driver, and
+// in device-plugin mode, where the API names no allocated device.
 func Names(env *conformance.Env) bool {
-	return env.Accelerator.DeviceEnvPrefix != "" && env.Accelerator.DeviceGlob == ""
+	return !DevicePlugin(env) && env.Accelerator.DeviceEnvPrefix != "" && env.Accelerator.DeviceGlob == ""
 }
 
 // ExpectOne checks that a container sees exactly the allocated device
@@ -451,22 +464,30 @@ func oneProblem(who string, r Report, allocated Device, byName bool) string {
 }
 
 // ExpectNone checks that a container sees no device.
-func ExpectNone(t *conformance.T, who string, r Report) {
-	if problem := noneProblem(who, r); problem != "" {
+func ExpectNone(t *conformance.T, env *conformance.Env, who string, r Report) {
+	holdsNone := "references no claim"
+	if DevicePlugin(env) {
+		holdsNone = "requests no " + env.Accelerator.ResourceName
+	}
+	if problem := noneProblem(who, r, holdsNone); problem != "" {
 		t.Errorf("%s", problem)
 	}
 }
 
-func noneProblem(who string, r Report) string {
+func noneProblem(who string, r Report, holdsNone string) string {
 	if r.Count != 0 || len(r.Devices) != 0 {
-		return fmt.Sprintf("%s sees %d devices (%s) although it references no claim", who, r.Count, strings.Join(r.Devices, ","))
+		return fmt.Sprintf("%s sees %d devices (%s) although it %s", who, r.Count, strings.Join(r.Devices, ","), holdsNone)
 	}
 	return ""
 }
 
 // Inventory lists the devices the model's driver publishes in
-// ResourceSlices for Ready nodes, per node.
+// ResourceSlices for Ready nodes, per node; in device-plugin mode the
+// units of the extended resource Ready nodes advertise.
 func Inventory(t *conformance.T, env *conformance.Env) map[string][]Device {
+	if DevicePlugin(env) {
+		return inventoryDevicePlugin(t, env)
+	}
 	driver := env.Accelerator.DRADriver
 	list, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, driver).String(),
@@ -495,8 +516,12 @@ func Inventory(t *conformance.T, env *conformance.Env) map[string][]Device {
 }
 
 // FreeDevices lists, per Ready node, the devices of the model's driver
-// that no ResourceClaim in the cluster holds.
+// that no ResourceClaim in the cluster holds; in device-plugin mode the
+// units no pod on the node requests.
 func FreeDevices(t *conformance.T, env *conformance.Env) map[string][]Device {
+	if DevicePlugin(env) {
+		return freeDevicePlugin(t, env)
+	}
 	inv := Inventory(t, env)
 	claims, err := env.DRA().ResourceClaims(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
 	if err != nil {
@@ -521,9 +546,13 @@ func FreeDevices(t *conformance.T, env *conformance.Env) map[string][]Device {
 
 // Preflight verifies what every accelerator check needs before it runs a
 // pod: the model names a DRA driver and DeviceClass, the DeviceClass
-// exists and the driver publishes devices on Ready nodes. It returns the
+// exists and the driver publishes devices on Ready nodes (in device-plugin
+// mode: Ready nodes advertise the extended resource). It returns the
 // devices per node and stops the test otherwise.
 func Preflight(t *conformance.T, env *conformance.Env) map[string][]Device {
+	if DevicePlugin(env) {
+		return preflightDevicePlugin(t, env)
+	}
 	acc := env.Accelerator
 	if acc.DeviceClass == "" || acc.DRADriver == "" {
 		t.Fatalf("the profile's accelerator model %q names no DeviceClass or DRA driver (spec.accelerator.deviceClass, draDriver)", acc.Model)
@@ -656,7 +685,11 @@ func countAll(m map[string][]Device) int {
 }
 
 // Needs is the need of the checks built on this package: the accelerator
-// model's DeviceClass, looked at once for all of them before any runs.
+// model's DeviceClass (in device-plugin mode, nodes advertising its
+// extended resource), looked at once for all of them before any runs.
 func Needs(env *conformance.Env) []conformance.Need {
+	if DevicePlugin(env) {
+		return []conformance.Need{conformance.ExtendedResourceNeed(env)}
+	}
 	return []conformance.Need{conformance.DeviceClassNeed(env)}
 }

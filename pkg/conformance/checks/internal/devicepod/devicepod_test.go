@@ -35,10 +35,10 @@ func TestOneProblem(t *testing.T) {
 }
 
 func TestNoneProblem(t *testing.T) {
-	if p := noneProblem("pod p", Report{}); p != "" {
+	if p := noneProblem("pod p", Report{}, "references no claim"); p != "" {
 		t.Errorf("no device: %q", p)
 	}
-	if p := noneProblem("pod p", Report{Count: 1, Devices: []string{"gpu-0"}}); !strings.Contains(p, "sees 1 devices (gpu-0) although it references no claim") {
+	if p := noneProblem("pod p", Report{Count: 1, Devices: []string{"gpu-0"}}, "references no claim"); !strings.Contains(p, "sees 1 devices (gpu-0) although it references no claim") {
 		t.Errorf("one device: %q", p)
 	}
 }
@@ -98,5 +98,78 @@ func TestPod(t *testing.T) {
 	single := Pod(env, Spec{Name: "q", Claims: []corev1.PodResourceClaim{FromClaim("shared", "c")}})
 	if c := single.Spec.Containers; len(c) != 1 || c[0].Name != "probe" || c[0].Resources.Claims[0].Name != "shared" {
 		t.Errorf("default container %+v", c)
+	}
+}
+
+// In device-plugin mode a holder requests one unit of the extended
+// resource in its limits and the pod references no claim; what the probe
+// sees is never compared by name, since the API names no device.
+func TestPodDevicePlugin(t *testing.T) {
+	env := &conformance.Env{ProbeImage: "kaic-probe:test", Accelerator: profile.Accelerator{
+		Allocation: profile.AllocationDevicePlugin, ResourceName: "nvidia.com/gpu", DeviceEnvPrefix: "GPU_DEVICE_", DeviceClass: "unused"}}
+	pod := Pod(env, Spec{
+		Name:       "p",
+		Claims:     TemplateClaims(env, "claim", "tmpl"),
+		Containers: []Container{Holder(env, "authorized", "claim"), {Name: "unauthorized"}},
+	})
+	if len(pod.Spec.ResourceClaims) != 0 {
+		t.Errorf("pod claims %+v in device-plugin mode", pod.Spec.ResourceClaims)
+	}
+	authorized, unauthorized := pod.Spec.Containers[0].Resources, pod.Spec.Containers[1].Resources
+	if q := authorized.Limits["nvidia.com/gpu"]; q.Value() != 1 || len(authorized.Claims) != 0 {
+		t.Errorf("authorized container resources %+v, want a limit of 1 nvidia.com/gpu", authorized)
+	}
+	if len(unauthorized.Limits) != 0 || len(unauthorized.Claims) != 0 {
+		t.Errorf("unauthorized container resources %+v, want none", unauthorized)
+	}
+	if got := Requested(pod, "nvidia.com/gpu"); got != 1 {
+		t.Errorf("Requested = %d, want 1", got)
+	}
+	if Names(env) {
+		t.Error("Names is true in device-plugin mode, where the allocation names no device")
+	}
+	if d := (Device{Driver: "nvidia.com/gpu", Pool: "node-a"}); d.String() != "nvidia.com/gpu on node-a" {
+		t.Errorf("a unit shows as %q", d)
+	}
+	dra := &conformance.Env{Accelerator: profile.Accelerator{DeviceClass: "gpu.example.com", DeviceEnvPrefix: "GPU_DEVICE_"}}
+	if c := Holder(dra, "c", "claim"); c.Devices != 0 || len(c.Claims) != 1 {
+		t.Errorf("DRA holder %+v, want a claim reference", c)
+	}
+	if claims := TemplateClaims(dra, "claim", "tmpl"); len(claims) != 1 {
+		t.Errorf("DRA pod claims %+v", claims)
+	}
+}
+
+// Requested counts as the scheduler does: the containers' sum, requests
+// where no limit is set, or the largest init container if that is more.
+func TestRequested(t *testing.T) {
+	const res = corev1.ResourceName("example.com/gpu")
+	limit := func(n int64) corev1.ResourceRequirements {
+		return corev1.ResourceRequirements{Limits: corev1.ResourceList{res: quantity(n)}}
+	}
+	request := func(n int64) corev1.ResourceRequirements {
+		return corev1.ResourceRequirements{Requests: corev1.ResourceList{res: quantity(n)}}
+	}
+	for _, tc := range []struct {
+		name       string
+		containers []corev1.ResourceRequirements
+		init       []corev1.ResourceRequirements
+		want       int64
+	}{
+		{"none", []corev1.ResourceRequirements{{}}, nil, 0},
+		{"two containers", []corev1.ResourceRequirements{limit(1), request(2)}, nil, 3},
+		{"larger init container", []corev1.ResourceRequirements{limit(1)}, []corev1.ResourceRequirements{limit(4)}, 4},
+		{"smaller init container", []corev1.ResourceRequirements{limit(2)}, []corev1.ResourceRequirements{limit(1)}, 2},
+	} {
+		pod := &corev1.Pod{}
+		for _, r := range tc.containers {
+			pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Resources: r})
+		}
+		for _, r := range tc.init {
+			pod.Spec.InitContainers = append(pod.Spec.InitContainers, corev1.Container{Resources: r})
+		}
+		if got := Requested(pod, res); got != tc.want {
+			t.Errorf("%s: Requested = %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }
