@@ -2,7 +2,8 @@
 // HorizontalPodAutoscaler (autoscaling/v2) scales a workload whose pods
 // hold accelerators on a custom metric served by the cluster's metrics
 // adapter. The check runs a Deployment of probe pods that each hold one
-// device through a ResourceClaimTemplate, sets an HPA on the probe's load
+// device through a ResourceClaimTemplate (in device-plugin mode, by
+// requesting one of the model's extended resource), sets an HPA on the probe's load
 // gauge as the custom metrics API reports it, raises the gauge in every
 // pod (PUT /load through the API server's pod proxy) and expects one more
 // replica whose pod gets a device of its own, then lowers it and expects
@@ -114,23 +115,22 @@ func New(o Options) conformance.Check {
 }
 
 func run(t *conformance.T, env *conformance.Env, o Options) {
-	acc := env.Accelerator
 	inventory := devicepod.Preflight(t, env)
 	if n := countDevices(inventory); n < 2 {
 		// Too few devices is the cluster's size, not a failure of the
 		// platform: the requirement is reported not verified, with why.
-		t.Skipf("%d device(s) of driver %s on Ready nodes: scaling to two pods that each hold one needs at least 2, so autoscaling cannot be shown on this cluster", n, acc.DRADriver)
+		t.Skipf("%d device(s) of %s on Ready nodes: scaling to two pods that each hold one needs at least 2, so autoscaling cannot be shown on this cluster", n, devicepod.Source(env))
 	}
 	version := metricsAPI(t, env)
 
-	t.Step("Run Deployment %s of 1 probe pod serving gauge %s, each pod claiming one %s device", name, probe.MetricLoad, acc.DeviceClass)
-	t.Apply(devicepod.OneDeviceTemplate(template, acc.DeviceClass))
+	t.Step("Run Deployment %s of 1 probe pod serving gauge %s, each pod's container %s", name, probe.MetricLoad, devicepod.Asking(env))
+	devicepod.ApplyTemplate(t, env, template)
 	t.Apply(deployment(env))
 	t.Cleanup(func(ctx context.Context) { release(ctx, t, env) })
 	scrape(t, env)
 	pods := waitPods(t, env, 1, o.ScaleTimeout)
 	first := pods[0]
-	firstDev := holdsDevice(t, env, &first)
+	firstDev := devicepod.Holds(t, env, &first, podClaim)
 
 	t.Step("Create HorizontalPodAutoscaler %s: Pods metric %s, target average %d, 1 to 2 replicas, scale-down stabilization %ds", name, o.Metric, target, scaleDownWindow)
 	t.Apply(hpa(o.Metric))
@@ -146,8 +146,12 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 			if pods[i].UID == first.UID {
 				continue
 			}
-			dev := holdsDevice(t, env, &pods[i])
-			if dev == firstDev {
+			dev := devicepod.Holds(t, env, &pods[i], podClaim)
+			switch {
+			case devicepod.DevicePlugin(env):
+				// The API records a count, not which device.
+				t.Logf("the new pod %s holds one %s on %s; which device, the device plugin does not say through the API", pods[i].Name, env.Accelerator.ResourceName, pods[i].Spec.NodeName)
+			case dev == firstDev:
 				t.Errorf("the new pod %s holds device %s, which pod %s already holds", pods[i].Name, dev, first.Name)
 			}
 		}
@@ -262,7 +266,7 @@ func labelsOf() map[string]string {
 	return map[string]string{"app.kubernetes.io/name": "kaic-probe", instance: name}
 }
 
-// deployment runs the probe's HTTP mode; every pod claims one device and
+// deployment runs the probe's HTTP mode; every pod holds one device and
 // is Ready once the probe answers.
 func deployment(env *conformance.Env) *appsv1.Deployment {
 	acc := env.Accelerator
@@ -270,7 +274,7 @@ func deployment(env *conformance.Env) *appsv1.Deployment {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
 	pod := corev1.PodSpec{
-		ResourceClaims:                []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)},
+		ResourceClaims:                devicepod.TemplateClaims(env, podClaim, template),
 		TerminationGracePeriodSeconds: new(int64),
 		Containers: []corev1.Container{{
 			Name:  "probe",
@@ -286,7 +290,7 @@ func deployment(env *conformance.Env) *appsv1.Deployment {
 				ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(probePort)}},
 				PeriodSeconds: 2,
 			},
-			Resources: corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: podClaim}}},
+			Resources: devicepod.Resources(env, devicepod.Holder(env, "probe", podClaim)),
 		}},
 	}
 	if acc.NodeTaintKey != "" {
@@ -391,17 +395,6 @@ func podStates(pods []corev1.Pod) string {
 		s = append(s, fmt.Sprintf("%s %s on %q ready=%v", p.Name, p.Status.Phase, p.Spec.NodeName, ready(&p)))
 	}
 	return strings.Join(s, "; ")
-}
-
-// holdsDevice checks that the pod's claim is allocated one device of the
-// model, reserved for the pod, and returns the device.
-func holdsDevice(t *conformance.T, env *conformance.Env, pod *corev1.Pod) devicepod.Device {
-	claim := devicepod.Claim(t, env, pod, podClaim)
-	dev := devicepod.OneDevice(t, env, claim, pod.Spec.NodeName)
-	if !devicepod.ReservedFor(claim, pod.UID) {
-		t.Errorf("ResourceClaim %s is not reserved for pod %s: %v", claim.Name, pod.Name, devicepod.Consumers(claim))
-	}
-	return dev
 }
 
 // setLoad sets the probe's gauge in every pod through the API server's

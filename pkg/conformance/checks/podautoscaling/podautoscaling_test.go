@@ -34,6 +34,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/checktest"
 	"github.com/kaic-dev/kaic/pkg/probe"
+	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
 // Two kwok nodes with one fake device each, and an HPA controller that
@@ -350,6 +351,12 @@ func unregisterAdapter(t *testing.T, env *testenv.Env, versions []string) {
 func runCheck(t *testing.T, env *testenv.Env, o Options) conformance.Result {
 	t.Helper()
 	checktest.EnsureDeviceClass(t, env, "gpu.example.com", testenv.DefaultDRADriver)
+	return runModel(t, env, o, checktest.ExampleModel(testenv.DefaultDRADriver, "gpu.example.com"))
+}
+
+// runModel is runCheck with the accelerator model acc.
+func runModel(t *testing.T, env *testenv.Env, o Options, acc profile.Accelerator) conformance.Result {
+	t.Helper()
 	cfg := rest.CopyConfig(env.Config)
 	f := adapter.fleet
 	if f == nil {
@@ -358,7 +365,7 @@ func runCheck(t *testing.T, env *testenv.Env, o Options) conformance.Result {
 	client := env.Clientset()
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &podProxy{next: rt, fleet: f, client: client} })
 	// checktest.Run reads only the Config of the environment it is given.
-	return checktest.Run(t, &testenv.Env{Config: cfg}, New(o), conformance.Must, checktest.ExampleModel(testenv.DefaultDRADriver, "gpu.example.com"))
+	return checktest.Run(t, &testenv.Env{Config: cfg}, New(o), conformance.Must, acc)
 }
 
 func TestPodAutoscalingPasses(t *testing.T) {
@@ -527,6 +534,48 @@ func TestPodAutoscalingSkipsWithOneDevice(t *testing.T) {
 	checktest.EnsureDeviceClass(t, env, driver, driver)
 	res := checktest.Run(t, env, New(Options{}), conformance.Must, checktest.ExampleModel(driver, driver))
 	if res.Status != conformance.Skipped || !strings.Contains(res.Reason, "1 device(s) of driver gpu.single.example.com on Ready nodes: scaling to two pods") {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+	if tr := checktest.Subtest(res, "ScaleUp"); tr != nil {
+		t.Errorf("the check went on with one device: %+v", tr)
+	}
+	checktest.ExpectCleanedUp(t, env, res)
+}
+
+// Device-plugin mode: the Deployment's pods request nvidia.com/gpu, which
+// the kwok nodes advertise (one each) as a device plugin would, and the
+// HPA scales them up and down as in DRA mode.
+func TestPodAutoscalingPassesWithDevicePlugin(t *testing.T) {
+	env := testenv.Shared(t)
+	registerAdapter(t, env)
+	adapter.provider.frozen.Store(false)
+	res := runModel(t, env, Options{}, checktest.DevicePluginModel(string(testenv.GPUResourceName)))
+	if res.Status != conformance.Passed {
+		t.Fatalf("status %s: %s", res.Status, res.Reason)
+	}
+	checktest.ExpectStatuses(t, res, map[string]conformance.Status{"ScaleUp": conformance.Passed, "ScaleDown": conformance.Passed})
+	checktest.ExpectTranscript(t, res,
+		"allocatable nvidia.com/gpu of Ready nodes",
+		"each pod's container requests one nvidia.com/gpu",
+		"nvidia.com/gpu: \"1\"", // in the Deployment's pod template
+		"requested: 1 nvidia.com/gpu",
+		"New size: 2",
+		"New size: 1",
+	)
+	if tr := checktest.Transcript(res); strings.Contains(tr, "ResourceClaim") {
+		t.Errorf("device-plugin mode went through DRA:\n%s", tr)
+	}
+	checktest.ExpectCleanedUp(t, env, res)
+}
+
+// One unit of the resource in the cluster: not verified, with the
+// reason, and nothing is started.
+func TestPodAutoscalingSkipsWithDevicePluginAndOneDevice(t *testing.T) {
+	env := testenv.Shared(t)
+	const single = "example.com/single-gpu"
+	checktest.AddNode(t, env, testenv.Node{Name: "kwok-single-0", Allocatable: corev1.ResourceList{single: resource.MustParse("1")}})
+	res := checktest.Run(t, env, New(Options{}), conformance.Must, checktest.DevicePluginModel(single))
+	if res.Status != conformance.Skipped || !strings.Contains(res.Reason, "1 device(s) of extended resource example.com/single-gpu on Ready nodes: scaling to two pods") {
 		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
 	}
 	if tr := checktest.Subtest(res, "ScaleUp"); tr != nil {

@@ -76,6 +76,19 @@ func Holder(env *conformance.Env, name, podClaim string) Container {
 	return Container{Name: name, Claims: []string{podClaim}}
 }
 
+// Resources are the resources of container c: references to its pod
+// claims, and its units of the extended resource as limits.
+func Resources(env *conformance.Env, c Container) corev1.ResourceRequirements {
+	var r corev1.ResourceRequirements
+	for _, claim := range c.Claims {
+		r.Claims = append(r.Claims, corev1.ResourceClaim{Name: claim})
+	}
+	if c.Devices > 0 {
+		r.Limits = corev1.ResourceList{Resource(env): quantity(c.Devices)}
+	}
+	return r
+}
+
 // TemplateClaims are the pod claims of a pod whose containers hold
 // devices through podClaim, generated from template: none in
 // device-plugin mode.

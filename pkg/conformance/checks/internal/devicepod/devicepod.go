@@ -137,13 +137,7 @@ func Pod(env *conformance.Env, spec Spec) *corev1.Pod {
 		},
 	}
 	for _, c := range containers {
-		ctr := corev1.Container{Name: c.Name, Image: env.ProbeImage, Args: args}
-		for _, claim := range c.Claims {
-			ctr.Resources.Claims = append(ctr.Resources.Claims, corev1.ResourceClaim{Name: claim})
-		}
-		if c.Devices > 0 {
-			ctr.Resources.Limits = corev1.ResourceList{Resource(env): quantity(c.Devices)}
-		}
+		ctr := corev1.Container{Name: c.Name, Image: env.ProbeImage, Args: args, Resources: Resources(env, c)}
 		pod.Spec.Containers = append(pod.Spec.Containers, ctr)
 	}
 	if acc.NodeTaintKey != "" {
