@@ -154,7 +154,7 @@ func (e *Env) AddNodes(ctx context.Context, nodes ...Node) error {
 	if len(e.cfg.nodes) == 0 {
 		return fmt.Errorf("no kwok runs in this environment to keep nodes Ready (start it with WithNodes)")
 	}
-	return registerNodes(ctx, e.clientset, nodes, e.DRADriver)
+	return registerNodes(ctx, e.clientset, e.DRA(), nodes, e.DRADriver)
 }
 
 // RemoveNodes deletes simulated nodes added with [Env.AddNodes] and their

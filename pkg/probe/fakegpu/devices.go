@@ -34,6 +34,9 @@ const (
 	// DriverName is the DRA driver (and DeviceClass) name, that of the
 	// `example` accelerator model.
 	DriverName = "gpu.example.com"
+	// ResourceName is the extended resource the driver advertises in
+	// device-plugin mode, that of the `example` accelerator model.
+	ResourceName = "example.com/gpu"
 	// EnvPrefix names the variables that announce held devices.
 	EnvPrefix = "GPU_DEVICE_"
 	// DefaultModel is the model attribute of every device.

@@ -19,6 +19,11 @@
 // generates load: that device's utilization and memory use must rise while
 // devices no pod holds stay as they were, and fall back once the pod is
 // gone.
+//
+// In device-plugin mode (deviceplugin.go) the nodes' allocatable of the
+// model's extended resource stands in for the ResourceSlices: every node
+// that advertises it must have a series for each of its units, and the
+// loaded device is the one the load pod names.
 package accelmetrics
 
 import (
@@ -32,7 +37,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -201,21 +205,59 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 		t.Logf("the exporter could not be scraped, so its series were not examined")
 		return
 	}
-	inv, rows, notes := identify(first, inventory(t, env))
-	if len(rows) > 0 {
-		t.Observe("partitions matched to the exporter's instances", strings.Join(rows, "\n"))
+	var (
+		inv   []device
+		nodes map[string]int
+		count int
+	)
+	if devicepod.DevicePlugin(env) {
+		nodes = units(t, env)
+		for _, u := range nodes {
+			count += u
+		}
+	} else {
+		var rows, notes []string
+		inv, rows, notes = identify(first, inventory(t, env))
+		if len(rows) > 0 {
+			t.Observe("partitions matched to the exporter's instances", strings.Join(rows, "\n"))
+		}
+		for _, note := range notes {
+			t.Logf("%s", note)
+		}
+		count = len(inv)
 	}
-	for _, note := range notes {
-		t.Logf("%s", note)
+	// perKind checks the kind's series cover every device, as the mode
+	// lists them; what it could not verify ends the check not verified.
+	var unverified []string
+	perKind := func(t *conformance.T, kind, name string, pattern *regexp.Regexp, partitionName string) {
+		if nodes != nil {
+			if why := perNode(t, env, n, first, nodes, kind, name, pattern); why != "" {
+				unverified = append(unverified, why)
+				t.Skipf("not verified: %s", why)
+			}
+			return
+		}
+		perDevice(t, env, n, first, inv, kind, name, pattern, partitionName)
 	}
 	util := t.Run("PerAcceleratorUtilizationMetric", func(t *conformance.T) {
-		perDevice(t, env, n, first, inv, "utilization", n.utilization, utilizationPattern, n.partitionUtilization)
+		perKind(t, "utilization", n.utilization, utilizationPattern, n.partitionUtilization)
 	})
 	mem := t.Run("PerAcceleratorMemoryMetric", func(t *conformance.T) {
-		perDevice(t, env, n, first, inv, "memory", n.memoryUsed, memoryPattern, "")
-		memoryCapacity(t, n, first, inv)
+		perKind(t, "memory", n.memoryUsed, memoryPattern, "")
+		if nodes == nil {
+			memoryCapacity(t, n, first, inv)
+			return
+		}
+		if n.memoryTotal != "" {
+			logSeries(t, first, "memory capacity", n.memoryTotal, nil)
+		}
+		if n.memoryFree != "" {
+			logSeries(t, first, "free memory", n.memoryFree, nil)
+		}
 	})
-	if util && mem {
+	if util && mem && len(unverified) == 0 && nodes != nil {
+		t.Shown("%s serves %s and %s for each of the %d devices", n.endpoint, n.utilization, n.memoryUsed, count)
+	} else if util && mem && nodes == nil {
 		required := 0
 		for _, d := range inv {
 			if d.required() {
@@ -244,6 +286,9 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 			t.Shown("a device's series followed the load a pod put on it")
 		}
 	})
+	if len(unverified) > 0 && !t.Failed() {
+		t.Skipf("not verified: per-accelerator series: %s", unverified[0])
+	}
 }
 
 // series is a scraped sample with the node of the exporter pod that
@@ -614,7 +659,11 @@ func (s *scrape) value(metric string, d device, label string) (float64, bool) {
 // device's series.
 func workload(t *conformance.T, env *conformance.Env, n names, o Options, inv []device) {
 	acc := env.Accelerator
-	if acc.DRADriver != fakegpu.DriverName {
+	if acc.DevicePlugin() && acc.ResourceName != fakegpu.ResourceName {
+		t.Skipf("the accelerator model %q uses extended resource %s: the workload this check runs (kaic probe load) generates load only on kaic-fake-gpu (%s) devices, and the probe image carries no compute kernels for other accelerators",
+			acc.Model, acc.ResourceName, fakegpu.ResourceName)
+	}
+	if !acc.DevicePlugin() && acc.DRADriver != fakegpu.DriverName {
 		t.Skipf("the accelerator model %q uses driver %s: the workload this check runs (kaic probe load) generates load only on kaic-fake-gpu (%s) devices, and the probe image carries no compute kernels for other accelerators",
 			acc.Model, acc.DRADriver, fakegpu.DriverName)
 	}
@@ -626,9 +675,9 @@ func workload(t *conformance.T, env *conformance.Env, n names, o Options, inv []
 	if err != nil {
 		t.Fatalf("scraping the exporter before the workload: %v", err)
 	}
-	t.Step("Run pod %s holding one %s device that loads it to %g%% utilization and %s of memory (kaic probe load)", loadPod, acc.DeviceClass, o.Utilization, DefaultMemory)
-	t.Apply(devicepod.OneDeviceTemplate(template, acc.DeviceClass))
-	pod := devicepod.Pod(env, devicepod.Spec{Name: loadPod, Claims: []corev1.PodResourceClaim{devicepod.FromTemplate(podClaim, template)}})
+	t.Step("Run pod %s whose container %s and loads it to %g%% utilization and %s of memory (kaic probe load)", loadPod, devicepod.Asking(env), o.Utilization, DefaultMemory)
+	devicepod.ApplyTemplate(t, env, template)
+	pod := devicepod.Pod(env, devicepod.OneDevicePod(env, loadPod, template, podClaim))
 	pod.Spec.Containers[0].Args = probe.Args("load",
 		"--utilization="+strconv.FormatFloat(o.Utilization, 'g', -1, 64), "--memory="+DefaultMemory)
 	t.Apply(pod)
@@ -638,8 +687,7 @@ func workload(t *conformance.T, env *conformance.Env, n names, o Options, inv []
 		}
 	})
 	running := devicepod.WaitRunning(t, env, loadPod)
-	claim := devicepod.Claim(t, env, running, podClaim)
-	held := devicepod.OneDevice(t, env, claim, running.Spec.NodeName)
+	held := devicepod.Holds(t, env, running, podClaim)
 	node, err := env.Client.CoreV1().Nodes().Get(t.Context(), running.Spec.NodeName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("getting node %s of pod %s: %v", running.Spec.NodeName, loadPod, err)
@@ -647,11 +695,25 @@ func workload(t *conformance.T, env *conformance.Env, n names, o Options, inv []
 	if why, none := conformance.NodeRunsNoContainers(node); none {
 		t.Skipf("pod %s runs on %s: %s, so no load reaches device %s", loadPod, node.Name, why, held)
 	}
-	i := slices.IndexFunc(inv, func(d device) bool { return d.pool == held.Pool && d.name == held.Name })
-	if i < 0 {
-		t.Fatalf("device %s held by pod %s is not among the devices published on Ready nodes", held, loadPod)
+	var dev device
+	if acc.DevicePlugin() {
+		dev = loadedDevice(t, env, running)
+		// The devices no pod may be loading are those of the nodes where
+		// only the load pod holds units.
+		busy := otherHolders(t, env)
+		inv = nil
+		for _, d := range seriesDevices(before, n.utilization, n.deviceLabel, units(t, env)) {
+			if !busy[d.node] {
+				inv = append(inv, d)
+			}
+		}
+	} else {
+		i := slices.IndexFunc(inv, func(d device) bool { return d.pool == held.Pool && d.name == held.Name })
+		if i < 0 {
+			t.Fatalf("device %s held by pod %s is not among the devices published on Ready nodes", held, loadPod)
+		}
+		dev = inv[i]
 	}
-	dev := inv[i]
 	baseUtil, okU := before.value(n.utilization, dev, n.deviceLabel)
 	baseMem, okM := before.value(n.memoryUsed, dev, n.deviceLabel)
 	if !okU || !okM {
@@ -724,9 +786,13 @@ func utilRows(sc *scrape, n names) []string {
 }
 
 // unchanged fails for devices other than dev that no claim holds and
-// whose utilization changed while dev was loaded.
+// whose utilization changed while dev was loaded (in device-plugin mode,
+// inv lists only devices no other pod can hold).
 func unchanged(t *conformance.T, env *conformance.Env, n names, before, after *scrape, inv []device, dev device) {
-	held := heldDevices(t, env)
+	held := map[string]bool{}
+	if !devicepod.DevicePlugin(env) {
+		held = heldDevices(t, env)
+	}
 	var changed []string
 	for _, d := range inv {
 		if d == dev || held[d.pool+"/"+d.name] {

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -43,6 +44,11 @@ import (
 // selector-less Service with one EndpointSlice per exporter pod points at
 // them, as the endpoint controller would. kwok pods run no containers, so
 // the workload-driven subtest skips here; the e2e suite runs it on kind.
+//
+// For device-plugin mode the kwok nodes also advertise their devices as
+// the extended resource fakegpu.ResourceName, as kaic-fake-gpu's device
+// plugin makes the kubelet do; no kubelet runs here, so the node status
+// stands in for it.
 
 const (
 	exporterNS   = "kaic-fake-gpu"
@@ -56,7 +62,7 @@ var kwokNodes = []string{"kwok-gpu-0", "kwok-gpu-1"}
 func TestMain(m *testing.M) {
 	nodes := make([]testenv.Node, len(kwokNodes))
 	for i, n := range kwokNodes {
-		nodes[i] = testenv.Node{Name: n}
+		nodes[i] = testenv.Node{Name: n, Allocatable: corev1.ResourceList{fakegpu.ResourceName: *resource.NewQuantity(devices, resource.DecimalSI)}}
 	}
 	testenv.Main(m, testenv.WithControlLoops(), testenv.WithNodes(nodes...))
 }
@@ -510,4 +516,80 @@ func TestMemoryInUseAboveCapacity(t *testing.T) {
 	res := runCheck(t, New(Options{Endpoint: exporterNS + "/" + svc + ":9400"}), model())
 	expectFailure(t, res, "PerAcceleratorMemoryMetric", "device "+kwokNodes[0]+"/gpu-0 reports 9e+10 memory in use ("+fakegpu.MetricMemoryUsed+"), more than its capacity 8e+10 ("+fakegpu.MetricMemoryTotal+")")
 	checktest.ExpectSubtests(t, res, map[string]conformance.Status{"PerAcceleratorUtilizationMetric": conformance.Passed})
+}
+
+// devicePluginModel is model() allocated by kaic-fake-gpu's device plugin.
+func devicePluginModel() profile.Accelerator {
+	acc := model()
+	acc.DRADriver, acc.DeviceClass = "", ""
+	acc.Allocation, acc.ResourceName = profile.AllocationDevicePlugin, fakegpu.ResourceName
+	return acc
+}
+
+// In device-plugin mode the nodes' allocatable is the inventory: both
+// nodes' exporters serve a series for each of their two units, so the
+// check passes without reading a ResourceSlice.
+func TestDevicePluginExporterCoversEveryNode(t *testing.T) {
+	f := setup(t)
+	for i, node := range kwokNodes {
+		f.exporter(t, exporterSvc, fmt.Sprintf("%s-%d", exporterSvc, i), node, f.drivers[node].Handler())
+	}
+	res := runCheck(t, Check(), devicePluginModel())
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
+		"MetricsEndpointReachable":        conformance.Passed,
+		"PerAcceleratorUtilizationMetric": conformance.Passed,
+		"PerAcceleratorMemoryMetric":      conformance.Passed,
+		"OptionalMetrics":                 conformance.Passed,
+	})
+	checktest.ExpectSkippedOnKwok(t, res, "UtilizationFollowsWorkload")
+	if res.Status != conformance.Passed {
+		t.Errorf("check status %s, want passed: %v", res.Status, res.Reason)
+	}
+	checktest.ExpectTranscript(t, res,
+		"allocatable example.com/gpu of Ready nodes",
+		"kwok-gpu-0: 2",
+		"every node advertising example.com/gpu has a "+fakegpu.MetricUtilization+" series for each of its units",
+		"every node advertising example.com/gpu has a "+fakegpu.MetricMemoryUsed+" series for each of its units",
+		"Run pod metrics-load whose container requests one example.com/gpu",
+		"requested: 1 example.com/gpu",
+	)
+	if tr := checktest.Transcript(res); strings.Contains(tr, "ResourceSlices") || strings.Contains(tr, "ResourceClaim") {
+		t.Errorf("device-plugin mode went through DRA:\n%s", tr)
+	}
+	checktest.ExpectCleanedUp(t, f.env, res)
+}
+
+// A node that advertises the resource but whose exporter is not behind
+// the Service has no series: a failure naming the node.
+func TestDevicePluginNodeWithoutSeries(t *testing.T) {
+	f := setup(t)
+	const svc = "partial-exporter"
+	f.exporter(t, svc, svc+"-0", kwokNodes[0], f.drivers[kwokNodes[0]].Handler())
+	res := runCheck(t, New(Options{Endpoint: exporterNS + "/" + svc + ":metrics"}), devicePluginModel())
+	expectFailure(t, res, "PerAcceleratorUtilizationMetric", "1 of 2 nodes advertising example.com/gpu have no "+fakegpu.MetricUtilization+" series: kwok-gpu-1 (2 example.com/gpu)")
+	expectFailure(t, res, "PerAcceleratorMemoryMetric", "have no "+fakegpu.MetricMemoryUsed)
+}
+
+// Series for fewer devices than a node advertises units could be a
+// missing series or time-sliced units: not verified, never a pass.
+func TestDevicePluginFewerSeriesThanUnits(t *testing.T) {
+	f := setup(t)
+	const svc = "one-device-exporter"
+	for i, node := range kwokNodes {
+		body := fmt.Sprintf("%s{device=\"gpu-0\",node=%q} 0\n%s{device=\"gpu-0\",node=%q} 0\n", fakegpu.MetricUtilization, node, fakegpu.MetricMemoryUsed, node)
+		f.exporter(t, svc, fmt.Sprintf("%s-%d", svc, i), node, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte(body))
+		}))
+	}
+	res := runCheck(t, New(Options{Endpoint: exporterNS + "/" + svc + ":9400"}), devicePluginModel())
+	if res.Status != conformance.Skipped || !strings.Contains(res.Reason, "not verified: per-accelerator series: kwok-gpu-0 advertises 2 example.com/gpu, "+fakegpu.MetricUtilization+" has series for 1 device(s) there (gpu-0)") {
+		t.Fatalf("status %s, reason %q; want not verified", res.Status, res.Reason)
+	}
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
+		"PerAcceleratorUtilizationMetric": conformance.Skipped,
+		"PerAcceleratorMemoryMetric":      conformance.Skipped,
+	})
+	if len(res.Shown) > 0 {
+		t.Errorf("a not verified check claims it showed %q", res.Shown)
+	}
 }
