@@ -25,6 +25,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
 	"github.com/kaic-dev/kaic/pkg/draapi"
 	"github.com/kaic-dev/kaic/pkg/probe"
+	"github.com/kaic-dev/kaic/pkg/profile"
 )
 
 // ID is the requirement this package verifies.
@@ -43,8 +44,13 @@ func Check() conformance.Check { return conformance.NewCheck(ID, run) }
 
 func run(t *conformance.T, env *conformance.Env) {
 	acc := env.Accelerator
+	if acc.DevicePlugin() {
+		// The requirement is DRA itself, whatever allocates the devices
+		// the other checks use.
+		t.Logf("the profile allocates accelerators through a device plugin (%s); dra_support is about the DRA API itself, so it is verified with the model's DeviceClass and DRA driver", acc.ResourceName)
+	}
 	if acc.DeviceClass == "" || acc.DRADriver == "" {
-		t.Fatalf("the profile's accelerator model %q names no DeviceClass or DRA driver (spec.accelerator.deviceClass, draDriver)", acc.Model)
+		t.Fatalf("the profile's accelerator model %q names no DeviceClass or DRA driver (spec.accelerator.deviceClass, draDriver)%s", acc.Model, draItself(acc))
 	}
 	t.Logf("accelerator model %q: DeviceClass %s, DRA driver %s", acc.Model, acc.DeviceClass, acc.DRADriver)
 
@@ -62,6 +68,15 @@ func run(t *conformance.T, env *conformance.Env) {
 	t.Run("ClaimAllocatedAndPodRuns", func(t *conformance.T) { alloc = claimAllocated(t, env) })
 	t.Run("ProbeSeesAllocatedDevice", func(t *conformance.T) { probeSeesDevice(t, env, alloc) })
 	t.Run("ClaimBeyondNodeCapacityUnschedulable", func(t *conformance.T) { beyondCapacity(t, env, maxPerNode) })
+}
+
+// draItself explains, in device-plugin mode, why the check still needs
+// DRA.
+func draItself(acc profile.Accelerator) string {
+	if !acc.DevicePlugin() {
+		return ""
+	}
+	return ": the requirement is DRA itself, so even with allocation device-plugin it needs a DRA driver publishing devices and their DeviceClass"
 }
 
 func apiServed(t *conformance.T, env *conformance.Env) {

@@ -105,3 +105,26 @@ func TestDRASupportFailsWhenDriverPublishesNothing(t *testing.T) {
 		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
 	}
 }
+
+// A device-plugin profile still verifies DRA itself with the model's
+// DeviceClass and driver, and says so; without them it fails naming why
+// they are needed.
+func TestDRASupportWithDevicePluginAllocation(t *testing.T) {
+	env := testenv.Shared(t)
+	if _, err := env.CreateDeviceClass(t.Context(), "gpu.example.com"); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	acc := exampleModel("gpu.example.com")
+	acc.Allocation, acc.ResourceName = profile.AllocationDevicePlugin, string(testenv.GPUResourceName)
+	res := runCheck(t, env, acc)
+	if res.Status != conformance.Passed {
+		t.Fatalf("status %s: %s", res.Status, res.Reason)
+	}
+	checktest.ExpectTranscript(t, res, "dra_support is about the DRA API itself", "allocation of ResourceClaim")
+
+	acc.DRADriver, acc.DeviceClass = "", ""
+	res = runCheck(t, env, acc)
+	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "the requirement is DRA itself, so even with allocation device-plugin it needs a DRA driver") {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+}

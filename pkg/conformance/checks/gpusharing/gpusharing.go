@@ -12,6 +12,11 @@
 // that several claims may hold at once, partitions drawing on shared
 // counters), and reports the requirement not verified with the reason. A
 // driver that cannot even share a claim fails the check.
+//
+// In device-plugin mode (deviceplugin.go) sharing is a node declaring
+// fewer devices than the units it advertises; the check then runs more
+// holders than devices on it, and a cluster that declares none is not
+// verified.
 package gpusharing
 
 import (
@@ -48,6 +53,10 @@ func Check() conformance.Check {
 }
 
 func run(t *conformance.T, env *conformance.Env) {
+	if devicepod.DevicePlugin(env) {
+		runDevicePlugin(t, env)
+		return
+	}
 	acc := env.Accelerator
 	devicepod.Preflight(t, env)
 	t.Logf("accelerator model %q: DeviceClass %s, driver %s", acc.Model, acc.DeviceClass, acc.DRADriver)

@@ -4,7 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	resourcev1 "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -80,4 +82,37 @@ func TestGPUSharingFailsWhenDeviceClassSelectsNothing(t *testing.T) {
 		"SharedAcrossPods":       conformance.Failed,
 	})
 	checktest.ExpectCleanedUp(t, env, res)
+}
+
+// Device-plugin mode on nodes that declare nothing about their units: an
+// extended resource is not shareable, so the requirement is not verified.
+func TestGPUSharingWithDevicePluginNotVerifiedWithoutDeclaredSharing(t *testing.T) {
+	res := check.RunDevicePlugin(t, testenv.Shared(t), string(testenv.GPUResourceName))
+	if res.Status != conformance.Skipped || !strings.Contains(res.Reason, "not verified: no node advertising nvidia.com/gpu declares fewer devices than units") {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+	checktest.ExpectTranscript(t, res, "kwok-gpu-0: 2 units; no sharing labels")
+}
+
+// A node that declares one device time-sliced into four units, with the
+// labels NVIDIA's GPU feature discovery sets: two pods each holding a unit
+// run there at once.
+func TestGPUSharingWithDevicePluginOnTimeSlicedNode(t *testing.T) {
+	env := testenv.Shared(t)
+	const res = "example.com/sliced-gpu"
+	checktest.AddNode(t, env, testenv.Node{Name: "kwok-sliced-0",
+		Labels:      map[string]string{res + ".count": "1", res + ".replicas": "4", res + ".sharing-strategy": "time-slicing"},
+		Allocatable: corev1.ResourceList{res: resource.MustParse("4")}})
+	r := check.RunDevicePlugin(t, env, res)
+	if r.Status != conformance.Passed {
+		t.Fatalf("status %s, reason %q", r.Status, r.Reason)
+	}
+	checktest.ExpectStatuses(t, r, map[string]conformance.Status{"MoreHoldersThanDevices": conformance.Passed})
+	checktest.ExpectSkippedOnKwok(t, r, "PodsSeeSharedDevice")
+	checktest.ExpectTranscript(t, r,
+		"kwok-sliced-0: 4 units; example.com/sliced-gpu.count=1, example.com/sliced-gpu.replicas=4,",
+		"Run 2 pods on node kwok-sliced-0, each requesting one example.com/sliced-gpu",
+		"2 pods each holding one example.com/sliced-gpu ran at once on node kwok-sliced-0, which declares 1 device(s)",
+	)
+	checktest.ExpectCleanedUp(t, env, r)
 }

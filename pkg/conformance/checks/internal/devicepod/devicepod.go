@@ -70,6 +70,10 @@ type Spec struct {
 	NodeName string
 	// PreferNode asks the scheduler to favour this node.
 	PreferNode string
+	// RequireNode confines the pod to this node through the scheduler
+	// (unlike NodeName, its resources are accounted for); it wins over
+	// PreferNode.
+	RequireNode string
 }
 
 // FromTemplate is a pod claim generated from a ResourceClaimTemplate.
@@ -143,7 +147,15 @@ func Pod(env *conformance.Env, spec Spec) *corev1.Pod {
 	if acc.NodeTaintKey != "" {
 		pod.Spec.Tolerations = []corev1.Toleration{{Key: acc.NodeTaintKey, Operator: corev1.TolerationOpExists}}
 	}
-	if spec.PreferNode != "" {
+	if spec.RequireNode != "" {
+		pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{
+					Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{spec.RequireNode},
+				}},
+			}}},
+		}}
+	} else if spec.PreferNode != "" {
 		pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
 			PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{{
 				Weight: 100,
