@@ -3,11 +3,13 @@ package kaic
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
@@ -153,5 +155,56 @@ func TestAcceleratorPoolsWithoutDRAV1(t *testing.T) {
 	}
 	if len(pools) != 1 || pools[0].Name != "gpu-node" {
 		t.Errorf("accelerator pools %v, want gpu-node alone", pools)
+	}
+}
+
+// The preflight starts the probe image on the nodes that carry the
+// profile's accelerators as its allocation finds them: allocatable of the
+// extended resource in device-plugin mode, the driver's ResourceSlices in
+// DRA mode, never the other mode's.
+func TestAcceleratorPoolsFollowAllocation(t *testing.T) {
+	env := testenv.New(t)
+	ctx := t.Context()
+	client := env.Clientset()
+	for _, n := range []struct {
+		name, instance string
+		gpus           int64
+	}{{"cpu-0", "m5", 0}, {"plugin-0", "g5", 1}, {"plugin-1", "g5", 1}, {"plugin-2", "p4", 8}, {"dra-0", "g6", 0}} {
+		node, err := client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name,
+			Labels: map[string]string{corev1.LabelInstanceTypeStable: n.instance}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.gpus > 0 {
+			node.Status.Allocatable = corev1.ResourceList{"nvidia.com/gpu": *resource.NewQuantity(n.gpus, resource.DecimalSI)}
+			if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dra := env.DRA()
+	if _, err := dra.ResourceSlices().Create(ctx, testenv.FakeGPUSlice("dra-0", "gpu.nvidia.com", 1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		allocation string
+		want       []string
+	}{
+		{profile.AllocationDevicePlugin, []string{"plugin-0", "plugin-2"}}, // one per instance type
+		{profile.AllocationDRA, []string{"dra-0"}},
+	} {
+		p := &profile.Profile{Spec: profile.Spec{Accelerator: profile.Accelerator{
+			Allocation: tc.allocation, ResourceName: "nvidia.com/gpu", DRADriver: "gpu.nvidia.com"}}}
+		pools, err := acceleratorPools(ctx, client, dra, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, n := range pools {
+			got = append(got, n.Name)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: pools %v, want %v", tc.allocation, got, tc.want)
+		}
 	}
 }
