@@ -24,6 +24,7 @@ func TestEmbeddedChartsRunValidProbeCommands(t *testing.T) {
 	}{
 		{"kaic-fake-gpu", map[string]any{"image": probeRef}},
 		{"kaic-fake-gpu", map[string]any{"image": probeRef, "logVerbosity": 2}},
+		{"kaic-fake-gpu", map[string]any{"image": probeRef, "mode": "device-plugin", "logVerbosity": 2}},
 		{"kaic-metrics-adapter", map[string]any{"image": probeRef}},
 	} {
 		objs, err := charttest.RenderEmbedded(t, tc.chart, "kaic-test", tc.values)

@@ -26,7 +26,7 @@ func newProbeDRADriverCommand(o *globalOptions) *cobra.Command {
 	)
 	c := &cobra.Command{
 		Use:   "dra-driver",
-		Short: "Run kaic-fake-gpu, the simulated accelerator's DRA kubelet plugin",
+		Short: "Run kaic-fake-gpu, the simulated accelerator's DRA kubelet plugin or device plugin",
 		Long: `dra-driver is the node plugin of kaic-fake-gpu (DRA driver ` + fakegpu.DriverName + `), run by
 the kaic-fake-gpu chart as a DaemonSet. It publishes the node's simulated
 devices in a ResourceSlice, registers with the kubelet, prepares allocated
@@ -35,9 +35,15 @@ claims by writing CDI specs (each container of a claim gets
 under ` + fakegpu.DefaultStateDir + `), and serves per-device metrics on
 /metrics that follow the load 'kaic probe load' puts on held devices.
 
-It talks to the API server with the pod's service account, or the
-kubeconfig given with --kubeconfig.`,
-		Example: "  kaic probe dra-driver --node $NODE_NAME --devices 8",
+With --mode device-plugin it registers a kubelet device plugin instead
+(API v1beta1, in --device-plugin-dir): the same devices are advertised as
+the extended resource --resource-name, and each container allocated one
+gets the same variables and load directory; which devices containers hold
+comes from the kubelet's pod resources API (--pod-resources-socket).
+
+In DRA mode it talks to the API server with the pod's service account, or
+the kubeconfig given with --kubeconfig; device-plugin mode does not.`,
+		Example: "  kaic probe dra-driver --node $NODE_NAME --devices 8\n  kaic probe dra-driver --mode device-plugin --node $NODE_NAME --devices 2",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if nodeName == "" {
@@ -50,24 +56,34 @@ kubeconfig given with --kubeconfig.`,
 			if err != nil {
 				return usageError("--memory %q: %v", memory, err)
 			}
-			cfg, err := existing.RESTConfig(o.kubeconfig, o.context)
-			if err != nil {
-				return err
-			}
-			client, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return err
+			switch opts.Mode {
+			case fakegpu.ModeDRA:
+				cfg, err := existing.RESTConfig(o.kubeconfig, o.context)
+				if err != nil {
+					return err
+				}
+				if opts.Client, err = kubernetes.NewForConfig(cfg); err != nil {
+					return err
+				}
+			case fakegpu.ModeDevicePlugin:
+			default:
+				return usageError("--mode %q: must be %s or %s", opts.Mode, fakegpu.ModeDRA, fakegpu.ModeDevicePlugin)
 			}
 			opts.Devices.Node, opts.Devices.Memory = nodeName, q
-			opts.Client, opts.MetricsAddr, opts.PodUID = client, metricsAddr, types.UID(podUID)
+			opts.MetricsAddr, opts.PodUID = metricsAddr, types.UID(podUID)
 			opts.Logger = o.logger()
 			return fakegpu.Run(c.Context(), opts, func(a net.Addr) {
-				fmt.Fprintf(o.stdout, "%sDRIVER=%s NODE=%s DEVICES=%d METRICS=%s\n", probe.ResultPrefix, fakegpu.DriverName, nodeName, opts.Devices.Count, a)
+				what := "DRIVER=" + fakegpu.DriverName
+				if opts.Mode == fakegpu.ModeDevicePlugin {
+					what = "RESOURCE=" + opts.ResourceName
+				}
+				fmt.Fprintf(o.stdout, "%s%s NODE=%s DEVICES=%d METRICS=%s\n", probe.ResultPrefix, what, nodeName, opts.Devices.Count, a)
 			})
 		},
 	}
 	f := c.Flags()
 	o.addClusterFlags(c)
+	f.StringVar(&opts.Mode, "mode", fakegpu.ModeDRA, "how the kubelet learns of the devices: "+fakegpu.ModeDRA+" (a DRA kubelet plugin) or "+fakegpu.ModeDevicePlugin+" (a device plugin)")
 	f.StringVar(&nodeName, "node", "", "node the driver runs on (default: $NODE_NAME)")
 	f.IntVar(&opts.Devices.Count, "devices", fakegpu.DefaultDevices, "simulated devices on the node")
 	f.StringVar(&memory, "memory", fakegpu.DefaultMemory.String(), "memory capacity of each device")
@@ -79,6 +95,9 @@ kubeconfig given with --kubeconfig.`,
 	f.StringVar(&opts.RegistryDir, "registry-dir", "", "kubelet plugin registration directory (default /var/lib/kubelet/plugins_registry)")
 	f.StringVar(&podUID, "pod-uid", "", "UID of the driver's pod, enabling the kubelet's rolling plugin updates (default: $POD_UID)")
 	f.StringVar(&metricsAddr, "metrics-addr", ":9400", "listen address of /metrics, /healthz and /readyz")
+	f.StringVar(&opts.ResourceName, "resource-name", fakegpu.ResourceName, "extended resource the devices are advertised as (device-plugin mode)")
+	f.StringVar(&opts.DevicePluginDir, "device-plugin-dir", "/var/lib/kubelet/device-plugins", "directory of the kubelet's device plugin sockets (device-plugin mode)")
+	f.StringVar(&opts.PodResourcesSocket, "pod-resources-socket", fakegpu.DefaultPodResourcesSocket, "the kubelet's pod resources API, which says which devices containers hold (device-plugin mode)")
 	return c
 }
 

@@ -26,3 +26,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- if and .Values.metrics.enabled (or (eq $mode "true") (and (eq $mode "auto") $served)) -}}true{{- end -}}
 {{- end -}}
+
+{{/* devicePlugin is "true" in device-plugin mode; an unknown mode fails the render. */}}
+{{- define "kaic-fake-gpu.devicePlugin" -}}
+{{- if not (has .Values.mode (list "dra" "device-plugin")) -}}
+{{- fail (printf "mode must be dra or device-plugin, got %q" (toString .Values.mode)) -}}
+{{- end -}}
+{{- if eq .Values.mode "device-plugin" -}}true{{- end -}}
+{{- end -}}

@@ -64,7 +64,7 @@ func (c cdiSpecs) Spec(claim types.UID, devices []Device) (*cdispec.Spec, error)
 		spec.Devices = append(spec.Devices, cdispec.Device{
 			Name: cdiDeviceName(claim, d.Name),
 			ContainerEdits: cdispec.ContainerEdits{
-				Env: []string{d.EnvName() + "=" + d.Name, d.EnvName() + "_DRIVER_VERSION=" + d.DriverVersion},
+				Env: d.Env(),
 				Mounts: []*cdispec.Mount{{
 					HostPath:      dir,
 					ContainerPath: dir,

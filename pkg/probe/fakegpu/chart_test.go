@@ -7,9 +7,12 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/kaic-dev/kaic/internal/charttest"
 	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/fetch"
 	"github.com/kaic-dev/kaic/pkg/probe/fakegpu"
@@ -151,4 +154,68 @@ func TestChartInstalls(t *testing.T) {
 	// The control plane serves no ServiceMonitor CRD: that the install
 	// succeeded shows serviceMonitor: auto left it out (the API server
 	// would have refused the unknown kind).
+}
+
+// TestChartRendersDevicePluginMode: mode device-plugin runs the driver as
+// a device plugin with the kubelet's device plugin and pod resources
+// directories, and renders neither the DeviceClass nor the API access the
+// DRA driver needs; an unknown mode fails the render.
+func TestChartRendersDevicePluginMode(t *testing.T) {
+	objs, err := charttest.RenderEmbedded(t, "kaic-fake-gpu", "kaic-fake-gpu", map[string]any{"image": testImage, "mode": "device-plugin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	var ds appsv1.DaemonSet
+	for _, o := range objs {
+		kinds = append(kinds, o.GetKind())
+		if o.GetKind() == "DaemonSet" {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &ds); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, unwanted := range []string{"DeviceClass", "ClusterRole", "ClusterRoleBinding"} {
+		if slices.Contains(kinds, unwanted) {
+			t.Errorf("device-plugin mode renders a %s: %v", unwanted, kinds)
+		}
+	}
+	ctr := ds.Spec.Template.Spec.Containers[0]
+	for _, want := range []string{"--mode=device-plugin", "--resource-name=" + fakegpu.ResourceName} {
+		if !slices.Contains(ctr.Args, want) {
+			t.Errorf("driver args %v lack %s", ctr.Args, want)
+		}
+	}
+	var hostPaths []string
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.HostPath != nil {
+			hostPaths = append(hostPaths, v.HostPath.Path)
+		}
+	}
+	if want := []string{"/var/lib/kubelet/device-plugins", "/var/lib/kubelet/pod-resources", fakegpu.DefaultStateDir}; !slices.Equal(hostPaths, want) {
+		t.Errorf("hostPaths %v, want %v", hostPaths, want)
+	}
+	var mounts []string
+	for _, m := range ctr.VolumeMounts {
+		mounts = append(mounts, m.MountPath)
+	}
+	if want := []string{"/var/lib/kubelet/device-plugins", "/var/lib/kubelet/pod-resources", fakegpu.DefaultStateDir}; !slices.Equal(mounts, want) {
+		t.Errorf("mounts %v, want %v", mounts, want)
+	}
+
+	if _, err := charttest.RenderEmbedded(t, "kaic-fake-gpu", "kaic-fake-gpu", map[string]any{"image": testImage, "mode": "mig"}); err == nil || !strings.Contains(err.Error(), `mode must be dra or device-plugin, got "mig"`) {
+		t.Errorf("an unknown mode rendered: %v", err)
+	}
+}
+
+// The example accelerator model requests what the driver advertises in
+// device-plugin mode.
+func TestExampleModelRequestsTheDevicePluginResource(t *testing.T) {
+	r, err := (&profile.Loader{}).LoadBytes("p.yaml", []byte("apiVersion: kaic.dev/v1alpha1\nkind: Profile\nmetadata: {name: p}\nspec:\n  kubernetesVersion: v1.37.0\n  cluster: {backend: existing}\n  accelerator: {model: example, allocation: device-plugin}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Profile.Spec.Accelerator.ResourceName; got != fakegpu.ResourceName {
+		t.Errorf("the example model requests %q, kaic-fake-gpu advertises %q", got, fakegpu.ResourceName)
+	}
 }

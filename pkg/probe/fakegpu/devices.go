@@ -134,6 +134,12 @@ func (d Device) APIDevice() resourceapi.Device {
 // EnvName is the variable that announces the device in a container.
 func (d Device) EnvName() string { return fmt.Sprintf("%s%d", EnvPrefix, d.Index) }
 
+// Env are the variables a container holding the device gets, as
+// NAME=value: its name under EnvName and its driver version.
+func (d Device) Env() []string {
+	return []string{d.EnvName() + "=" + d.Name, d.EnvName() + "_DRIVER_VERSION=" + d.DriverVersion}
+}
+
 // Resources is what the driver publishes for a node: one pool named after
 // the node with one slice of all its devices.
 func Resources(node string, devices []Device) resourceslice.DriverResources {

@@ -16,7 +16,8 @@ const (
 	MetricMemoryTotal = "kaic_fake_gpu_memory_total_bytes"
 	MetricTemperature = "kaic_fake_gpu_temperature_celsius"
 	MetricPower       = "kaic_fake_gpu_power_watts"
-	// MetricAllocated is 1 while a prepared claim holds the device.
+	// MetricAllocated is 1 while a prepared claim (device plugin: a
+	// container) holds the device.
 	MetricAllocated = "kaic_fake_gpu_allocated"
 )
 
@@ -49,18 +50,40 @@ func (s DeviceState) Power() float64 {
 	return idleWatts + (fullWatts-idleWatts)*s.UtilizationPercent/100
 }
 
-// Observe reads the state of every device at time now: which ones the CDI
-// specs say are held and the load their holders wrote.
-func Observe(devices []Device, specs cdiSpecs, now time.Time) ([]DeviceState, error) {
-	holders, err := specs.Holders()
+// holdings says which devices are held now and where each device's load
+// directory is: the CDI specs of prepared claims (DRA), or the kubelet's
+// record of the devices assigned to containers (device plugin).
+type holdings interface {
+	held() (map[string]bool, error)
+	loadDir(device string) string
+}
+
+func (c cdiSpecs) held() (map[string]bool, error) {
+	holders, err := c.Holders()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(holders))
+	for d, uids := range holders {
+		out[d] = len(uids) > 0
+	}
+	return out, nil
+}
+
+func (c cdiSpecs) loadDir(device string) string { return filepath.Join(c.stateDir, device) }
+
+// Observe reads the state of every device at time now: which ones are
+// held and the load their holders wrote.
+func Observe(devices []Device, h holdings, now time.Time) ([]DeviceState, error) {
+	held, err := h.held()
 	if err != nil {
 		return nil, err
 	}
 	out := make([]DeviceState, len(devices))
 	for i, d := range devices {
-		s := DeviceState{Device: d, Allocated: len(holders[d.Name]) > 0}
+		s := DeviceState{Device: d, Allocated: held[d.Name]}
 		if s.Allocated {
-			l := ReadLoad(filepath.Join(specs.stateDir, d.Name), now)
+			l := ReadLoad(h.loadDir(d.Name), now)
 			s.UtilizationPercent, s.MemoryUsed = l.UtilizationPercent, min(l.MemoryBytes, d.Memory)
 		}
 		out[i] = s
@@ -73,14 +96,14 @@ func Observe(devices []Device, specs cdiSpecs, now time.Time) ([]DeviceState, er
 type collector struct {
 	node    string
 	devices []Device
-	specs   cdiSpecs
+	specs   holdings
 	logger  *slog.Logger
 	now     func() time.Time
 
 	util, memUsed, memTotal, temp, power, allocated *prometheus.Desc
 }
 
-func newCollector(node string, devices []Device, specs cdiSpecs, logger *slog.Logger) *collector {
+func newCollector(node string, devices []Device, specs holdings, logger *slog.Logger) *collector {
 	labels := []string{"device", "uuid", "model", "node"}
 	desc := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, labels, nil) }
 	return &collector{
@@ -90,7 +113,7 @@ func newCollector(node string, devices []Device, specs cdiSpecs, logger *slog.Lo
 		memTotal:  desc(MetricMemoryTotal, "Device memory capacity."),
 		temp:      desc(MetricTemperature, "Simulated device temperature, following utilization."),
 		power:     desc(MetricPower, "Simulated power draw, following utilization."),
-		allocated: desc(MetricAllocated, "1 while a prepared ResourceClaim holds the device."),
+		allocated: desc(MetricAllocated, "1 while a prepared ResourceClaim, or in device-plugin mode a container, holds the device."),
 	}
 }
 

@@ -22,8 +22,20 @@ import (
 	"k8s.io/klog/v2"
 )
 
+// The ways the driver offers its devices to the kubelet.
+const (
+	// ModeDRA publishes the devices in a ResourceSlice and prepares
+	// claims (the default).
+	ModeDRA = "dra"
+	// ModeDevicePlugin registers a device plugin that advertises the
+	// devices as the extended resource ResourceName.
+	ModeDevicePlugin = "device-plugin"
+)
+
 // Options configure a running driver.
 type Options struct {
+	// Mode is ModeDRA ("" too) or ModeDevicePlugin.
+	Mode string
 	// Devices describes the node and its devices (Spec.Node is required).
 	Devices Spec
 	// Client talks to the API server: ResourceSlices of the node are
@@ -46,6 +58,19 @@ type Options struct {
 	Logger *slog.Logger
 	// Plugin are extra helper options (tests turn services off with them).
 	Plugin []kubeletplugin.Option
+
+	// Device-plugin mode.
+
+	// ResourceName is the extended resource the devices are advertised
+	// as (default ResourceName).
+	ResourceName string
+	// DevicePluginDir holds the kubelet's registration socket
+	// kubelet.sock and the plugin's own (default
+	// /var/lib/kubelet/device-plugins).
+	DevicePluginDir string
+	// PodResourcesSocket is the kubelet's pod resources API, which says
+	// which devices containers hold (default DefaultPodResourcesSocket).
+	PodResourcesSocket string
 }
 
 // Plugin is a started driver.
@@ -128,9 +153,7 @@ func Start(ctx context.Context, o Options) (*Plugin, error) {
 		return nil, fmt.Errorf("publishing the node's devices: %w", err)
 	}
 
-	p.metrics = prometheus.NewRegistry()
-	p.metrics.MustRegister(newCollector(o.Devices.Node, devices, p.Driver.specs, o.Logger),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p.metrics = registry(o.Devices.Node, devices, p.Driver.specs, o.Logger)
 	return p, nil
 }
 
@@ -152,12 +175,14 @@ func (p *Plugin) Registered() bool {
 
 // Handler serves /metrics (the devices' metrics), /healthz (the process
 // runs) and /readyz (the kubelet registered the plugin).
-func (p *Plugin) Handler() http.Handler {
+func (p *Plugin) Handler() http.Handler { return handler(p.metrics, p.Registered) }
+
+func handler(metrics *prometheus.Registry, registered func() bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(p.metrics, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !p.Registered() {
+		if !registered() {
 			http.Error(w, "not registered with the kubelet yet", http.StatusServiceUnavailable)
 			return
 		}
@@ -166,10 +191,35 @@ func (p *Plugin) Handler() http.Handler {
 	return mux
 }
 
-// Run starts the driver and serves its metrics until ctx ends (a normal
-// end) or the driver fails.
+// registry is the metrics registry of a node's devices.
+func registry(node string, devices []Device, h holdings, logger *slog.Logger) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newCollector(node, devices, h, logger),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// running is a started driver, in either mode.
+type running interface {
+	Handler() http.Handler
+	Done() <-chan struct{}
+	Err() error
+	Stop()
+}
+
+// Run starts the driver in o.Mode and serves its metrics until ctx ends
+// (a normal end) or the driver fails.
 func Run(ctx context.Context, o Options, ready func(metrics net.Addr)) error {
-	p, err := Start(ctx, o)
+	var p running
+	var err error
+	switch o.Mode {
+	case "", ModeDRA:
+		p, err = Start(ctx, o)
+	case ModeDevicePlugin:
+		p, err = StartDevicePlugin(ctx, o)
+	default:
+		err = fmt.Errorf("unknown mode %q: %s or %s", o.Mode, ModeDRA, ModeDevicePlugin)
+	}
 	if err != nil {
 		return err
 	}
