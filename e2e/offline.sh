@@ -69,5 +69,5 @@ if (($# > 0)); then
 	say "$1 took $(($(date +%s) - s))s"
 	exit 0
 fi
-KAIC_E2E_OFFLINE=1 go test -tags e2e -count=1 -timeout 40m -v -run "${E2E_RUN:-TestOffline}" ./e2e/
+KAIC_E2E_OFFLINE=1 go test -tags e2e -count=1 -timeout 60m -v -run "${E2E_RUN:-TestOffline}" ./e2e/
 say "suite took $(($(date +%s) - s))s"

@@ -45,6 +45,13 @@ type offline struct {
 
 func setupOffline(t *testing.T) *offline {
 	t.Helper()
+	return setupOfflineProfile(t, offlineProfile)
+}
+
+// setupOfflineProfile is setupOffline for another offline profile (a path
+// relative to the repository root).
+func setupOfflineProfile(t *testing.T, offlineProfile string) *offline {
+	t.Helper()
 	if os.Getenv("KAIC_E2E_OFFLINE") != "1" {
 		t.Skip("offline kind e2e: run make e2e-offline (it builds the node and probe images and sets KAIC_E2E_OFFLINE=1)")
 	}

@@ -252,3 +252,76 @@ func unionKeys(a, b map[string]string) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// TestDevicePluginOverlayMatchesTheOffline keeps the device-plugin e2e
+// profile honest: it restates kind-dra-offline's cluster and monitoring
+// (a profile extends only built-ins), so those must stay the same, and
+// kaic-fake-gpu differs only in running as a device plugin of the
+// profile's resource.
+func TestDevicePluginOverlayMatchesTheOffline(t *testing.T) {
+	dra, _ := repoFile(t, "e2e", "testdata", "kind-dra-offline.yaml")
+	dp, _ := repoFile(t, "e2e", "testdata", "kind-device-plugin-offline.yaml")
+	loader := kaic.NewLoader()
+	off, err := loader.Load(dra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plug, err := loader.Load(dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := plug.Profile.Spec.Accelerator
+	if !a.DevicePlugin() || a.ResourceName != "example.com/gpu" {
+		t.Errorf("accelerator %+v, want kaic-fake-gpu's device plugin (example.com/gpu)", a)
+	}
+	offSpec, dpSpec := off.Profile.Spec, plug.Profile.Spec
+	if offSpec.KubernetesVersion != dpSpec.KubernetesVersion || offSpec.Checks.Timeout != dpSpec.Checks.Timeout {
+		t.Errorf("kubernetesVersion %s / %s, checks.timeout %s / %s: the two offline profiles differ",
+			offSpec.KubernetesVersion, dpSpec.KubernetesVersion, offSpec.Checks.Timeout, dpSpec.Checks.Timeout)
+	}
+	ok, pk := *offSpec.Cluster.Kind, *dpSpec.Cluster.Kind
+	for _, archive := range pk.ImageArchives {
+		if !slices.Contains(ok.ImageArchives, archive) {
+			t.Errorf("image archive %s is not one of kind-dra-offline's", archive)
+		}
+	}
+	ok.ImageArchives, pk.ImageArchives = nil, nil
+	if !reflect.DeepEqual(ok, pk) {
+		t.Errorf("the kind clusters differ:\n%+v\n%+v", ok, pk)
+	}
+	byName := func(cs []profile.Component) map[string]profile.Component {
+		m := map[string]profile.Component{}
+		for _, c := range cs {
+			m[c.Name] = c
+		}
+		return m
+	}
+	oc, pc := byName(off.Components), byName(plug.Components)
+	for _, name := range []string{"prometheus-operator-crds", "prometheus-operator", "kaic-metrics-adapter"} {
+		if !reflect.DeepEqual(oc[name], pc[name]) {
+			t.Errorf("%s differs from kind-dra-offline's:\n%+v\n%+v", name, oc[name], pc[name])
+		}
+	}
+	fake := pc["kaic-fake-gpu"]
+	values := map[string]any{}
+	for k, v := range fake.Values {
+		values[k] = v
+	}
+	if values["mode"] != "device-plugin" || values["resourceName"] != a.ResourceName {
+		t.Errorf("kaic-fake-gpu values %v, want mode device-plugin and resourceName %s", fake.Values, a.ResourceName)
+	}
+	delete(values, "mode")
+	delete(values, "resourceName")
+	delete(values, "devicesPerNode")
+	fake.Values = values
+	want := oc["kaic-fake-gpu"]
+	delete(want.Values, "devicesPerNode")
+	if !reflect.DeepEqual(withoutSources(t, want), withoutSources(t, fake)) {
+		t.Errorf("kaic-fake-gpu differs from kind-dra-offline's beyond its mode:\n%+v\n%+v", want, fake)
+	}
+	for name := range pc {
+		if _, ok := oc[name]; !ok {
+			t.Errorf("%s is installed only by the device-plugin profile", name)
+		}
+	}
+}
