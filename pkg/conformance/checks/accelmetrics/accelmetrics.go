@@ -703,7 +703,7 @@ func workload(t *conformance.T, env *conformance.Env, n names, o Options, inv []
 		busy := otherHolders(t, env)
 		inv = nil
 		for _, d := range seriesDevices(before, n.utilization, n.deviceLabel, units(t, env)) {
-			if !busy[d.node] {
+			if busy[d.node] == 0 {
 				inv = append(inv, d)
 			}
 		}

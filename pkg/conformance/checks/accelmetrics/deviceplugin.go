@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
@@ -155,20 +154,6 @@ func loadedDevice(t *conformance.T, env *conformance.Env, pod *corev1.Pod) devic
 // otherHolders lists the nodes where pods other than the load pod request
 // the extended resource: which of their devices those pods hold the API
 // does not say, so their series may change.
-func otherHolders(t *conformance.T, env *conformance.Env) map[string]bool {
-	pods, err := env.Client.CoreV1().Pods(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatalf("listing pods: %v", err)
-	}
-	out := map[string]bool{}
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		if (p.Namespace == env.Namespace && p.Name == loadPod) || p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-			continue
-		}
-		if devicepod.Requested(p, devicepod.Resource(env)) > 0 {
-			out[p.Spec.NodeName] = true
-		}
-	}
-	return out
+func otherHolders(t *conformance.T, env *conformance.Env) map[string]int64 {
+	return devicepod.Used(t, env, func(p *corev1.Pod) bool { return p.Namespace == env.Namespace && p.Name == loadPod })
 }

@@ -190,17 +190,7 @@ func inventoryDevicePlugin(t *conformance.T, env *conformance.Env) map[string][]
 // resource that no pod bound to the node requests.
 func freeDevicePlugin(t *conformance.T, env *conformance.Env) map[string][]Device {
 	inv := inventoryDevicePlugin(t, env)
-	pods, err := env.Client.CoreV1().Pods(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatalf("listing pods: %v", err)
-	}
-	used := map[string]int64{}
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		if p.Spec.NodeName != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			used[p.Spec.NodeName] += Requested(p, Resource(env))
-		}
-	}
+	used := Used(t, env, nil)
 	free := map[string][]Device{}
 	for node, units := range inv {
 		if n := int64(len(units)) - used[node]; n > 0 {
@@ -208,6 +198,27 @@ func freeDevicePlugin(t *conformance.T, env *conformance.Env) map[string][]Devic
 		}
 	}
 	return free
+}
+
+// Used sums, per node, the units of the extended resource that the pods
+// bound to it and not finished request, leaving out the pods skip
+// reports (nil: none).
+func Used(t *conformance.T, env *conformance.Env, skip func(*corev1.Pod) bool) map[string]int64 {
+	pods, err := env.Client.CoreV1().Pods(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("listing pods: %v", err)
+	}
+	used := map[string]int64{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || (skip != nil && skip(p)) {
+			continue
+		}
+		if n := Requested(p, Resource(env)); n > 0 {
+			used[p.Spec.NodeName] += n
+		}
+	}
+	return used
 }
 
 // preflightDevicePlugin verifies, in device-plugin mode, what every
