@@ -37,6 +37,11 @@ var (
 // each container sees exactly what Allocate gave it, the metrics follow
 // the load through the kubelet's pod resources API, and no DRA object is
 // involved. kaic down leaves nothing behind.
+// devicesPerNode is what the profile's kaic-fake-gpu advertises on each
+// node: as many as in DRA mode, so that the checks running at once (each
+// holding a device or two) do not wait for each other's devices.
+const devicesPerNode = 8
+
 func TestOfflineDevicePlugin(t *testing.T) {
 	o := setupOfflineProfile(t, devicePluginProfile)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
@@ -92,13 +97,13 @@ func TestOfflineDevicePlugin(t *testing.T) {
 		advertising := 0
 		for _, n := range nodes.Items {
 			q, ok := n.Status.Allocatable[corev1.ResourceName(fakegpu.ResourceName)]
-			if ok && q.Value() == 2 {
+			if ok && q.Value() == devicesPerNode {
 				advertising++
 			}
 			t.Logf("node %s: allocatable %s = %s", n.Name, fakegpu.ResourceName, q.String())
 		}
 		if advertising == 0 {
-			t.Errorf("no node advertises 2 %s", fakegpu.ResourceName)
+			t.Errorf("no node advertises %d %s", devicesPerNode, fakegpu.ResourceName)
 		}
 		published, err := client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.driver=" + fakegpu.DriverName})
 		if err != nil {
