@@ -4,17 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/kaic-dev/kaic/pkg/draapi"
 	"github.com/kaic-dev/kaic/pkg/profile"
@@ -241,16 +245,34 @@ func ExtendedResourceNeed(env *Env) Need {
 			if name == "" {
 				return false, errors.New("the accelerator model names no extended resource")
 			}
-			nodes, err := env.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return false, err
-			}
-			for _, n := range nodes.Items {
-				if q, ok := n.Status.Allocatable[name]; ok && !q.IsZero() {
-					return true, nil
+			// A device plugin registers with the kubelet once its pod runs,
+			// and the kubelet reports the resource in its next node status:
+			// right after install, wait a bounded time for it.
+			advertises := func(o k8sruntime.Object) bool {
+				n, ok := o.(*corev1.Node)
+				if !ok {
+					return false
 				}
+				q, has := n.Status.Allocatable[name]
+				return has && !q.IsZero()
 			}
-			return false, nil
+			wctx, cancel := context.WithTimeout(ctx, ExtendedResourceWait)
+			defer cancel()
+			nodes := env.Client.CoreV1().Nodes()
+			_, err := UntilWithSync(wctx, ListWatch(nodes.List, nodes.Watch, "", ""), &corev1.Node{},
+				func(store cache.Store) (bool, error) {
+					return slices.ContainsFunc(store.List(), func(o any) bool { return advertises(o.(k8sruntime.Object)) }), nil
+				},
+				func(ev watch.Event) (bool, error) { return advertises(ev.Object), nil })
+			if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+				return false, nil
+			}
+			return err == nil, err
 		},
 	}
 }
+
+// ExtendedResourceWait bounds the wait for a node to advertise the
+// accelerator model's extended resource: a device plugin that just started
+// shows up in its node's status within a kubelet status update or two.
+var ExtendedResourceWait = 45 * time.Second
