@@ -3,11 +3,19 @@
 // hold accelerators on a custom metric served by the cluster's metrics
 // adapter. The check runs a Deployment of probe pods that each hold one
 // device through a ResourceClaimTemplate (in device-plugin mode, by
-// requesting one of the model's extended resource), sets an HPA on the probe's load
-// gauge as the custom metrics API reports it, raises the gauge in every
-// pod (PUT /load through the API server's pod proxy) and expects one more
-// replica whose pod gets a device of its own, then lowers it and expects
-// the Deployment back at one replica.
+// requesting one of the model's extended resource), raises the probe's
+// load gauge in the pod (PUT /load through the API server's pod proxy),
+// waits until the custom metrics API reports it, then sets an HPA on that
+// metric and expects one more replica whose pod gets a device of its own;
+// it then lowers the gauge in every pod and expects the Deployment back at
+// one replica.
+//
+// The waits are those of the HPA controller, not of the check: the HPA is
+// created only once the metric it reads is high, so its first sync (at
+// once on creation) scales up; scaling down is disabled until the gauge is
+// low everywhere and then enabled with a stabilization window of 0, a
+// change to the HPA's spec, which a 1.37+ controller (HPAGeneration)
+// reconciles at once rather than at its next sync period.
 package podautoscaling
 
 import (
@@ -61,12 +69,12 @@ const (
 	low    = 0
 )
 
-// Behaviour the check sets on its HPA: scale up at once, scale down after
-// a short stabilization window instead of the default five minutes, one
-// pod at a time.
+// Behaviour the check sets on its HPA: scale up and, once enabled, down
+// at once instead of after the default five-minute stabilization window,
+// one pod at a time.
 const (
 	scaleUpWindow   = 0
-	scaleDownWindow = 15
+	scaleDownWindow = 0
 	policyPeriod    = 15
 )
 
@@ -131,15 +139,21 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 	pods := waitPods(t, env, 1, o.ScaleTimeout)
 	first := pods[0]
 	firstDev := devicepod.Holds(t, env, &first, podClaim)
+	waitMetric(t, env, version, o, pods, -1)
 
-	t.Step("Create HorizontalPodAutoscaler %s: Pods metric %s, target average %d, 1 to 2 replicas, scale-down stabilization %ds", name, o.Metric, target, scaleDownWindow)
-	t.Apply(hpa(o.Metric))
-	defer recordHPA(t, env)
-	waitMetric(t, env, version, o, pods)
-
+	created := false
+	defer func() {
+		if created {
+			recordHPA(t, env)
+		}
+	}()
 	up := t.Run("ScaleUp", func(t *conformance.T) {
-		t.Step("Raise %s to %d in every pod: the HPA should scale %s to 2 replicas", probe.MetricLoad, high, name)
+		t.Step("Raise %s to %d in pod %s and wait until the custom metrics API reports it", probe.MetricLoad, high, first.Name)
 		setLoad(t, env, pods, high)
+		waitMetric(t, env, version, o, pods, high)
+		t.Step("Create HorizontalPodAutoscaler %s: Pods metric %s, target average %d, 1 to 2 replicas, scale-up stabilization %ds, scale-down disabled until the load is lowered", name, o.Metric, target, scaleUpWindow)
+		t.Apply(hpa(o.Metric, false))
+		created = true
 		pods := waitScaled(t, env, version, o, 2, "raising")
 		t.Step("Check that the new pod holds a device of its own")
 		for i := range pods {
@@ -165,8 +179,12 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 	}
 	t.Run("ScaleDown", func(t *conformance.T) {
 		pods := listPods(t, env)
-		t.Step("Lower %s to %d in every pod: the HPA should scale %s back to 1 replica after its %ds stabilization window", probe.MetricLoad, low, name, scaleDownWindow)
+		t.Step("Lower %s to %d in every pod and wait until the custom metrics API reports it", probe.MetricLoad, low)
 		setLoad(t, env, pods, low)
+		waitMetric(t, env, version, o, pods, low)
+		t.Step("Enable scaling down on HPA %s (scaleDown.selectPolicy Max, stabilization %ds): it should scale %s back to 1 replica; "+
+			"a controller with HPAGeneration (Kubernetes 1.37+) reconciles the spec change at once, an older one at its next sync", name, scaleDownWindow, name)
+		t.Apply(hpa(o.Metric, true))
 		waitScaled(t, env, version, o, 1, "lowering")
 		if !t.Failed() {
 			t.Shown("and back to 1 when the metric fell")
@@ -307,9 +325,13 @@ func deployment(env *conformance.Env) *appsv1.Deployment {
 }
 
 // hpa scales the Deployment between 1 and 2 replicas on the per-pod
-// average of metric.
-func hpa(metric string) *autoscalingv2.HorizontalPodAutoscaler {
+// average of metric; it scales down only when down is set.
+func hpa(metric string, down bool) *autoscalingv2.HorizontalPodAutoscaler {
 	policies := []autoscalingv2.HPAScalingPolicy{{Type: autoscalingv2.PodsScalingPolicy, Value: 1, PeriodSeconds: policyPeriod}}
+	downPolicy := autoscalingv2.DisabledPolicySelect
+	if down {
+		downPolicy = autoscalingv2.MaxChangePolicySelect
+	}
 	return &autoscalingv2.HorizontalPodAutoscaler{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
@@ -325,7 +347,7 @@ func hpa(metric string) *autoscalingv2.HorizontalPodAutoscaler {
 			}},
 			Behavior: &autoscalingv2.HorizontalPodAutoscalerBehavior{
 				ScaleUp:   &autoscalingv2.HPAScalingRules{StabilizationWindowSeconds: new(int32(scaleUpWindow)), Policies: policies},
-				ScaleDown: &autoscalingv2.HPAScalingRules{StabilizationWindowSeconds: new(int32(scaleDownWindow)), Policies: policies},
+				ScaleDown: &autoscalingv2.HPAScalingRules{StabilizationWindowSeconds: new(int32(scaleDownWindow)), SelectPolicy: &downPolicy, Policies: policies},
 			},
 		},
 	}
@@ -462,11 +484,18 @@ type metricItem struct {
 }
 
 // waitMetric waits until the custom metrics API reports the metric for
-// every pod and records the answer. An adapter without a rule for the
-// metric, or a pipeline that never scrapes the probe, fails here rather
-// than as an HPA that does not scale.
-func waitMetric(t *conformance.T, env *conformance.Env, version string, o Options, pods []corev1.Pod) {
-	t.Step("Wait for the custom metrics API to report %s for pod(s) %s", o.Metric, strings.Join(podNames(pods), ", "))
+// every pod, with the value want unless want is negative, and records the
+// answer. An adapter without a rule for the metric, or a pipeline that
+// never scrapes the probe, fails here rather than as an HPA that does not
+// scale; so does one that does not follow the gauge.
+func waitMetric(t *conformance.T, env *conformance.Env, version string, o Options, pods []corev1.Pod, want float64) {
+	what := "report " + o.Metric
+	if want >= 0 {
+		what = fmt.Sprintf("report %s=%g", o.Metric, want)
+		t.Logf("waiting for the custom metrics API to %s for pod(s) %s", what, strings.Join(podNames(pods), ", "))
+	} else {
+		t.Step("Wait for the custom metrics API to %s for pod(s) %s", what, strings.Join(podNames(pods), ", "))
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), o.MetricTimeout)
 	defer cancel()
 	var last []byte
@@ -484,7 +513,15 @@ func waitMetric(t *conformance.T, env *conformance.Env, version string, o Option
 			return false, nil
 		}
 		for _, p := range pods {
-			if !slices.ContainsFunc(list.Items, func(i metricItem) bool { return i.DescribedObject.Name == p.Name }) {
+			i := slices.IndexFunc(list.Items, func(i metricItem) bool { return i.DescribedObject.Name == p.Name })
+			if i < 0 {
+				return false, nil
+			}
+			if want < 0 {
+				continue
+			}
+			q, err := resource.ParseQuantity(list.Items[i].Value)
+			if err != nil || q.AsApproximateFloat64() != want {
 				return false, nil
 			}
 		}
@@ -492,12 +529,15 @@ func waitMetric(t *conformance.T, env *conformance.Env, version string, o Option
 	})
 	path := metricPath(env, version, o.Metric)
 	if err != nil {
-		why := "its answer names not every pod: " + string(last)
-		if lastErr != nil {
+		why := "its answer names not every pod: " + strings.TrimSpace(string(last))
+		switch {
+		case lastErr != nil:
 			why = lastErr.Error()
+		case want >= 0:
+			why = "its last answer: " + strings.TrimSpace(string(last))
 		}
-		t.Fatalf("the metrics adapter does not report %s for pod(s) %s within %s (GET %s): %s; the adapter needs a rule exposing the probe's gauge for pods",
-			o.Metric, strings.Join(podNames(pods), ", "), o.MetricTimeout, path, why)
+		t.Fatalf("the metrics adapter does not %s for pod(s) %s within %s (GET %s): %s; the adapter needs a rule exposing the probe's gauge for pods, and a pipeline that follows it",
+			what, strings.Join(podNames(pods), ", "), o.MetricTimeout, path, why)
 	}
 	t.Observe("GET "+path, string(last))
 }
