@@ -29,9 +29,11 @@ testbin-operators:
 	@hack/testbin/build.sh kueue kuberay >/dev/null
 
 # test runs every unit and integration test (and the fuzz seed corpora)
-# against the real control plane built by testbin.
+# against the real control plane built by testbin. Its last line says how
+# the packages ran side by side: wall time over the slowest package
+# (hack/testloop/run.sh).
 test: testbin
-	KAIC_TESTBIN_DIR="$$(KAIC_TESTBIN_QUIET=1 hack/testbin/build.sh)" $(GO) test $(TEST_FLAGS) ./...
+	KAIC_TESTBIN_DIR="$$(KAIC_TESTBIN_QUIET=1 hack/testbin/build.sh)" GO=$(GO) hack/testloop/run.sh $(TEST_FLAGS) ./...
 
 # bench measures the verify phase on the real control plane with kwok nodes
 # (no Docker): the accelerator checks on 3 and on 1,000 nodes, in parallel
