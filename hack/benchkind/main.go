@@ -204,6 +204,13 @@ func kindFloor(ctx context.Context, k *profile.KindCluster, kubeconfig string) (
 	if err != nil {
 		return 0, err
 	}
+	// As kaic provision does: kubelet 1.35+ refuses a cgroup v1 host
+	// unless told to accept it, and kubeadm init then never comes up.
+	if kind.HostCgroupV1() {
+		if _, err := kind.AcceptCgroupV1(cfg, &floor); err != nil {
+			return 0, err
+		}
+	}
 	provider := kindcluster.NewProvider(kindcluster.ProviderWithDocker())
 	defer func() {
 		if err := provider.Delete(floor.Name, kubeconfig); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kaic-dev/kaic/pkg/kaic"
 	"github.com/kaic-dev/kaic/pkg/ownership"
+	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/provision/kind"
 )
 
@@ -143,5 +144,32 @@ func TestEveryNodeCarriesTheRunID(t *testing.T) {
 	}
 	if r.Profile.Spec.Cluster.Kind.WorkerLabels[ownership.RunIDLabel] != "" {
 		t.Errorf("the profile's worker labels were changed: %v", r.Profile.Spec.Cluster.Kind.WorkerLabels)
+	}
+}
+
+// A cgroup v1 host: the kubelets are told to accept it, unless the
+// profile's kubelet configuration already says what to do.
+func TestAcceptCgroupV1(t *testing.T) {
+	k := &profile.KindCluster{Name: "c", NodeImage: "kindest/node:v1.37.0"}
+	cfg, err := kind.Config(k, "run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(cfg.KubeadmConfigPatches)
+	told, err := kind.AcceptCgroupV1(cfg, k)
+	if err != nil || !told {
+		t.Fatalf("told=%v err=%v", told, err)
+	}
+	if len(cfg.KubeadmConfigPatches) != before+1 || !strings.Contains(cfg.KubeadmConfigPatches[before], "failCgroupV1: false") {
+		t.Errorf("patches %q", cfg.KubeadmConfigPatches)
+	}
+	k.KubeletConfig = map[string]any{"failCgroupV1": true}
+	cfg, err = kind.Config(k, "run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = len(cfg.KubeadmConfigPatches)
+	if told, err := kind.AcceptCgroupV1(cfg, k); err != nil || told || len(cfg.KubeadmConfigPatches) != before {
+		t.Errorf("profile sets failCgroupV1 itself: told=%v err=%v patches %q", told, err, cfg.KubeadmConfigPatches)
 	}
 }

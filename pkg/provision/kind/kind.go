@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
 	kindnodes "sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
@@ -83,10 +84,26 @@ func providerOption(ctx context.Context, name string) (kindcluster.ProviderOptio
 	return nil, "", fmt.Errorf("unknown node provider %q", name)
 }
 
-// hostCgroupV1 reports whether this host mounts cgroup v1.
-func hostCgroupV1() bool {
+// HostCgroupV1 reports whether this host mounts cgroup v1.
+func HostCgroupV1() bool {
 	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
 	return err != nil
+}
+
+// AcceptCgroupV1 tells the kubelets of cfg to run on cgroup v1, which
+// kubelet 1.35+ refuses unless told otherwise, and reports whether it did:
+// it does not when the profile's kubelet configuration sets failCgroupV1
+// itself.
+func AcceptCgroupV1(cfg *v1alpha4.Cluster, k *profile.KindCluster) (bool, error) {
+	if _, set := k.KubeletConfig["failCgroupV1"]; set {
+		return false, nil
+	}
+	patch, err := kubeletPatch(map[string]any{"failCgroupV1": false})
+	if err != nil {
+		return false, err
+	}
+	cfg.KubeadmConfigPatches = append(cfg.KubeadmConfigPatches, patch)
+	return true, nil
 }
 
 // Create creates the cluster, waits for its nodes, loads the profile's
@@ -106,18 +123,16 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 	if err != nil {
 		return rec, err
 	}
-	cgroupV1 := hostCgroupV1()
+	cgroupV1 := HostCgroupV1()
 	if p.CgroupV1 != nil {
 		cgroupV1 = *p.CgroupV1
 	}
 	if cgroupV1 {
-		if _, set := k.KubeletConfig["failCgroupV1"]; !set {
-			// Kubelet 1.35+ refuses cgroup v1 unless told otherwise.
-			patch, err := kubeletPatch(map[string]any{"failCgroupV1": false})
-			if err != nil {
-				return rec, err
-			}
-			cfg.KubeadmConfigPatches = append(cfg.KubeadmConfigPatches, patch)
+		told, err := AcceptCgroupV1(cfg, k)
+		if err != nil {
+			return rec, err
+		}
+		if told {
 			r.Notef("warning: this host uses cgroup v1; the kubelet is told to accept it (failCgroupV1: false)")
 		}
 	}
