@@ -41,9 +41,17 @@ the extended resource --resource-name, and each container allocated one
 gets the same variables and load directory; which devices containers hold
 comes from the kubelet's pod resources API (--pod-resources-socket).
 
+With --sharing-strategy time-slicing the last --shared-devices devices are
+shared, each by up to --sharing-replicas holders that all see that device:
+in DRA mode they allow multiple allocations (a claim consumes one of their
+shares) and carry the attribute sharing; in device-plugin mode they are
+advertised as <resource>.shared, one unit per replica, and the node is
+labelled <resource>.shared.replicas, .count and .sharing-strategy.
+
 In DRA mode it talks to the API server with the pod's service account, or
-the kubeconfig given with --kubeconfig; device-plugin mode does not.`,
-		Example: "  kaic probe dra-driver --node $NODE_NAME --devices 8\n  kaic probe dra-driver --mode device-plugin --node $NODE_NAME --devices 2",
+the kubeconfig given with --kubeconfig; device-plugin mode does only to
+label the node when it shares devices.`,
+		Example: "  kaic probe dra-driver --node $NODE_NAME --devices 8\n  kaic probe dra-driver --mode device-plugin --node $NODE_NAME --devices 2\n  kaic probe dra-driver --node $NODE_NAME --devices 8 --sharing-strategy time-slicing --sharing-replicas 4 --shared-devices 2",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if nodeName == "" {
@@ -66,6 +74,16 @@ the kubeconfig given with --kubeconfig; device-plugin mode does not.`,
 					return err
 				}
 			case fakegpu.ModeDevicePlugin:
+				// The API only to label the node with what it shares.
+				if opts.Devices.Sharing.Enabled() {
+					cfg, err := existing.RESTConfig(o.kubeconfig, o.context)
+					if err != nil {
+						return err
+					}
+					if opts.Client, err = kubernetes.NewForConfig(cfg); err != nil {
+						return err
+					}
+				}
 			default:
 				return usageError("--mode %q: must be %s or %s", opts.Mode, fakegpu.ModeDRA, fakegpu.ModeDevicePlugin)
 			}
@@ -95,6 +113,9 @@ the kubeconfig given with --kubeconfig; device-plugin mode does not.`,
 	f.StringVar(&opts.RegistryDir, "registry-dir", "", "kubelet plugin registration directory (default /var/lib/kubelet/plugins_registry)")
 	f.StringVar(&podUID, "pod-uid", "", "UID of the driver's pod, enabling the kubelet's rolling plugin updates (default: $POD_UID)")
 	f.StringVar(&metricsAddr, "metrics-addr", ":9400", "listen address of /metrics, /healthz and /readyz")
+	f.StringVar(&opts.Devices.Sharing.Strategy, "sharing-strategy", fakegpu.StrategyNone, "how devices are shared: "+fakegpu.StrategyNone+" or "+fakegpu.StrategyTimeSlicing)
+	f.IntVar(&opts.Devices.Sharing.Replicas, "sharing-replicas", 4, "holders a shared device takes at once")
+	f.IntVar(&opts.Devices.Sharing.Devices, "shared-devices", 1, "how many of the node's devices are shared (the last ones)")
 	f.StringVar(&opts.ResourceName, "resource-name", fakegpu.ResourceName, "extended resource the devices are advertised as (device-plugin mode)")
 	f.StringVar(&opts.DevicePluginDir, "device-plugin-dir", "/var/lib/kubelet/device-plugins", "directory of the kubelet's device plugin sockets (device-plugin mode)")
 	f.StringVar(&opts.PodResourcesSocket, "pod-resources-socket", fakegpu.DefaultPodResourcesSocket, "the kubelet's pod resources API, which says which devices containers hold (device-plugin mode)")

@@ -34,3 +34,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- if eq .Values.mode "device-plugin" -}}true{{- end -}}
 {{- end -}}
+
+{{/* sharing is "true" when devices are shared; invalid sharing values fail the render. */}}
+{{- define "kaic-fake-gpu.sharing" -}}
+{{- $s := .Values.sharing | default dict -}}
+{{- $strategy := toString ($s.strategy | default "none") -}}
+{{- if not (has $strategy (list "none" "time-slicing")) -}}
+{{- fail (printf "sharing.strategy must be none or time-slicing, got %q" $strategy) -}}
+{{- end -}}
+{{- if ne $strategy "none" -}}
+{{- if lt (int $s.replicas) 2 -}}
+{{- fail (printf "sharing.replicas must be at least 2 (holders of one shared device), got %v" $s.replicas) -}}
+{{- end -}}
+{{- if or (lt (int $s.devices) 1) (gt (int $s.devices) (int .Values.devicesPerNode)) -}}
+{{- fail (printf "sharing.devices must be between 1 and devicesPerNode (%d), got %v" (int .Values.devicesPerNode) $s.devices) -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}

@@ -2,14 +2,18 @@ package fakegpu_test
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	resourceapi "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/kaic-dev/kaic/internal/charttest"
@@ -217,5 +221,119 @@ func TestExampleModelRequestsTheDevicePluginResource(t *testing.T) {
 	}
 	if got := r.Profile.Spec.Accelerator.ResourceName; got != fakegpu.ResourceName {
 		t.Errorf("the example model requests %q, kaic-fake-gpu advertises %q", got, fakegpu.ResourceName)
+	}
+}
+
+// sharingValues turns time-slicing on for two of the eight devices.
+func sharingValues(mode string) map[string]any {
+	return map[string]any{"image": testImage, "mode": mode, "sharing": map[string]any{"strategy": "time-slicing", "replicas": 4, "devices": 2}}
+}
+
+// renderKinds renders the chart with values and returns its objects by
+// kind and name.
+func renderKinds(t *testing.T, values map[string]any) map[string]*unstructured.Unstructured {
+	t.Helper()
+	objs, err := charttest.RenderEmbedded(t, "kaic-fake-gpu", "kaic-fake-gpu", values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*unstructured.Unstructured{}
+	for _, o := range objs {
+		out[o.GetKind()+"/"+o.GetName()] = o
+	}
+	return out
+}
+
+func celOf(t *testing.T, o *unstructured.Unstructured) string {
+	t.Helper()
+	if o == nil {
+		t.Fatal("DeviceClass not rendered")
+	}
+	var class resourceapi.DeviceClass
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &class); err != nil {
+		t.Fatal(err)
+	}
+	if len(class.Spec.Selectors) != 1 || class.Spec.Selectors[0].CEL == nil {
+		t.Fatalf("DeviceClass %s selectors %+v", class.Name, class.Spec.Selectors)
+	}
+	return class.Spec.Selectors[0].CEL.Expression
+}
+
+func driverArgs(t *testing.T, objs map[string]*unstructured.Unstructured) []string {
+	t.Helper()
+	var ds appsv1.DaemonSet
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs["DaemonSet/kaic-fake-gpu"].Object, &ds); err != nil {
+		t.Fatal(err)
+	}
+	return ds.Spec.Template.Spec.Containers[0].Args
+}
+
+// With a sharing strategy in DRA mode the chart passes it to the driver,
+// narrows the driver's DeviceClass to the exclusive devices and adds the
+// shared devices' class, with the selectors the driver's own code states.
+func TestChartRendersSharingInDRAMode(t *testing.T) {
+	objs := renderKinds(t, sharingValues("dra"))
+	if got, want := celOf(t, objs["DeviceClass/"+fakegpu.DriverName]), fakegpu.ExclusiveSelector(fakegpu.DriverName); got != want {
+		t.Errorf("DeviceClass %s selects %q, want %q", fakegpu.DriverName, got, want)
+	}
+	if got, want := celOf(t, objs["DeviceClass/"+fakegpu.SharedDeviceClass]), fakegpu.SharedSelector(fakegpu.DriverName); got != want {
+		t.Errorf("DeviceClass %s selects %q, want %q", fakegpu.SharedDeviceClass, got, want)
+	}
+	args := driverArgs(t, objs)
+	for _, want := range []string{"--sharing-strategy=time-slicing", "--sharing-replicas=4", "--shared-devices=2"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("driver args %v lack %s", args, want)
+		}
+	}
+
+	// Without a strategy: one class of every device, no sharing flags.
+	plain := renderKinds(t, map[string]any{"image": testImage})
+	if got := celOf(t, plain["DeviceClass/"+fakegpu.DriverName]); got != `device.driver == "gpu.example.com"` {
+		t.Errorf("DeviceClass selects %q without a strategy", got)
+	}
+	if plain["DeviceClass/"+fakegpu.SharedDeviceClass] != nil {
+		t.Error("a shared DeviceClass without a strategy")
+	}
+	if args := driverArgs(t, plain); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--shar") }) {
+		t.Errorf("sharing flags without a strategy: %v", args)
+	}
+
+	for _, tc := range []struct {
+		sharing map[string]any
+		want    string
+	}{
+		{map[string]any{"strategy": "mps"}, `sharing.strategy must be none or time-slicing, got "mps"`},
+		{map[string]any{"strategy": "time-slicing", "replicas": 1, "devices": 1}, "sharing.replicas must be at least 2"},
+		{map[string]any{"strategy": "time-slicing", "replicas": 4, "devices": 9}, "sharing.devices must be between 1 and devicesPerNode (8), got 9"},
+	} {
+		_, err := charttest.RenderEmbedded(t, "kaic-fake-gpu", "kaic-fake-gpu", map[string]any{"image": testImage, "sharing": tc.sharing})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("sharing %v: %v, want %q", tc.sharing, err, tc.want)
+		}
+	}
+}
+
+// In device-plugin mode with a strategy the driver may read and patch
+// nodes (its own node's sharing labels), and nothing else.
+func TestChartRendersSharingInDevicePluginMode(t *testing.T) {
+	objs := renderKinds(t, sharingValues("device-plugin"))
+	if !slices.Contains(driverArgs(t, objs), "--sharing-strategy=time-slicing") {
+		t.Errorf("driver args %v", driverArgs(t, objs))
+	}
+	role := objs["ClusterRole/kaic-fake-gpu"]
+	if role == nil || objs["ClusterRoleBinding/kaic-fake-gpu"] == nil {
+		t.Fatalf("no ClusterRole and binding to label the node: %v", slices.Collect(maps.Keys(objs)))
+	}
+	var r rbacv1.ClusterRole
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(role.Object, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Rules) != 1 || !slices.Equal(r.Rules[0].Resources, []string{"nodes"}) || !slices.Equal(r.Rules[0].Verbs, []string{"get", "patch"}) {
+		t.Errorf("rules %+v, want get and patch of nodes only", r.Rules)
+	}
+	for k := range objs {
+		if strings.HasPrefix(k, "DeviceClass/") {
+			t.Errorf("device-plugin mode renders %s", k)
+		}
 	}
 }

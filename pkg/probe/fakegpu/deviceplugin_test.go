@@ -186,12 +186,15 @@ func TestDevicePlugin(t *testing.T) {
 		for _, d := range spec.Devices() {
 			want = append(want, d.Name)
 		}
-		if !slices.Equal(kubelet.devices[0], want) || !slices.Equal(p.Devices(), want) {
-			t.Errorf("devices listed %v, plugin %v, want %v (the names of DRA mode)", kubelet.devices[0], p.Devices(), want)
+		if !slices.Equal(kubelet.devices[0], want) || !slices.Equal(p.Units(ResourceName), want) {
+			t.Errorf("devices listed %v, plugin %v, want %v (the names of DRA mode)", kubelet.devices[0], p.Units(ResourceName), want)
+		}
+		if r := p.Resources(); !slices.Equal(r, []string{ResourceName}) {
+			t.Errorf("resources %v, want only %s: nothing is shared", r, ResourceName)
 		}
 	})
 
-	conn, err := grpc.NewClient("unix://"+p.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("unix://"+p.SocketPath(ResourceName), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +282,7 @@ func TestDevicePlugin(t *testing.T) {
 
 	t.Run("registers again when the kubelet removed its socket", func(t *testing.T) {
 		// A restarting kubelet removes every plugin socket.
-		if err := os.Remove(p.SocketPath()); err != nil {
+		if err := os.Remove(p.SocketPath(ResourceName)); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Second)
@@ -296,7 +299,7 @@ func TestDevicePlugin(t *testing.T) {
 
 	t.Run("stop removes its socket", func(t *testing.T) {
 		p.Stop()
-		if _, err := os.Stat(p.SocketPath()); !os.IsNotExist(err) {
+		if _, err := os.Stat(p.SocketPath(ResourceName)); !os.IsNotExist(err) {
 			t.Errorf("socket after Stop: %v", err)
 		}
 	})
@@ -346,4 +349,127 @@ func metricsMatch(body string, want map[string]float64) bool {
 		}
 	}
 	return true
+}
+
+// With time-slicing the shared devices are a second resource, each device
+// as many units as it takes holders; every unit of one device gives a
+// container that device, and a holder's load survives the next holder's
+// allocation.
+func TestDevicePluginSharing(t *testing.T) {
+	pluginDir, stateDir := socketDir(t), t.TempDir()
+	kubelet := &standInKubelet{dir: pluginDir}
+	serve(t, filepath.Join(pluginDir, "kubelet.sock"), func(s *grpc.Server) { pluginapi.RegisterRegistrationServer(s, kubelet) })
+	resources := &standInPodResources{}
+	podResourcesSocket := filepath.Join(socketDir(t), "kubelet.sock")
+	serve(t, podResourcesSocket, func(s *grpc.Server) { podresourcesapi.RegisterPodResourcesListerServer(s, resources) })
+
+	spec := Spec{Node: "node-a", Count: 3, Sharing: Sharing{Strategy: StrategyTimeSlicing, Replicas: 2, Devices: 1}}
+	p, err := StartDevicePlugin(t.Context(), Options{Devices: spec, StateDir: stateDir, DevicePluginDir: pluginDir, PodResourcesSocket: podResourcesSocket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	shared := SharedResourceName(ResourceName)
+
+	if kubelet.registrations() != 2 {
+		t.Fatalf("%d registrations, want one per resource", kubelet.registrations())
+	}
+	listed := map[string][]string{}
+	for i, req := range kubelet.requests {
+		if kubelet.errs[i] != nil {
+			t.Fatalf("the kubelet could not list the devices of %s: %v", req.ResourceName, kubelet.errs[i])
+		}
+		listed[req.ResourceName] = kubelet.devices[i]
+	}
+	if got, want := listed[ResourceName], []string{"gpu-0", "gpu-1"}; !slices.Equal(got, want) {
+		t.Errorf("%s lists %v, want the exclusive devices %v", ResourceName, got, want)
+	}
+	if got, want := listed[shared], []string{"gpu-2::0", "gpu-2::1"}; !slices.Equal(got, want) {
+		t.Errorf("%s lists %v, want a unit per replica of gpu-2: %v", shared, got, want)
+	}
+
+	conn, err := grpc.NewClient("unix://"+p.SocketPath(shared), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	client := pluginapi.NewDevicePluginClient(conn)
+	allocate := func(ids ...string) *pluginapi.ContainerAllocateResponse {
+		t.Helper()
+		resp, err := client.Allocate(t.Context(), &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: ids}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.ContainerResponses[0]
+	}
+	gpu2 := filepath.Join(stateDir, "gpu-2")
+
+	// The first holder: nobody holds gpu-2, a stale load is cleared.
+	if err := os.MkdirAll(gpu2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteLoad(gpu2, "killed-holder", Load{UtilizationPercent: 90}); err != nil {
+		t.Fatal(err)
+	}
+	first := allocate("gpu-2::0")
+	if first.Envs["GPU_DEVICE_2"] != "gpu-2" || len(first.Mounts) != 1 || first.Mounts[0].HostPath != gpu2 {
+		t.Errorf("a unit of gpu-2 gives %v %+v, want the physical device gpu-2", first.Envs, first.Mounts)
+	}
+	if l := ReadLoad(gpu2, time.Now()); l.UtilizationPercent != 0 {
+		t.Errorf("the first holder inherits a load: %+v", l)
+	}
+
+	// The second holder while the first holds replica 0 and puts load on it.
+	resources.set(shared, "gpu-2::0")
+	if _, err := WriteLoad(gpu2, "first-holder", Load{UtilizationPercent: 30}); err != nil {
+		t.Fatal(err)
+	}
+	second := allocate("gpu-2::1")
+	if second.Envs["GPU_DEVICE_2"] != "gpu-2" || len(second.Mounts) != 1 || second.Mounts[0].HostPath != gpu2 {
+		t.Errorf("the other unit of gpu-2 gives %v %+v, want the same device", second.Envs, second.Mounts)
+	}
+	if l := ReadLoad(gpu2, time.Now()); l.UtilizationPercent != 30 {
+		t.Errorf("the second holder's allocation cleared the first holder's load: %+v", l)
+	}
+
+	// Both units in one container: the device once.
+	both := allocate("gpu-2::0", "gpu-2::1")
+	if len(both.Mounts) != 1 || len(both.Envs) != 2 {
+		t.Errorf("two units of one device give %v %+v, want that device once", both.Envs, both.Mounts)
+	}
+
+	// The metrics name the physical device a unit belongs to.
+	srv := httptest.NewServer(p.Handler())
+	t.Cleanup(srv.Close)
+	resources.set(shared, "gpu-2::1")
+	expectMetrics(t, srv.URL, map[string]float64{
+		`kaic_fake_gpu_allocated{device="gpu-2"`: 1, `kaic_fake_gpu_utilization_percent{device="gpu-2"`: 30,
+		`kaic_fake_gpu_allocated{device="gpu-0"`: 0,
+	})
+	if n := testutil.CollectAndCount(p.metrics, MetricUtilization); n != 3 {
+		t.Errorf("%d utilization series, want one per physical device", n)
+	}
+}
+
+func TestSharingValidate(t *testing.T) {
+	for _, tc := range []struct {
+		s    Sharing
+		want string
+	}{
+		{Sharing{}, ""},
+		{Sharing{Strategy: StrategyNone, Replicas: 0}, ""},
+		{Sharing{Strategy: StrategyTimeSlicing, Replicas: 4, Devices: 2}, ""},
+		{Sharing{Strategy: "mps", Replicas: 4, Devices: 2}, `sharing strategy "mps": must be none or time-slicing`},
+		{Sharing{Strategy: StrategyTimeSlicing, Replicas: 1, Devices: 2}, "sharing replicas 1: a shared device takes at least 2 holders"},
+		{Sharing{Strategy: StrategyTimeSlicing, Replicas: 4, Devices: 9}, "sharing devices 9: between 1 and the 8 devices of the node"},
+		{Sharing{Strategy: StrategyTimeSlicing, Replicas: 4}, "sharing devices 0: between 1 and the 8 devices"},
+	} {
+		err := tc.s.Validate(8)
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%+v: err %v, want %q", tc.s, err, tc.want)
+		}
+	}
+	if _, err := StartDevicePlugin(t.Context(), Options{Devices: Spec{Node: "n", Count: 1, Sharing: Sharing{Strategy: StrategyTimeSlicing, Replicas: 2, Devices: 2}}}); err == nil {
+		t.Error("the device plugin started sharing more devices than the node has")
+	}
 }

@@ -4,7 +4,8 @@
 //
 //   - publishes N devices per node in one ResourceSlice (pool = node name)
 //     with the attributes index, uuid, model and driverVersion and a memory
-//     capacity;
+//     capacity; with a sharing strategy (sharing.go) the last K of them are
+//     shared devices that several claims may hold at once;
 //   - prepares allocated claims by writing one CDI spec per claim, which
 //     gives each container of the claim the variable GPU_DEVICE_<index> =
 //     <device name> and bind-mounts the device's load directory
@@ -64,7 +65,15 @@ type Device struct {
 	DriverVersion string
 	// Memory is the device's memory in bytes.
 	Memory int64
+	// Strategy is the sharing strategy of a shared device ("" for a device
+	// one holder has to itself), Replicas how many holders it takes at
+	// once.
+	Strategy string
+	Replicas int
 }
+
+// Shared reports whether several holders may hold the device at once.
+func (d Device) Shared() bool { return d.Strategy != "" }
 
 // Spec describes the devices of one node.
 type Spec struct {
@@ -78,6 +87,9 @@ type Spec struct {
 	DriverVersion string
 	// Memory is each device's memory capacity; zero means DefaultMemory.
 	Memory resource.Quantity
+	// Sharing, when its strategy is set, makes the last of the devices
+	// shared.
+	Sharing Sharing
 }
 
 // Devices returns the node's devices, gpu-0 … gpu-<Count-1>. The UUIDs are
@@ -95,6 +107,7 @@ func (s Spec) Devices() []Device {
 		memory = DefaultMemory
 	}
 	out := make([]Device, s.Count)
+	firstShared := s.Count - s.Sharing.shared()
 	for i := range out {
 		out[i] = Device{
 			Name:          fmt.Sprintf("gpu-%d", i),
@@ -103,6 +116,9 @@ func (s Spec) Devices() []Device {
 			Model:         model,
 			DriverVersion: version,
 			Memory:        memory.Value(),
+		}
+		if i >= firstShared {
+			out[i].Strategy, out[i].Replicas = s.Sharing.Strategy, s.Sharing.Replicas
 		}
 	}
 	return out
@@ -115,9 +131,10 @@ func deviceUUID(node string, index int) string {
 	return fmt.Sprintf("GPU-%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16])
 }
 
-// APIDevice is how the device appears in a ResourceSlice.
+// APIDevice is how the device appears in a ResourceSlice. A shared device
+// allows multiple allocations and says how (sharedDevice).
 func (d Device) APIDevice() resourceapi.Device {
-	return resourceapi.Device{
+	api := resourceapi.Device{
 		Name: d.Name,
 		Attributes: map[resourceapi.QualifiedName]resourceapi.DeviceAttribute{
 			"index":         {IntValue: ptr.To(int64(d.Index))},
@@ -129,6 +146,10 @@ func (d Device) APIDevice() resourceapi.Device {
 			"memory": {Value: *resource.NewQuantity(d.Memory, resource.BinarySI)},
 		},
 	}
+	if d.Shared() {
+		sharedDevice(&api, d)
+	}
+	return api
 }
 
 // EnvName is the variable that announces the device in a container.

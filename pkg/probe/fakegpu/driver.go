@@ -93,13 +93,20 @@ func (d *Driver) prepare(claim *resourceapi.ResourceClaim, holders map[string][]
 		if !ok {
 			return kubeletplugin.PrepareResult{}, fmt.Errorf("node %s has no device %s", d.node, r.Device)
 		}
-		// The scheduler never gives one device to two claims unless one
-		// of them asks for admin access; the driver is the last line of
+		// The scheduler never gives one device to two claims unless the
+		// device is shared (each claim then holds a share of it) or one of
+		// them asks for admin access; the driver is the last line of
 		// defence if something went wrong.
-		for _, other := range holders[dev.Name] {
-			if other != claim.UID && !ptrTrue(r.AdminAccess) {
-				return kubeletplugin.PrepareResult{}, fmt.Errorf("device %s is already prepared for claim %s", dev.Name, other)
-			}
+		if r.ShareID != nil && !dev.Shared() {
+			return kubeletplugin.PrepareResult{}, fmt.Errorf("claim holds share %s of device %s, which is not shared", *r.ShareID, dev.Name)
+		}
+		others := slices.DeleteFunc(slices.Clone(holders[dev.Name]), func(u types.UID) bool { return u == claim.UID })
+		switch {
+		case ptrTrue(r.AdminAccess) || len(others) == 0:
+		case !dev.Shared():
+			return kubeletplugin.PrepareResult{}, fmt.Errorf("device %s is already prepared for claim %s", dev.Name, others[0])
+		case len(others) >= dev.Replicas:
+			return kubeletplugin.PrepareResult{}, fmt.Errorf("shared device %s already has %d holders, all it takes", dev.Name, len(others))
 		}
 		if !slices.ContainsFunc(devices, func(x Device) bool { return x.Name == dev.Name }) {
 			devices = append(devices, dev)
@@ -109,6 +116,7 @@ func (d *Driver) prepare(claim *resourceapi.ResourceClaim, holders map[string][]
 			PoolName:     r.Pool,
 			DeviceName:   r.Device,
 			CDIDeviceIDs: []string{deviceID(claim.UID, dev.Name)},
+			ShareID:      r.ShareID,
 		})
 	}
 	for _, dev := range devices {

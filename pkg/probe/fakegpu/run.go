@@ -39,7 +39,8 @@ type Options struct {
 	// Devices describes the node and its devices (Spec.Node is required).
 	Devices Spec
 	// Client talks to the API server: ResourceSlices of the node are
-	// published with it and claims read.
+	// published with it and claims read; in device-plugin mode, the node
+	// is labelled with the devices it shares (none: not labelled).
 	Client kubernetes.Interface
 	// CDIDir and StateDir default to DefaultCDIDir and DefaultStateDir.
 	CDIDir   string
@@ -92,6 +93,9 @@ func Start(ctx context.Context, o Options) (*Plugin, error) {
 	}
 	if o.Devices.Count < 1 {
 		return nil, fmt.Errorf("at least one device per node is needed, got %d", o.Devices.Count)
+	}
+	if err := o.Devices.Sharing.Validate(o.Devices.Count); err != nil {
+		return nil, err
 	}
 	if o.Client == nil {
 		return nil, errors.New("a Kubernetes client is required")
