@@ -21,9 +21,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
 
+	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/probe"
 )
 
@@ -471,5 +474,73 @@ func TestSharingValidate(t *testing.T) {
 	}
 	if _, err := StartDevicePlugin(t.Context(), Options{Devices: Spec{Node: "n", Count: 1, Sharing: Sharing{Strategy: StrategyTimeSlicing, Replicas: 2, Devices: 2}}}); err == nil {
 		t.Error("the device plugin started sharing more devices than the node has")
+	}
+}
+
+// With a strategy and a client the plugin labels its node with what it
+// shares, puts back a label something removed, and removes its labels,
+// and only those, when it stops. The node is the test control plane's.
+func TestDevicePluginLabelsItsNode(t *testing.T) {
+	env := testenv.Shared(t)
+	cs := env.Clientset()
+	const node = "kwok-fakegpu-0"
+	old := socketCheckInterval
+	socketCheckInterval = 100 * time.Millisecond
+	t.Cleanup(func() { socketCheckInterval = old })
+	pluginDir := socketDir(t)
+	serve(t, filepath.Join(pluginDir, "kubelet.sock"), func(s *grpc.Server) {
+		pluginapi.RegisterRegistrationServer(s, &standInKubelet{dir: pluginDir})
+	})
+	sharing := Sharing{Strategy: StrategyTimeSlicing, Replicas: 4, Devices: 2}
+	p, err := StartDevicePlugin(t.Context(), Options{
+		Devices: Spec{Node: node, Count: 8, Sharing: sharing}, Client: cs,
+		StateDir: t.TempDir(), DevicePluginDir: pluginDir, PodResourcesSocket: filepath.Join(socketDir(t), "none.sock"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	want := map[string]string{
+		"example.com/gpu.shared.replicas": "4", "example.com/gpu.shared.count": "2", "example.com/gpu.shared.sharing-strategy": "time-slicing",
+	}
+	labels := func() map[string]string {
+		t.Helper()
+		n, err := cs.CoreV1().Nodes().Get(t.Context(), node, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Labels
+	}
+	waitLabels := func(present bool) map[string]string {
+		t.Helper()
+		var l map[string]string
+		for range 100 {
+			l = labels()
+			ok := true
+			for k, v := range want {
+				if got, has := l[k]; has != present || (present && got != v) {
+					ok = false
+				}
+			}
+			if ok {
+				return l
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("node labels %v, want %v present: %t", l, want, present)
+		return nil
+	}
+	before := waitLabels(true)
+	patch := []byte(`{"metadata":{"labels":{"example.com/gpu.shared.count":null}}}`)
+	if _, err := cs.CoreV1().Nodes().Patch(t.Context(), node, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitLabels(true)
+	p.Stop()
+	after := waitLabels(false)
+	for k, v := range before {
+		if _, ours := want[k]; !ours && after[k] != v {
+			t.Errorf("label %s=%s changed to %q", k, v, after[k])
+		}
 	}
 }

@@ -42,9 +42,15 @@ func TestMain(m *testing.M) {
 // gRPC service listens in a temporary directory.
 func startDriver(t *testing.T, cs kubernetes.Interface, count int, dirs driverDirs) *fakegpu.Plugin {
 	t.Helper()
+	return startDriverFor(t, cs, fakegpu.Spec{Node: node, Count: count}, dirs)
+}
+
+// startDriverFor runs the driver for the devices of spec.
+func startDriverFor(t *testing.T, cs kubernetes.Interface, spec fakegpu.Spec, dirs driverDirs) *fakegpu.Plugin {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	p, err := fakegpu.Start(t.Context(), fakegpu.Options{
-		Devices:   fakegpu.Spec{Node: node, Count: count},
+		Devices:   spec,
 		Client:    cs,
 		CDIDir:    dirs.cdi,
 		StateDir:  dirs.state,
@@ -79,6 +85,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // waitForSlice waits until the node's slice of the driver has n devices.
 func waitForSlice(ctx context.Context, t *testing.T, cs kubernetes.Interface, n int) resourceapi.ResourceSlice {
+	t.Helper()
+	return waitForSliceOf(ctx, t, cs, node, n)
+}
+
+// waitForSliceOf waits until the slice of the driver for node has n devices.
+func waitForSliceOf(ctx context.Context, t *testing.T, cs kubernetes.Interface, node string, n int) resourceapi.ResourceSlice {
 	t.Helper()
 	var got resourceapi.ResourceSlice
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {

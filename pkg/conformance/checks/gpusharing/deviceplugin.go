@@ -19,28 +19,40 @@ import (
 // as a node advertising more units than it has devices, which only the
 // platform can say: NVIDIA's GPU feature discovery labels a time-sliced
 // node <resource>.replicas (units per device), <resource>.count (devices)
-// and <resource>.sharing-strategy. On a node that declares fewer devices
-// than units, the check runs one pod more than it has devices, each
-// holding one unit: when all run at once, at least two share a device,
-// and on a node that runs containers they must see it. A cluster whose
-// nodes declare nothing is not verified.
+// and <resource>.sharing-strategy. A device plugin may advertise the
+// shared units under a resource of their own, <resource>.shared (NVIDIA's
+// device plugin does when it renames time-sliced GPUs, kaic-fake-gpu
+// always), so that units of <resource> stay whole devices; such a
+// resource is declared by labels of its own name, or, as GPU feature
+// discovery labels a renamed resource, by those of <resource>, its devices
+// then being its units over the replicas. On a node that declares fewer
+// devices than units, the check runs one pod more than it has devices,
+// each holding one unit: when all run at once, at least two share a
+// device, and on a node that runs containers they must see it. A cluster
+// whose nodes declare nothing is not verified.
 
 // sharedNode is a node that declares fewer devices than it advertises
-// units.
+// units of resource.
 type sharedNode struct {
 	name             string
+	resource         string
 	units, devices   int64
 	replicas         int64
 	strategy, labels string
 }
 
+// sharedSuffix ends the name of the resource a device plugin advertises
+// shared units as, beside the model's.
+const sharedSuffix = ".shared"
+
 // Names of the objects the device-plugin test creates.
 const sharerPrefix = "unit-sharer-"
 
-// sharedNodes reads what the nodes advertising the resource declare about
-// its units.
-func sharedNodes(t *conformance.T, env *conformance.Env, inventory map[string][]devicepod.Device) []sharedNode {
-	res := env.Accelerator.ResourceName
+// sharedNodes reads what the nodes advertising the resource res declare
+// about its units (inventory: the units per Ready node); base is the
+// model's resource when res is its shared variant, whose labels then
+// stand in for those res lacks.
+func sharedNodes(t *conformance.T, env *conformance.Env, res, base string, inventory map[string][]devicepod.Device) []sharedNode {
 	nodes, err := env.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatalf("listing nodes: %v", err)
@@ -54,16 +66,25 @@ func sharedNodes(t *conformance.T, env *conformance.Env, inventory map[string][]
 			continue
 		}
 		l := n.Labels
-		s := sharedNode{name: n.Name, units: units, strategy: l[res+".sharing-strategy"]}
-		s.replicas, _ = strconv.ParseInt(l[res+".replicas"], 10, 64)
-		s.devices, _ = strconv.ParseInt(l[res+".count"], 10, 64)
+		prefix, count := res, true
+		if base != "" && !declares(l, res) && declares(l, base) {
+			// As GPU feature discovery labels a renamed resource: the
+			// replicas are the model resource's, its count is not of
+			// these units.
+			prefix, count = base, false
+		}
+		s := sharedNode{name: n.Name, resource: res, units: units, strategy: l[prefix+".sharing-strategy"]}
+		s.replicas, _ = strconv.ParseInt(l[prefix+".replicas"], 10, 64)
+		if count {
+			s.devices, _ = strconv.ParseInt(l[prefix+".count"], 10, 64)
+		}
 		if s.devices == 0 && s.replicas > 1 {
-			s.devices = units / s.replicas
+			s.devices = (units + s.replicas - 1) / s.replicas
 		}
 		var declared []string
 		for _, k := range []string{".count", ".replicas", ".sharing-strategy"} {
-			if v, ok := l[res+k]; ok {
-				declared = append(declared, res+k+"="+v)
+			if v, ok := l[prefix+k]; ok {
+				declared = append(declared, prefix+k+"="+v)
 			}
 		}
 		s.labels = strings.Join(declared, ", ")
@@ -83,6 +104,16 @@ func sharedNodes(t *conformance.T, env *conformance.Env, inventory map[string][]
 	return out
 }
 
+// declares reports whether labels declare anything of res's units.
+func declares(labels map[string]string, res string) bool {
+	for _, k := range []string{".count", ".replicas", ".sharing-strategy"} {
+		if _, ok := labels[res+k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 func orNothing(s string) string {
 	if s == "" {
 		return "no sharing labels"
@@ -96,13 +127,23 @@ func runDevicePlugin(t *conformance.T, env *conformance.Env) {
 	inventory := devicepod.Preflight(t, env)
 	t.Logf("accelerator model %q: %s; an extended resource cannot be shared between containers or pods, so sharing is what a node declares of its units", env.Accelerator.Model, devicepod.How(env))
 	t.Step("Look for nodes that declare fewer devices than the units of %s they advertise (labels %s.count, %s.replicas)", res, res, res)
-	shared := sharedNodes(t, env, inventory)
+	shared := sharedNodes(t, env, res, "", inventory)
+	sharedEnv := *env
+	sharedEnv.Accelerator.ResourceName = res + sharedSuffix
+	if units := devicepod.Inventory(t, &sharedEnv); len(units) > 0 {
+		t.Step("Look for nodes that declare fewer devices than the units of %s, the shared variant of %s, they advertise", sharedEnv.Accelerator.ResourceName, res)
+		shared = append(shared, sharedNodes(t, env, sharedEnv.Accelerator.ResourceName, res, units)...)
+	}
 	if len(shared) == 0 {
-		t.Skipf("not verified: no node advertising %s declares fewer devices than units (labels %s.count or %s.replicas, as NVIDIA's GPU feature discovery sets them for time-slicing); without that a device plugin's unit is one device",
-			res, res, res)
+		t.Skipf("not verified: no node advertising %s or %s%s declares fewer devices than units (labels <resource>.count or <resource>.replicas, as NVIDIA's GPU feature discovery sets them for time-slicing); without that a device plugin's unit is one device",
+			res, res, sharedSuffix)
 	}
 	// The node with the fewest devices needs the fewest pods.
+	sort.SliceStable(shared, func(i, j int) bool { return shared[i].devices < shared[j].devices })
 	node := shared[0]
+	if node.resource != res {
+		env = &sharedEnv
+	}
 	var pods []*corev1.Pod
 	if !t.Run("MoreHoldersThanDevices", func(t *conformance.T) { pods = moreHolders(t, env, node) }) {
 		return

@@ -3,20 +3,25 @@
 // exposed as schedulable resources) that lets more workloads hold an
 // accelerator than there are devices.
 //
-// What it shows today is DRA's claim sharing: a claim referenced by two
+// It first shows DRA's claim sharing: a claim referenced by two
 // containers of one pod, and a claim referenced by two pods, are each
 // allocated one device that is reserved for all their consumers, every
 // consumer runs, and each container sees that same device. Every DRA
-// driver allows that, so it is not a sharing strategy: the check records
-// it, records the strategies the driver's ResourceSlices publish (devices
-// that several claims may hold at once, partitions drawing on shared
-// counters), and reports the requirement not verified with the reason. A
-// driver that cannot even share a claim fails the check.
+// driver allows that, so it is not a sharing strategy; a driver that
+// cannot even share a claim fails the check. It then records the
+// strategies the driver's ResourceSlices publish (devices that several
+// claims may hold at once, partitions drawing on shared counters) and,
+// on devices several claims may hold, runs more holders than devices
+// (strategy.go): one claim more than a node has such devices, each in
+// its own pod, all running at once. A driver that publishes no such
+// device, or none a DeviceClass admits, leaves the requirement not
+// verified, with the reason.
 //
 // In device-plugin mode (deviceplugin.go) sharing is a node declaring
-// fewer devices than the units it advertises; the check then runs more
-// holders than devices on it, and a cluster that declares none is not
-// verified.
+// fewer devices than the units it advertises, of the model's extended
+// resource or of its shared variant <resource>.shared; the check then
+// runs more holders than devices on it, and a cluster that declares none
+// is not verified.
 package gpusharing
 
 import (
@@ -28,6 +33,7 @@ import (
 	resourcev1 "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/utils/ptr"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
@@ -58,7 +64,7 @@ func run(t *conformance.T, env *conformance.Env) {
 		return
 	}
 	acc := env.Accelerator
-	devicepod.Preflight(t, env)
+	inventory := devicepod.Preflight(t, env)
 	t.Logf("accelerator model %q: DeviceClass %s, driver %s", acc.Model, acc.DeviceClass, acc.DRADriver)
 	t.Step("Look for the sharing strategies driver %s publishes", acc.DRADriver)
 	list, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{
@@ -82,7 +88,12 @@ func run(t *conformance.T, env *conformance.Env) {
 		t.Skipf("not verified: driver %s publishes no sharing strategy (no device that several claims may hold at once, "+
 			"no partitions); one claim shared by several consumers, shown above, is DRA's claim sharing, which every driver allows", acc.DRADriver)
 	}
-	t.Skipf("not verified: driver %s publishes %s, but kaic does not yet run more holders than devices on them", acc.DRADriver, strings.Join(strategies, " and "))
+	if !slices.ContainsFunc(list.Items, func(s resourcev1.ResourceSlice) bool {
+		return slices.ContainsFunc(s.Spec.Devices, func(d resourcev1.Device) bool { return ptr.Deref(d.AllowMultipleAllocations, false) })
+	}) {
+		t.Skipf("not verified: driver %s publishes %s, but kaic does not yet schedule partitions as separate resources", acc.DRADriver, strings.Join(strategies, " and "))
+	}
+	strategy(t, env, list.Items, inventory)
 }
 
 // Strategies names the sharing strategies the devices of rs publish:
@@ -141,7 +152,7 @@ func acrossContainers(t *conformance.T, env *conformance.Env) {
 		second := devicepod.Read(t, env, containersPod, secondContainer)
 		devicepod.ExpectOne(t, env, "container "+firstContainer, first, dev)
 		devicepod.ExpectOne(t, env, "container "+secondContainer, second, dev)
-		sameDevice(t, "containers "+firstContainer+" and "+secondContainer, first, second)
+		sameDevice(t, "containers "+firstContainer+" and "+secondContainer, first, second, "one claim")
 	})
 }
 
@@ -179,13 +190,15 @@ func acrossPods(t *conformance.T, env *conformance.Env) {
 		b := devicepod.Read(t, env, podB, "probe")
 		devicepod.ExpectOne(t, env, "pod "+podA, a, dev)
 		devicepod.ExpectOne(t, env, "pod "+podB, b, dev)
-		sameDevice(t, "pods "+podA+" and "+podB, a, b)
+		sameDevice(t, "pods "+podA+" and "+podB, a, b, "one claim")
 	})
 }
 
-func sameDevice(t *conformance.T, who string, a, b devicepod.Report) {
+// sameDevice fails the test unless a and b, who hold what, see the same
+// devices.
+func sameDevice(t *conformance.T, who string, a, b devicepod.Report, what string) {
 	if !slices.Equal(a.Devices, b.Devices) {
-		t.Errorf("%s see different devices, %q and %q, although they share one claim", who, strings.Join(a.Devices, ","), strings.Join(b.Devices, ","))
+		t.Errorf("%s see different devices, %q and %q, although they hold %s", who, strings.Join(a.Devices, ","), strings.Join(b.Devices, ","), what)
 	}
 }
 
