@@ -23,12 +23,14 @@ import (
 const devicePluginProfile = "e2e/testdata/kind-device-plugin-offline.yaml"
 
 // devicePluginMust are the MUST requirements the device-plugin profile
-// selects; each must pass on real pods. devicePluginNotVerified are its
-// SHOULDs that kaic-fake-gpu's device plugin cannot make verifiable: it
-// labels no node with a driver version and declares no shared units.
+// selects, and devicePluginShould the SHOULDs kaic-fake-gpu's device plugin
+// makes verifiable (its time-sliced devices); each must pass on real pods.
+// devicePluginNotVerified are its SHOULDs that the device plugin cannot
+// make verifiable: it labels no node with a driver version.
 var (
 	devicePluginMust        = []string{"secure_accelerator_access", "pod_autoscaling", "accelerator_metrics"}
-	devicePluginNotVerified = []string{"driver_runtime_management", "gpu_sharing"}
+	devicePluginShould      = []string{"gpu_sharing"}
+	devicePluginNotVerified = []string{"driver_runtime_management"}
 )
 
 // TestOfflineDevicePlugin runs kaic up on the offline kind cluster with
@@ -38,9 +40,15 @@ var (
 // the load through the kubelet's pod resources API, and no DRA object is
 // involved. kaic down leaves nothing behind.
 // devicesPerNode is what the profile's kaic-fake-gpu advertises on each
-// node: as many as in DRA mode, so that the checks running at once (each
-// holding a device or two) do not wait for each other's devices.
-const devicesPerNode = 8
+// node as whole devices: as many as in DRA mode, so that the checks running
+// at once (each holding a device or two) do not wait for each other's
+// devices. sharedDevices more are time-sliced, replicas units each, under
+// the shared resource.
+const (
+	devicesPerNode = 8
+	sharedDevices  = 2
+	replicas       = 4
+)
 
 func TestOfflineDevicePlugin(t *testing.T) {
 	o := setupOfflineProfile(t, devicePluginProfile)
@@ -67,7 +75,7 @@ func TestOfflineDevicePlugin(t *testing.T) {
 	for _, r := range readResults(t, verifyOut["results"]) {
 		results[r.ID] = r
 	}
-	for _, id := range devicePluginMust {
+	for _, id := range append(slices.Clone(devicePluginMust), devicePluginShould...) {
 		if r := results[id]; r.Status != "pass" {
 			t.Errorf("%s is %q with a device plugin (see %s)", id, r.Status, filepath.Join(ev, "tests", r.TestName, "output.md"))
 		}
@@ -105,6 +113,25 @@ func TestOfflineDevicePlugin(t *testing.T) {
 		if advertising == 0 {
 			t.Errorf("no node advertises %d %s", devicesPerNode, fakegpu.ResourceName)
 		}
+		// The time-sliced devices: their units under the shared resource,
+		// declared in the node's labels as GPU feature discovery declares them.
+		shared := fakegpu.SharedResourceName(fakegpu.ResourceName)
+		declared := 0
+		for _, n := range nodes.Items {
+			q := n.Status.Allocatable[corev1.ResourceName(shared)]
+			labels := fakegpu.Sharing{Strategy: fakegpu.StrategyTimeSlicing, Replicas: replicas, Devices: sharedDevices}.NodeLabels(fakegpu.ResourceName)
+			matching := true
+			for k, v := range labels {
+				matching = matching && n.Labels[k] == v
+			}
+			if q.Value() == sharedDevices*replicas && matching {
+				declared++
+			}
+			t.Logf("node %s: allocatable %s = %s, labels %v", n.Name, shared, q.String(), labels)
+		}
+		if declared == 0 {
+			t.Errorf("no node advertises %d %s and declares them in its labels", sharedDevices*replicas, shared)
+		}
 		published, err := client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.driver=" + fakegpu.DriverName})
 		if err != nil {
 			t.Fatal(err)
@@ -141,6 +168,21 @@ func TestOfflineDevicePlugin(t *testing.T) {
 		}
 		if strings.Contains(out, "simulated by kwok") || strings.Contains(out, "ResourceClaim") {
 			t.Errorf("the transcript shows a skipped probe or a claim:\n%s", out)
+		}
+	})
+	t.Run("more pods than devices held the time-sliced devices and saw them", func(t *testing.T) {
+		out := transcript("TestGPUSharing")
+		for _, want := range []string{
+			"each requesting one example.com/gpu.shared",
+			"ran at once on node",
+			"RESULT: ACCELERATOR_COUNT=1",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("TestGPUSharing transcript lacks %q", want)
+			}
+		}
+		if strings.Contains(out, "simulated by kwok") {
+			t.Errorf("the transcript shows a skipped probe:\n%s", out)
 		}
 	})
 	t.Run("the metrics followed the load on the allocated device", func(t *testing.T) {

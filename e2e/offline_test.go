@@ -271,6 +271,17 @@ func TestOfflineUpValidateDown(t *testing.T) {
 		if res.Level == "SHOULD" && res.Status == "fail" {
 			t.Errorf("SHOULD requirement %s failed on the offline stack (see %s)", res.ID, filepath.Join(dir, "v1.37", "kaic-kind-dra-offline", "tests", res.TestName, "output.md"))
 		}
+		// kaic-fake-gpu time-slices two devices per node here: gpu_sharing
+		// has a strategy to exercise, and the holders of one device must
+		// have seen it in their containers.
+		if res.ID == "gpu_sharing" {
+			transcript := filepath.Join(dir, "v1.37", "kaic-kind-dra-offline", "tests", res.TestName, "output.md")
+			if res.Status != "pass" {
+				t.Errorf("gpu_sharing is %q on the offline stack, whose devices are time-sliced (see %s)", res.Status, transcript)
+			} else if data, err := os.ReadFile(transcript); err != nil || !strings.Contains(string(data), "the holders of one shared device saw that same device") {
+				t.Errorf("gpu_sharing passed without its holders seeing the shared device (see %s): %v", transcript, err)
+			}
+		}
 	}
 	if len(unverified) > 0 {
 		var ids []string
