@@ -404,6 +404,12 @@ type RobustController struct {
 	// installs (component kuberay-operator or kubeflow-trainer), else the
 	// one whose custom resources the cluster serves.
 	Operator string `json:"operator,omitempty"`
+	// Namespace is where the operator's pods run. Empty finds them: the
+	// namespace of the Deployments and pods that carry the operator's
+	// well-known labels (app.kubernetes.io/name=kuberay-operator,
+	// app.kubernetes.io/name=kubeflow-trainer), else that of the Service
+	// serving its validating webhook.
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // ServiceMetrics configures the ai_service_metrics check. Every field is

@@ -505,6 +505,9 @@ func validateChecks(errs *fieldErrors, c Checks, levels map[string]string) (warn
 	if op := c.RobustController.Operator; op != "" && !slices.Contains(RobustControllerOperators(), op) {
 		errs.invalid(p+".robustController.operator", op, "must be one of %s", strings.Join(RobustControllerOperators(), ", "))
 	}
+	if ns := c.RobustController.Namespace; ns != "" && (len(ns) > 63 || !dns1123Label.MatchString(ns)) {
+		errs.invalid(p+".robustController.namespace", ns, "must be the name of a namespace (a lowercase DNS label)")
+	}
 	validateServiceMetrics(errs, p+".serviceMetrics", c.ServiceMetrics)
 	validateInference(errs, p+".inference", c.Inference)
 	if rc := c.Sandboxing.RuntimeClass; rc != "" {

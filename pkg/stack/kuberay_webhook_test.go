@@ -124,8 +124,8 @@ func TestKubeRayWebhookComponent(t *testing.T) {
 	if hook.Helm == nil || hook.Helm.Chart != profile.EmbeddedChartScheme+"kuberay-webhook" {
 		t.Errorf("chart %+v, want %skuberay-webhook", hook.Helm, profile.EmbeddedChartScheme)
 	}
-	if hook.Namespace != operator.Namespace || hook.Namespace != kubeRay.Namespace {
-		t.Errorf("namespace %q; the operator's is %q and the check looks in %q", hook.Namespace, operator.Namespace, kubeRay.Namespace)
+	if hook.Namespace != operator.Namespace {
+		t.Errorf("namespace %q; the operator's is %q", hook.Namespace, operator.Namespace)
 	}
 	for _, dep := range []string{"cert-manager", operator.Name} {
 		if !slices.Contains(hook.DependsOn, dep) {

@@ -39,6 +39,10 @@ const (
 	// holding the operator's RayCluster webhook.
 	webhookConfigurationName = "kuberay-validating-webhook-configuration"
 	webhookServiceName       = "kuberay-webhook-service"
+	// operatorNamespace is where the stand-in operator pods run: not the
+	// namespace the kuberay-operator stack component installs into, so
+	// that only finding them leads the check there.
+	operatorNamespace = "ai-operators"
 )
 
 // kubeRayCA is the CA the webhook configuration trusts, once KubeRay runs.
@@ -184,16 +188,22 @@ func installKubeRayWebhook(ctx context.Context, env *testenv.Env, manifest strin
 }
 
 // standInOperatorPods creates the Deployment the kuberay-operator stack
-// component installs, with the chart's labels, in its namespace. kwok runs
-// its pod without a container: the operator itself runs as a process on
-// the test's machine.
+// component installs, with the chart's labels, in operatorNamespace. kwok
+// runs its pod without a container: the operator itself runs as a process
+// on the test's machine.
 func standInOperatorPods(ctx context.Context, env *testenv.Env) error {
+	return standInDeployment(ctx, env, operatorNamespace)
+}
+
+// standInDeployment creates a Deployment named kuberay-operator with the
+// chart's labels in namespace, creating the namespace if needed.
+func standInDeployment(ctx context.Context, env *testenv.Env, namespace string) error {
 	client := env.Clientset()
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ray-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	labels := map[string]string{"app.kubernetes.io/name": "kuberay-operator", "app.kubernetes.io/instance": "kuberay-operator", "app.kubernetes.io/component": "kuberay-operator"}
-	_, err := client.AppsV1().Deployments("ray-system").Create(ctx, &appsv1.Deployment{
+	_, err := client.AppsV1().Deployments(namespace).Create(ctx, &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "kuberay-operator", Labels: labels},
 		Spec: appsv1.DeploymentSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: labels},

@@ -25,8 +25,10 @@ type Operator struct {
 	// WebhookComponent is the built-in stack component that enables its
 	// validating webhook, when that is not Component itself.
 	WebhookComponent string
-	// Namespace and PodSelector find the operator's pods.
-	Namespace   string
+	// PodSelector is the well-known labels of the operator's pods (those
+	// its chart sets). The check looks for them in every namespace: where
+	// an installation puts the operator is not assumed
+	// (spec.checks.robustController.namespace names it).
 	PodSelector string
 	// CRDs the operator registers; the first is the one Resource is of.
 	CRDs []string
@@ -116,7 +118,6 @@ func kubeRay() Operator {
 		Component: "kuberay-operator",
 		// The chart ships no webhook: kuberay-webhook adds it.
 		WebhookComponent: "kuberay-webhook",
-		Namespace:        "ray-system",
 		PodSelector:      "app.kubernetes.io/name=kuberay-operator",
 		CRDs:             []string{"rayclusters.ray.io", "rayjobs.ray.io", "rayservices.ray.io"},
 		Webhook:          "vraycluster.kb.io",
@@ -214,7 +215,6 @@ func kubeflowTrainer() Operator {
 		Name:                 profile.OperatorKubeflowTrainer,
 		Title:                "Kubeflow Trainer",
 		Component:            "kubeflow-trainer",
-		Namespace:            "kubeflow-system",
 		PodSelector:          "app.kubernetes.io/name=kubeflow-trainer",
 		CRDs:                 []string{"trainjobs.trainer.kubeflow.org", "clustertrainingruntimes.trainer.kubeflow.org", "trainingruntimes.trainer.kubeflow.org"},
 		WebhookConfiguration: "validator.trainer.kubeflow.org",

@@ -6,7 +6,10 @@
 // controller to its finished state with the objects it owns.
 //
 // The operator is the one the profile names, else the one its stack
-// installs, else the one whose CRDs the cluster has (KubeRay first).
+// installs, else the one whose CRDs the cluster has (KubeRay first). Its
+// namespace is the one the profile names, else found on the cluster: where
+// the Deployments and pods with the operator's well-known labels are, else
+// where the Service serving its webhook is.
 package robust
 
 import (
@@ -25,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 
@@ -54,7 +58,9 @@ var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Ver
 // config is the check as it runs; tests shorten its waits.
 type config struct {
 	// operator is the operator's name; empty finds it on the cluster.
-	operator       string
+	operator string
+	// namespace is where the operator's pods run; empty finds it.
+	namespace      string
 	readyTimeout   time.Duration
 	reconcileAfter time.Duration
 }
@@ -76,9 +82,19 @@ func CheckFor(name string) conformance.Check {
 // ForProfile returns the check for the operator the profile selects:
 // spec.checks.robustController.operator, else the operator of the one
 // built-in operator component its stack installs, else whichever the
-// cluster has.
+// cluster has; it looks for the operator's pods in
+// spec.checks.robustController.namespace, else finds their namespace.
 func ForProfile(p *profile.Profile) conformance.Check {
-	return CheckFor(OperatorOf(p))
+	return conformance.NewCheck(ID, configFor(p).run)
+}
+
+// configFor is the check as the profile p configures it.
+func configFor(p *profile.Profile) config {
+	c := config{operator: OperatorOf(p), readyTimeout: operatorReadyTimeout, reconcileAfter: reconcileTimeout}
+	if p != nil {
+		c.namespace = p.Spec.Checks.RobustController.Namespace
+	}
+	return c
 }
 
 // OperatorOf returns the operator p selects, or "" when it leaves the
@@ -164,24 +180,154 @@ func componentList() string {
 	return strings.Join(s, " or ")
 }
 
-// podsRunning waits until the operator has pods and all of them are Ready.
+// podsRunning finds where the operator's pods run and waits until there
+// are some and all of them are Ready.
 func (c config) podsRunning(t *conformance.T, env *conformance.Env, op Operator) {
-	t.Step("Wait up to %s for the pods of %s (namespace %s, selector %s) to be Ready", c.readyTimeout, op.Title, op.Namespace, op.PodSelector)
+	where := c.locate(t, env, op)
+	t.Step("Wait up to %s for the pods of %s (namespace %s, selector %s) to be Ready", c.readyTimeout, op.Title, where.namespace, where.selector)
 	ctx, cancel := context.WithTimeout(t.Context(), c.readyTimeout)
 	defer cancel()
-	list, err := waitForPods(ctx, env, op.Namespace, op.PodSelector)
+	list, err := waitForPods(ctx, env, where.namespace, where.selector)
 	lines := podLines(list)
 	if len(list) == 0 {
 		lines = []string{"(none)"}
 	}
-	t.Observe(fmt.Sprintf("pods of %s in %s", op.Title, op.Namespace), strings.Join(lines, "\n"))
+	t.Observe(fmt.Sprintf("pods of %s in %s", op.Title, where.namespace), strings.Join(lines, "\n"))
 	switch {
 	case len(list) == 0:
-		t.Fatalf("%s is not running: namespace %s has no pod matching %s (stack component %s installs it there)", op.Title, op.Namespace, op.PodSelector, op.Component)
+		t.Fatalf("%s is not running: namespace %s (%s) has no pod matching %s", op.Title, where.namespace, where.how, where.selector)
 	case err != nil:
 		t.Fatalf("not every pod of %s became Ready within %s: %v", op.Title, c.readyTimeout, err)
 	}
 	t.Logf("all %d pod(s) of %s are Ready", len(list), op.Title)
+}
+
+// location is where the operator's pods are: their namespace and label
+// selector, and how the check knows (for the transcript).
+type location struct {
+	namespace, selector, how string
+}
+
+// locate returns where the operator's pods run: in the namespace the
+// profile names, else in the one namespace whose Deployments or pods
+// carry the operator's well-known labels (with several, the one of the
+// Service serving its webhook), else where that Service's selector points.
+// It records where and how it found them, and stops the test when nothing
+// leads to them.
+func (c config) locate(t *conformance.T, env *conformance.Env, op Operator) location {
+	if c.namespace != "" {
+		where := location{namespace: c.namespace, selector: op.PodSelector, how: "named by spec.checks.robustController.namespace"}
+		t.Observe(op.Title+"'s namespace", where.namespace+", "+where.how)
+		return where
+	}
+	t.Step("Find where %s runs: the Deployments and pods labelled %s in every namespace", op.Title, op.PodSelector)
+	found, err := labelledNamespaces(t.Context(), env, op.PodSelector)
+	if err != nil {
+		t.Fatalf("looking for the pods of %s: %v", op.Title, err)
+	}
+	var lines []string
+	for _, ns := range sortedKeys(found) {
+		lines = append(lines, ns+": "+strings.Join(found[ns], ", "))
+	}
+	if len(lines) > 0 {
+		t.Observe("labelled "+op.PodSelector, strings.Join(lines, "\n"))
+	}
+	var svc *corev1.Service
+	if len(found) != 1 {
+		if svc, err = webhookService(t.Context(), env, op); err != nil {
+			t.Fatalf("looking for the Service of webhook %s of %s: %v", op.Webhook, op.Title, err)
+		}
+	}
+	switch {
+	case len(found) == 1:
+		ns := sortedKeys(found)[0]
+		where := location{namespace: ns, selector: op.PodSelector, how: fmt.Sprintf("found by label %s: %s", op.PodSelector, strings.Join(found[ns], ", "))}
+		t.Observe(op.Title+"'s namespace", where.namespace+", "+where.how)
+		return where
+	case len(found) > 1:
+		if svc != nil && found[svc.Namespace] != nil {
+			where := location{namespace: svc.Namespace, selector: op.PodSelector,
+				how: fmt.Sprintf("of the namespaces with pods labelled %s (%s), the one of Service %s/%s, which serves webhook %s",
+					op.PodSelector, strings.Join(sortedKeys(found), ", "), svc.Namespace, svc.Name, op.Webhook)}
+			t.Observe(op.Title+"'s namespace", where.namespace+", "+where.how)
+			return where
+		}
+		t.Fatalf("%s's labels %s are on Deployments or pods in several namespaces (%s) and no Service of webhook %s tells which one serves the cluster: name it in spec.checks.robustController.namespace",
+			op.Title, op.PodSelector, strings.Join(sortedKeys(found), ", "), op.Webhook)
+	case svc != nil && len(svc.Spec.Selector) > 0:
+		where := location{namespace: svc.Namespace, selector: labels.SelectorFromSet(svc.Spec.Selector).String(),
+			how: fmt.Sprintf("no pod is labelled %s; Service %s/%s serves webhook %s and selects these pods", op.PodSelector, svc.Namespace, svc.Name, op.Webhook)}
+		t.Observe(op.Title+"'s namespace", where.namespace+", "+where.how)
+		return where
+	}
+	why := fmt.Sprintf("no Service serves a webhook %s", op.Webhook)
+	if svc != nil {
+		why = fmt.Sprintf("Service %s/%s of webhook %s has no selector", svc.Namespace, svc.Name, op.Webhook)
+	}
+	t.Fatalf("%s is not running: no Deployment or pod in any namespace is labelled %s, and %s to lead to its pods (stack component %s installs it with these labels)",
+		op.Title, op.PodSelector, why, op.Component)
+	return location{}
+}
+
+// labelledNamespaces lists, per namespace, the Deployments and pods that
+// match selector, as "Deployment name" and "pod name".
+func labelledNamespaces(ctx context.Context, env *conformance.Env, selector string) (map[string][]string, error) {
+	opts := metav1.ListOptions{LabelSelector: selector}
+	found := map[string][]string{}
+	deployments, err := env.Client.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("listing Deployments labelled %s: %w", selector, err)
+	}
+	for _, d := range deployments.Items {
+		found[d.Namespace] = append(found[d.Namespace], "Deployment "+d.Name)
+	}
+	pods, err := env.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("listing pods labelled %s: %w", selector, err)
+	}
+	for _, p := range pods.Items {
+		found[p.Namespace] = append(found[p.Namespace], "pod "+p.Name)
+	}
+	return found, nil
+}
+
+// webhookService returns the Service that serves the operator's webhook,
+// or nil when the webhook is not configured, called by URL or its Service
+// does not exist (WebhookOperational says so).
+func webhookService(ctx context.Context, env *conformance.Env, op Operator) (*corev1.Service, error) {
+	list, err := env.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing ValidatingWebhookConfigurations: %w", err)
+	}
+	for _, vwc := range list.Items {
+		if op.WebhookConfiguration != "" && vwc.Name != op.WebhookConfiguration {
+			continue
+		}
+		for _, w := range vwc.Webhooks {
+			ref := w.ClientConfig.Service
+			if w.Name != op.Webhook || ref == nil {
+				continue
+			}
+			svc, err := env.Client.CoreV1().Services(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading Service %s/%s of webhook %s: %w", ref.Namespace, ref.Name, op.Webhook, err)
+			}
+			return svc, nil
+		}
+	}
+	return nil, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // waitForPods watches the pods matching selector until there is at least

@@ -78,6 +78,8 @@ func TestRobustControllerPassesWithKubeRay(t *testing.T) {
 	all := checktest.Transcript(res)
 	for _, want := range []string{
 		"KubeRay (CRD rayclusters.ray.io is installed)",
+		"ai-operators, found by label app.kubernetes.io/name=kuberay-operator: Deployment kuberay-operator",
+		"pods of KubeRay in ai-operators",
 		"rayservices.ray.io: Established=True",
 		"vraycluster.kb.io: https://127.0.0.1:9443/validate-ray-io-v1-raycluster",
 		`admission webhook "vraycluster.kb.io" denied the request`,
@@ -184,7 +186,7 @@ func TestRobustControllerFailsWithoutKubeRay(t *testing.T) {
 		"CRDRegistered":       conformance.Failed,
 		"WebhookOperational":  "",
 	})
-	wantOutput(t, res, "OperatorPodsRunning", "KubeRay is not running: namespace ray-system has no pod matching app.kubernetes.io/name=kuberay-operator")
+	wantOutput(t, res, "OperatorPodsRunning", "KubeRay is not running: no Deployment or pod in any namespace is labelled app.kubernetes.io/name=kuberay-operator, and no Service serves a webhook vraycluster.kb.io to lead to its pods")
 	wantOutput(t, res, "CRDRegistered", "CRD rayclusters.ray.io of KubeRay is not installed")
 
 	moduleDir, err := kubeRayBinary.ModuleDir(t.Context())
@@ -237,8 +239,56 @@ func TestRobustControllerFailsWithoutKubeRay(t *testing.T) {
 		"WebhookOperational":      conformance.Failed,
 		"WebhookRejectsInvalidCR": conformance.Failed,
 	})
+	// The webhook's Service leads to the namespace, where no pod runs.
+	wantOutput(t, res, "OperatorPodsRunning", "KubeRay is not running: namespace ray-system (no pod is labelled app.kubernetes.io/name=kuberay-operator; Service ray-system/"+webhookServiceName+" serves webhook vraycluster.kb.io and selects these pods) has no pod matching app.kubernetes.io/name=kuberay-operator")
 	wantOutput(t, res, "WebhookOperational", "service ray-system/"+webhookServiceName+" has no ready endpoint: no pod serves the webhook")
 	wantOutput(t, res, "WebhookRejectsInvalidCR", "could not call webhook vraycluster.kb.io", "not serving", "no endpoints available")
+}
+
+// Where KubeRay's pods run is found, not assumed. On a control plane of
+// its own with a kwok node and stand-in operator Deployments (no KubeRay
+// process: only OperatorPodsRunning is judged here, and the check stops at
+// the missing CRDs): one Deployment outside the stack component's
+// namespace is found there; with the labels in two namespaces and nothing
+// to tell which serves the cluster, the check fails asking for the
+// namespace; named in the profile, it looks there only, and a namespace
+// without the pods fails saying the profile named it.
+func TestRobustControllerOperatorNamespace(t *testing.T) {
+	env := testenv.New(t, testenv.WithControlLoops(), testenv.WithNodes(testenv.Node{Name: "kwok-0"}))
+	quick := testConfig("kuberay")
+	quick.readyTimeout = 30 * time.Second
+	const cleanup = 3 * time.Second
+	if err := standInDeployment(t.Context(), env, operatorNamespace); err != nil {
+		t.Fatal(err)
+	}
+
+	res := runCheck(t, env, quick, cleanup)
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{"OperatorPodsRunning": conformance.Passed})
+	wantOutput(t, res, "OperatorPodsRunning",
+		"ai-operators, found by label app.kubernetes.io/name=kuberay-operator: Deployment kuberay-operator",
+		"kuberay-operator-", // its pod, Ready
+		"all 1 pod(s) of KubeRay are Ready")
+
+	const elsewhere = "ray-elsewhere"
+	if err := standInDeployment(t.Context(), env, elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	res = runCheck(t, env, quick, cleanup)
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{"OperatorPodsRunning": conformance.Failed})
+	wantOutput(t, res, "OperatorPodsRunning",
+		"KubeRay's labels app.kubernetes.io/name=kuberay-operator are on Deployments or pods in several namespaces (ai-operators, ray-elsewhere)",
+		"name it in spec.checks.robustController.namespace")
+
+	quick.namespace = operatorNamespace
+	res = runCheck(t, env, quick, cleanup)
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{"OperatorPodsRunning": conformance.Passed})
+	wantOutput(t, res, "OperatorPodsRunning", "KubeRay's namespace: ai-operators, named by spec.checks.robustController.namespace")
+
+	quick.namespace = "default"
+	quick.readyTimeout = 2 * time.Second
+	res = runCheck(t, env, quick, cleanup)
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{"OperatorPodsRunning": conformance.Failed})
+	wantOutput(t, res, "OperatorPodsRunning", "KubeRay is not running: namespace default (named by spec.checks.robustController.namespace) has no pod matching app.kubernetes.io/name=kuberay-operator")
 }
 
 // The operators the profile accepts are exactly the check's table.

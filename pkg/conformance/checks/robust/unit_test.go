@@ -102,3 +102,16 @@ func TestOperatorOf(t *testing.T) {
 		}
 	}
 }
+
+// The operator's namespace comes from the profile when it names one; left
+// empty, the check finds it on the cluster.
+func TestConfigForNamespace(t *testing.T) {
+	if c := configFor(nil); c.namespace != "" {
+		t.Errorf("nil profile: namespace %q, want it found on the cluster", c.namespace)
+	}
+	p := &profile.Profile{}
+	p.Spec.Checks.RobustController.Namespace = "ai-operators"
+	if c := configFor(p); c.namespace != "ai-operators" {
+		t.Errorf("namespace %q, want the profile's ai-operators", c.namespace)
+	}
+}
