@@ -1,6 +1,6 @@
 // Package gang verifies the gang_scheduling requirement with Kueue: the
-// cluster serves Kueue's kueue.x-k8s.io/v1beta2 API and a Kueue controller
-// activates a queue the check sets up with a CPU and memory quota; a Job
+// cluster serves Kueue's kueue.x-k8s.io API (v1beta2, else v1beta1: the
+// version is discovered and recorded) and a Kueue controller activates a queue the check sets up with a CPU and memory quota; a Job
 // whose pods fit the quota is admitted whole, all its pods run and it
 // completes; a Job with one pod more than the quota holds gets no bound or
 // running pod at all for the whole observation window, and its Workload
@@ -19,7 +19,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -38,19 +37,16 @@ import (
 // ID is the requirement this package verifies.
 const ID = "gang_scheduling"
 
-// APIGroupVersion is the Kueue API the check drives.
-const APIGroupVersion = "kueue.x-k8s.io/v1beta2"
-
 // Kueue's resources the check needs, and the labels that tie Jobs to queues
 // and Workloads to Jobs.
-var (
-	kueueGV         = schema.GroupVersion{Group: "kueue.x-k8s.io", Version: "v1beta2"}
-	resourceFlavors = kueueGV.WithResource("resourceflavors")
-	clusterQueues   = kueueGV.WithResource("clusterqueues")
-	localQueues     = kueueGV.WithResource("localqueues")
-	workloads       = kueueGV.WithResource("workloads")
-	apiResources    = []string{"resourceflavors", "clusterqueues", "localqueues", "workloads"}
+const (
+	resourceFlavors = "resourceflavors"
+	clusterQueues   = "clusterqueues"
+	localQueues     = "localqueues"
+	workloads       = "workloads"
 )
+
+var apiResources = []string{resourceFlavors, clusterQueues, localQueues, workloads}
 
 const (
 	queueNameLabel = "kueue.x-k8s.io/queue-name"
@@ -100,58 +96,50 @@ type config struct {
 func Check() conformance.Check {
 	c := config{pods: gangSize, window: negativeWindow, sleep: podSleep, queueTimeout: queueActiveTimeout}
 	return conformance.WithNeeds(conformance.NewCheck(ID, c.run), func(*conformance.Env) []conformance.Need {
-		return []conformance.Need{conformance.APIGroupNeed(kueueGV.Group, "Kueue")}
+		return []conformance.Need{conformance.APIGroupNeed(Group, "Kueue")}
 	})
 }
 
 func (c config) run(t *conformance.T, env *conformance.Env) {
-	if !t.Run("KueueAPIServed", func(t *conformance.T) { apiServed(t, env) }) {
+	var api API
+	if !t.Run("KueueAPIServed", func(t *conformance.T) { api = apiServed(t, env) }) {
 		return
 	}
-	if !t.Run("QueueActive", func(t *conformance.T) { c.queueActive(t, env) }) {
+	if !t.Run("QueueActive", func(t *conformance.T) { c.queueActive(t, env, api) }) {
 		return
 	}
-	t.Run("JobThatFitsIsAdmittedWhole", func(t *conformance.T) { c.jobFits(t, env) })
-	t.Run("JobBeyondQuotaGetsNoPod", func(t *conformance.T) { c.jobBeyondQuota(t, env) })
+	t.Run("JobThatFitsIsAdmittedWhole", func(t *conformance.T) { c.jobFits(t, env, api) })
+	t.Run("JobBeyondQuotaGetsNoPod", func(t *conformance.T) { c.jobBeyondQuota(t, env, api) })
 }
 
-func apiServed(t *conformance.T, env *conformance.Env) {
-	t.Step("Discover the resources of %s", APIGroupVersion)
-	served, err := conformance.ServedResources(t, env, APIGroupVersion)
+// apiServed discovers the version of Kueue's API the cluster serves,
+// records the one the check uses and checks that it serves the resources
+// the check needs.
+func apiServed(t *conformance.T, env *conformance.Env) API {
+	t.Step("Discover the versions of %s the API server serves (the check drives %s, the first served)", Group, strings.Join(Versions, ", then "))
+	api, err := DiscoverAPI(env.Client.Discovery())
 	if err != nil {
-		if !apierrors.IsNotFound(err) {
-			t.Fatalf("discovering %s: %v", APIGroupVersion, err)
-		}
-		if served := servedVersions(env, kueueGV.Group); len(served) > 0 {
-			t.Fatalf("the API server serves %s only as %s, not %s: the installed Kueue is older than this check supports",
-				kueueGV.Group, strings.Join(served, ", "), kueueGV.Version)
-		}
-		t.Fatalf("the API server does not serve %s: Kueue (or another gang scheduler this check drives through it) is not installed", APIGroupVersion)
+		t.Fatalf("%v", err)
+	}
+	switch {
+	case len(api.Served) == 0:
+		t.Fatalf("the API server does not serve %s: Kueue (or another gang scheduler this check drives through it) is not installed", Group)
+	case !api.Usable():
+		t.Fatalf("the API server serves %s only as %s, none of %s: the installed Kueue's API is one this check cannot drive",
+			Group, strings.Join(api.Served, ", "), strings.Join(Versions, ", "))
+	}
+	t.Observe("Kueue API used", fmt.Sprintf("%s (served: %s)", api, strings.Join(api.Served, ", ")))
+	gv := api.GroupVersion.String()
+	served, err := conformance.ServedResources(t, env, gv)
+	if err != nil {
+		t.Fatalf("discovering the resources of %s: %v", gv, err)
 	}
 	for _, want := range apiResources {
 		if !slices.Contains(served, want) {
-			t.Errorf("%s does not serve %s: Kueue's installation is incomplete", APIGroupVersion, want)
+			t.Errorf("%s does not serve %s: Kueue's installation is incomplete", gv, want)
 		}
 	}
-}
-
-// servedVersions lists the versions the API server serves of group.
-func servedVersions(env *conformance.Env, group string) []string {
-	groups, err := env.Client.Discovery().ServerGroups()
-	if err != nil {
-		return nil
-	}
-	for _, g := range groups.Groups {
-		if g.Name != group {
-			continue
-		}
-		var versions []string
-		for _, v := range g.Versions {
-			versions = append(versions, v.GroupVersion)
-		}
-		return versions
-	}
-	return nil
+	return api
 }
 
 // quota returns the ClusterQueue's nominal quota: exactly c.pods pods.
@@ -161,13 +149,13 @@ func (c config) quota() (cpu, memory resource.Quantity) {
 	return cpu, memory
 }
 
-func (c config) queueActive(t *conformance.T, env *conformance.Env) {
+func (c config) queueActive(t *conformance.T, env *conformance.Env, api API) {
 	name := env.Namespace
 	cpu, memory := c.quota()
 	t.Step("Set up a queue whose quota holds exactly %d pods: ResourceFlavor %s, ClusterQueue %s (cpu %s, memory %s) for namespace %s only, LocalQueue %s",
 		c.pods, name, name, cpu.String(), memory.String(), env.Namespace, localQueueName)
-	t.Apply(kueueObject("ResourceFlavor", name, "", map[string]any{}))
-	t.Apply(kueueObject("ClusterQueue", name, "", map[string]any{
+	t.Apply(api.Object("ResourceFlavor", name, "", map[string]any{}))
+	t.Apply(api.Object("ClusterQueue", name, "", map[string]any{
 		"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": env.Namespace}},
 		"queueingStrategy":  "BestEffortFIFO",
 		"resourceGroups": []any{map[string]any{
@@ -181,7 +169,7 @@ func (c config) queueActive(t *conformance.T, env *conformance.Env) {
 			}},
 		}},
 	}))
-	t.Apply(kueueObject("LocalQueue", localQueueName, env.Namespace, map[string]any{"clusterQueue": name}))
+	t.Apply(api.Object("LocalQueue", localQueueName, env.Namespace, map[string]any{"clusterQueue": name}))
 
 	ctx, cancel := context.WithTimeout(t.Context(), c.queueTimeout)
 	defer cancel()
@@ -189,8 +177,8 @@ func (c config) queueActive(t *conformance.T, env *conformance.Env) {
 		kind, namespace, name string
 		resource              schema.GroupVersionResource
 	}{
-		{"ClusterQueue", "", name, clusterQueues},
-		{"LocalQueue", env.Namespace, localQueueName, localQueues},
+		{"ClusterQueue", "", name, api.Resource(clusterQueues)},
+		{"LocalQueue", env.Namespace, localQueueName, api.Resource(localQueues)},
 	} {
 		obj, err := waitForCondition(ctx, env, q.resource, q.namespace, q.name, "Active")
 		if err != nil {
@@ -203,7 +191,7 @@ func (c config) queueActive(t *conformance.T, env *conformance.Env) {
 	}
 }
 
-func (c config) jobFits(t *conformance.T, env *conformance.Env) {
+func (c config) jobFits(t *conformance.T, env *conformance.Env, api API) {
 	n := c.pods
 	t.Step("Submit Job %s of %d pods (parallelism = completions = %d, %s CPU and %s memory each) to LocalQueue %s: together they fill the quota exactly",
 		fitsJobName, n, n, podCPU.String(), podMemory.String(), localQueueName)
@@ -211,7 +199,7 @@ func (c config) jobFits(t *conformance.T, env *conformance.Env) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), admitTimeout)
 	defer cancel()
-	wl, err := waitForWorkload(ctx, env, job.GetUID(), func(wl *unstructured.Unstructured) bool {
+	wl, err := waitForWorkload(ctx, env, api, job.GetUID(), func(wl *unstructured.Unstructured) bool {
 		return conditions.IsTrue(wl, "Admitted")
 	})
 	if err != nil {
@@ -243,7 +231,7 @@ func (c config) jobFits(t *conformance.T, env *conformance.Env) {
 	t.Shown("a %d-pod Job was admitted all together and completed", n)
 }
 
-func (c config) jobBeyondQuota(t *conformance.T, env *conformance.Env) {
+func (c config) jobBeyondQuota(t *conformance.T, env *conformance.Env, api API) {
 	n := c.pods + 1
 	t.Step("Submit Job %s of %d pods to LocalQueue %s, one pod more than the quota holds: %d of them would fit, a gang scheduler starts none",
 		beyondJobName, n, localQueueName, c.pods)
@@ -262,7 +250,7 @@ func (c config) jobBeyondQuota(t *conformance.T, env *conformance.Env) {
 		podErr, wErr error
 	)
 	wg.Go(func() { pods, firstBound, podErr = watchPods(ctx, env, beyondJobName, created) })
-	wg.Go(func() { wl, admittedAt, wErr = watchWorkload(ctx, env, job.GetUID(), created) })
+	wg.Go(func() { wl, admittedAt, wErr = watchWorkload(ctx, env, api, job.GetUID(), created) })
 	wg.Wait()
 	if t.Context().Err() != nil {
 		t.Fatalf("the check's deadline ended the observation window early")
@@ -346,15 +334,6 @@ func (c config) submit(t *conformance.T, env *conformance.Env, name string, n in
 	return job
 }
 
-// kueueObject is a Kueue object of kind with the given spec.
-func kueueObject(kind, name, namespace string, spec map[string]any) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
-	u.SetGroupVersionKind(kueueGV.WithKind(kind))
-	u.SetName(name)
-	u.SetNamespace(namespace)
-	return u
-}
-
 // waitForCondition watches the object until its condition ct is True and
 // returns it as last seen.
 func waitForCondition(ctx context.Context, env *conformance.Env, gvr schema.GroupVersionResource, namespace, name, ct string) (*unstructured.Unstructured, error) {
@@ -375,8 +354,8 @@ func waitForCondition(ctx context.Context, env *conformance.Env, gvr schema.Grou
 }
 
 // waitForWorkload watches the Workload of the Job with uid until done.
-func waitForWorkload(ctx context.Context, env *conformance.Env, uid types.UID, done func(*unstructured.Unstructured) bool) (*unstructured.Unstructured, error) {
-	lw := dynamicListWatch(env, workloads, env.Namespace, "", labels.Set{jobUIDLabel: string(uid)}.String())
+func waitForWorkload(ctx context.Context, env *conformance.Env, api API, uid types.UID, done func(*unstructured.Unstructured) bool) (*unstructured.Unstructured, error) {
+	lw := dynamicListWatch(env, api.Resource(workloads), env.Namespace, "", labels.Set{jobUIDLabel: string(uid)}.String())
 	var last *unstructured.Unstructured
 	_, err := conformance.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(event watch.Event) (bool, error) {
 		u, ok := event.Object.(*unstructured.Unstructured)
@@ -395,9 +374,9 @@ func waitForWorkload(ctx context.Context, env *conformance.Env, uid types.UID, d
 // watchWorkload follows the Workload of the Job with uid until ctx ends,
 // returning it as last seen and, if it was admitted or reserved quota, how
 // long after created that was first seen.
-func watchWorkload(ctx context.Context, env *conformance.Env, uid types.UID, created time.Time) (*unstructured.Unstructured, time.Duration, error) {
+func watchWorkload(ctx context.Context, env *conformance.Env, api API, uid types.UID, created time.Time) (*unstructured.Unstructured, time.Duration, error) {
 	var admittedAt time.Duration
-	last, err := waitForWorkload(ctx, env, uid, func(u *unstructured.Unstructured) bool {
+	last, err := waitForWorkload(ctx, env, api, uid, func(u *unstructured.Unstructured) bool {
 		if admittedAt == 0 && (conditions.IsTrue(u, "Admitted") || conditions.IsTrue(u, "QuotaReserved")) {
 			admittedAt = max(time.Since(created), time.Millisecond)
 		}

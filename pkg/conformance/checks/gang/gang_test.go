@@ -65,6 +65,7 @@ func TestGangSchedulingPasses(t *testing.T) {
 	})
 	all := checktest.Transcript(res)
 	for _, want := range []string{
+		"Kueue API used: kueue.x-k8s.io/v1beta2 (served: v1beta2, v1beta1)",
 		"spec.suspend=true",          // Kueue's webhook held the Jobs
 		"pod set main: 3 pods",       // admitted whole
 		"Complete, 3 pods succeeded", // and completed
@@ -81,7 +82,7 @@ func TestGangSchedulingPasses(t *testing.T) {
 	}
 	// The cluster-scoped queue objects named after the namespace are gone
 	// or going (Kueue's finalizers release them).
-	for kind, gvr := range map[string]schema.GroupVersionResource{"ClusterQueue": clusterQueues, "ResourceFlavor": resourceFlavors} {
+	for kind, gvr := range map[string]schema.GroupVersionResource{"ClusterQueue": v1beta2.Resource(clusterQueues), "ResourceFlavor": v1beta2.Resource(resourceFlavors)} {
 		obj, err := env.Dynamic().Resource(gvr).Get(t.Context(), res.Namespace, metav1.GetOptions{})
 		switch {
 		case err == nil && obj.GetDeletionTimestamp() == nil:
@@ -98,7 +99,7 @@ func TestGangSchedulingPasses(t *testing.T) {
 func TestGangSchedulingFailsWithoutKueue(t *testing.T) {
 	env := testenv.New(t, testenv.WithControlLoops()) // the service account controller fills the check's namespace
 	res := runCheckWithCleanup(t, env, testConfig(), 3*time.Second)
-	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "does not serve kueue.x-k8s.io/v1beta2: Kueue") {
+	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "does not serve kueue.x-k8s.io: Kueue") {
 		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
 	}
 	checktest.ExpectSubtests(t, res, map[string]conformance.Status{"KueueAPIServed": conformance.Failed, "QueueActive": ""})
@@ -108,7 +109,7 @@ func TestGangSchedulingFailsWithoutKueue(t *testing.T) {
 		t.Skipf("Kueue's CRDs are not at hand: %v", err)
 	}
 	// Conversion is never needed: everything is stored and read as v1beta2.
-	if err := installKueueCRDs(t.Context(), env, filepath.Join(moduleDir, "config/components/crd/bases"), "https://127.0.0.1:1", nil); err != nil {
+	if err := installKueueCRDs(t.Context(), env, filepath.Join(moduleDir, "config/components/crd/bases"), "https://127.0.0.1:1", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	res = runCheckWithCleanup(t, env, testConfig(), 3*time.Second)
@@ -120,6 +121,57 @@ func TestGangSchedulingFailsWithoutKueue(t *testing.T) {
 		"QueueActive":                conformance.Failed,
 		"JobThatFitsIsAdmittedWhole": "",
 	})
+}
+
+// v1beta2 is Kueue's API as the test's Kueue manager serves it.
+var v1beta2 = ChooseAPI([]string{"v1beta2"})
+
+// The version of Kueue's API is discovered, not assumed: with Kueue's own
+// CRDs (from the module the tests' Kueue is built from) made to serve only
+// v1beta1, as an older Kueue does, or only v1beta2, as a newer one does,
+// the check drives the one served and says which. Kueue's API server side
+// (the CRDs' schemas) accepts the queue objects at either version; no Kueue
+// manager runs here (it talks v1beta2 only), so the queue never becomes
+// Active and the check fails there, after the objects were accepted.
+func TestGangSchedulingDiscoversKueueVersion(t *testing.T) {
+	moduleDir, err := kueue.ModuleDir(t.Context())
+	if err != nil {
+		t.Skipf("Kueue's CRDs are not at hand: %v", err)
+	}
+	for _, tc := range []struct {
+		only, used string
+	}{
+		{"v1beta1", "kueue.x-k8s.io/v1beta1 (v1beta2 not served) (served: v1beta1)"},
+		{"v1beta2", "kueue.x-k8s.io/v1beta2 (served: v1beta2)"},
+	} {
+		t.Run(tc.only, func(t *testing.T) {
+			env := testenv.New(t, testenv.WithControlLoops())
+			only := tc.only
+			// Conversion is never needed: one version is served and stored.
+			if err := installKueueCRDs(t.Context(), env, filepath.Join(moduleDir, "config/components/crd/bases"), "https://127.0.0.1:1", nil, &only); err != nil {
+				t.Fatal(err)
+			}
+			res := runCheckWithCleanup(t, env, testConfig(), 3*time.Second)
+			checktest.ExpectSubtests(t, res, map[string]conformance.Status{
+				"KueueAPIServed":             conformance.Passed,
+				"QueueActive":                conformance.Failed,
+				"JobThatFitsIsAdmittedWhole": "",
+			})
+			all := checktest.Transcript(res)
+			for _, want := range []string{
+				"Kueue API used: " + tc.used,
+				"resources served by kueue.x-k8s.io/" + tc.only,
+				"apiVersion: kueue.x-k8s.io/" + tc.only + "\nkind: ClusterQueue", // the queue objects as applied
+			} {
+				if !strings.Contains(all, want) {
+					t.Errorf("transcript lacks %q", want)
+				}
+			}
+			if !strings.Contains(res.Reason, "did not become Active") {
+				t.Errorf("reason %q: the queue objects were not accepted at %s", res.Reason, tc.only)
+			}
+		})
+	}
 }
 
 // A queue that admits the Job beyond the quota (its quota raised behind the
@@ -167,7 +219,7 @@ func TestGangSchedulingFailsWhenQueueAdmitsBeyondQuota(t *testing.T) {
 // its quota far beyond what the check's Jobs ask for. It returns the
 // queue's name.
 func raiseNextQuota(ctx context.Context, env *testenv.Env) (string, error) {
-	queues := env.Dynamic().Resource(clusterQueues)
+	queues := env.Dynamic().Resource(v1beta2.Resource(clusterQueues))
 	list, err := queues.List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return "", err
@@ -188,4 +240,30 @@ func raiseNextQuota(ctx context.Context, env *testenv.Env) (string, error) {
 		return name, err
 	}
 	return "", fmt.Errorf("no ClusterQueue was created: %w", ctx.Err())
+}
+
+// The check prefers v1beta2 and falls back to v1beta1; a cluster serving
+// neither (an older Kueue's v1alpha1) has no version it can drive.
+func TestChooseAPI(t *testing.T) {
+	for _, tc := range []struct {
+		served []string
+		want   string
+	}{
+		{[]string{"v1beta2", "v1beta1"}, "kueue.x-k8s.io/v1beta2"},
+		{[]string{"v1beta1", "v1beta2"}, "kueue.x-k8s.io/v1beta2"},
+		{[]string{"v1beta1"}, "kueue.x-k8s.io/v1beta1 (v1beta2 not served)"},
+		{[]string{"v1alpha1"}, "none of kueue.x-k8s.io/v1beta2, v1beta1"},
+		{nil, "none of kueue.x-k8s.io/v1beta2, v1beta1"},
+	} {
+		api := ChooseAPI(tc.served)
+		if got := api.String(); got != tc.want {
+			t.Errorf("ChooseAPI(%v) = %q, want %q", tc.served, got, tc.want)
+		}
+		if api.Usable() != strings.HasPrefix(tc.want, "kueue") {
+			t.Errorf("ChooseAPI(%v).Usable() = %t", tc.served, api.Usable())
+		}
+	}
+	if got := ChooseAPI([]string{"v1beta1"}).Object("LocalQueue", "q", "ns", nil).GetAPIVersion(); got != "kueue.x-k8s.io/v1beta1" {
+		t.Errorf("a LocalQueue at v1beta1 has apiVersion %q", got)
+	}
 }

@@ -113,7 +113,7 @@ func startKueue(ctx context.Context, env *testenv.Env, binary string) error {
 	}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	if err := installKueueCRDs(ctx, env, filepath.Join(moduleDir, "config/components/crd/bases"), webhookURL, certs.CAPEM); err != nil {
+	if err := installKueueCRDs(ctx, env, filepath.Join(moduleDir, "config/components/crd/bases"), webhookURL, certs.CAPEM, nil); err != nil {
 		return err
 	}
 
@@ -159,9 +159,15 @@ integrations:
 
 // installKueueCRDs creates Kueue's CRDs from the module, with conversion
 // served by the manager at webhookURL, and waits until they are
-// established.
-func installKueueCRDs(ctx context.Context, env *testenv.Env, dir, webhookURL string, caPEM []byte) error {
+// established. With only set, each CRD serves only that version of the
+// ones it defines (and stores it), as a Kueue that knows no other would.
+func installKueueCRDs(ctx context.Context, env *testenv.Env, dir, webhookURL string, caPEM []byte, only *string) error {
 	_, err := testenv.ApplyManifests(ctx, env, dir, func(crd *unstructured.Unstructured) (bool, error) {
+		if only != nil {
+			if err := serveOnly(crd, *only); err != nil {
+				return false, err
+			}
+		}
 		if conversionCRDs[crd.GetName()] {
 			conversion := map[string]any{
 				"strategy": "Webhook",
@@ -177,6 +183,27 @@ func installKueueCRDs(ctx context.Context, env *testenv.Env, dir, webhookURL str
 		return true, nil
 	})
 	return err
+}
+
+// serveOnly makes crd serve and store version alone, if it defines it.
+func serveOnly(crd *unstructured.Unstructured, version string) error {
+	versions, _, err := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	if err != nil {
+		return err
+	}
+	defines := false
+	for _, v := range versions {
+		defines = defines || v.(map[string]any)["name"] == version
+	}
+	if !defines {
+		return nil
+	}
+	for _, v := range versions {
+		m := v.(map[string]any)
+		m["served"] = m["name"] == version
+		m["storage"] = m["name"] == version
+	}
+	return unstructured.SetNestedSlice(crd.Object, versions, "spec", "versions")
 }
 
 // installKueueWebhooks registers the manager's webhooks for Jobs and for
