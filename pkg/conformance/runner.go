@@ -419,6 +419,13 @@ func (r *Runner) runOne(ctx context.Context, req Requirement, check Check) Resul
 		}
 	}
 	root.close("")
+	if root.rec.Status == Passed && run.unverified != "" {
+		// A test could not exercise the requirement: the rest passing
+		// does not make the check pass.
+		root.rec.Status = Skipped
+		root.rec.Output = append(root.rec.Output, run.unverified)
+		run.transcript = append(run.transcript, Entry{Time: r.now(), Test: res.TestName, Kind: EntrySkip, Text: run.unverified})
+	}
 	if abandoned {
 		run.sealed = true
 	}

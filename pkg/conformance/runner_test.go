@@ -632,3 +632,45 @@ func TestRunnerCountsRequestsWhileWaiting(t *testing.T) {
 		done()
 	}
 }
+
+// A test that could not exercise the requirement (Unverifiedf) leaves the
+// check not verified although its other tests pass; a failure elsewhere
+// still fails it. A plain Skipf of a subtest does not touch the verdict.
+func TestUnverifiedSubtestMakesCheckNotVerified(t *testing.T) {
+	const busy = "not verified: 2 of 2 devices on node n are held by other workloads"
+	reg := mustRegistry(t,
+		NewCheck("secure_accelerator_access", func(t *T, env *Env) {
+			t.Run("Positive", func(t *T) { t.Unverifiedf("%s", busy) })
+			t.Run("Other", func(t *T) { t.Logf("fine") })
+		}),
+		NewCheck("gpu_sharing", func(t *T, env *Env) {
+			t.Run("Shared", func(t *T) { t.Unverifiedf("%s", busy) })
+			t.Run("Broken", func(t *T) { t.Errorf("broken") })
+		}),
+		NewCheck("gang_scheduling", func(t *T, env *Env) {
+			t.Run("OnKwok", func(t *T) { t.Skipf("simulated node") })
+			t.Run("Admitted", func(t *T) { t.Logf("fine") })
+		}),
+	)
+	r := &Runner{Catalog: testCatalog("secure_accelerator_access", "gpu_sharing", "gang_scheduling"), Registry: reg, Timeout: 5 * time.Second}
+	results, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := byID(results)
+	for id, want := range map[string]struct {
+		status Status
+		reason string
+	}{
+		"secure_accelerator_access": {Skipped, busy},
+		"gpu_sharing":               {Failed, "TestGPUSharing/Broken: broken"},
+		"gang_scheduling":           {Passed, ""},
+	} {
+		if res := got[id]; res.Status != want.status || res.Reason != want.reason {
+			t.Errorf("%s: %s %q, want %s %q", id, res.Status, res.Reason, want.status, want.reason)
+		}
+	}
+	if sub := got["secure_accelerator_access"].Test.Subtests; len(sub) != 2 || sub[0].Status != Skipped || sub[1].Status != Passed {
+		t.Errorf("subtests %+v", sub)
+	}
+}

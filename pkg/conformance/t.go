@@ -56,6 +56,9 @@ type checkRun struct {
 	// deletion does not remove them, so cleanup deletes them.
 	applied []appliedObject
 	errors  []string // "<test>: <message>" of every failure, in order
+	// unverified is the reason of the first Unverifiedf: the check is
+	// reported skipped with it unless one of its tests failed.
+	unverified string
 	// sealed is set when the runner gave up on the check (it ignored its
 	// deadline): anything it does afterwards is dropped.
 	sealed bool
@@ -146,6 +149,22 @@ func (t *T) Failed() bool {
 func (t *T) Skipf(format string, args ...any) {
 	t.log(EntrySkip, fmt.Sprintf(format, args...), "")
 	t.SkipNow()
+}
+
+// Unverifiedf skips the test like Skipf and marks the whole check not
+// verified: unless one of its tests fails, the check is reported skipped
+// with this reason, however its other tests end. It is for a test that
+// could not exercise what the requirement asks (the cluster's devices are
+// all held by other workloads, say), whose skip must not let the check
+// pass on the rest.
+func (t *T) Unverifiedf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	t.run.mu.Lock()
+	if t.run.unverified == "" {
+		t.run.unverified = msg
+	}
+	t.run.mu.Unlock()
+	t.Skipf("%s", msg)
 }
 
 // Skip is Skipf with fmt.Sprintln formatting.

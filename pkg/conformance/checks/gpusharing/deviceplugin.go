@@ -145,7 +145,7 @@ func runDevicePlugin(t *conformance.T, env *conformance.Env) {
 		env = &sharedEnv
 	}
 	var pods []*corev1.Pod
-	if !t.Run("MoreHoldersThanDevices", func(t *conformance.T) { pods = moreHolders(t, env, node) }) {
+	if !t.Run("MoreHoldersThanDevices", func(t *conformance.T) { pods = moreHolders(t, env, node) }) || pods == nil {
 		return
 	}
 	t.Run("PodsSeeSharedDevice", func(t *conformance.T) { seeShared(t, env, node, pods) })

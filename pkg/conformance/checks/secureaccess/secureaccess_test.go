@@ -1,15 +1,21 @@
 package secureaccess
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/checktest"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
 )
 
 func TestMain(m *testing.M) { checktest.MainWithGPUNodes(m) }
@@ -167,5 +173,154 @@ func TestSecureAcceleratorAccessFailsWhenNoNodeAdvertisesResource(t *testing.T) 
 	res := check.RunDevicePlugin(t, testenv.Shared(t), "example.com/absent-gpu")
 	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "no node advertises allocatable example.com/absent-gpu") {
 		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+}
+
+// On a busy shared cluster every device of the model is held by pods kaic
+// did not create (here two pods of a namespace of their own, whose claims
+// the scheduler allocated both devices of a driver on one node). The
+// check's pod waits out the scheduling timeout, and the check is not
+// verified, naming the node, the count and the holders: the cluster has
+// the devices, kaic could not get one. It is not a failure.
+func TestSecureAcceleratorAccessNotVerifiedWhenDevicesHeldByOthers(t *testing.T) {
+	env := testenv.Shared(t)
+	const driver = "gpu.busy.example.com"
+	checktest.PublishSlice(t, env, testenv.FakeGPUSlice("kwok-gpu-0", driver, 2))
+	checktest.EnsureDeviceClass(t, env, driver, driver)
+	ns := holdDevices(t, env, 2, func(p *corev1.Pod) {
+		p.Spec.ResourceClaims = []corev1.PodResourceClaim{{Name: "gpu", ResourceClaimTemplateName: new("one-gpu")}}
+		p.Spec.Containers[0].Resources.Claims = []corev1.ResourceClaim{{Name: "gpu"}}
+	}, func(ns string) error {
+		_, err := env.DRA().ResourceClaimTemplates(ns).Create(t.Context(), devicepod.OneDeviceTemplate("one-gpu", driver), metav1.CreateOptions{})
+		return err
+	})
+	res := check.Run(t, env, driver, driver)
+	expectNotVerifiedBusy(t, res, "2 of 2 devices on node kwok-gpu-0 are held by other workloads (pod "+ns+"/hog-",
+		"pod pos-pod, which claims one gpu.busy.example.com device, got none within 2m0s")
+	checktest.ExpectTranscript(t, res,
+		"devices of driver gpu.busy.example.com held before the check",
+		"kwok-gpu-0: 2 devices, 0 free, 0 held by kaic's checks, 2 by other workloads")
+}
+
+// The same in device-plugin mode: a node's two units of the extended
+// resource are requested by pods kaic did not create.
+func TestSecureAcceleratorAccessWithDevicePluginNotVerifiedWhenUnitsHeldByOthers(t *testing.T) {
+	env := testenv.Shared(t)
+	const busy = "example.com/busy-gpu"
+	checktest.AddNode(t, env, testenv.Node{Name: "kwok-busy-0", Allocatable: corev1.ResourceList{busy: resource.MustParse("2")}})
+	ns := holdDevices(t, env, 2, func(p *corev1.Pod) {
+		p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{busy: resource.MustParse("1")}
+	}, nil)
+	res := check.RunDevicePlugin(t, env, busy)
+	expectNotVerifiedBusy(t, res, "2 of 2 devices on node kwok-busy-0 are held by other workloads (pod "+ns+"/hog-",
+		"pod pos-pod, which requests one example.com/busy-gpu, got none within 2m0s")
+}
+
+// Free units the pod cannot get (a taint it does not tolerate on the only
+// node advertising them) stay a failure, after a short grace rather than
+// the scheduling timeout: nothing holds them, so nothing will release them.
+func TestSecureAcceleratorAccessWithDevicePluginFailsWhenFreeUnitsDoNotFit(t *testing.T) {
+	env := testenv.Shared(t)
+	const tainted = "example.com/tainted-gpu"
+	node := testenv.Node{Name: "kwok-tainted-0", Allocatable: corev1.ResourceList{tainted: resource.MustParse("2")}}
+	checktest.AddNode(t, env, node)
+	nodes := env.Clientset().CoreV1().Nodes()
+	n, err := nodes.Get(t.Context(), node.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "example.com/maintenance", Effect: corev1.TaintEffectNoSchedule})
+	if _, err := nodes.Update(t.Context(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res := check.RunDevicePlugin(t, env, tainted)
+	if res.Status != conformance.Failed {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+	for _, want := range []string{"pod pos-pod stays unschedulable although 2 unit(s) of extended resource example.com/tainted-gpu are free on Ready nodes (kwok-tainted-0)", "untolerated taint"} {
+		if !strings.Contains(res.Reason, want) {
+			t.Errorf("reason lacks %q: %q", want, res.Reason)
+		}
+	}
+	checktest.ExpectCleanedUp(t, env, res)
+}
+
+// holdDevices runs n pods (hog-0 …) that hold devices of the model in a
+// namespace kaic did not create, as another team's workload would, after
+// prepare (if set) has readied the namespace; hold makes a pod hold its
+// device. It waits until they all run and returns the namespace, which is
+// deleted, and waited for, when the test ends so its devices are free
+// again.
+func holdDevices(t *testing.T, env *testenv.Env, n int, hold func(*corev1.Pod), prepare func(ns string) error) string {
+	t.Helper()
+	client := env.Clientset()
+	ns, err := client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "shared-workloads-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := client.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("deleting namespace %s: %v", ns.Name, err)
+			return
+		}
+		for ctx.Err() == nil {
+			if _, err := client.CoreV1().Namespaces().Get(ctx, ns.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				return
+			}
+			time.Sleep(time.Second)
+		}
+		t.Errorf("namespace %s was not deleted", ns.Name)
+	})
+	if err := conformance.WaitForDefaultServiceAccount(t.Context(), client, ns.Name); err != nil {
+		t.Fatal(err)
+	}
+	if prepare != nil {
+		if err := prepare(ns.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("hog-%d", i)},
+			Spec: corev1.PodSpec{
+				Containers:  []corev1.Container{{Name: "work", Image: "registry.example.com/training:1"}},
+				Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			},
+		}
+		hold(pod)
+		if _, err := client.CoreV1().Pods(ns.Name).Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for i := range n {
+		if _, err := conformance.WaitForPod(ctx, client, ns.Name, fmt.Sprintf("hog-%d", i), conformance.PodRunning); err != nil {
+			t.Fatalf("the pods holding the devices did not run: %v", err)
+		}
+	}
+	return ns.Name
+}
+
+// expectNotVerifiedBusy checks that the check was not verified (skipped,
+// not failed) because its positive pod found every device held by others,
+// and that the reason says so with each of want.
+func expectNotVerifiedBusy(t *testing.T, res conformance.Result, want ...string) {
+	t.Helper()
+	if res.Status != conformance.Skipped {
+		t.Fatalf("status %s, reason %q, want skipped (not verified)", res.Status, res.Reason)
+	}
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
+		"PositiveAccessTest":          conformance.Skipped,
+		"NegativeIsolationTest":       "",
+		"MultiContainerIsolationTest": "",
+	})
+	want = append([]string{"not verified: "}, want...)
+	for _, w := range want {
+		if !strings.Contains(res.Reason, w) {
+			t.Errorf("reason lacks %q: %q", w, res.Reason)
+		}
 	}
 }

@@ -244,6 +244,7 @@ func preflightDevicePlugin(t *conformance.T, env *conformance.Env) map[string][]
 		t.Fatalf("no Ready node advertises allocatable %s: the device plugin is not running or not registered with the kubelet%s",
 			acc.ResourceName, servedByDRA(t, env))
 	}
+	observeOthers(t, env)
 	return inv
 }
 

@@ -181,8 +181,11 @@ func Start(t *conformance.T, env *conformance.Env, spec Spec) {
 
 // WaitRunning waits until pod name is bound and running and returns it.
 // A pod that stays unschedulable while devices of the model's driver are
-// free fails the test after a short grace with what the scheduler said;
-// one that waits for busy devices fails at ScheduleTimeout.
+// free fails the test after a short grace with what the scheduler said.
+// One that waits for busy devices waits up to ScheduleTimeout for one to
+// be released; then, if workloads kaic did not create hold them, the
+// check is not verified (the cluster has the devices, but not for kaic),
+// and if only kaic's own checks held them, the test fails.
 func WaitRunning(t *conformance.T, env *conformance.Env, name string) *corev1.Pod {
 	ctx, cancel := context.WithTimeout(t.Context(), ScheduleTimeout)
 	defer cancel()
@@ -204,8 +207,19 @@ func WaitRunning(t *conformance.T, env *conformance.Env, name string) *corev1.Po
 				t.Fatalf("pod %s stays unschedulable although %d %s are free on Ready nodes (%s): %s; the scheduler says: %s",
 					name, countAll(free), freeWhat(env), strings.Join(sortedKeys(free), ", "), unschedulableReason(env), SchedulerMessage(pod))
 			}
-			t.Logf("every device of %s is allocated; waiting for one to be released", Source(env))
+			holdings := Holdings(t, env)
+			t.Observe("holders of the devices of "+Source(env), holdingRows(holdings))
+			t.Logf("every device of %s is held; waiting for one to be released (within %s of the pod's wait)", Source(env), ScheduleTimeout)
 			pod, err = conformance.WaitForPod(ctx, env.Client, env.Namespace, name, conformance.PodRunning)
+			if err != nil && t.Context().Err() == nil {
+				holdings = Holdings(t, env)
+				if busy := busyReason(holdings); busy != "" {
+					t.Observe("holders of the devices of "+Source(env)+" at the end of the wait", holdingRows(holdings))
+					Describe(t, env, name)
+					t.Unverifiedf("not verified: %s, so pod %s, which %s, got none within %s; the cluster has the devices, but not free for kaic",
+						busy, name, Asking(env), ScheduleTimeout)
+				}
+			}
 		}
 	}
 	if err != nil {
@@ -581,7 +595,21 @@ func Preflight(t *conformance.T, env *conformance.Env) map[string][]Device {
 	if len(inv) == 0 {
 		t.Fatalf("driver %s publishes no devices in ResourceSlices for any Ready node", acc.DRADriver)
 	}
+	observeOthers(t, env)
 	return inv
+}
+
+// observeOthers records, on a shared cluster, which devices workloads kaic
+// did not create hold before the check starts: its pods may have to wait
+// for them.
+func observeOthers(t *conformance.T, env *conformance.Env) {
+	holdings := Holdings(t, env)
+	for _, h := range holdings {
+		if h.Others > 0 {
+			t.Observe("devices of "+Source(env)+" held before the check", holdingRows(holdings))
+			return
+		}
+	}
 }
 
 // Release deletes the pods and waits until they are gone and the claims

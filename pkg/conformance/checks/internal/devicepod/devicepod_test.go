@@ -173,3 +173,34 @@ func TestRequested(t *testing.T) {
 		}
 	}
 }
+
+// The cluster is busy only when no device is free anywhere and workloads
+// kaic did not create hold some; devices held by kaic's own checks alone
+// are not a reason (they are released when those checks end).
+func TestBusyReason(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		holdings map[string]*NodeHolding
+		want     string
+	}{
+		{"a free device", map[string]*NodeHolding{
+			"a": {Devices: 2, Free: 1, Others: 1, Holders: []string{"pod x/y"}},
+		}, ""},
+		{"free on another node", map[string]*NodeHolding{
+			"a": {Devices: 2, Others: 2, Holders: []string{"pod x/y (2)"}},
+			"b": {Devices: 1, Free: 1},
+		}, ""},
+		{"only kaic's checks", map[string]*NodeHolding{"a": {Devices: 2, Ours: 2}}, ""},
+		{"others and kaic", map[string]*NodeHolding{
+			"a": {Devices: 4, Ours: 1, Others: 3, Holders: []string{"pod x/p", "pod x/q", "ResourceClaim x/c"}},
+			"b": {Devices: 1, Ours: 1},
+		}, "3 of 4 devices on node a are held by other workloads (pod x/p, pod x/q, ResourceClaim x/c) and 1 by kaic's checks"},
+		{"many holders", map[string]*NodeHolding{
+			"a": {Devices: 7, Others: 7, Holders: []string{"pod 1", "pod 2", "pod 3", "pod 4", "pod 5", "pod 6", "pod 7"}},
+		}, "7 of 7 devices on node a are held by other workloads (pod 1, pod 2, pod 3, pod 4, pod 5 and 2 more)"},
+	} {
+		if got := busyReason(tc.holdings); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
