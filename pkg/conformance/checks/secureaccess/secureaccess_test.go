@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -184,6 +185,7 @@ func TestSecureAcceleratorAccessFailsWhenNoNodeAdvertisesResource(t *testing.T) 
 // the devices, kaic could not get one. It is not a failure.
 func TestSecureAcceleratorAccessNotVerifiedWhenDevicesHeldByOthers(t *testing.T) {
 	env := testenv.Shared(t)
+	shortScheduleTimeout(t)
 	const driver = "gpu.busy.example.com"
 	checktest.PublishSlice(t, env, testenv.FakeGPUSlice("kwok-gpu-0", driver, 2))
 	checktest.EnsureDeviceClass(t, env, driver, driver)
@@ -196,7 +198,7 @@ func TestSecureAcceleratorAccessNotVerifiedWhenDevicesHeldByOthers(t *testing.T)
 	})
 	res := check.Run(t, env, driver, driver)
 	expectNotVerifiedBusy(t, res, "2 of 2 devices on node kwok-gpu-0 are held by other workloads (pod "+ns+"/hog-",
-		"pod pos-pod, which claims one gpu.busy.example.com device, got none within 2m0s")
+		"pod pos-pod, which claims one gpu.busy.example.com device, got none within 40s")
 	checktest.ExpectTranscript(t, res,
 		"devices of driver gpu.busy.example.com held before the check",
 		"kwok-gpu-0: 2 devices, 0 free, 0 held by kaic's checks, 2 by other workloads")
@@ -206,6 +208,7 @@ func TestSecureAcceleratorAccessNotVerifiedWhenDevicesHeldByOthers(t *testing.T)
 // resource are requested by pods kaic did not create.
 func TestSecureAcceleratorAccessWithDevicePluginNotVerifiedWhenUnitsHeldByOthers(t *testing.T) {
 	env := testenv.Shared(t)
+	shortScheduleTimeout(t)
 	const busy = "example.com/busy-gpu"
 	checktest.AddNode(t, env, testenv.Node{Name: "kwok-busy-0", Allocatable: corev1.ResourceList{busy: resource.MustParse("2")}})
 	ns := holdDevices(t, env, 2, func(p *corev1.Pod) {
@@ -213,7 +216,17 @@ func TestSecureAcceleratorAccessWithDevicePluginNotVerifiedWhenUnitsHeldByOthers
 	}, nil)
 	res := check.RunDevicePlugin(t, env, busy)
 	expectNotVerifiedBusy(t, res, "2 of 2 devices on node kwok-busy-0 are held by other workloads (pod "+ns+"/hog-",
-		"pod pos-pod, which requests one example.com/busy-gpu, got none within 2m0s")
+		"pod pos-pod, which requests one example.com/busy-gpu, got none within 40s")
+}
+
+// shortScheduleTimeout has the check's pods wait 40 s rather than 2 min
+// for a device (past the 20 s an unschedulable pod is given before the
+// free devices are counted): on a cluster whose devices stay held that
+// wait is all the test would do.
+func shortScheduleTimeout(t *testing.T) {
+	saved := devicepod.ScheduleTimeout
+	devicepod.ScheduleTimeout = 40 * time.Second
+	t.Cleanup(func() { devicepod.ScheduleTimeout = saved })
 }
 
 // Free units the pod cannot get (a taint it does not tolerate on the only
@@ -225,12 +238,17 @@ func TestSecureAcceleratorAccessWithDevicePluginFailsWhenFreeUnitsDoNotFit(t *te
 	node := testenv.Node{Name: "kwok-tainted-0", Allocatable: corev1.ResourceList{tainted: resource.MustParse("2")}}
 	checktest.AddNode(t, env, node)
 	nodes := env.Clientset().CoreV1().Nodes()
-	n, err := nodes.Get(t.Context(), node.Name, metav1.GetOptions{})
+	// kwok updates the node's status at the same time: retry on conflict.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := nodes.Get(t.Context(), node.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "example.com/maintenance", Effect: corev1.TaintEffectNoSchedule})
+		_, err = nodes.Update(t.Context(), n, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "example.com/maintenance", Effect: corev1.TaintEffectNoSchedule})
-	if _, err := nodes.Update(t.Context(), n, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	res := check.RunDevicePlugin(t, env, tainted)
