@@ -267,13 +267,16 @@ func newProbeIsolationCommand(o *globalOptions) *cobra.Command {
 	var hold time.Duration
 	c := &cobra.Command{
 		Use:   "isolation",
-		Short: "Report what this container sees of the node's kernel and processes",
+		Short: "Report what this container sees and reaches of the node",
 		Long: `isolation prints one line, RESULT: ISOLATION=<json>, with the kernel release,
 /proc/version, the boot id, whether /dev/mem and /dev/kmem can be opened, the
-node agents (kubelet, containerd) visible in /proc, the host name and the
-network interfaces. The sandboxing check compares a sandboxed pod's report
-with a plain pod's on the same node. With --hold it then waits, so the pod
-stays Running while a check reads its log.`,
+processes in /proc (the node agents among them) and process 1's command line,
+the host names, the network interfaces with their addresses, and how far it
+got trying to reach the node: container runtime sockets, the kubelet's and
+the runtime's files and directories, mounts from the node's paths, and the
+node's loopback-only services at 127.0.0.1. The sandboxing check compares a
+sandboxed pod's report with a plain pod's on the same node. With --hold it
+then waits, so the pod stays Running while a check reads its log.`,
 		Example: "  kaic probe isolation --hold 1h",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {

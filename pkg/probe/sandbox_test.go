@@ -3,6 +3,7 @@ package probe
 import (
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,7 +11,9 @@ import (
 	"testing"
 )
 
-// fakeRoot writes files (path → content) under a temporary root.
+// fakeRoot writes files (path → content) under a temporary root. A
+// content "-> target" makes a symbolic link, one ending in "/" a
+// directory.
 func fakeRoot(t *testing.T, files map[string]string) string {
 	t.Helper()
 	root := t.TempDir()
@@ -19,7 +22,16 @@ func fakeRoot(t *testing.T, files map[string]string) string {
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+		var err error
+		switch {
+		case strings.HasPrefix(content, "-> "):
+			err = os.Symlink(strings.TrimPrefix(content, "-> "), full)
+		case content == "/":
+			err = os.MkdirAll(full, 0o755)
+		default:
+			err = os.WriteFile(full, []byte(content), 0o644)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -40,13 +52,19 @@ func TestInspectIsolationOfAHostLikeRoot(t *testing.T) {
 		"proc/sys/kernel/hostname":       "node-1\n",
 		"proc/net/dev":                   netDev,
 		"proc/1/comm":                    "systemd\n",
+		"proc/1/cmdline":                 "/sbin/init\x00",
+		"proc/1/stat":                    "1 (systemd) S 0 1 1 0 -1",
 		"proc/812/comm":                  "kubelet\n",
+		"proc/812/stat":                  "812 (kubelet) S 1 812 812 0 -1",
 		"proc/640/comm":                  "containerd\n",
 		"proc/2210/comm":                 "containerd-shim\n",
 		"proc/2300/comm":                 "kubeletish\n",
-		"proc/self/comm":                 "kaic\n",
-		"proc/self/mountinfo":            "",
+		"proc/4242/comm":                 "kaic\n",
+		"proc/4242/stat":                 "4242 (kaic probe) (x) S 2210 4242 4242 0 -1",
+		"proc/4242/mountinfo":            "",
+		"proc/self":                      "-> 4242",
 		"dev/mem":                        "",
+		"etc/hostname":                   "node-1\n",
 	})
 	r := InspectIsolation(IsolationOptions{Root: root})
 	if r.KernelRelease != "6.8.0-45-generic" || !strings.HasPrefix(r.ProcVersion, "Linux version 6.8.0-45") {
@@ -62,8 +80,15 @@ func TestInspectIsolationOfAHostLikeRoot(t *testing.T) {
 	if want := []string{"2210:containerd-shim", "640:containerd", "812:kubelet"}; !slices.Equal(r.HostProcesses, want) {
 		t.Errorf("host processes %v, want %v", r.HostProcesses, want)
 	}
-	if want := []string{"eth0", "lo"}; !slices.Equal(r.Interfaces, want) {
+	if want := []string{"eth0", "lo"}; !slices.Equal(r.InterfaceNames(), want) {
 		t.Errorf("interfaces %v, want %v", r.Interfaces, want)
+	}
+	if r.Self != 4242 || r.Init != "/sbin/init" || r.ProcessCount != 6 || r.EtcHostname != "node-1" {
+		t.Errorf("self %d, init %q, %d processes, /etc/hostname %q", r.Self, r.Init, r.ProcessCount, r.EtcHostname)
+	}
+	want := []Process{{1, 0, "systemd"}, {640, 0, "containerd"}, {812, 1, "kubelet"}, {2210, 0, "containerd-shim"}, {2300, 0, "kubeletish"}, {4242, 2210, "kaic"}}
+	if !slices.Equal(r.Processes[:6], want) {
+		t.Errorf("processes %v, want %v", r.Processes, want)
 	}
 	if len(r.Problems) != 0 {
 		t.Errorf("problems %q", r.Problems)
@@ -110,7 +135,8 @@ func TestInspectIsolationOfASandboxLikeRoot(t *testing.T) {
 
 func TestIsolationReportRoundTrip(t *testing.T) {
 	in := Isolation{KernelRelease: "6.8.0", ProcVersion: "Linux version 6.8.0 (a=b)", BootID: "x", DevMem: DeviceDenied, DevKmem: DeviceAbsent,
-		HostProcesses: []string{"812:kubelet"}, Hostname: "pod-1", Interfaces: []string{"eth0", "lo"}}
+		HostProcesses: []string{"812:kubelet"}, Hostname: "pod-1", Interfaces: []Interface{{Name: "eth0", Addrs: []string{"10.244.1.5/24"}}, {Name: "lo"}},
+		Files: []Attempt{{Target: "/run/containerd/containerd.sock", What: WhatRuntimeSocket, Outcome: OutcomeAbsent}}}
 	var buf bytes.Buffer
 	if err := WriteIsolationReport(&buf, in); err != nil {
 		t.Fatal(err)
@@ -122,7 +148,8 @@ func TestIsolationReportRoundTrip(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("parse: %v, found %t", err, ok)
 	}
-	if out.ProcVersion != in.ProcVersion || out.DevMem != DeviceDenied || !slices.Equal(out.HostProcesses, in.HostProcesses) {
+	if out.ProcVersion != in.ProcVersion || out.DevMem != DeviceDenied || !slices.Equal(out.HostProcesses, in.HostProcesses) ||
+		len(out.Interfaces) != 2 || out.Interfaces[0].Addrs[0] != "10.244.1.5/24" || out.Files[0] != in.Files[0] {
 		t.Errorf("round trip: %+v", out)
 	}
 	if _, ok, _ := ParseIsolation("no report yet\n"); ok {
@@ -173,7 +200,7 @@ func TestInspectIsolationSeesTheNodesFiles(t *testing.T) {
 		"proc/version":                   "Linux version 6.8.0\n",
 		"proc/sys/kernel/hostname":       "node-1\n",
 	})})
-	if strings.Join(node.RuntimeSockets, ",") != "/run/containerd/containerd.sock" || strings.Join(node.NodeFiles, ",") != "/etc/kubernetes/kubelet.conf" {
+	if strings.Join(node.RuntimeSockets, ",") != "/run/containerd/containerd.sock" || strings.Join(node.NodeFiles, ",") != "/etc/kubernetes/kubelet.conf,/etc/kubernetes,/run/containerd" {
 		t.Errorf("sockets %q, node files %q", node.RuntimeSockets, node.NodeFiles)
 	}
 	want := []string{
@@ -188,5 +215,112 @@ func TestInspectIsolationSeesTheNodesFiles(t *testing.T) {
 	sandbox := InspectIsolation(IsolationOptions{Root: fakeRoot(t, map[string]string{"proc/self/mountinfo": sandboxMountinfo})})
 	if len(sandbox.RuntimeSockets)+len(sandbox.NodeFiles)+len(sandbox.NodeMounts) != 0 {
 		t.Errorf("a sandbox's view: sockets %q, files %q, mounts %q", sandbox.RuntimeSockets, sandbox.NodeFiles, sandbox.NodeMounts)
+	}
+}
+
+// What a plain container on a node that shares too much would reach: the
+// runtime's socket answering, the kubelet's directory listed, its
+// configuration read, a node service on 127.0.0.1 answering; and what a
+// sandbox reaches of the same tries: nothing.
+func TestInspectIsolationTriesToReachTheNode(t *testing.T) {
+	root := fakeRoot(t, map[string]string{
+		"var/lib/kubelet/config.yaml": "kind: KubeletConfiguration\n",
+		"var/log/pods/":               "/",
+	})
+	if err := os.MkdirAll(filepath.Join(root, "run/containerd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock, err := net.Listen("unix", filepath.Join(root, "run/containerd/containerd.sock"))
+	if err != nil {
+		t.Skipf("cannot listen on a unix socket here: %v", err)
+	}
+	defer sock.Close()
+	service, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer service.Close()
+	closed := closedPort(t)
+	services := []Target{{Address: service.Addr().String(), What: "kubelet health endpoint"}, {Address: closed, What: "kube-proxy metrics"}}
+
+	leaky := InspectIsolation(IsolationOptions{Root: root, NodeServices: services})
+	outcomes := map[string]Outcome{}
+	for _, a := range append(slices.Clone(leaky.Files), leaky.NodeServices...) {
+		outcomes[a.Target] = a.Outcome
+	}
+	for target, want := range map[string]Outcome{
+		"/run/containerd/containerd.sock": OutcomeConnected,
+		"/run/crio/crio.sock":             OutcomeAbsent,
+		"/var/lib/kubelet/config.yaml":    OutcomeRead,
+		"/var/lib/kubelet":                OutcomeRead,
+		"/var/log/pods":                   OutcomeRead,
+		"/run/containerd":                 OutcomeRead,
+		"/etc/kubernetes":                 OutcomeAbsent,
+		"/etc/kubernetes/admin.conf":      OutcomeAbsent,
+		service.Addr().String():           OutcomeConnected,
+		closed:                            OutcomeRefused,
+	} {
+		if outcomes[target] != want {
+			t.Errorf("%s: %q, want %q", target, outcomes[target], want)
+		}
+	}
+	if !slices.Equal(leaky.RuntimeSockets, []string{"/run/containerd/containerd.sock"}) {
+		t.Errorf("runtime sockets %q", leaky.RuntimeSockets)
+	}
+	if want := []string{"/var/lib/kubelet/config.yaml", "/var/lib/kubelet", "/var/log/pods", "/run/containerd"}; !slices.Equal(leaky.NodeFiles, want) {
+		t.Errorf("node files %q, want %q", leaky.NodeFiles, want)
+	}
+	if got := Reached(leaky.NodeServices); len(got) != 1 || got[0].Target != service.Addr().String() {
+		t.Errorf("reached services %v", got)
+	}
+
+	sandbox := InspectIsolation(IsolationOptions{Root: fakeRoot(t, map[string]string{"etc/hostname": "sandboxed-probe\n"}), NodeServices: services[1:]})
+	if r := Reached(append(sandbox.Files, sandbox.NodeServices...)); len(r) != 0 {
+		t.Errorf("a sandbox reached %v", r)
+	}
+	if len(sandbox.Files) != len(runtimeSockets)+len(nodeFiles)+len(nodeDirs) {
+		t.Errorf("%d tries recorded, want one per path", len(sandbox.Files))
+	}
+}
+
+// closedPort returns a 127.0.0.1 address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
+
+// Interfaces come with their addresses and, for one end of a pair (a
+// veth), the index of the other end.
+func TestInspectIsolationInterfaces(t *testing.T) {
+	root := fakeRoot(t, map[string]string{
+		"proc/net/dev":               netDev,
+		"sys/class/net/eth0/ifindex": "2\n",
+		"sys/class/net/eth0/iflink":  "7\n",
+		"sys/class/net/lo/ifindex":   "1\n",
+		"sys/class/net/lo/iflink":    "1\n",
+		"proc/sys/kernel/hostname":   "pod-1\n",
+		"proc/1/cmdline":             "/kaic\x00probe\x00isolation\x00",
+		"proc/1/comm":                "kaic\n",
+		"proc/self":                  "-> 1",
+		"proc/1/stat":                "1 (kaic) S 0 1 1 0 -1",
+	})
+	addrs := map[string][]string{"eth0": {"10.244.1.5/24", "fe80::1/64"}, "lo": {"127.0.0.1/8"}}
+	r := InspectIsolation(IsolationOptions{Root: root, Addrs: func(n string) ([]string, error) { return addrs[n], nil }})
+	want := []Interface{{Name: "eth0", Addrs: addrs["eth0"], PeerIndex: 7}, {Name: "lo", Addrs: addrs["lo"]}}
+	if len(r.Interfaces) != 2 || r.Interfaces[0].String() != want[0].String() || r.Interfaces[1].String() != want[1].String() {
+		t.Errorf("interfaces %v, want %v", r.Interfaces, want)
+	}
+	if r.Self != 1 || r.Init != "/kaic probe isolation" || r.ProcessCount != 1 {
+		t.Errorf("self %d, init %q, %d processes", r.Self, r.Init, r.ProcessCount)
+	}
+	failing := InspectIsolation(IsolationOptions{Root: root, Addrs: func(string) ([]string, error) { return nil, errors.New("no netlink") }})
+	if !slices.Contains(failing.Problems, "addresses of eth0: no netlink") {
+		t.Errorf("problems %q", failing.Problems)
 	}
 }
