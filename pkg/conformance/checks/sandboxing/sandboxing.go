@@ -1,10 +1,15 @@
 // Package sandboxing verifies the workload_sandboxing requirement: the
 // platform offers a sandboxed runtime, selected with a RuntimeClass, whose
 // pods run and are isolated from the node. A sandboxed probe pod and a
-// plain control pod on the same node report what they see of the kernel:
-// the sandboxed one must see another kernel (release or /proc/version) and
-// another boot, no /dev/mem or /dev/kmem, and none of the node's agents
-// (kubelet, containerd).
+// plain control pod on the same node report what they see and reach of
+// the node. The sandboxed one must see another kernel (release or
+// /proc/version) and another boot, no /dev/mem or /dev/kmem, none of the
+// node's agents; a /proc of its own processes whose process 1 is not the
+// node's init; no runtime socket, node configuration or directory, node
+// host name or mount from the node's paths; only its own interfaces,
+// without the node's addresses, and a loopback on which none of the
+// node's loopback-only services answer. Each judgement is a subtest; one
+// the sandbox hides the evidence of is skipped as not verified.
 package sandboxing
 
 import (
@@ -62,7 +67,14 @@ type Options struct {
 	// ProbeTimeout bounds the wait for each probe's report (default
 	// DefaultProbeTimeout).
 	ProbeTimeout time.Duration
+
+	// standIn, when set, gives the reports in place of the probes' logs,
+	// for tests on nodes that run no containers.
+	standIn *standInReports
 }
+
+// standInReports are isolation reports by pod name.
+type standInReports struct{ byPod map[string]probe.Isolation }
 
 // Check returns the workload_sandboxing check, which detects the sandbox
 // RuntimeClass.
@@ -88,67 +100,143 @@ func (o Options) run(t *conformance.T, env *conformance.Env) {
 		t.Logf("the sandboxed pod did not run, so its isolation was not examined")
 		return
 	}
-	// Both subtests judge the same two reports, read by whichever runs
-	// first.
-	var sReport, cReport probe.Isolation
+	// The subtests judge the same two reports, read by whichever runs
+	// first, against the node both pods run on.
+	var v views
 	read := false
 	reports := func(t *conformance.T) {
-		skipWithoutContainers(t, env, sandboxed)
+		node, err := env.Client.CoreV1().Nodes().Get(t.Context(), sandboxed.Spec.NodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("getting node %s of pod %s: %v", sandboxed.Spec.NodeName, sandboxed.Name, err)
+		}
+		if o.standIn == nil {
+			if why, none := conformance.NodeRunsNoContainers(node); none {
+				t.Skipf("pod %s runs on %s: %s, so what the sandbox hides from its container cannot be observed there", sandboxed.Name, node.Name, why)
+			}
+		}
 		if read {
 			return
 		}
 		t.Step("Read the isolation reports of pods %s and %s", sandboxedPod, controlPod)
-		sReport = o.read(t, env, sandboxedPod)
-		cReport = o.read(t, env, controlPod)
+		v = views{node: node, sandboxed: o.report(t, env, sandboxedPod), control: o.report(t, env, controlPod)}
 		read = true
 	}
 	t.Run("KernelAndMemoryIsolation", func(t *conformance.T) {
 		reports(t)
-		for _, p := range kernelProblems(sReport, cReport) {
+		for _, p := range kernelProblems(v.sandboxed, v.control) {
 			t.Errorf("%s", p)
 		}
 	})
 	t.Run("ProcessIsolation", func(t *conformance.T) {
 		reports(t)
-		for _, p := range processProblems(sReport) {
+		for _, p := range processProblems(v.sandboxed) {
 			t.Errorf("%s", p)
 		}
 	})
 	t.Run("FilesystemIsolation", func(t *conformance.T) {
 		reports(t)
-		t.Observe("what each pod sees of the node's files", map[string]any{
-			sandboxedPod: map[string][]string{"runtime sockets": sReport.RuntimeSockets, "node files": sReport.NodeFiles, "mounts from node paths": sReport.NodeMounts},
-			controlPod:   map[string][]string{"runtime sockets": cReport.RuntimeSockets, "node files": cReport.NodeFiles, "mounts from node paths": cReport.NodeMounts},
-		})
-		problems := filesystemProblems(sReport)
+		v.filesystem(t)
+	})
+	t.Run("NetworkIsolation", func(t *conformance.T) {
+		reports(t)
+		v.network(t)
+	})
+}
+
+// views are what the sandboxed and the control pod saw on node.
+type views struct {
+	node               *corev1.Node
+	sandboxed, control probe.Isolation
+}
+
+// judge runs one judgement as a subtest: its problems fail it; without
+// any, shown says what the sandbox kept out of reach.
+func judge(t *conformance.T, name string, problems []string, shown string) {
+	t.Run(name, func(t *conformance.T) {
 		for _, p := range problems {
 			t.Errorf("%s", p)
 		}
-		if len(problems) == 0 && len(cReport.NodeMounts) > 0 {
-			t.Shown("the sandboxed pod saw none of the node's paths that the runtime shares with a plain pod (%d mounts), nor a runtime socket", len(cReport.NodeMounts))
+		if len(problems) == 0 && shown != "" {
+			t.Shown("%s", shown)
 		}
 	})
-	// The pod network is the cluster's, the same for a sandboxed and a
-	// plain pod: what each sees is recorded, not judged.
-	if sReport.Interfaces != nil || cReport.Interfaces != nil {
-		t.Observe("network interfaces", map[string][]string{sandboxedPod: sReport.Interfaces, controlPod: cReport.Interfaces})
-	}
 }
 
-// filesystemProblems fails a sandboxed pod that sees the node's runtime
-// socket or configuration, or mounts the node shares with it by path.
-func filesystemProblems(sandboxed probe.Isolation) []string {
-	var out []string
-	if len(sandboxed.RuntimeSockets) > 0 {
-		out = append(out, "the sandboxed pod sees the container runtime's socket: "+strings.Join(sandboxed.RuntimeSockets, ", "))
+// filesystem judges what the sandboxed pod reached of the node's /proc,
+// runtime sockets, files and mounts, beside what the plain pod reached.
+func (v views) filesystem(t *conformance.T) {
+	s, c := v.sandboxed, v.control
+	t.Observe("what each pod reached of the node's files (sandboxed / plain)", attemptTable(s.Files, c.Files))
+	t.Observe("what each pod sees in /proc", map[string]any{sandboxedPod: procView(s), controlPod: procView(c)})
+	t.Observe("host names (node "+v.node.Name+")", map[string]map[string]string{
+		sandboxedPod: {"kernel": s.Hostname, "/etc/hostname": s.EtcHostname},
+		controlPod:   {"kernel": c.Hostname, "/etc/hostname": c.EtcHostname},
+	})
+
+	t.Run("NodeProc", func(t *conformance.T) {
+		if s.ProcessCount == 0 && s.Init == "" {
+			t.Skipf("not verified: the sandboxed pod could read neither /proc nor /proc/1/cmdline (%s)", strings.Join(s.Problems, "; "))
+		}
+		problems := procProblems(s)
+		for _, p := range problems {
+			t.Errorf("%s", p)
+		}
+		if len(problems) == 0 {
+			t.Shown("the sandboxed pod's /proc lists only its own %s; process 1 is %q, not the node's init", plural(s.ProcessCount, "process", "processes"), s.Init)
+		}
+	})
+	judge(t, "RuntimeSocket", socketProblems(s), unreached(s.Files, probe.WhatRuntimeSocket, "the sandboxed pod could not reach a container runtime socket"))
+	judge(t, "NodeFiles", nodeFileProblems(s, v.node.Name),
+		unreached(s.Files, "", "the sandboxed pod could not reach the node's configuration and directories")+
+			fmt.Sprintf("; its host name is %q, not the node's", s.Hostname))
+	mounts := ""
+	if len(c.NodeMounts) > 0 {
+		mounts = fmt.Sprintf("the sandboxed pod's mounts name none of the node's paths, while the plain pod's %s from the node's own directories (%s)",
+			plural(len(c.NodeMounts), "mount comes", "mounts come"), strings.Join(c.NodeMounts, "; "))
 	}
-	if len(sandboxed.NodeFiles) > 0 {
-		out = append(out, "the sandboxed pod sees the node's configuration: "+strings.Join(sandboxed.NodeFiles, ", "))
-	}
-	if len(sandboxed.NodeMounts) > 0 {
-		out = append(out, "the sandboxed pod's mounts name the node's own paths, so the runtime shares the node's files with it directly: "+strings.Join(sandboxed.NodeMounts, "; "))
-	}
-	return out
+	judge(t, "NodeMounts", mountProblems(s), mounts)
+}
+
+// network judges whether the sandboxed pod has a network of its own: none
+// of the node's interfaces or addresses, and the node's loopback services
+// out of reach.
+func (v views) network(t *conformance.T) {
+	s, c := v.sandboxed, v.control
+	t.Observe("network interfaces", map[string][]string{sandboxedPod: interfaceList(s), controlPod: interfaceList(c)})
+	addrs := nodeAddresses(v.node)
+	t.Observe("addresses of node "+v.node.Name, addrs)
+	t.Observe("the node's loopback-only services each pod tried (sandboxed / plain)", attemptTable(s.NodeServices, c.NodeServices))
+
+	t.Run("OwnInterfaces", func(t *conformance.T) {
+		if len(s.Interfaces) == 0 {
+			t.Skipf("not verified: the sandboxed pod could not list its network interfaces (%s)", strings.Join(s.Problems, "; "))
+		}
+		problems := interfaceProblems(s, addrs)
+		for _, p := range problems {
+			t.Errorf("%s", p)
+		}
+		if len(problems) > 0 {
+			return
+		}
+		shown := fmt.Sprintf("the sandboxed pod sees only its own interfaces (%s): none of the node's bridges or veths, none of the node's addresses (%s)",
+			strings.Join(s.InterfaceNames(), ", "), strings.Join(addrs, ", "))
+		if peers := pairedInterfaces(c); len(peers) > 0 && len(pairedInterfaces(s)) == 0 {
+			shown += "; the plain pod's " + strings.Join(peers, ", ") + " is one end of a pair whose other end is in the node's kernel, none of the sandboxed pod's is"
+		}
+		t.Shown("%s", shown)
+	})
+	t.Run("NodeLoopback", func(t *conformance.T) {
+		if len(s.NodeServices) == 0 {
+			t.Skipf("not verified: the sandboxed pod's report holds no try to reach the node's loopback-only services")
+		}
+		problems := loopbackProblems(s)
+		for _, p := range problems {
+			t.Errorf("%s", p)
+		}
+		if len(problems) == 0 {
+			t.Shown("%s", unreached(s.NodeServices, "", "the sandboxed pod's 127.0.0.1 is its own: it could not reach the node's loopback-only services"))
+		}
+	})
 }
 
 // runtimeClass returns the RuntimeClass to test: the one Options names, or
@@ -336,16 +424,15 @@ func podState(pod *corev1.Pod) string {
 	return strings.Join(parts, "; ")
 }
 
-// skipWithoutContainers skips the test when the pod's node runs no
-// containers (kwok), so no probe report can exist.
-func skipWithoutContainers(t *conformance.T, env *conformance.Env, pod *corev1.Pod) {
-	node, err := env.Client.CoreV1().Nodes().Get(t.Context(), pod.Spec.NodeName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("getting node %s of pod %s: %v", pod.Spec.NodeName, pod.Name, err)
+// report returns the isolation report of pod name: from its log, or the
+// stand-in's.
+func (o Options) report(t *conformance.T, env *conformance.Env, name string) probe.Isolation {
+	if o.standIn == nil {
+		return o.read(t, env, name)
 	}
-	if why, none := conformance.NodeRunsNoContainers(node); none {
-		t.Skipf("pod %s runs on %s: %s, so what the sandbox hides from its container cannot be observed there", pod.Name, node.Name, why)
-	}
+	r := o.standIn.byPod[name]
+	t.Observe("stand-in isolation report of pod "+name+" (the node runs no containers)", r)
+	return r
 }
 
 // read waits for the isolation report in the log of pod name.

@@ -78,7 +78,7 @@ func TestWorkloadSandboxingDetectsSandboxAndRunsPods(t *testing.T) {
 		t.Errorf("test name %q", res.TestName)
 	}
 	checktest.ExpectStatuses(t, res, map[string]conformance.Status{"SchedulingAndExecution": conformance.Passed})
-	checktest.ExpectSkippedOnKwok(t, res, "KernelAndMemoryIsolation", "ProcessIsolation")
+	checktest.ExpectSkippedOnKwok(t, res, "KernelAndMemoryIsolation", "ProcessIsolation", "FilesystemIsolation", "NetworkIsolation")
 	checktest.ExpectTranscript(t, res,
 		"sandbox RuntimeClass gvisor (handler runsc)",
 		"runtimeClassName: gvisor",
@@ -122,6 +122,8 @@ func TestWorkloadSandboxingFailsWhenSandboxedPodNeverRuns(t *testing.T) {
 		"SchedulingAndExecution":   conformance.Failed,
 		"KernelAndMemoryIsolation": "",
 		"ProcessIsolation":         "",
+		"FilesystemIsolation":      "",
+		"NetworkIsolation":         "",
 	})
 	checktest.ExpectCleanedUp(t, env, res)
 }
@@ -219,24 +221,119 @@ func TestPodState(t *testing.T) {
 	}
 }
 
-func TestFilesystemProblems(t *testing.T) {
-	if p := filesystemProblems(probe.Isolation{}); p != nil {
-		t.Errorf("nothing of the node seen: %q", p)
+// sandboxNode returns the node the tests' gvisor RuntimeClass schedules
+// onto, with one of its addresses.
+func sandboxNode(t *testing.T, env *testenv.Env) (name, addr string) {
+	t.Helper()
+	node, err := env.Clientset().CoreV1().Nodes().Get(t.Context(), "kwok-node-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	leaky := probe.Isolation{
-		RuntimeSockets: []string{"/run/containerd/containerd.sock"},
-		NodeFiles:      []string{"/etc/kubernetes/kubelet.conf"},
-		NodeMounts:     []string{"/etc/hosts from /var/lib/kubelet/pods/1234/etc-hosts"},
+	addrs := nodeAddresses(node)
+	if len(addrs) == 0 {
+		t.Fatalf("node %s reports no address: %+v", node.Name, node.Status.Addresses)
 	}
-	got := filesystemProblems(leaky)
-	want := []string{"container runtime's socket: /run/containerd/containerd.sock", "node's configuration: /etc/kubernetes/kubelet.conf",
-		"name the node's own paths, so the runtime shares the node's files with it directly: /etc/hosts from /var/lib/kubelet/pods/1234/etc-hosts"}
-	if len(got) != len(want) {
-		t.Fatalf("problems %q, want %d", got, len(want))
+	return node.Name, addrs[0]
+}
+
+// The judgements of what the containers saw, on the real control plane:
+// kwok runs no containers, so the probes' reports are stand-ins (what
+// gVisor and runc show a pod, see judge_test.go), while the pods, the node
+// and its addresses are the API server's.
+func TestWorkloadSandboxingJudgesAnIsolatedSandbox(t *testing.T) {
+	env := testenv.Shared(t)
+	runtimeClass(t, env, "gvisor", "runsc", map[string]string{sandboxNodeLabel: "true"})
+	reports := &standInReports{byPod: map[string]probe.Isolation{sandboxedPod: gvisorView(), controlPod: plainView()}}
+	res := run(t, env, New(Options{standIn: reports}))
+	if res.Status != conformance.Passed {
+		t.Fatalf("status %s: %s\n%s", res.Status, res.Reason, checktest.Transcript(res))
 	}
-	for i, w := range want {
-		if !strings.Contains(got[i], w) {
-			t.Errorf("problem %q lacks %q", got[i], w)
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
+		"KernelAndMemoryIsolation":          conformance.Passed,
+		"ProcessIsolation":                  conformance.Passed,
+		"FilesystemIsolation/NodeProc":      conformance.Passed,
+		"FilesystemIsolation/RuntimeSocket": conformance.Passed,
+		"FilesystemIsolation/NodeFiles":     conformance.Passed,
+		"FilesystemIsolation/NodeMounts":    conformance.Passed,
+		"NetworkIsolation/OwnInterfaces":    conformance.Passed,
+		"NetworkIsolation/NodeLoopback":     conformance.Passed,
+	})
+	_, addr := sandboxNode(t, env)
+	checktest.ExpectTranscript(t, res,
+		"stand-in isolation report of pod sandboxed-probe (the node runs no containers)",
+		"/run/containerd/containerd.sock (container runtime socket): absent / absent",
+		"/var/lib/kubelet (node directory): absent / absent",
+		"127.0.0.1:10248 (kubelet health endpoint): refused / refused",
+		"SHOWN: the sandboxed pod could not reach a container runtime socket: /run/containerd/containerd.sock absent, /var/run/docker.sock absent",
+		"SHOWN: the sandboxed pod could not reach the node's configuration and directories: /etc/kubernetes/kubelet.conf absent",
+		`its host name is "sandboxed-probe", not the node's`,
+		`SHOWN: the sandboxed pod's /proc lists only its own 1 process; process 1 is "/kaic probe isolation --hold=1h0m0s"`,
+		"while the plain pod's 1 mount comes from the node's own directories (/etc/hosts from /var/lib/kubelet/pods/8f1c/etc-hosts)",
+		"SHOWN: the sandboxed pod sees only its own interfaces (eth0, lo): none of the node's bridges or veths, none of the node's addresses ("+addr,
+		"the plain pod's eth0 is one end of a pair whose other end is in the node's kernel",
+		"SHOWN: the sandboxed pod's 127.0.0.1 is its own: it could not reach the node's loopback-only services: 127.0.0.1:10248 refused, 127.0.0.1:10249 refused",
+	)
+	checktest.ExpectCleanedUp(t, env, res)
+}
+
+// A "sandbox" that shares the node fails every judgement, each saying
+// what it reached.
+func TestWorkloadSandboxingFailsASandboxThatSharesTheNode(t *testing.T) {
+	env := testenv.Shared(t)
+	runtimeClass(t, env, "gvisor", "runsc", map[string]string{sandboxNodeLabel: "true"})
+	node, addr := sandboxNode(t, env)
+	reports := &standInReports{byPod: map[string]probe.Isolation{sandboxedPod: nodeView(node, addr), controlPod: plainView()}}
+	res := run(t, env, New(Options{standIn: reports}))
+	if res.Status != conformance.Failed {
+		t.Fatalf("status %s: %s", res.Status, res.Reason)
+	}
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
+		"SchedulingAndExecution":            conformance.Passed,
+		"KernelAndMemoryIsolation":          conformance.Failed,
+		"ProcessIsolation":                  conformance.Failed,
+		"FilesystemIsolation/NodeProc":      conformance.Failed,
+		"FilesystemIsolation/RuntimeSocket": conformance.Failed,
+		"FilesystemIsolation/NodeFiles":     conformance.Failed,
+		"FilesystemIsolation/NodeMounts":    conformance.Failed,
+		"NetworkIsolation/OwnInterfaces":    conformance.Failed,
+		"NetworkIsolation/NodeLoopback":     conformance.Failed,
+	})
+	for _, want := range []string{
+		`the sandboxed pod sees the node's init as process 1: /proc/1/cmdline is "/sbin/init"`,
+		"reaches the container runtime's socket /run/containerd/containerd.sock: connected",
+		"host name is the node's, " + node,
+		"interface eth0 holds the node's address " + addr,
+		"reaches the node's kubelet health endpoint at 127.0.0.1:10248",
+	} {
+		if !strings.Contains(res.Reason, want) && !strings.Contains(checktest.Transcript(res), want) {
+			t.Errorf("result lacks %q", want)
 		}
+	}
+	checktest.ExpectCleanedUp(t, env, res)
+}
+
+// A sandbox that hides its /proc and interfaces altogether leaves those
+// judgements not verified, never passed.
+func TestWorkloadSandboxingDoesNotPassWhatItCouldNotSee(t *testing.T) {
+	env := testenv.Shared(t)
+	runtimeClass(t, env, "gvisor", "runsc", map[string]string{sandboxNodeLabel: "true"})
+	hidden := gvisorView()
+	hidden.Init, hidden.ProcessCount, hidden.Processes, hidden.Interfaces, hidden.NodeServices = "", 0, nil, nil, nil
+	hidden.Problems = []string{"listing processes in /proc: permission denied", "listing network interfaces: no such file"}
+	reports := &standInReports{byPod: map[string]probe.Isolation{sandboxedPod: hidden, controlPod: plainView()}}
+	res := run(t, env, New(Options{standIn: reports}))
+	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
+		"FilesystemIsolation/NodeProc":      conformance.Skipped,
+		"FilesystemIsolation/RuntimeSocket": conformance.Passed,
+		"NetworkIsolation/OwnInterfaces":    conformance.Skipped,
+		"NetworkIsolation/NodeLoopback":     conformance.Skipped,
+	})
+	for _, name := range []string{"FilesystemIsolation/NodeProc", "NetworkIsolation/OwnInterfaces", "NetworkIsolation/NodeLoopback"} {
+		if tr := checktest.Subtest(res, name); tr != nil && !strings.Contains(strings.Join(tr.Output, "\n"), "not verified: ") {
+			t.Errorf("%s skips without saying it is not verified: %q", name, tr.Output)
+		}
+	}
+	if tr := checktest.Subtest(res, "FilesystemIsolation/NodeProc"); tr != nil && !strings.Contains(strings.Join(tr.Output, "\n"), "permission denied") {
+		t.Errorf("NodeProc does not say why: %q", tr.Output)
 	}
 }
