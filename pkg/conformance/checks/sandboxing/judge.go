@@ -130,7 +130,8 @@ func interfaceProblems(s probe.Isolation, nodeAddrs []string) []string {
 	var out []string
 	node := map[netip.Addr]bool{}
 	for _, a := range nodeAddrs {
-		if ip, err := netip.ParseAddr(a); err == nil {
+		// Every network namespace has its own loopback address.
+		if ip, err := netip.ParseAddr(a); err == nil && !ip.IsLoopback() {
 			node[ip] = true
 		}
 	}

@@ -162,6 +162,7 @@ func TestNetworkProblems(t *testing.T) {
 		"sees interface veth3f2a, which lives on the node")
 	expectProblems(t, "node loopback", loopbackProblems(leaky), "reaches the node's kubelet health endpoint at 127.0.0.1:10248")
 	expectProblems(t, "no node address known", interfaceProblems(gvisorView(), nil))
+	expectProblems(t, "a loopback node address", interfaceProblems(gvisorView(), []string{"127.0.0.1"}))
 
 	n := &corev1.Node{Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
 		{Type: corev1.NodeHostName, Address: "node-1"}, {Type: corev1.NodeInternalIP, Address: "172.29.0.3"}, {Type: corev1.NodeExternalIP, Address: "203.0.113.9"},
