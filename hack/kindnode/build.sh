@@ -39,6 +39,9 @@ suite=bookworm
 CONTAINERD_VERSION=v2.3.4
 CRICTL_VERSION=v1.37.0
 CNI_PLUGINS_VERSION=v1.9.1
+# gVisor (runsc and its containerd shim): the Go module proxy serves the
+# module's "go" branch as pseudo-versions only.
+GVISOR_VERSION=v0.0.0-20260905035102-160fafc42237
 # Packages of the node rootfs (kind's base image list without the storage
 # extras nfs-common and open-iscsi), plus runc and dbus.
 PACKAGES=systemd,systemd-sysv,dbus,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,fuse-overlayfs,e2fsprogs,bash,ca-certificates,curl,jq,procps,runc
@@ -108,13 +111,17 @@ kind_files=$kind_dir/images/base/files
 
 # 2. Go-built ingredients.
 goinstall() { # name pkg@version ldflags [tags]
-	local name=$1 pkg=$2 ldflags=$3 tags=${4:-} stamp s
+	local name=$1 pkg=$2 ldflags=$3 tags=${4:-} stamp s built
 	stamp=$(printf '%s\n' "$(go version)" "$pkg" "$ldflags" "$tags" | strsha)
 	[[ -x $cache/bin/$name && $(cat "$cache/bin/.$name.stamp" 2>/dev/null) == "$stamp" ]] && return 0
 	if $check_only; then stale "$name" "binary missing or stale"; return 0; fi
 	say "building $name ($pkg) ..."
 	s=$(date +%s)
 	GOBIN=$cache/bin CGO_ENABLED=0 go install -trimpath -ldflags "$ldflags" ${tags:+-tags "$tags"} "$pkg"
+	# go install names the binary after the package's last element
+	built=${pkg%@*}
+	built=${built##*/}
+	[[ $built == "$name" ]] || mv "$cache/bin/$built" "$cache/bin/$name"
 	echo "$stamp" >"$cache/bin/.$name.stamp"
 	say "built $name in $(($(date +%s) - s))s"
 }
@@ -130,6 +137,10 @@ for p in ipam/host-local main/loopback main/ptp meta/portmap; do
 	goinstall "${p#*/}" "github.com/containernetworking/plugins/plugins/$p@$CNI_PLUGINS_VERSION" "-s -w"
 done
 goinstall coredns "github.com/coredns/coredns@$coredns_version" "-s -w"
+# gVisor: the sandbox runtime behind RuntimeClass gvisor (handler runsc).
+gvisor_ld="-s -w -X gvisor.dev/gvisor/runsc/version.version=$GVISOR_VERSION"
+goinstall runsc "gvisor.dev/gvisor/runsc@$GVISOR_VERSION" "$gvisor_ld"
+goinstall containerd-shim-runsc-v1 "gvisor.dev/gvisor/shim@$GVISOR_VERSION" "$gvisor_ld"
 
 # Small tools of this folder (image assembly, cluster creation).
 tools_stamp=$( (go version; cat "$here/tools/go.mod" "$here/tools/go.sum" "$here"/tools/*/*.go) | strsha)
@@ -256,9 +267,9 @@ preload=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd c
 node_ref=$image_repo:$k8s_version
 node_key=$( (
 	echo "$kind_version" "$debian_sha" "$mkimage_sha"
-	sha "$here/build.sh" "$here/files/default-cni.yaml"
+	sha "$here/build.sh" "$here/files/default-cni.yaml" "$here/files/containerd-runsc.toml" "$here/files/runsc.toml"
 	(cd "$kind_files" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
-	for b in containerd containerd-shim-runc-v2 ctr crictl host-local loopback ptp portmap; do sha "$cache/bin/$b"; done
+	for b in containerd containerd-shim-runc-v2 ctr crictl host-local loopback ptp portmap runsc containerd-shim-runsc-v1; do sha "$cache/bin/$b"; done
 	for b in kubelet kubeadm kubectl; do sha "$testbin/$b"; done
 	for i in "${preload[@]}"; do cat "$out/images/$i.tar.key"; done
 	cat "$debian_img.key"
@@ -298,7 +309,7 @@ if [[ ! -s $node_archive || $(cat "$node_archive.key" 2>/dev/null) != "$node_key
 	chroot "$r" systemctl mask systemd-binfmt.service >/dev/null 2>&1
 
 	# Runtime, tools, Kubernetes node binaries.
-	install -m0755 "$cache"/bin/{containerd,containerd-shim-runc-v2,ctr,crictl} "$r/usr/local/bin/"
+	install -m0755 "$cache"/bin/{containerd,containerd-shim-runc-v2,ctr,crictl,runsc,containerd-shim-runsc-v1} "$r/usr/local/bin/"
 	mkdir -p "$r/opt/cni/bin" "$r/etc/cni/net.d"
 	install -m0755 "$cache"/bin/{host-local,loopback,ptp,portmap} "$r/opt/cni/bin/"
 	install -m0755 "$testbin"/{kubelet,kubeadm,kubectl} "$r/usr/bin/"
@@ -308,6 +319,10 @@ if [[ ! -s $node_archive || $(cat "$node_archive.key" 2>/dev/null) != "$node_key
 	# Let containerd clamp pod oom_score_adj to its own value instead of
 	# failing when the engine's containers lack CAP_SYS_RESOURCE.
 	sed -i 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' "$r/etc/containerd/config.toml"
+	# gVisor as runtime handler runsc (RuntimeClass gvisor), with its
+	# runsc flags for a node that is itself a container.
+	cat "$here/files/containerd-runsc.toml" >>"$r/etc/containerd/config.toml"
+	install -m0644 "$here/files/runsc.toml" "$r/etc/containerd/runsc.toml"
 	# Pod networking: kind applies this manifest (the image's default CNI).
 	mkdir -p "$r/kind/manifests"
 	install -m0644 "$here/files/default-cni.yaml" "$r/kind/manifests/default-cni.yaml"
