@@ -99,6 +99,7 @@ var requirementCapabilities = map[string][]string{
 	"robust_controller":          {"ai-operator", "ai-operator-webhook"},
 	"ai_inference":               {"gateway", "gateway-class"},
 	"advanced_inference_ingress": {"gateway", "gateway-class"},
+	"workload_sandboxing":        {"sandbox-runtime"},
 }
 
 // platformNote says what on the platform met a requirement: the installed

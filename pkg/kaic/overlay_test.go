@@ -120,6 +120,10 @@ func TestOfflineOverlayDeclaresEveryDifference(t *testing.T) {
 		if _, ok := bc[name]; ok {
 			continue
 		}
+		if _, ok := declared[name]; ok {
+			used[name] = true
+			continue
+		}
 		if _, ok := substitutes[name]; !ok {
 			undeclared = append(undeclared, name+": installed only offline, and no substitution names it")
 		}
@@ -323,5 +327,29 @@ func TestDevicePluginOverlayMatchesTheOffline(t *testing.T) {
 		if _, ok := oc[name]; !ok {
 			t.Errorf("%s is installed only by the device-plugin profile", name)
 		}
+	}
+}
+
+// The offline e2e's sandbox is one thing named in three places: the
+// runtime handler the node image's containerd serves (hack/kindnode), the
+// RuntimeClass the gvisor component creates for it, and the RuntimeClass
+// workload_sandboxing is told to test.
+func TestOfflineSandboxRuntimeClassIsTheNodeImages(t *testing.T) {
+	overlay, _ := repoFile(t, "e2e", "testdata", "kind-dra-offline.yaml")
+	off, err := kaic.NewLoader().Load(overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(off.Components, func(c profile.Component) bool { return c.Name == "gvisor" })
+	if i < 0 {
+		t.Fatal("the offline profile installs no gvisor component")
+	}
+	name, handler := off.Components[i].Values["name"], off.Components[i].Values["handler"]
+	if want := off.Profile.Spec.Checks.Sandboxing.RuntimeClass; name != want {
+		t.Errorf("the gvisor component creates RuntimeClass %v, but workload_sandboxing tests %q", name, want)
+	}
+	_, containerd := repoFile(t, "hack", "kindnode", "files", "containerd-runsc.toml")
+	if section := fmt.Sprintf("containerd.runtimes.%v]", handler); !strings.Contains(string(containerd), section) {
+		t.Errorf("the node image's containerd has no runtime handler %v (no %q in hack/kindnode/files/containerd-runsc.toml)", handler, section)
 	}
 }
