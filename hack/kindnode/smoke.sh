@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Creates a one-node kind cluster from the image hack/kindnode/build.sh made,
 # through the kind Go library, and checks it: node Ready, a pod from a locally
-# built image runs, `kubectl logs` works, cluster DNS resolves. Deletes the
-# cluster afterwards (KEEP=1 keeps it).
+# built image runs, `kubectl logs` works, cluster DNS resolves, and a pod with
+# RuntimeClass gvisor (handler runsc) runs in gVisor: it sees another kernel
+# than the node's. Deletes the cluster afterwards (KEEP=1 keeps it).
 #
 #   hack/kindnode/smoke.sh [node-image]
 set -euo pipefail
@@ -62,6 +63,39 @@ done
 echo "$logs"
 grep -q smoke-ok <<<"$logs" || { say "FAIL: no pod output"; exit 1; }
 grep -q 'kubernetes.default.svc.cluster.local' <<<"$logs" || { say "FAIL: cluster DNS did not resolve"; exit 1; }
+
+# gVisor: the node's containerd has the runtime handler runsc.
+kubectl apply -f - <<'EOF'
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: gvisor
+handler: runsc
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: smoke-gvisor
+spec:
+  runtimeClassName: gvisor
+  containers:
+  - name: smoke
+    image: kaic.local/debian:bookworm
+    imagePullPolicy: Never
+    command: ["bash", "-c", "echo kernel: $(cat /proc/version); exec sleep 600"]
+EOF
+if ! kubectl wait --for=condition=Ready pod/smoke-gvisor --timeout=120s; then
+	kubectl describe pod smoke-gvisor | tail -20
+	docker exec "$name-control-plane" sh -c 'tail -n 30 /var/log/runsc/*/*.log 2>/dev/null; journalctl -u containerd --no-pager | grep -i runsc | tail -20'
+	say "FAIL: the gVisor pod did not run"
+	exit 1
+fi
+sandboxed=$(kubectl logs smoke-gvisor | sed -n 's/^kernel: //p')
+node_kernel=$(docker exec "$name-control-plane" cat /proc/version)
+echo "gVisor pod: $sandboxed"
+echo "node:       $node_kernel"
+[[ -n $sandboxed && $sandboxed != "$node_kernel" ]] || { say "FAIL: the gVisor pod sees the node's kernel"; exit 1; }
+
 kubectl get nodes -o wide
 kubectl get pods -A -o wide
 say "PASS: cluster created in $((t1 - t0))s, all checks in $(($(date +%s) - t0))s"
