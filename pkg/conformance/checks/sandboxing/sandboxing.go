@@ -111,7 +111,7 @@ func (o Options) run(t *conformance.T, env *conformance.Env) {
 		}
 		if o.standIn == nil {
 			if why, none := conformance.NodeRunsNoContainers(node); none {
-				t.Skipf("pod %s runs on %s: %s, so what the sandbox hides from its container cannot be observed there", sandboxed.Name, node.Name, why)
+				t.Skipf("not verified: pod %s runs on %s: %s, so what the sandbox hides from its container cannot be observed there", sandboxed.Name, node.Name, why)
 			}
 		}
 		if read {
@@ -276,7 +276,7 @@ func (o Options) runtimeClass(t *conformance.T, env *conformance.Env) *nodev1.Ru
 		if len(all) > 0 {
 			known = "the cluster's RuntimeClasses are " + strings.Join(all, ", ")
 		}
-		t.Skipf("no sandbox RuntimeClass found: none is named or has a handler like %s (%s); name one in the check's options if the platform's sandbox is called otherwise",
+		t.Skipf("not verified: no sandbox RuntimeClass found: none is named or has a handler like %s (%s); name one in the check's options if the platform's sandbox is called otherwise",
 			strings.Join(sandboxHints, ", "), known)
 	}
 	if len(found) > 1 {
