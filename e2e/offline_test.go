@@ -35,6 +35,37 @@ const offlineProfile = "e2e/testdata/kind-dra-offline.yaml"
 // serve, with the reason.
 var offlineUnverifiable = map[string]string{}
 
+// capSysResource is CAP_SYS_RESOURCE's bit in a capability set.
+const capSysResource = 24
+
+// hostShouldFailures are the SHOULD requirements this host keeps from
+// passing, with the reason and what the check's output then says.
+func hostShouldFailures(t *testing.T) map[string][2]string {
+	t.Helper()
+	out := map[string][2]string{}
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		hex, ok := strings.CutPrefix(l, "CapBnd:")
+		if !ok {
+			continue
+		}
+		var bnd uint64
+		if _, err := fmt.Sscanf(strings.TrimSpace(hex), "%x", &bnd); err != nil {
+			t.Fatalf("CapBnd %q: %v", hex, err)
+		}
+		if bnd&(1<<capSysResource) == 0 {
+			out["workload_sandboxing"] = [2]string{
+				"this host's capability bounding set lacks CAP_SYS_RESOURCE, and gVisor's containerd shim sets its own oom_score_adj to -999, which the kernel refuses without it, so no gVisor pod starts on a kind node here (hack/kindnode/README.md, host findings)",
+				"failed to set OOM Score on shim",
+			}
+		}
+	}
+	return out
+}
+
 // offline is the setup shared by the offline tests.
 type offline struct {
 	root, kaic, checklists, out string
@@ -267,21 +298,33 @@ func TestOfflineUpValidateDown(t *testing.T) {
 		}
 		t.Errorf("MUST requirement %s is %s on the offline stack (see %s)", u.ID, u.Status, filepath.Join(dir, "v1.37", "kaic-kind-dra-offline", "tests", u.TestName, "output.md"))
 	}
+	hostFailures := hostShouldFailures(t)
+	expectedFailures := 0
 	for _, res := range results {
-		if res.Level == "SHOULD" && res.Status == "fail" {
-			t.Errorf("SHOULD requirement %s failed on the offline stack (see %s)", res.ID, filepath.Join(dir, "v1.37", "kaic-kind-dra-offline", "tests", res.TestName, "output.md"))
-		}
+		output := filepath.Join(dir, "v1.37", "kaic-kind-dra-offline", "tests", res.TestName, "output.md")
 		// kaic-fake-gpu time-slices two devices per node here: gpu_sharing
 		// has a strategy to exercise, and the holders of one device must
 		// have seen it in their containers.
 		if res.ID == "gpu_sharing" {
-			transcript := filepath.Join(dir, "v1.37", "kaic-kind-dra-offline", "tests", res.TestName, "output.md")
 			if res.Status != "pass" {
-				t.Errorf("gpu_sharing is %q on the offline stack, whose devices are time-sliced (see %s)", res.Status, transcript)
-			} else if data, err := os.ReadFile(transcript); err != nil || !strings.Contains(string(data), "the holders of one shared device saw that same device") {
-				t.Errorf("gpu_sharing passed without its holders seeing the shared device (see %s): %v", transcript, err)
+				t.Errorf("gpu_sharing is %q on the offline stack, whose devices are time-sliced (see %s)", res.Status, output)
+			} else if data, err := os.ReadFile(output); err != nil || !strings.Contains(string(data), "the holders of one shared device saw that same device") {
+				t.Errorf("gpu_sharing passed without its holders seeing the shared device (see %s): %v", output, err)
 			}
 		}
+		if res.Level != "SHOULD" || res.Status != "fail" {
+			continue
+		}
+		if why, ok := hostFailures[res.ID]; ok {
+			if md, err := os.ReadFile(output); err != nil || !strings.Contains(string(md), why[1]) {
+				t.Errorf("SHOULD requirement %s failed, but not with %q, as this host makes it (see %s)", res.ID, why[1], output)
+				continue
+			}
+			t.Logf("%s fails on this host, as expected: %s", res.ID, why[0])
+			expectedFailures++
+			continue
+		}
+		t.Errorf("SHOULD requirement %s failed on the offline stack (see %s)", res.ID, output)
 	}
 	if len(unverified) > 0 {
 		var ids []string
@@ -307,7 +350,9 @@ func TestOfflineUpValidateDown(t *testing.T) {
 				t.Errorf("kaic up's reason %q does not name %s", reason, id)
 			}
 		}
-	} else if up.code != 0 {
+	} else if expectedFailures > 0 && up.code != 3 {
+		t.Errorf("kaic up exit %d, want 3 (checks failed) with %d SHOULD requirement(s) failing on this host", up.code, expectedFailures)
+	} else if expectedFailures == 0 && up.code != 0 {
 		t.Errorf("kaic up exit %d with every MUST requirement verified\n%s", up.code, up.output())
 	}
 
