@@ -376,17 +376,97 @@ func (o Options) start(t *conformance.T, env *conformance.Env, pod *corev1.Pod) 
 func (o Options) waitRunning(t *conformance.T, env *conformance.Env, name, how string) *corev1.Pod {
 	ctx, cancel := context.WithTimeout(t.Context(), o.RunTimeout)
 	defer cancel()
-	pod, err := conformance.WaitForPod(ctx, env.Client, env.Namespace, name, conformance.PodRunning)
+	// The kubelet retries a sandbox the runtime failed to create without
+	// end; a failure it keeps repeating is the answer, not a reason to
+	// wait out the timeout.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var sandboxFailure string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(sandboxEventPoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-watchCtx.Done():
+				return
+			case <-tick.C:
+			}
+			events, err := env.Client.CoreV1().Events(env.Namespace).List(watchCtx, metav1.ListOptions{
+				FieldSelector: "involvedObject.kind=Pod,involvedObject.name=" + name + ",reason=" + failedSandbox,
+			})
+			if err != nil {
+				continue
+			}
+			if msg := RepeatedSandboxFailure(events.Items); msg != "" {
+				sandboxFailure = msg
+				stopWatch()
+				return
+			}
+		}
+	}()
+	pod, err := conformance.WaitForPod(watchCtx, env.Client, env.Namespace, name, conformance.PodRunning)
+	stopWatch()
+	<-done
 	if err != nil {
 		devicepod.Describe(t, env, name)
 		why := err.Error()
-		if ctx.Err() != nil && t.Context().Err() == nil {
+		switch {
+		case sandboxFailure != "":
+			why = fmt.Sprintf("the container runtime failed to create its sandbox %d times or more (%s): %s", sandboxFailureRepeats, failedSandbox, sandboxFailure)
+		case ctx.Err() != nil && t.Context().Err() == nil:
 			why = "it is not Running after " + o.RunTimeout.String()
 		}
 		t.Fatalf("pod %s %s did not run: %s; %s", name, how, why, podState(pod))
 	}
 	t.Observe("pod "+name, devicepod.Summary(pod))
 	return pod
+}
+
+// What waitRunning reads of the kubelet's events.
+const (
+	failedSandbox         = "FailedCreatePodSandBox"
+	sandboxFailureRepeats = 3
+	sandboxEventPoll      = 10 * time.Second
+)
+
+// RepeatedSandboxFailure returns the latest message of the kubelet's
+// FailedCreatePodSandBox events among events when they add up to
+// sandboxFailureRepeats or more, and "" otherwise.
+func RepeatedSandboxFailure(events []corev1.Event) string {
+	var n int32
+	var msg string
+	var last time.Time
+	for _, e := range events {
+		if e.Reason != failedSandbox {
+			continue
+		}
+		if e.Series != nil {
+			n += max(e.Series.Count, 1)
+		} else {
+			n += max(e.Count, 1)
+		}
+		if when := eventTime(e); msg == "" || when.After(last) {
+			msg, last = strings.TrimSpace(e.Message), when
+		}
+	}
+	if n < sandboxFailureRepeats {
+		return ""
+	}
+	return msg
+}
+
+func eventTime(e corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case e.Series != nil:
+		return e.Series.LastObservedTime.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.FirstTimestamp.Time
 }
 
 // podState says where a pod that does not run is stuck: its phase and
