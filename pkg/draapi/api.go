@@ -16,11 +16,12 @@ package draapi
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
+
+	"github.com/kaic-dev/kaic/pkg/apiversions"
 )
 
 // Group is the API group of Dynamic Resource Allocation.
@@ -65,12 +66,7 @@ type API struct {
 // resource.k8s.io.
 func Choose(served []string) API {
 	api := API{Served: append([]string{}, served...)}
-	for _, v := range Versions {
-		if slices.Contains(served, string(v)) {
-			api.Version = v
-			break
-		}
-	}
+	api.Version, _ = apiversions.Newest(Versions, served)
 	return api
 }
 
@@ -78,18 +74,9 @@ func Choose(served []string) API {
 // (the API group list, one discovery request per API root) and chooses the
 // one to use.
 func Discover(d discovery.ServerGroupsInterface) (API, error) {
-	groups, err := d.ServerGroups()
+	served, err := apiversions.Served(d, Group)
 	if err != nil {
-		return API{}, fmt.Errorf("discovering the versions of %s: %w", Group, err)
-	}
-	var served []string
-	for _, g := range groups.Groups {
-		if g.Name != Group {
-			continue
-		}
-		for _, v := range g.Versions {
-			served = append(served, v.Version)
-		}
+		return API{}, err
 	}
 	return Choose(served), nil
 }

@@ -8,6 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
+
+	"github.com/kaic-dev/kaic/pkg/apiversions"
 )
 
 // Group is Kueue's API group.
@@ -37,11 +39,8 @@ type API struct {
 // of Group: the first of Versions among them.
 func ChooseAPI(served []string) API {
 	api := API{Served: slices.Clone(served)}
-	for _, v := range Versions {
-		if slices.Contains(served, v) {
-			api.GroupVersion = schema.GroupVersion{Group: Group, Version: v}
-			break
-		}
+	if v, ok := apiversions.Newest(Versions, served); ok {
+		api.GroupVersion = schema.GroupVersion{Group: Group, Version: v}
 	}
 	return api
 }
@@ -49,18 +48,9 @@ func ChooseAPI(served []string) API {
 // DiscoverAPI asks the cluster which versions of Group it serves (the API
 // group list) and chooses the one to use.
 func DiscoverAPI(d discovery.ServerGroupsInterface) (API, error) {
-	groups, err := d.ServerGroups()
+	served, err := apiversions.Served(d, Group)
 	if err != nil {
-		return API{}, fmt.Errorf("discovering the versions of %s: %w", Group, err)
-	}
-	var served []string
-	for _, g := range groups.Groups {
-		if g.Name != Group {
-			continue
-		}
-		for _, v := range g.Versions {
-			served = append(served, v.Version)
-		}
+		return API{}, err
 	}
 	return ChooseAPI(served), nil
 }
