@@ -3,6 +3,8 @@ package cmd
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -98,7 +100,7 @@ func printPlan(w io.Writer, pl *kaic.Plan) error {
 	case pl.Cluster.CAPI != nil:
 		cp := pl.Cluster.CAPI
 		fmt.Fprintf(w, "  management cluster: %s\n  providers: %s\n  template: %s\n  variables:\n", cp.Management, strings.Join(cp.Providers, ", "), cp.Template)
-		for _, k := range sortedKeys(cp.Variables) {
+		for _, k := range slices.Sorted(maps.Keys(cp.Variables)) {
 			fmt.Fprintf(w, "    %s=%s\n", k, cp.Variables[k])
 		}
 		if len(cp.Objects) > 0 {
@@ -107,7 +109,7 @@ func printPlan(w io.Writer, pl *kaic.Plan) error {
 				meta, _ := obj["metadata"].(map[string]any)
 				fmt.Fprintf(w, "    %s %v\n", obj["kind"], meta["name"])
 				if ann, ok := meta["annotations"].(map[string]any); ok {
-					for _, k := range sortedKeys(ann) {
+					for _, k := range slices.Sorted(maps.Keys(ann)) {
 						fmt.Fprintf(w, "      %s: %v\n", k, ann[k])
 					}
 				}
@@ -186,15 +188,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sortStrings(keys)
-	return keys
 }
 
 // describeProbeSource says where a run's probe image comes from.

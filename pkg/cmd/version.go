@@ -2,9 +2,11 @@ package cmd
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"runtime"
 	"runtime/debug"
+	"slices"
 
 	"github.com/spf13/cobra"
 )
@@ -90,7 +92,7 @@ func newVersionCommand(o *globalOptions) *cobra.Command {
 			if info.ProbeImage != "" {
 				fmt.Fprintf(o.stdout, "  probe image %s\n", info.ProbeImage)
 			}
-			for _, k := range sortedKeys(info.Libraries) {
+			for _, k := range slices.Sorted(maps.Keys(info.Libraries)) {
 				fmt.Fprintf(o.stdout, "  %s %s\n", k, info.Libraries[k])
 			}
 			return nil

@@ -2,12 +2,12 @@ package profile
 
 import (
 	"fmt"
+	"maps"
 	"net/mail"
 	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -129,7 +129,7 @@ func validateKind(errs *fieldErrors, base string, k *KindCluster, minor int) {
 		errs.invalid(base+".gpus", k.GPUs, "must be all, none or a comma-separated list of GPU indexes")
 	}
 	if minor >= 0 {
-		for _, name := range sortedKeys(k.FeatureGates) {
+		for _, name := range slices.Sorted(maps.Keys(k.FeatureGates)) {
 			path := base + ".featureGates." + name
 			g, ok := lookupFeatureGate(minor, name)
 			switch {
@@ -144,7 +144,7 @@ func validateKind(errs *fieldErrors, base string, k *KindCluster, minor int) {
 			}
 		}
 	}
-	for _, key := range sortedKeys(k.RuntimeConfig) {
+	for _, key := range slices.Sorted(maps.Keys(k.RuntimeConfig)) {
 		if v := k.RuntimeConfig[key]; v != "true" && v != "false" {
 			errs.invalid(base+".runtimeConfig."+key, v, "must be \"true\" or \"false\"")
 		}
@@ -181,7 +181,7 @@ func validateCAPI(errs *fieldErrors, base string, c *CAPICluster) {
 	if c.WorkerMachines != nil && *c.WorkerMachines < 0 {
 		errs.invalid(base+".workerMachines", *c.WorkerMachines, "must be >= 0")
 	}
-	for _, k := range sortedKeys(c.Variables) {
+	for _, k := range slices.Sorted(maps.Keys(c.Variables)) {
 		v := c.Variables[k]
 		if strings.Contains(v, "${") && !envRefRE.MatchString(v) {
 			errs.invalid(base+".variables."+k, v, "an environment reference must be the whole value, like ${AWS_REGION}")
@@ -457,7 +457,7 @@ func validateChecks(errs *fieldErrors, c Checks, levels map[string]string) (warn
 			return true
 		}
 		if _, ok := levels[id]; !ok {
-			ids := sortedKeys(levels)
+			ids := slices.Sorted(maps.Keys(levels))
 			msg := "is not a requirement of this conformance version (" + strings.Join(ids, ", ") + ")"
 			if s := closest(id, ids); s != "" {
 				msg = fmt.Sprintf("is not a requirement of this conformance version (did you mean %q?)", s)
@@ -527,7 +527,7 @@ func validateServiceMetrics(errs *fieldErrors, p string, sm ServiceMetrics) {
 			errs.invalid(p+".prometheus", sm.Prometheus, "must be namespace/service:port of the Prometheus query API (e.g. monitoring/prometheus-operated:web): %s", msg)
 		}
 	}
-	for _, k := range sortedKeys(sm.ScrapeLabels) {
+	for _, k := range slices.Sorted(maps.Keys(sm.ScrapeLabels)) {
 		path := joinKey(p+".scrapeLabels", k)
 		if problems := validation.IsQualifiedName(k); len(problems) > 0 {
 			errs.add(path, "is not a valid label key ([prefix/]name, e.g. release or app.kubernetes.io/part-of): %s", problems[0])
@@ -640,15 +640,6 @@ func (pr Product) Placeholders() []string {
 			out = append(out, f.name)
 		}
 	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 

@@ -3,7 +3,8 @@ package stack
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	chart "helm.sh/helm/v4/pkg/chart/v2"
@@ -134,7 +135,7 @@ func unknownValues(ch *chart.Chart, vals map[string]any) []string {
 		}
 	}
 	var out []string
-	for _, k := range sortedKeys(vals) {
+	for _, k := range slices.Sorted(maps.Keys(vals)) {
 		if k == "global" {
 			continue
 		}
@@ -174,7 +175,7 @@ func unknownBeneath(path string, def, over any) []string {
 		return nil
 	}
 	var out []string
-	for _, k := range sortedKeys(om) {
+	for _, k := range slices.Sorted(maps.Keys(om)) {
 		d, ok := dm[k]
 		if !ok {
 			out = append(out, path+"."+k)
@@ -183,13 +184,4 @@ func unknownBeneath(path string, def, over any) []string {
 		out = append(out, unknownBeneath(path+"."+k, d, om[k])...)
 	}
 	return out
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -2,7 +2,8 @@ package capi
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -70,7 +71,7 @@ const poolLabelsPath = "spec.cluster.capi.gpuPool.labels"
 // Cluster API does not sync from Machines either.
 func checkPoolLabels(g *profile.GPUPool) error {
 	var problems []string
-	for _, key := range sortedKeys(g.Labels) {
+	for _, key := range slices.Sorted(maps.Keys(g.Labels)) {
 		value := g.Labels[key]
 		if errs := validation.IsQualifiedName(key); len(errs) > 0 {
 			problems = append(problems, fmt.Sprintf("%s[%q]: not a valid label key: %s", poolLabelsPath, key, strings.Join(errs, "; ")))
@@ -105,7 +106,7 @@ func kubeletLabels(g *profile.GPUPool) map[string]string {
 // copy from a Machine to its Node.
 func unsyncedLabels(g *profile.GPUPool) []string {
 	var out []string
-	for _, k := range sortedKeys(g.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(g.Labels)) {
 		if !capiSyncedLabel(k) {
 			out = append(out, k)
 		}
@@ -213,7 +214,7 @@ func mergeNodeLabels(old string, labels map[string]string) string {
 		}
 		parts = append(parts, pair)
 	}
-	for _, k := range sortedKeys(labels) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		if !seen[k] {
 			parts = append(parts, k+"="+labels[k])
 		}
@@ -243,13 +244,4 @@ func withTaints(existing []any, taints []profile.Taint) []any {
 		}
 	}
 	return out
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

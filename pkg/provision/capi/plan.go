@@ -6,6 +6,8 @@ package capi
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -352,7 +354,7 @@ func gpuPoolObjects(p *profile.Profile, g *profile.GPUPool) []map[string]any {
 }
 
 func joinPairs(m map[string]string) string {
-	keys := sortedKeys(m)
+	keys := slices.Sorted(maps.Keys(m))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = k + "=" + m[k]

@@ -3,6 +3,7 @@ package gpusharing
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -371,7 +372,7 @@ func moreClaimsThanDevices(t *conformance.T, env *conformance.Env, class string,
 		return pods, held
 	}
 	var sharedBy []string
-	for _, dev := range sortedKeys(held) {
+	for _, dev := range slices.Sorted(maps.Keys(held)) {
 		if len(held[dev]) > 1 {
 			sharedBy = append(sharedBy, fmt.Sprintf("%s by %s", dev, strings.Join(held[dev], ", ")))
 		}
@@ -402,7 +403,7 @@ func holdersSeeDevice(t *conformance.T, env *conformance.Env, node sharingNode, 
 	devicepod.SkipWithoutContainers(t, env, pods[0])
 	t.Step("Read what the probe in each pod on node %s sees", node.name)
 	reports := map[string]devicepod.Report{}
-	for _, dev := range sortedKeys(held) {
+	for _, dev := range slices.Sorted(maps.Keys(held)) {
 		d := deviceOf(node, dev)
 		for _, name := range held[dev] {
 			r := devicepod.Read(t, env, name, "probe")
@@ -411,7 +412,7 @@ func holdersSeeDevice(t *conformance.T, env *conformance.Env, node sharingNode, 
 		}
 	}
 	var same []string
-	for _, dev := range sortedKeys(held) {
+	for _, dev := range slices.Sorted(maps.Keys(held)) {
 		holders := held[dev]
 		for _, other := range holders[1:] {
 			sameDevice(t, "pods "+holders[0]+" and "+other, reports[holders[0]], reports[other], "shares of one device, "+dev)
@@ -432,13 +433,4 @@ func deviceOf(node sharingNode, s string) devicepod.Device {
 		}
 	}
 	return devicepod.Device{}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

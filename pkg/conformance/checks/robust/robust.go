@@ -18,6 +18,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -226,7 +227,7 @@ func (c config) locate(t *conformance.T, env *conformance.Env, op Operator) loca
 		t.Fatalf("looking for the pods of %s: %v", op.Title, err)
 	}
 	var lines []string
-	for _, ns := range sortedKeys(found) {
+	for _, ns := range slices.Sorted(maps.Keys(found)) {
 		lines = append(lines, ns+": "+strings.Join(found[ns], ", "))
 	}
 	if len(lines) > 0 {
@@ -240,7 +241,7 @@ func (c config) locate(t *conformance.T, env *conformance.Env, op Operator) loca
 	}
 	switch {
 	case len(found) == 1:
-		ns := sortedKeys(found)[0]
+		ns := slices.Sorted(maps.Keys(found))[0]
 		where := location{namespace: ns, selector: op.PodSelector, how: fmt.Sprintf("found by label %s: %s", op.PodSelector, strings.Join(found[ns], ", "))}
 		t.Observe(op.Title+"'s namespace", where.namespace+", "+where.how)
 		return where
@@ -248,12 +249,12 @@ func (c config) locate(t *conformance.T, env *conformance.Env, op Operator) loca
 		if svc != nil && found[svc.Namespace] != nil {
 			where := location{namespace: svc.Namespace, selector: op.PodSelector,
 				how: fmt.Sprintf("of the namespaces with pods labelled %s (%s), the one of Service %s/%s, which serves webhook %s",
-					op.PodSelector, strings.Join(sortedKeys(found), ", "), svc.Namespace, svc.Name, op.Webhook)}
+					op.PodSelector, strings.Join(slices.Sorted(maps.Keys(found)), ", "), svc.Namespace, svc.Name, op.Webhook)}
 			t.Observe(op.Title+"'s namespace", where.namespace+", "+where.how)
 			return where
 		}
 		t.Fatalf("%s's labels %s are on Deployments or pods in several namespaces (%s) and no Service of webhook %s tells which one serves the cluster: name it in spec.checks.robustController.namespace",
-			op.Title, op.PodSelector, strings.Join(sortedKeys(found), ", "), op.Webhook)
+			op.Title, op.PodSelector, strings.Join(slices.Sorted(maps.Keys(found)), ", "), op.Webhook)
 	case svc != nil && len(svc.Spec.Selector) > 0:
 		where := location{namespace: svc.Namespace, selector: labels.SelectorFromSet(svc.Spec.Selector).String(),
 			how: fmt.Sprintf("no pod is labelled %s; Service %s/%s serves webhook %s and selects these pods", op.PodSelector, svc.Namespace, svc.Name, op.Webhook)}
@@ -319,15 +320,6 @@ func webhookService(ctx context.Context, env *conformance.Env, op Operator) (*co
 		}
 	}
 	return nil, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // waitForPods watches the pods matching selector until there is at least

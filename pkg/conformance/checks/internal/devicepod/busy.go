@@ -2,6 +2,8 @@ package devicepod
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -133,7 +135,7 @@ func checkNamespaces(t *conformance.T, env *conformance.Env) map[string]bool {
 // who they are; "" otherwise.
 func busyReason(holdings map[string]*NodeHolding) string {
 	var parts []string
-	for _, node := range sortedKeys(holdings) {
+	for _, node := range slices.Sorted(maps.Keys(holdings)) {
 		h := holdings[node]
 		if h.Free > 0 {
 			return ""
@@ -153,7 +155,7 @@ func busyReason(holdings map[string]*NodeHolding) string {
 // holdingRows are the holdings for the transcript, one line per node.
 func holdingRows(holdings map[string]*NodeHolding) string {
 	var rows []string
-	for _, node := range sortedKeys(holdings) {
+	for _, node := range slices.Sorted(maps.Keys(holdings)) {
 		h := holdings[node]
 		row := fmt.Sprintf("%s: %d devices, %d free, %d held by kaic's checks, %d by other workloads", node, h.Devices, h.Free, h.Ours, h.Others)
 		if len(h.Holders) > 0 {

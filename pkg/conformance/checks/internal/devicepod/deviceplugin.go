@@ -2,6 +2,7 @@ package devicepod
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -236,7 +237,7 @@ func preflightDevicePlugin(t *conformance.T, env *conformance.Env) map[string][]
 	t.Step("Check that Ready nodes advertise allocatable %s, the device plugin's resource", acc.ResourceName)
 	inv := inventoryDevicePlugin(t, env)
 	rows := []string{}
-	for _, n := range sortedKeys(inv) {
+	for _, n := range slices.Sorted(maps.Keys(inv)) {
 		rows = append(rows, fmt.Sprintf("%s: %d", n, len(inv[n])))
 	}
 	t.Observe("allocatable "+acc.ResourceName+" of Ready nodes", rows)

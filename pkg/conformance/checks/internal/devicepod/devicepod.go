@@ -9,8 +9,8 @@ package devicepod
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -208,7 +208,7 @@ func WaitRunning(t *conformance.T, env *conformance.Env, name string) *corev1.Po
 			if free := FreeDevices(t, env); len(free) > 0 {
 				Describe(t, env, name)
 				t.Fatalf("pod %s stays unschedulable although %d %s are free on Ready nodes (%s): %s; the scheduler says: %s",
-					name, countAll(free), freeWhat(env), strings.Join(sortedKeys(free), ", "), unschedulableReason(env), SchedulerMessage(pod))
+					name, countAll(free), freeWhat(env), strings.Join(slices.Sorted(maps.Keys(free)), ", "), unschedulableReason(env), SchedulerMessage(pod))
 			}
 			holdings := Holdings(t, env)
 			t.Observe("holders of the devices of "+Source(env), holdingRows(holdings))
@@ -591,7 +591,7 @@ func Preflight(t *conformance.T, env *conformance.Env) map[string][]Device {
 	}
 	inv := Inventory(t, env)
 	rows := []string{}
-	for _, n := range sortedKeys(inv) {
+	for _, n := range slices.Sorted(maps.Keys(inv)) {
 		rows = append(rows, fmt.Sprintf("%s: %d devices", n, len(inv[n])))
 	}
 	t.Observe("devices of "+acc.DRADriver+" on Ready nodes", rows)
@@ -653,7 +653,7 @@ func Release(ctx context.Context, env *conformance.Env, names ...string) error {
 		}
 	}
 	claims := env.DRA().ResourceClaims(env.Namespace)
-	for _, name := range sortedKeys(claimSet) {
+	for _, name := range slices.Sorted(maps.Keys(claimSet)) {
 		if err == nil {
 			err = waitUntil(ctx, conformance.ListWatch(claims.List, claims.Watch, conformance.NameSelector(name), ""), &resourcev1.ResourceClaim{},
 				func(o runtime.Object) bool {
@@ -664,7 +664,7 @@ func Release(ctx context.Context, env *conformance.Env, names ...string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("pods %s and their claims %s were not released within %s: %w",
-			strings.Join(names, ", "), strings.Join(sortedKeys(claimSet), ", "), ReleaseTimeout, err)
+			strings.Join(names, ", "), strings.Join(slices.Sorted(maps.Keys(claimSet)), ", "), ReleaseTimeout, err)
 	}
 	return nil
 }
@@ -702,15 +702,6 @@ func NodeReady(n *corev1.Node) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func countAll(m map[string][]Device) int {
