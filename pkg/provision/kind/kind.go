@@ -213,8 +213,16 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 	if err := os.Chmod(kubeconfig, 0o600); err != nil {
 		return rec, err
 	}
-	// kind waits for the control plane only; workers join on their own time.
+	// kind waits for the control plane only; workers join on their own
+	// time. Every node's containerd already runs, so the images go in
+	// while the kubelets get Ready: the two waits overlap.
+	loadCtx, stopLoading := context.WithCancel(ctx)
+	defer stopLoading()
+	loaded := make(chan error, 1)
+	go func() { loaded <- p.load(loadCtx, provider, rec, r) }()
 	if err := WaitNodesReady(ctx, kubeconfig, len(cfg.Nodes), wait, r); err != nil {
+		stopLoading()
+		<-loaded
 		if ctx.Err() == nil {
 			logs := filepath.Join(paths.Dir, "logs", "kind")
 			if lerr := provider.CollectLogs(k.Name, logs); lerr == nil {
@@ -224,12 +232,7 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 		}
 		return rec, err
 	}
-	if len(k.ImageArchives) > 0 {
-		if err := LoadArchives(ctx, provider, k.Name, k.ImageArchives, r); err != nil {
-			return rec, err
-		}
-	}
-	if err := loadImages(ctx, provider, k.Name, p.Images, rec, r); err != nil {
+	if err := <-loaded; err != nil {
 		return rec, err
 	}
 	if p.ExportKubeconfig {
@@ -239,6 +242,18 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 		r.Notef("context kind-%s added to your kubeconfig", k.Name)
 	}
 	return rec, nil
+}
+
+// load imports the profile's image archives, then the images kaic
+// brings, into every node of the cluster being created.
+func (p *Provisioner) load(ctx context.Context, provider *kindcluster.Provider, rec provision.Record, r progress.Steps) error {
+	k := p.Cluster
+	if len(k.ImageArchives) > 0 {
+		if err := LoadArchives(ctx, provider, k.Name, k.ImageArchives, r); err != nil {
+			return err
+		}
+	}
+	return loadImages(ctx, provider, k.Name, p.Images, rec, r)
 }
 
 // importConcurrency bounds the image imports running at once across nodes
