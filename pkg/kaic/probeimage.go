@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/kaic-dev/kaic/pkg/pipeline"
 	"github.com/kaic-dev/kaic/pkg/probe/image"
 	"github.com/kaic-dev/kaic/pkg/profile"
@@ -135,13 +137,24 @@ func (c *Client) probeLoad(pi ProbeImagePlan) ([]provision.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := image.Build(bin.data)
-	if err != nil {
-		return nil, fmt.Errorf("building the probe image from %s: %w", bin.path, err)
-	}
+	// The image is assembled while the cluster is being created (seconds
+	// of hashing a binary of over 100 MB); loading it waits for it.
+	var img v1.Image
+	var buildErr error
+	built := make(chan struct{})
+	go func() {
+		defer close(built)
+		if img, buildErr = image.Build(bin.data); buildErr != nil {
+			buildErr = fmt.Errorf("building the probe image from %s: %w", bin.path, buildErr)
+		}
+	}()
 	return []provision.Image{{
 		Ref: pi.Ref,
 		WriteArchive: func(w io.Writer) error {
+			<-built
+			if buildErr != nil {
+				return buildErr
+			}
 			return image.WriteArchiveTo(img, pi.Ref, w)
 		},
 	}}, nil
