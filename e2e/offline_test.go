@@ -300,6 +300,9 @@ func TestOfflineUpValidateDown(t *testing.T) {
 	}
 	hostFailures := hostShouldFailures(t)
 	expectedFailures := 0
+	// The tests of SHOULD requirements this host makes fail: the
+	// validator rightly rejects evidence that holds them.
+	var hostFailedTests []string
 	for _, res := range results {
 		output := filepath.Join(dir, "v1.37", "kaic-kind-dra-offline", "tests", res.TestName, "output.md")
 		// kaic-fake-gpu time-slices two devices per node here: gpu_sharing
@@ -322,6 +325,7 @@ func TestOfflineUpValidateDown(t *testing.T) {
 			}
 			t.Logf("%s fails on this host, as expected: %s", res.ID, why[0])
 			expectedFailures++
+			hostFailedTests = append(hostFailedTests, res.TestName)
 			continue
 		}
 		t.Errorf("SHOULD requirement %s failed on the offline stack (see %s)", res.ID, output)
@@ -517,9 +521,35 @@ func TestOfflineUpValidateDown(t *testing.T) {
 				errs = append(errs, strings.TrimSpace(rest))
 			}
 		}
-		if len(unverified) == 0 {
+		if len(unverified) == 0 && len(hostFailedTests) == 0 {
 			if v.code != 0 || len(errs) > 0 {
 				t.Fatalf("kaic validate: exit %d, errors %q; every MUST requirement passed", v.code, errs)
+			}
+			return
+		}
+		if len(unverified) == 0 {
+			// Every MUST passed; the only errors are the failing tests of
+			// the SHOULD requirements this host keeps from passing, and
+			// each of those tests is named.
+			if v.code != 1 {
+				t.Errorf("kaic validate exit %d, want 1: the evidence holds the failing test(s) %s", v.code, strings.Join(hostFailedTests, ", "))
+			}
+			named := map[string]bool{}
+			for _, e := range errs {
+				ok := false
+				for _, name := range hostFailedTests {
+					if strings.Contains(e, "test "+name+" ") || strings.Contains(e, "test "+name+"/") {
+						ok, named[name] = true, true
+					}
+				}
+				if !ok {
+					t.Errorf("kaic validate error %q is not about a test this host makes fail (%s)", e, strings.Join(hostFailedTests, ", "))
+				}
+			}
+			for _, name := range hostFailedTests {
+				if !named[name] {
+					t.Errorf("kaic validate does not name the failing test %s: %q", name, errs)
+				}
 			}
 			return
 		}
