@@ -276,13 +276,7 @@ type endpoint struct {
 // socket (it does when it restarts). With a sharing strategy and a client
 // it keeps the node labelled with what it shares. Stop it with Stop.
 func StartDevicePlugin(ctx context.Context, o Options) (*DevicePlugin, error) {
-	if o.Devices.Node == "" {
-		return nil, errors.New("the node name is required (NODE_NAME from the downward API)")
-	}
-	if o.Devices.Count < 1 {
-		return nil, fmt.Errorf("at least one device per node is needed, got %d", o.Devices.Count)
-	}
-	if err := o.Devices.Sharing.Validate(o.Devices.Count); err != nil {
+	if err := o.validate(); err != nil {
 		return nil, err
 	}
 	if o.StateDir == "" {

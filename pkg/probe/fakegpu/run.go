@@ -85,16 +85,22 @@ type Plugin struct {
 	metrics *prometheus.Registry
 }
 
+// validate checks what both modes need of o: the node, at least one
+// device, and a sharing strategy those devices allow.
+func (o Options) validate() error {
+	if o.Devices.Node == "" {
+		return errors.New("the node name is required (NODE_NAME from the downward API)")
+	}
+	if o.Devices.Count < 1 {
+		return fmt.Errorf("at least one device per node is needed, got %d", o.Devices.Count)
+	}
+	return o.Devices.Sharing.Validate(o.Devices.Count)
+}
+
 // Start starts the kubelet plugin (registration and DRA gRPC services) and
 // publishes the node's ResourceSlice. Stop it with Stop.
 func Start(ctx context.Context, o Options) (*Plugin, error) {
-	if o.Devices.Node == "" {
-		return nil, errors.New("the node name is required (NODE_NAME from the downward API)")
-	}
-	if o.Devices.Count < 1 {
-		return nil, fmt.Errorf("at least one device per node is needed, got %d", o.Devices.Count)
-	}
-	if err := o.Devices.Sharing.Validate(o.Devices.Count); err != nil {
+	if err := o.validate(); err != nil {
 		return nil, err
 	}
 	if o.Client == nil {
