@@ -195,15 +195,5 @@ func TestOfflineDevicePlugin(t *testing.T) {
 	})
 
 	volumes := clusterVolumes(t, o.cluster)
-	var networks []string
-	if !networkBefore {
-		networks = []string{o.network}
-	}
-	down := run(t, ctx, o.root, o.kaic, "down", dir)
-	if down.code != 0 {
-		t.Fatalf("kaic down: exit %d\n%s", down.code, down.output())
-	}
-	if l := remaining(t, o.cluster, volumes, networks); !l.empty() {
-		t.Errorf("kaic down left %s", l)
-	}
+	o.downLeavesNothing(t, ctx, dir, volumes, networkBefore)
 }

@@ -600,12 +600,22 @@ func TestOfflineUpValidateDown(t *testing.T) {
 	if len(volumes) == 0 {
 		t.Errorf("the node containers of %s have no volume: expected kind's /var volume", o.cluster)
 	}
-	var networks []string
 	if !networkBefore {
-		networks = []string{o.network}
 		if rec["networkCreated"] != o.network {
 			t.Errorf("network %s did not exist before kaic up, but the record says networkCreated=%q", o.network, rec["networkCreated"])
 		}
+	}
+	o.downLeavesNothing(t, ctx, dir, volumes, networkBefore)
+}
+
+// downLeavesNothing runs kaic down on dir and requires that it removed the
+// cluster's containers and volumes, and the kind network unless that
+// existed before the run, which it must leave in place.
+func (o *offline) downLeavesNothing(t *testing.T, ctx context.Context, dir string, volumes []string, networkBefore bool) {
+	t.Helper()
+	var networks []string
+	if !networkBefore {
+		networks = []string{o.network}
 	}
 	down := run(t, ctx, o.root, o.kaic, "down", dir)
 	if down.code != 0 {
@@ -665,17 +675,7 @@ func TestOfflineProvisionInterrupted(t *testing.T) {
 		t.Fatalf("the half-created cluster is already gone: nothing for kaic down to do (interrupted too late or too early)")
 	}
 
-	var networks []string
-	if !networkBefore {
-		networks = []string{o.network}
-	}
-	down := run(t, ctx, o.root, o.kaic, "down", dir)
-	if down.code != 0 {
-		t.Fatalf("kaic down: exit %d\n%s", down.code, down.output())
-	}
-	if l := remaining(t, o.cluster, volumes, networks); !l.empty() {
-		t.Errorf("kaic down left %s", l)
-	}
+	o.downLeavesNothing(t, ctx, dir, volumes, networkBefore)
 }
 
 func clientFor(t *testing.T, kubeconfig string) kubernetes.Interface {
