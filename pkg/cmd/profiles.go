@@ -2,15 +2,12 @@ package cmd
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kaic-dev/kaic/pkg/kaic"
 )
-
-func sortStrings(s []string) { sort.Strings(s) }
 
 func newProfilesCommand(o *globalOptions) *cobra.Command {
 	c := &cobra.Command{
