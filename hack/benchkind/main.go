@@ -231,14 +231,14 @@ func kindFloor(ctx context.Context, k *profile.KindCluster, kubeconfig string) (
 	if err := provider.Create(floor.Name,
 		kindcluster.CreateWithV1Alpha4Config(cfg),
 		kindcluster.CreateWithKubeconfigPath(kubeconfig),
-		kindcluster.CreateWithWaitForReady(5*time.Minute),
 		kindcluster.CreateWithDisplayUsage(false),
 		kindcluster.CreateWithDisplaySalutation(false),
 	); err != nil {
 		return 0, err
 	}
-	// kind waits for the control plane only: the same wait kaic does for
-	// the workers, so that both measure a cluster whose nodes are Ready.
+	// The floor is the quickest use of kind's library: no wait of kind's
+	// (it polls kubectl inside the node, for the control plane only) and
+	// one watch until every node is Ready, the same wait kaic does.
 	if err := kind.WaitNodesReady(ctx, kubeconfig, len(cfg.Nodes), 5*time.Minute, progress.ForPhase(progress.Discard, "bench")); err != nil {
 		return 0, err
 	}

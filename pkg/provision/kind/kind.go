@@ -171,7 +171,9 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 		created <- provider.Create(k.Name,
 			kindcluster.CreateWithV1Alpha4Config(cfg),
 			kindcluster.CreateWithKubeconfigPath(kubeconfig),
-			kindcluster.CreateWithWaitForReady(wait),
+			// No wait of kind's: it polls kubectl inside the node for the
+			// control plane only. WaitNodesReady below watches every node
+			// while the images load.
 			kindcluster.CreateWithRetain(true),
 			kindcluster.CreateWithDisplayUsage(false),
 			kindcluster.CreateWithDisplaySalutation(false),
@@ -213,9 +215,9 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 	if err := os.Chmod(kubeconfig, 0o600); err != nil {
 		return rec, err
 	}
-	// kind waits for the control plane only; workers join on their own
-	// time. Every node's containerd already runs, so the images go in
-	// while the kubelets get Ready: the two waits overlap.
+	// kind returns once every node has joined. Every node's containerd
+	// already runs, so the images go in while the kubelets get Ready: the
+	// load and the wait overlap.
 	loadCtx, stopLoading := context.WithCancel(ctx)
 	defer stopLoading()
 	loaded := make(chan error, 1)
