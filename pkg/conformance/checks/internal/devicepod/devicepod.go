@@ -7,6 +7,7 @@
 package devicepod
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -45,6 +46,10 @@ const (
 	// devices are free before that is a failure rather than the scheduler
 	// not having retried yet.
 	unschedulableGrace = 20 * time.Second
+	// slowStart is how long a pod may take from creation to Running
+	// before the transcript records its timeline and events: on a
+	// healthy node a probe pod runs within seconds.
+	slowStart = 20 * time.Second
 	// hold keeps the probe running after it reported, so that pods hold
 	// their devices at the same time and their logs stay readable.
 	hold = time.Hour
@@ -230,7 +235,39 @@ func WaitRunning(t *conformance.T, env *conformance.Env, name string) *corev1.Po
 		t.Fatalf("pod %s did not run: %v; the scheduler says: %s", name, err, SchedulerMessage(pod))
 	}
 	t.Observe("pod "+name, Summary(pod))
+	if took, timeline := StartTimeline(pod); took >= slowStart {
+		t.Logf("pod %s took %s from creation to Running: %s", name, took.Round(100*time.Millisecond), timeline)
+		Describe(t, env, name)
+	}
 	return pod
+}
+
+// StartTimeline is how long pod took from its creation to the last of
+// its conditions that turned True (Ready, for a running pod), and when,
+// counted from creation, each condition did: where a slow start lost its
+// time (waiting for the scheduler, for the devices to be prepared, for
+// the containers).
+func StartTimeline(pod *corev1.Pod) (time.Duration, string) {
+	created := pod.CreationTimestamp.Time
+	type mark struct {
+		what string
+		at   time.Duration
+	}
+	var marks []mark
+	for _, c := range pod.Status.Conditions {
+		if c.Status == corev1.ConditionTrue && !c.LastTransitionTime.IsZero() && !created.IsZero() {
+			marks = append(marks, mark{string(c.Type), c.LastTransitionTime.Sub(created)})
+		}
+	}
+	if len(marks) == 0 {
+		return 0, "no condition is True"
+	}
+	slices.SortStableFunc(marks, func(a, b mark) int { return cmp.Compare(a.at, b.at) })
+	parts := make([]string, len(marks))
+	for i, m := range marks {
+		parts[i] = fmt.Sprintf("%s after %s", m.what, m.at.Round(time.Second))
+	}
+	return marks[len(marks)-1].at, strings.Join(parts, ", ")
 }
 
 func unschedulable(p *corev1.Pod) bool {

@@ -3,8 +3,10 @@ package devicepod
 import (
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/probe"
@@ -202,5 +204,33 @@ func TestBusyReason(t *testing.T) {
 		if got := busyReason(tc.holdings); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestStartTimeline(t *testing.T) {
+	created := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	at := func(s int) metav1.Time { return metav1.NewTime(created.Add(time.Duration(s) * time.Second)) }
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(created)},
+		Status: corev1.PodStatus{Conditions: []corev1.PodCondition{
+			// In the order the kubelet lists them, not the order they happened.
+			{Type: corev1.PodReadyToStartContainers, Status: corev1.ConditionTrue, LastTransitionTime: at(71)},
+			{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: at(71)},
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: at(73)},
+			{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: at(73)},
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: at(2)},
+			{Type: corev1.DisruptionTarget, Status: corev1.ConditionFalse, LastTransitionTime: at(90)},
+		}},
+	}
+	took, timeline := StartTimeline(pod)
+	if took != 73*time.Second {
+		t.Errorf("took %s, want 73s (the last True condition)", took)
+	}
+	want := "PodScheduled after 2s, PodReadyToStartContainers after 1m11s, Initialized after 1m11s, Ready after 1m13s, ContainersReady after 1m13s"
+	if timeline != want {
+		t.Errorf("timeline\n %q, want\n %q", timeline, want)
+	}
+	if took, timeline := StartTimeline(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(created)}}); took != 0 || timeline != "no condition is True" {
+		t.Errorf("a pod without conditions: %s, %q", took, timeline)
 	}
 }
