@@ -73,6 +73,7 @@ func newProbeServeCommand(o *globalOptions) *cobra.Command {
 	var (
 		addr    string
 		backend string
+		load    probe.ModelLoad
 	)
 	c := &cobra.Command{
 		Use:   "serve",
@@ -80,12 +81,22 @@ func newProbeServeCommand(o *globalOptions) *cobra.Command {
 		Long: `serve answers / with who served the request (backend, pod, node and the
 request headers), counts POSTs to /v1/infer and records their latency,
 sets the kaic_probe_load gauge with PUT /load?value=N, and exposes
-Prometheus metrics on /metrics.`,
-		Example: "  kaic probe serve --addr :8080 --backend v1",
+Prometheus metrics on /metrics.
+
+It also stands where an endpoint picker expects a vLLM model server: it
+answers OpenAI-style POST /v1/completions (a JSON body naming the model)
+with the pod that served it, and reports vLLM's queue and KV-cache gauges
+(vllm:num_requests_waiting, vllm:num_requests_running,
+vllm:kv_cache_usage_perc) on /metrics with the load it is told: the flags
+below at start, then PUT /model-load?waiting=N&running=N&kvCache=F.`,
+		Example: "  kaic probe serve --addr :8080 --backend v1\n  kaic probe serve --waiting 20 --kv-cache 0.9",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			pod, ns, node := probe.DownwardEnv()
 			s := probe.NewServer(backend, pod, ns, node)
+			if err := s.SetModelLoad(load); err != nil {
+				return usageError("model load: %v", err)
+			}
 			return s.Serve(c.Context(), addr, func(a net.Addr) {
 				fmt.Fprintf(o.stdout, "%sLISTENING=%s\n", probe.ResultPrefix, a)
 			})
@@ -93,6 +104,9 @@ Prometheus metrics on /metrics.`,
 	}
 	c.Flags().StringVar(&addr, "addr", ":8080", "listen address")
 	c.Flags().StringVar(&backend, "backend", "", "name answered as the backend (default: the pod name)")
+	c.Flags().IntVar(&load.Waiting, "waiting", 0, "requests reported waiting in the queue (vllm:num_requests_waiting)")
+	c.Flags().IntVar(&load.Running, "running", 0, "requests reported running (vllm:num_requests_running)")
+	c.Flags().Float64Var(&load.KVCache, "kv-cache", 0, "fraction of the KV cache reported in use, 0 to 1 (vllm:kv_cache_usage_perc)")
 	return c
 }
 
@@ -225,6 +239,7 @@ func newProbeRequestCommand(o *globalOptions) *cobra.Command {
 		count   int
 		headers []string
 		timeout time.Duration
+		model   string
 	)
 	c := &cobra.Command{
 		Use:   "request",
@@ -233,9 +248,12 @@ func newProbeRequestCommand(o *globalOptions) *cobra.Command {
 connections, and prints one line RESULT: REQUESTS=<json> counting the 2xx
 answers per backend (the identity 'kaic probe serve' answers with), the
 answers per status code and the requests that got no answer per error.
-Unanswered requests do not make it fail: the report says what happened.`,
+Unanswered requests do not make it fail: the report says what happened.
+With --completion-model each request is an OpenAI-style POST whose JSON
+body names that model, with a prompt of its own.`,
 		Example: `  kaic probe request --url http://gateway.example.svc/ --count 100
-  kaic probe request --url http://gateway.example.svc/ --count 20 --header x-model:model-b`,
+  kaic probe request --url http://gateway.example.svc/ --count 20 --header x-model:model-b
+  kaic probe request --url http://gateway.example.svc/v1/completions --completion-model probe-model`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if url == "" {
@@ -249,14 +267,15 @@ Unanswered requests do not make it fail: the report says what happened.`,
 				}
 				h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 			}
-			rep, err := probe.SendRequests(c.Context(), probe.RequestOptions{URL: url, Count: count, Header: h, Timeout: timeout})
+			rep, err := probe.SendRequests(c.Context(), probe.RequestOptions{URL: url, Count: count, Header: h, Timeout: timeout, CompletionModel: model})
 			if err != nil {
 				return err
 			}
 			return probe.WriteRequestReport(o.stdout, rep)
 		},
 	}
-	c.Flags().StringVar(&url, "url", "", "URL to GET")
+	c.Flags().StringVar(&url, "url", "", "URL to GET (or POST to, with --completion-model)")
+	c.Flags().StringVar(&model, "completion-model", "", "POST an OpenAI-style completion request naming this model instead of a GET")
 	c.Flags().IntVar(&count, "count", 100, "number of requests")
 	c.Flags().StringArrayVar(&headers, "header", nil, "header NAME:VALUE added to every request (repeatable; Host sets the host)")
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "time limit of each request")

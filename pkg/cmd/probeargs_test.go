@@ -17,9 +17,11 @@ func TestProbeArgsMatchTheImageEntrypoint(t *testing.T) {
 	}{
 		{"devices", []string{"--hold=1h0m0s", "--env-prefix=GPU_DEVICE_"}},
 		{"serve", []string{"--addr=:8080"}},
+		{"serve", []string{"--addr=:8080", "--waiting=20", "--running=2", "--kv-cache=0.9"}},
 		{"sleep", []string{"30s"}},
 		{"load", []string{"--utilization=80", "--memory=40Gi"}},
 		{"request", []string{"--url=http://gw.example/", "--count=10"}},
+		{"request", []string{"--url=http://gw.example/v1/completions", "--count=10", "--completion-model=m"}},
 		{"isolation", []string{"--hold=1h0m0s"}},
 		{"metrics-adapter", []string{"--prometheus-url=http://p:9090", "--metric=kaic_probe_load"}},
 	} {

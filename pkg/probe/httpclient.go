@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,10 @@ type RequestOptions struct {
 	// URL is requested with GET Count times, one request after the other.
 	URL   string
 	Count int
+	// CompletionModel, when set, makes each request an OpenAI-style POST
+	// whose JSON body names this model, with a prompt of its own (no two
+	// requests share a prefix an endpoint picker could favour a pod for).
+	CompletionModel string
 	// Header is added to every request; a "Host" entry sets the Host
 	// header.
 	Header http.Header
@@ -44,6 +49,7 @@ type RequestOptions struct {
 type RequestReport struct {
 	URL      string            `json:"url"`
 	Headers  map[string]string `json:"headers,omitempty"`
+	Model    string            `json:"model,omitempty"`
 	Requests int               `json:"requests"`
 	// Backends counts successful (2xx) answers by the backend that served
 	// them.
@@ -108,19 +114,19 @@ func SendRequests(ctx context.Context, o RequestOptions) (RequestReport, error) 
 	if client == nil {
 		client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	}
-	rep := RequestReport{URL: o.URL, Backends: map[string]int{}, Statuses: map[string]int{}, Errors: map[string]int{}}
+	rep := RequestReport{URL: o.URL, Model: o.CompletionModel, Backends: map[string]int{}, Statuses: map[string]int{}, Errors: map[string]int{}}
 	if len(o.Header) > 0 {
 		rep.Headers = map[string]string{}
 		for k, v := range o.Header {
 			rep.Headers[k] = strings.Join(v, ",")
 		}
 	}
-	for range o.Count {
+	for i := range o.Count {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
 		rep.Requests++
-		status, backend, err := sendOne(ctx, client, o, timeout)
+		status, backend, err := sendOne(ctx, client, o, i, timeout)
 		if err != nil {
 			rep.Errors[errorKind(err)]++
 			continue
@@ -133,12 +139,19 @@ func SendRequests(ctx context.Context, o RequestOptions) (RequestReport, error) 
 	return rep, nil
 }
 
-func sendOne(ctx context.Context, client *http.Client, o RequestOptions, timeout time.Duration) (int, string, error) {
+func sendOne(ctx context.Context, client *http.Client, o RequestOptions, i int, timeout time.Duration) (int, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.URL, nil)
+	method, reqBody := http.MethodGet, io.Reader(nil)
+	if o.CompletionModel != "" {
+		method, reqBody = http.MethodPost, bytes.NewReader(CompletionBody(o.CompletionModel, i))
+	}
+	req, err := http.NewRequestWithContext(ctx, method, o.URL, reqBody)
 	if err != nil {
 		return 0, "", err
+	}
+	if o.CompletionModel != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for k, vs := range o.Header {
 		if http.CanonicalHeaderKey(k) == "Host" && len(vs) > 0 {
@@ -159,6 +172,18 @@ func sendOne(ctx context.Context, client *http.Client, o RequestOptions, timeout
 		return 0, "", fmt.Errorf("reading the answer: %w", err)
 	}
 	return resp.StatusCode, backendOf(body), nil
+}
+
+// CompletionBody is the JSON body of the i-th completion request for
+// model: its prompt starts with the request's number, so prompts share no
+// prefix.
+func CompletionBody(model string, i int) []byte {
+	data, _ := json.Marshal(map[string]any{
+		"model":      model,
+		"prompt":     fmt.Sprintf("%d: say which pod serves this request", i),
+		"max_tokens": 1,
+	})
+	return data
 }
 
 // backendOf reads the backend from a probe answer: its identity (on /) or

@@ -37,7 +37,10 @@ type Identity struct {
 // Server is the probe's HTTP mode: identity on /, an inference-like
 // endpoint /v1/infer that counts requests and records their latency, a
 // gauge set with PUT /load?value=N (what a pod autoscaling check raises and
-// lowers), Prometheus metrics on /metrics and /healthz.
+// lowers), Prometheus metrics on /metrics and /healthz. It also passes for
+// a vLLM model server where an endpoint picker looks: OpenAI-style POST
+// /v1/completions, and vLLM's queue and KV-cache gauges on /metrics,
+// reporting the load set with PUT /model-load.
 type Server struct {
 	// Backend names this workload in answers (default: the pod name).
 	Backend string
@@ -48,6 +51,7 @@ type Server struct {
 	requests prometheus.Counter
 	latency  prometheus.Histogram
 	load     prometheus.Gauge
+	model    *modelServer
 	served   atomic.Int64
 }
 
@@ -61,6 +65,7 @@ func NewServer(backend, pod, namespace, node string) *Server {
 	s.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricLatency, Help: "Latency of inference requests.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)})
 	s.load = prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLoad, Help: "Load level set through PUT /load; drives autoscaling checks."})
 	s.registry.MustRegister(s.requests, s.latency, s.load)
+	s.model = newModelServer(s.registry)
 	return s
 }
 
@@ -72,6 +77,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/v1/infer", s.infer)
 	mux.HandleFunc("PUT /load", s.setLoad)
 	mux.HandleFunc("POST /load", s.setLoad)
+	mux.HandleFunc("POST /v1/completions", s.completions)
+	mux.HandleFunc("PUT /model-load", s.setModelLoad)
+	mux.HandleFunc("GET /model-load", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.model.get()) })
 	mux.HandleFunc("/", s.identify)
 	return mux
 }
@@ -107,6 +115,15 @@ func (s *Server) setLoad(w http.ResponseWriter, r *http.Request) {
 	}
 	s.load.Set(v)
 	_, _ = fmt.Fprintf(w, "%sLOAD=%g\n", ResultPrefix, v)
+}
+
+// SetModelLoad sets the load reported as a vLLM model server.
+func (s *Server) SetModelLoad(l ModelLoad) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	s.model.set(l)
+	return nil
 }
 
 // Served returns how many inference requests were served.
