@@ -433,6 +433,8 @@ spec:
       collectionTimeout: 8m
     inference:
       gatewayClass: vendor-gateway
+      ingressGatewayClass: vendor-inference
+      endpointPickerImage: registry.example/epp:v1.5.0
       requests: 200
       tolerance: 2.5
       readyTimeout: 5m
@@ -460,7 +462,7 @@ spec:
 		t.Errorf("serviceMetrics = %+v", sm)
 	}
 	in := c.Inference
-	if in.GatewayClass != "vendor-gateway" || in.Requests == nil || *in.Requests != 200 || in.Tolerance == nil || *in.Tolerance != 2.5 ||
+	if in.GatewayClass != "vendor-gateway" || in.IngressGatewayClass != "vendor-inference" || in.EndpointPickerImage != "registry.example/epp:v1.5.0" || in.Requests == nil || *in.Requests != 200 || in.Tolerance == nil || *in.Tolerance != 2.5 ||
 		in.ReadyTimeout.Duration != 5*time.Minute || in.TrafficTimeout.Duration != 90*time.Second {
 		t.Errorf("inference = %+v", in)
 	}
@@ -647,5 +649,35 @@ spec:
 	om.ServiceSelectors[0] = "changed=yes"
 	if again, _ := l.Load("kind-nvidia"); again.Profile.Spec.Accelerator.Metrics.ServiceSelectors[0] != "app=nvidia-dcgm-exporter" {
 		t.Error("changing a profile's selectors changed the model's")
+	}
+}
+
+// The inference checks' class and endpoint picker image are checked where
+// they are written, each error naming its field.
+func TestInferenceCheckSettingsAreValidated(t *testing.T) {
+	src := `apiVersion: kaic.dev/v1alpha1
+kind: Profile
+metadata:
+  name: mine
+extends: kind-dra
+spec:
+  checks:
+    inference:
+      ingressGatewayClass: Not_A_Name
+      endpointPickerImage: "registry.k8s.io/epp:v1 extra"
+`
+	_, err := newLoader().LoadBytes("mine.yaml", []byte(src))
+	var list profile.ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("err = %v, want an ErrorList", err)
+	}
+	got := map[string]bool{}
+	for _, e := range list {
+		got[e.Path] = true
+	}
+	for _, path := range []string{"spec.checks.inference.ingressGatewayClass", "spec.checks.inference.endpointPickerImage"} {
+		if !got[path] {
+			t.Errorf("no error at %s; got %v", path, err)
+		}
 	}
 }

@@ -439,6 +439,15 @@ type Inference struct {
 	// GatewayClass is the GatewayClass the checks' Gateways use; empty
 	// picks the first Accepted one by name.
 	GatewayClass string `json:"gatewayClass,omitempty"`
+	// IngressGatewayClass is the GatewayClass of advanced_inference_ingress
+	// alone, for a cluster whose InferencePool-capable implementation is
+	// not the one ai_inference uses; empty means GatewayClass.
+	IngressGatewayClass string `json:"ingressGatewayClass,omitempty"`
+	// EndpointPickerImage is the image of the Gateway API Inference
+	// Extension endpoint picker that advanced_inference_ingress runs for its
+	// InferencePool (default registry.k8s.io/gateway-api-inference-extension/epp
+	// at the release whose CRDs the built-in component installs).
+	EndpointPickerImage string `json:"endpointPickerImage,omitempty"`
 	// Requests is how many requests each traffic test sends (> 0; default
 	// 100).
 	Requests *int `json:"requests,omitempty"`

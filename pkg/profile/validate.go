@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -542,6 +543,14 @@ func validateServiceMetrics(errs *fieldErrors, p string, sm ServiceMetrics) {
 func validateInference(errs *fieldErrors, p string, in Inference) {
 	if in.GatewayClass != "" {
 		objectName(errs, p+".gatewayClass", in.GatewayClass, "GatewayClass")
+	}
+	if in.IngressGatewayClass != "" {
+		objectName(errs, p+".ingressGatewayClass", in.IngressGatewayClass, "GatewayClass")
+	}
+	if img := in.EndpointPickerImage; img != "" {
+		if _, err := reference.ParseNormalizedNamed(img); err != nil {
+			errs.invalid(p+".endpointPickerImage", img, "must be an image reference such as registry.k8s.io/gateway-api-inference-extension/epp:v1.5.0: %v", err)
+		}
 	}
 	positive(errs, p+".requests", in.Requests)
 	if t := in.Tolerance; t != nil && *t <= 0 {

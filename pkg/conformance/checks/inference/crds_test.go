@@ -19,7 +19,7 @@ import (
 // InferencePool CRD the ingress tests install.
 const (
 	inferenceExtensionModule  = "sigs.k8s.io/gateway-api-inference-extension"
-	inferenceExtensionVersion = "v1.3.0"
+	inferenceExtensionVersion = "v1.5.0"
 	inferencePoolCRDFile      = "config/crd/bases/inference.networking.k8s.io_inferencepools.yaml"
 )
 

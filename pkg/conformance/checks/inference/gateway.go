@@ -462,9 +462,13 @@ func gatewayURL(t *conformance.T, env *conformance.Env, gw *unstructured.Unstruc
 }
 
 // requestPod is a pod that sends count requests to url with headers and
-// prints the probe's report.
-func requestPod(env *conformance.Env, name, url string, count int, headers []string) *corev1.Pod {
+// prints the probe's report; with a model, the requests are OpenAI-style
+// completions naming it.
+func requestPod(env *conformance.Env, name, url string, count int, model string, headers []string) *corev1.Pod {
 	args := probe.Args("request", "--url="+url, "--count="+strconv.Itoa(count))
+	if model != "" {
+		args = append(args, "--completion-model="+model)
+	}
 	for _, h := range headers {
 		args = append(args, "--header="+h)
 	}
@@ -483,7 +487,19 @@ func requestPod(env *conformance.Env, name, url string, count int, headers []str
 // requests are never sent.
 func sendRequests(t *conformance.T, env *conformance.Env, name, url string, count int, timeout time.Duration, headers ...string) probe.RequestReport {
 	t.Step("Run pod %s: %d requests to %s with headers %v", name, count, url, headers)
-	t.Apply(requestPod(env, name, url, count, headers))
+	return runRequestPod(t, env, requestPod(env, name, url, count, "", headers), timeout)
+}
+
+// sendCompletions is sendRequests with OpenAI-style completion requests
+// whose JSON bodies name model, each with a prompt of its own.
+func sendCompletions(t *conformance.T, env *conformance.Env, name, url, model string, count int, timeout time.Duration, headers ...string) probe.RequestReport {
+	t.Step("Run pod %s: %d completion requests for model %s to %s with headers %v", name, count, model, url, headers)
+	return runRequestPod(t, env, requestPod(env, name, url, count, model, headers), timeout)
+}
+
+func runRequestPod(t *conformance.T, env *conformance.Env, pod *corev1.Pod, timeout time.Duration) probe.RequestReport {
+	name := pod.Name
+	t.Apply(pod)
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	pod, err := conformance.WaitForPod(ctx, env.Client, env.Namespace, name, func(p *corev1.Pod) (bool, error) {

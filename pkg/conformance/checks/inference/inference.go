@@ -8,10 +8,16 @@
 //     follow the weights (within a binomial tolerance) and the header
 //     exactly; a route to a Service that does not exist is not resolved.
 //   - advanced_inference_ingress: when the Gateway API Inference Extension
-//     (InferencePool) is served, an HTTPRoute to an InferencePool of probe
-//     backends is Accepted and resolved, the pool is Accepted by the
-//     Gateway, requests through it reach the pool's pods, and a route to a
-//     missing pool is not resolved.
+//     (InferencePool) is served, the check runs an InferencePool of two
+//     probe pods passing for vLLM model servers and the pool's endpoint
+//     picker (the Inference Extension's own); an HTTPRoute to the pool is
+//     Accepted and resolved and the pool Accepted by the Gateway; with one
+//     model server reporting a deep queue and a full KV cache and the other
+//     idle, OpenAI-style completion requests through the Gateway go to the
+//     idle one, and follow when the loads are swapped; a route to a missing
+//     pool is not resolved. A picker that never gets ready leaves the check
+//     not verified; a Gateway that does not route where the ready picker
+//     points fails it.
 //
 // Requests are sent by a probe pod (`kaic probe request`) to the
 // implementation's Service for the Gateway and read from its log, so the
@@ -39,6 +45,12 @@ const ModelHeader = "x-model"
 type Options struct {
 	// GatewayClass to use; empty picks the first Accepted one by name.
 	GatewayClass string
+	// IngressGatewayClass, if set, is advanced_inference_ingress's class
+	// instead of GatewayClass.
+	IngressGatewayClass string
+	// EndpointPickerImage is the endpoint picker advanced_inference_ingress
+	// runs for its InferencePool (default DefaultEndpointPickerImage).
+	EndpointPickerImage string
 	// Requests is how many requests each traffic test sends (default 100).
 	Requests int
 	// Tolerance is how far, in standard deviations of the binomial
@@ -57,6 +69,9 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.Requests <= 0 {
 		o.Requests = 100
+	}
+	if o.EndpointPickerImage == "" {
+		o.EndpointPickerImage = DefaultEndpointPickerImage
 	}
 	if o.Tolerance <= 0 {
 		o.Tolerance = 3

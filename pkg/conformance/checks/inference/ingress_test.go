@@ -15,16 +15,20 @@ func TestAdvancedInferenceIngressPasses(t *testing.T) {
 	}
 	checktest.ExpectSubtests(t, res, map[string]conformance.Status{
 		"RouteToInferencePool":                    conformance.Passed,
-		"RouteToInferencePool/TrafficReachesPool": conformance.Skipped,
+		"RouteToInferencePool/PickerSteersByLoad": conformance.Skipped,
 		"MissingPoolRejected":                     conformance.Passed,
 	})
-	checktest.ExpectSkippedOnKwok(t, res, "RouteToInferencePool/TrafficReachesPool")
+	checktest.ExpectSkippedOnKwok(t, res, "RouteToInferencePool/PickerSteersByLoad")
 	checktest.ExpectTranscript(t, res,
 		"kind: InferencePool",
-		"failureMode: FailOpen",
+		"failureMode: FailClose",
+		"name: probe-pool-epp",
+		"image: "+DefaultEndpointPickerImage,
+		"--pool-name=probe-pool",
+		"kind: Role",
+		"--waiting=20",
+		"--kv-cache=0.05",
 		"status of InferencePool probe-pool for Gateway inference-ingress\nAccepted=True",
-		"--url=http://stand-in-",
-		"/v1/infer",
 		"deleted namespace "+res.Namespace,
 	)
 	checktest.ExpectCleanedUp(t, env, res)
@@ -44,4 +48,26 @@ func TestAdvancedInferenceIngressFailsWhenMissingPoolResolves(t *testing.T) {
 	o.GatewayClass = blindClass
 	res := run(t, env, IngressCheckWith(o), conformance.Should)
 	expectFailed(t, res, "HTTPRoute missing-pool references a backend that does not exist, yet Gateway inference-ingress reports ResolvedRefs=True")
+}
+
+// The picker's metrics name the queue depth it read from each model
+// server; only that gauge counts.
+func TestParsePickerQueues(t *testing.T) {
+	raw := []byte(`# HELP inference_pool_per_pod_queue_size The total number of requests pending in the model server queue for each underlying pod.
+# TYPE inference_pool_per_pod_queue_size gauge
+inference_pool_per_pod_queue_size{model_server_pod="pool-model-a-1",name="probe-pool"} 20
+inference_pool_per_pod_queue_size{model_server_pod="pool-model-b-2",name="probe-pool"} 0
+# TYPE inference_pool_ready_pods gauge
+inference_pool_ready_pods{name="probe-pool"} 2
+`)
+	got, err := parsePickerQueues(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["pool-model-a-1"] != 20 || got["pool-model-b-2"] != 0 {
+		t.Errorf("queues = %v", got)
+	}
+	if _, err := parsePickerQueues([]byte("not metrics {")); err == nil {
+		t.Error("malformed metrics parsed")
+	}
 }

@@ -23,9 +23,11 @@ func OptionsFor(p *profile.Profile) Options {
 	}
 	in := p.Spec.Checks.Inference
 	o := Options{
-		GatewayClass:   in.GatewayClass,
-		ReadyTimeout:   in.ReadyTimeout.Duration,
-		TrafficTimeout: in.TrafficTimeout.Duration,
+		GatewayClass:        in.GatewayClass,
+		IngressGatewayClass: in.IngressGatewayClass,
+		EndpointPickerImage: in.EndpointPickerImage,
+		ReadyTimeout:        in.ReadyTimeout.Duration,
+		TrafficTimeout:      in.TrafficTimeout.Duration,
 	}
 	if in.Requests != nil {
 		o.Requests = *in.Requests
