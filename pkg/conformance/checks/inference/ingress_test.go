@@ -51,11 +51,14 @@ func TestAdvancedInferenceIngressFailsWhenMissingPoolResolves(t *testing.T) {
 }
 
 // The picker's metrics name the queue depth it read from each model
-// server; only that gauge counts.
+// server; only that gauge counts. Since v1.5 the picker names each
+// endpoint of a pod "<pod>-rank-<n>" (as the real v1.5.0 picker served it
+// on kind): the pod's depth is its deepest rank's.
 func TestParsePickerQueues(t *testing.T) {
 	raw := []byte(`# HELP inference_pool_per_pod_queue_size The total number of requests pending in the model server queue for each underlying pod.
 # TYPE inference_pool_per_pod_queue_size gauge
-inference_pool_per_pod_queue_size{model_server_pod="pool-model-a-1",name="probe-pool"} 20
+inference_pool_per_pod_queue_size{model_server_pod="pool-model-a-1-rank-0",name="probe-pool"} 20
+inference_pool_per_pod_queue_size{model_server_pod="pool-model-a-1-rank-1",name="probe-pool"} 3
 inference_pool_per_pod_queue_size{model_server_pod="pool-model-b-2",name="probe-pool"} 0
 # TYPE inference_pool_ready_pods gauge
 inference_pool_ready_pods{name="probe-pool"} 2

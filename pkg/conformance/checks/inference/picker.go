@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -251,12 +252,18 @@ func parsePickerQueues(raw []byte) (map[string]int, error) {
 	for _, m := range families[pickerQueueMetric].GetMetric() {
 		for _, l := range m.GetLabel() {
 			if l.GetName() == "model_server_pod" {
-				out[l.GetValue()] = int(m.GetGauge().GetValue())
+				// The deepest queue among a pod's ranks is the pod's.
+				pod := rankSuffix.ReplaceAllString(l.GetValue(), "")
+				out[pod] = max(out[pod], int(m.GetGauge().GetValue()))
 			}
 		}
 	}
 	return out, nil
 }
+
+// rankSuffix ends the name the picker gives each endpoint of a pod: since
+// v1.5 one endpoint per data-parallel rank, "<pod>-rank-<n>".
+var rankSuffix = regexp.MustCompile(`-rank-[0-9]+$`)
 
 // waitPickerSees waits until the picker reports the queue depths want
 // (pod → depth) and records what it saw.
@@ -267,10 +274,11 @@ func waitPickerSees(t *conformance.T, env *conformance.Env, picker string, want 
 	var last map[string]int
 	var lastErr error
 	err := conformance.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
-		last, lastErr = pickerQueues(ctx, env, picker)
-		if lastErr != nil {
+		seen, err := pickerQueues(ctx, env, picker)
+		if lastErr = err; err != nil {
 			return false, nil
 		}
+		last = seen
 		for pod, depth := range want {
 			if got, ok := last[pod]; !ok || got != depth {
 				return false, nil
