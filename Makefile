@@ -6,6 +6,9 @@ LDFLAGS     := -X github.com/kaic-dev/kaic/pkg/cmd.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_FLAGS  ?= -timeout 25m
 FUZZTIME    ?= 3m
+# Go modules of their own that hold code kaic's lab runs (a program built
+# into an offline image): tested and linted with the main module.
+LAB_MODULES := hack/stackimages/inference-gateway
 
 .PHONY: all build test unit testbin testbin-operators lint fmt fuzz e2e e2e-offline bench bench-kind stack-proof clean
 
@@ -33,6 +36,7 @@ testbin-operators:
 # the packages ran side by side: wall time over the slowest package
 # (hack/testloop/run.sh).
 test: testbin
+	@for m in $(LAB_MODULES); do echo "go test in $$m"; (cd $$m && $(GO) test ./...) || exit 1; done
 	KAIC_TESTBIN_DIR="$$(KAIC_TESTBIN_QUIET=1 hack/testbin/build.sh)" GO=$(GO) hack/testloop/run.sh $(TEST_FLAGS) ./...
 
 # bench measures the verify phase on the real control plane with kwok nodes
@@ -71,6 +75,7 @@ lint:
 	@out="$$(gofmt -l cmd pkg internal hack profiles stacks)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	@for m in $(LAB_MODULES); do echo "vet, staticcheck in $$m"; (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; done
 
 fmt:
 	gofmt -w cmd pkg internal hack profiles stacks
