@@ -345,7 +345,7 @@ func probePod(env *conformance.Env, name string, claim corev1.PodResourceClaim) 
 				Resources: corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: claim.Name}}},
 			}},
 			ResourceClaims:                []corev1.PodResourceClaim{claim},
-			TerminationGracePeriodSeconds: new(int64),
+			TerminationGracePeriodSeconds: new(devicepod.GracePeriod),
 		},
 	}
 	if acc.NodeTaintKey != "" {

@@ -55,6 +55,17 @@ const (
 	hold = time.Hour
 )
 
+// GracePeriod is the termination grace period, in seconds, of pods that
+// hold devices. Never 0: a pod whose grace period is 0 leaves the API the
+// moment it is deleted, before its kubelet has stopped its containers and
+// unprepared its claims; its devices are then given to the next claim
+// while the node still holds them prepared for the old one, and the
+// driver refuses to prepare them again (kaic-fake-gpu: "device … is
+// already prepared for claim …") until the kubelet catches up, which cost
+// pods 70 to 90 s of backoff on kind. With a grace period the kubelet
+// unprepares before the pod is gone; the probe stops at once on SIGTERM.
+const GracePeriod int64 = 1
+
 // RequestName is the name of the device request in claims made here.
 const RequestName = "single-accelerator"
 
@@ -145,7 +156,7 @@ func Pod(env *conformance.Env, spec Spec) *corev1.Pod {
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			ResourceClaims:                spec.Claims,
 			NodeName:                      spec.NodeName,
-			TerminationGracePeriodSeconds: new(int64),
+			TerminationGracePeriodSeconds: new(GracePeriod),
 		},
 	}
 	for _, c := range containers {
