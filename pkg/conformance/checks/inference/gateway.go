@@ -310,6 +310,8 @@ type backend struct {
 	Replicas       int32
 	Labels         map[string]string
 	NoService      bool
+	// Args are more arguments of kaic probe serve.
+	Args []string
 }
 
 func (b backend) labels() map[string]string {
@@ -328,6 +330,7 @@ func startBackend(t *conformance.T, env *conformance.Env, b backend) {
 	if b.Identity != "" {
 		args = append(args, "--backend="+b.Identity)
 	}
+	args = append(args, b.Args...)
 	replicas := max(b.Replicas, 1)
 	t.Apply(&appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: b.Name, Labels: b.labels()},

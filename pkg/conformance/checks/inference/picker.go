@@ -41,37 +41,10 @@ func modelServerLabels(name string) map[string]string {
 // startModelServer runs one probe pod that passes for a vLLM model server
 // of the pool, reporting load.
 func startModelServer(t *conformance.T, env *conformance.Env, name string, load probe.ModelLoad) {
-	fieldEnv := func(name, path string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
-	}
-	one := int32(1)
-	lbls := modelServerLabels(name)
-	t.Apply(&appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &one,
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{instanceLabel: name}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: lbls},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: new(int64),
-					Containers: []corev1.Container{{
-						Name:  "probe",
-						Image: env.ProbeImage,
-						Args: probe.Args("serve", "--addr=:"+strconv.Itoa(backendPort),
-							"--waiting="+strconv.Itoa(load.Waiting), "--running="+strconv.Itoa(load.Running),
-							"--kv-cache="+strconv.FormatFloat(load.KVCache, 'g', -1, 64)),
-						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: backendPort}},
-						Env:   []corev1.EnvVar{fieldEnv("POD_NAME", "metadata.name"), fieldEnv("POD_NAMESPACE", "metadata.namespace"), fieldEnv("NODE_NAME", "spec.nodeName")},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(backendPort)}},
-							PeriodSeconds: 2,
-						},
-					}},
-				},
-			},
-		},
-	})
+	startBackend(t, env, backend{Name: name, Labels: modelServerLabels(name), NoService: true, Args: []string{
+		"--waiting=" + strconv.Itoa(load.Waiting), "--running=" + strconv.Itoa(load.Running),
+		"--kv-cache=" + strconv.FormatFloat(load.KVCache, 'g', -1, 64),
+	}})
 }
 
 // startEndpointPicker runs the pool's endpoint picker the way the
