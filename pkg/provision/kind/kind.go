@@ -51,8 +51,8 @@ type Provisioner struct {
 	WaitTimeout time.Duration
 	// CgroupV1 tells the provisioner the host runs cgroup v1 (nil: detect).
 	CgroupV1 *bool
-	// Images are loaded into every node once the nodes are ready, after
-	// the profile's image archives.
+	// Images are loaded into every node after the profile's image
+	// archives, while kind runs kubeadm and the nodes get Ready.
 	Images []provision.Image
 }
 
@@ -165,6 +165,26 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 		wait = 5 * time.Minute
 	}
 
+	// The images go in while kind runs kubeadm: every node's containerd
+	// runs from the moment its container has booted, and nothing kind does
+	// afterwards restarts it (kaic sets no containerd config patches).
+	loadCtx, stopLoading := context.WithCancel(ctx)
+	defer stopLoading()
+	loaded := make(chan error, 1)
+	go func() {
+		if err := waitContainerd(loadCtx, provider, k.Name, len(cfg.Nodes)); err != nil {
+			loaded <- err
+			return
+		}
+		loaded <- p.load(loadCtx, provider, rec, r)
+	}()
+	// stopLoad ends the imports not yet started and waits for those
+	// running, for a creation that failed or was cancelled.
+	stopLoad := func() {
+		stopLoading()
+		<-loaded
+	}
+
 	step := r.StartStep(fmt.Sprintf("creating kind cluster %s (%d nodes, image %s)", k.Name, len(cfg.Nodes), k.NodeImage))
 	created := make(chan error, 1)
 	go func() {
@@ -182,7 +202,9 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 	select {
 	case <-ctx.Done():
 		// kind's library cannot be cancelled; the record already names
-		// the cluster, so kaic down removes whatever it got to.
+		// the cluster, so kaic down removes whatever it got to. Imports
+		// under way are not waited for: the nodes they feed are going.
+		stopLoading()
 		step.Done(ctx.Err())
 		return rec, fmt.Errorf("creating kind cluster %s: %w (kaic down removes what was created)", k.Name, ctx.Err())
 	case err = <-created:
@@ -190,6 +212,7 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 	err = withCommandOutput(err)
 	step.Done(err)
 	if err != nil {
+		stopLoad()
 		if alreadyExists(err) {
 			// Another run created a cluster of this name after the check
 			// above: nothing here is this run's.
@@ -213,18 +236,11 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 		return rec, fmt.Errorf("creating kind cluster %s: %w", k.Name, err)
 	}
 	if err := os.Chmod(kubeconfig, 0o600); err != nil {
+		stopLoad()
 		return rec, err
 	}
-	// kind returns once every node has joined. Every node's containerd
-	// already runs, so the images go in while the kubelets get Ready: the
-	// load and the wait overlap.
-	loadCtx, stopLoading := context.WithCancel(ctx)
-	defer stopLoading()
-	loaded := make(chan error, 1)
-	go func() { loaded <- p.load(loadCtx, provider, rec, r) }()
 	if err := WaitNodesReady(ctx, kubeconfig, len(cfg.Nodes), wait, r); err != nil {
-		stopLoading()
-		<-loaded
+		stopLoad()
 		if ctx.Err() == nil {
 			logs := filepath.Join(paths.Dir, "logs", "kind")
 			if lerr := provider.CollectLogs(k.Name, logs); lerr == nil {
@@ -256,6 +272,39 @@ func (p *Provisioner) load(ctx context.Context, provider *kindcluster.Provider, 
 		}
 	}
 	return loadImages(ctx, provider, k.Name, p.Images, rec, r)
+}
+
+// containerdPoll is how often waitContainerd looks for the nodes.
+const containerdPoll = 500 * time.Millisecond
+
+// waitContainerd waits until the cluster has want node containers and
+// each one's containerd answers, which is soon after kind has started
+// them and long before kubeadm is done.
+func waitContainerd(ctx context.Context, provider nodeLister, cluster string, want int) error {
+	answering := map[string]bool{}
+	for {
+		nodes, err := provider.ListInternalNodes(cluster)
+		if err == nil && len(nodes) >= want {
+			for _, n := range nodes {
+				if !answering[n.String()] && n.Command("ctr", "--namespace=k8s.io", "version").Run() == nil {
+					answering[n.String()] = true
+				}
+			}
+			if len(answering) >= want {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(containerdPoll):
+		}
+	}
+}
+
+// nodeLister is the part of kind's provider waitContainerd uses.
+type nodeLister interface {
+	ListInternalNodes(name string) ([]kindnodes.Node, error)
 }
 
 // importConcurrency bounds the image imports running at once across nodes

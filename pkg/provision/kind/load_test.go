@@ -177,3 +177,70 @@ func TestLoadImagesRecordsWhatReachedEveryNode(t *testing.T) {
 		t.Errorf("record %v does not list the loaded image", rec)
 	}
 }
+
+// bootingNode is a node container whose containerd answers only after a
+// number of tries, as while systemd is still starting it.
+type bootingNode struct {
+	importNode
+	triesLeft atomic.Int32
+}
+
+func (n *bootingNode) Command(c string, args ...string) kindexec.Cmd {
+	return &versionCmd{node: n, argv: append([]string{c}, args...)}
+}
+
+type versionCmd struct {
+	importCmd
+	node *bootingNode
+	argv []string
+}
+
+func (c *versionCmd) Run() error {
+	if strings.Join(c.argv, " ") != "ctr --namespace=k8s.io version" {
+		return fmt.Errorf("unexpected command %q", c.argv)
+	}
+	if c.node.triesLeft.Add(-1) >= 0 {
+		return errors.New("ctr: failed to dial /run/containerd/containerd.sock: no such file")
+	}
+	return nil
+}
+
+// appearingNodes lists one more node on each call, as kind starts the
+// containers one by one.
+type appearingNodes struct {
+	nodes []kindnodes.Node
+	calls int
+}
+
+func (a *appearingNodes) ListInternalNodes(string) ([]kindnodes.Node, error) {
+	a.calls++
+	return a.nodes[:min(a.calls, len(a.nodes))], nil
+}
+
+func TestWaitContainerdWaitsForEveryNodeToAnswer(t *testing.T) {
+	a, b := &bootingNode{importNode: importNode{name: "cp"}}, &bootingNode{importNode: importNode{name: "worker"}}
+	a.triesLeft.Store(1)
+	b.triesLeft.Store(3)
+	lister := &appearingNodes{nodes: []kindnodes.Node{a, b}}
+	if err := waitContainerd(context.Background(), lister, "c", 2); err != nil {
+		t.Fatal(err)
+	}
+	if a.triesLeft.Load() >= 0 || b.triesLeft.Load() >= 0 {
+		t.Errorf("returned before both containerds answered (tries left %d, %d)", a.triesLeft.Load(), b.triesLeft.Load())
+	}
+	// Once a node answered it is not asked again.
+	if got := a.triesLeft.Load(); got != -1 {
+		t.Errorf("the control plane's containerd was asked %d times after it answered", -1-got)
+	}
+}
+
+func TestWaitContainerdStopsWhenCancelled(t *testing.T) {
+	n := &bootingNode{importNode: importNode{name: "cp"}}
+	n.triesLeft.Store(1 << 20)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(50*time.Millisecond, func() { cancel(errors.New("kind create failed")) })
+	err := waitContainerd(ctx, &appearingNodes{nodes: []kindnodes.Node{n}}, "c", 1)
+	if err == nil || err.Error() != "kind create failed" {
+		t.Fatalf("error %v, want the cancellation's cause", err)
+	}
+}
