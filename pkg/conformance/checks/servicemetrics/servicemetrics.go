@@ -158,7 +158,7 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 	t.Step("Run probe pod %s serving %s, %s and %s; Service %s and ServiceMonitor %s scrape it every %s", name, probe.MetricRequests, probe.MetricLatency, probe.MetricLoad, name, name, o.ScrapeInterval)
 	t.Apply(pod(env, o))
 	t.Apply(service(o))
-	t.Apply(serviceMonitor(env, o, runID))
+	monitor := t.Apply(serviceMonitor(env, o, runID))
 	p := waitReady(t, env)
 	node, err := env.Client.CoreV1().Nodes().Get(t.Context(), p.Spec.NodeName, metav1.GetOptions{})
 	if err != nil {
@@ -182,7 +182,7 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 	}
 	t.Observe("PUT /load?value="+strconv.Itoa(queueDepth), strings.TrimSpace(answer))
 
-	collect(t, env, o, prom, runID)
+	collect(t, env, o, prom, runID, monitor.GetCreationTimestamp().Time)
 }
 
 func errOrNone(err error) string {
@@ -377,8 +377,9 @@ type expectation struct {
 }
 
 // collect waits until Prometheus reports the expected values and says
-// which stage never happened when it does not.
-func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Service, runID string) {
+// which stage never happened when it does not, and when Prometheus loaded
+// the configuration that scrapes the ServiceMonitor created then.
+func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Service, runID string, monitorCreated time.Time) {
 	sel := fmt.Sprintf("{%s=%q}", RunLabel, runID)
 	wants := []expectation{
 		{"request counter", probe.MetricRequests + sel, float64(o.Requests)},
@@ -421,6 +422,7 @@ func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Se
 		rows[w.query] = values(got[i])
 	}
 	t.Observe("Prometheus reports", rows)
+	configLoadedAfter(t, env, prom, monitorCreated)
 	switch {
 	case tooMany != "":
 		t.Fatalf("Prometheus counts more than the %d requests sent: %s", o.Requests, mismatches(wants, got))
@@ -436,6 +438,32 @@ func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Se
 			o.CollectionTimeout, probe.MetricRequests, sel, targetStatus(t, env, prom, runID))
 	}
 	t.Fatalf("Prometheus does not report what the workload served within %s: %s", o.CollectionTimeout, mismatches(wants, got))
+}
+
+// configLoadedAfter says how long after the ServiceMonitor's creation
+// Prometheus loaded the configuration that scrapes it: prometheus-operator
+// writes the configuration to a Secret, which reaches Prometheus when the
+// kubelet next syncs its pod (up to its syncFrequency, a minute by
+// default), and most of the collection wait is usually that. Both times
+// are the cluster's clocks. A Prometheus that does not say is only noted.
+func configLoadedAfter(t *conformance.T, env *conformance.Env, prom promtext.Service, created time.Time) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
+	defer cancel()
+	raw, err := api(ctx, env, prom, "/api/v1/status/runtimeinfo", nil)
+	var info struct {
+		LastConfigTime time.Time `json:"lastConfigTime"`
+	}
+	if err == nil {
+		err = json.Unmarshal(raw, &info)
+	}
+	switch {
+	case err != nil:
+		t.Logf("when Prometheus loaded its configuration is unknown: %v", err)
+	case info.LastConfigTime.Before(created):
+		t.Logf("Prometheus last loaded its configuration at %s, before the ServiceMonitor was created at %s", info.LastConfigTime.UTC().Format(time.RFC3339), created.UTC().Format(time.RFC3339))
+	default:
+		t.Observe("Prometheus configuration loaded after the ServiceMonitor was created", info.LastConfigTime.Sub(created).Round(time.Second).String())
+	}
 }
 
 func values(samples []promtext.Sample) string {

@@ -266,6 +266,8 @@ func TestMetricsCollected(t *testing.T) {
 	for _, want := range []string{
 		probe.MetricRequests + `{kaic_run="run-`, "reports exactly the 10 requests sent",
 		"ServiceMonitor " + res.Namespace + "/" + name, scrapeLabel + ": " + scrapeValue,
+		// When its configuration was loaded, from runtimeinfo.
+		"Prometheus configuration loaded after the ServiceMonitor was created: ",
 	} {
 		if !strings.Contains(tr, want) {
 			t.Errorf("the transcript does not show %q:\n%s", want, tr)

@@ -227,6 +227,11 @@ type miniPrometheus struct {
 
 	mu      sync.Mutex
 	targets []*scrapeTarget
+	// monitors and configTime are the ServiceMonitors the configuration
+	// was last made of and when: a change of the set is a reload, as
+	// prometheus-operator's new configuration is to a real Prometheus.
+	monitors   string
+	configTime time.Time
 	// startsAt, when set, is when the server starts answering; before it
 	// answers 503 as a starting Prometheus behind the service proxy does.
 	startsAt time.Time
@@ -278,12 +283,19 @@ func (p *miniPrometheus) round(ctx context.Context) {
 		return
 	}
 	var found []*scrapeTarget
+	var monitors []string
 	for _, sm := range list.Items {
 		if sel != nil && !labels.SelectorFromSet(sel).Matches(labels.Set(sm.GetLabels())) {
 			continue
 		}
+		monitors = append(monitors, sm.GetNamespace()+"/"+sm.GetName())
 		found = append(found, p.discover(ctx, &sm)...)
 	}
+	p.mu.Lock()
+	if m := strings.Join(monitors, ","); m != p.monitors || p.configTime.IsZero() {
+		p.monitors, p.configTime = m, time.Now()
+	}
+	p.mu.Unlock()
 	for _, tg := range found {
 		scrape(ctx, tg)
 	}
@@ -379,16 +391,19 @@ func scrape(ctx context.Context, tg *scrapeTarget) {
 	tg.Health, tg.LastError, tg.samples = "up", "", samples
 }
 
-// ServeHTTP answers /api/v1/query and /api/v1/targets.
+// ServeHTTP answers /api/v1/query, /api/v1/targets and
+// /api/v1/status/runtimeinfo (lastConfigTime only).
 func (p *miniPrometheus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
-	targets, startsAt := p.targets, p.startsAt
+	targets, startsAt, configTime := p.targets, p.startsAt, p.configTime
 	p.mu.Unlock()
 	if time.Now().Before(startsAt) {
 		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
 		return
 	}
 	switch r.URL.Path {
+	case "/api/v1/status/runtimeinfo":
+		answer(w, map[string]any{"lastConfigTime": configTime.UTC().Format(time.RFC3339Nano), "reloadConfigSuccess": true})
 	case "/api/v1/targets":
 		if targets == nil {
 			targets = []*scrapeTarget{}
