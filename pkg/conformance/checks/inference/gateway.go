@@ -489,20 +489,35 @@ func requestPod(env *conformance.Env, name, url string, count int, model string,
 // test when the pod lands on a node that runs no containers (kwok), whose
 // requests are never sent.
 func sendRequests(t *conformance.T, env *conformance.Env, name, url string, count int, timeout time.Duration, headers ...string) probe.RequestReport {
+	return startRequests(t, env, name, url, count, headers...).report(t, timeout)
+}
+
+// startRequests starts a request pod like sendRequests; its report is
+// waited for later, so that pods whose requests do not depend on each
+// other run at once.
+func startRequests(t *conformance.T, env *conformance.Env, name, url string, count int, headers ...string) requestRun {
 	t.Step("Run pod %s: %d requests to %s with headers %v", name, count, url, headers)
-	return runRequestPod(t, env, requestPod(env, name, url, count, "", headers), timeout)
+	t.Apply(requestPod(env, name, url, count, "", headers))
+	return requestRun{env: env, name: name}
 }
 
 // sendCompletions is sendRequests with OpenAI-style completion requests
 // whose JSON bodies name model, each with a prompt of its own.
 func sendCompletions(t *conformance.T, env *conformance.Env, name, url, model string, count int, timeout time.Duration, headers ...string) probe.RequestReport {
 	t.Step("Run pod %s: %d completion requests for model %s to %s with headers %v", name, count, model, url, headers)
-	return runRequestPod(t, env, requestPod(env, name, url, count, model, headers), timeout)
+	t.Apply(requestPod(env, name, url, count, model, headers))
+	return requestRun{env: env, name: name}.report(t, timeout)
 }
 
-func runRequestPod(t *conformance.T, env *conformance.Env, pod *corev1.Pod, timeout time.Duration) probe.RequestReport {
-	name := pod.Name
-	t.Apply(pod)
+// requestRun is a request pod that was started.
+type requestRun struct {
+	env  *conformance.Env
+	name string
+}
+
+// report waits for the pod to finish and returns the report it printed.
+func (r requestRun) report(t *conformance.T, timeout time.Duration) probe.RequestReport {
+	env, name := r.env, r.name
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	pod, err := conformance.WaitForPod(ctx, env.Client, env.Namespace, name, func(p *corev1.Pod) (bool, error) {

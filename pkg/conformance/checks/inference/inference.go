@@ -151,10 +151,11 @@ func runInference(t *conformance.T, env *conformance.Env, o Options) {
 		t.Run("TrafficFollowsHeader", func(t *conformance.T) {
 			waitBackends(t, env, o.ReadyTimeout, backendA, backendB)
 			url := gatewayURL(t, env, gw)
-			with := sendRequests(t, env, "requests-header", url, o.Requests, o.TrafficTimeout, "Host:"+headerHost, ModelHeader+":"+backendB)
-			expectAll(t, with, backendB, fmt.Sprintf("with header %s: %s", ModelHeader, backendB))
-			without := sendRequests(t, env, "requests-no-header", url, o.Requests, o.TrafficTimeout, "Host:"+headerHost)
-			expectAll(t, without, backendA, "without header "+ModelHeader)
+			// The two pods' requests are independent: they run at once.
+			with := startRequests(t, env, "requests-header", url, o.Requests, "Host:"+headerHost, ModelHeader+":"+backendB)
+			without := startRequests(t, env, "requests-no-header", url, o.Requests, "Host:"+headerHost)
+			expectAll(t, with.report(t, o.TrafficTimeout), backendB, fmt.Sprintf("with header %s: %s", ModelHeader, backendB))
+			expectAll(t, without.report(t, o.TrafficTimeout), backendA, "without header "+ModelHeader)
 			if !t.Failed() {
 				t.Shown("routed by the %s header to the model server it names", ModelHeader)
 			}
