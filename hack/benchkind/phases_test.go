@@ -1,0 +1,56 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeState(t *testing.T, phases string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), []byte(`{"phases":[`+phases+`]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+const (
+	provisionDone = `{"name":"provision","status":"succeeded","start":"2026-12-04T20:00:00Z","end":"2026-12-04T20:01:30Z"}`
+	installDone   = `{"name":"install","status":"succeeded","start":"2026-12-04T20:01:30Z","end":"2026-12-04T20:02:25Z"}`
+)
+
+// A check that fails (kaic up exit 3) leaves verify failed but ended and
+// the report phase pending: the phases that ran are still measured.
+func TestPhaseTimesAfterAFailedCheck(t *testing.T) {
+	dir := writeState(t, provisionDone+","+installDone+`,
+		{"name":"verify","status":"failed","start":"2026-12-04T20:02:25Z","end":"2026-12-04T20:03:56Z","outputs":{"results":"r"}},
+		{"name":"report","status":"pending"}`)
+	got, results, err := phaseTimes(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Duration{"provision": 90 * time.Second, "install": 55 * time.Second, "verify": 91 * time.Second}
+	for name, d := range want {
+		if got[name] != d {
+			t.Errorf("phase %s took %s, want %s", name, got[name], d)
+		}
+	}
+	if _, ok := got["report"]; ok || results != "r" {
+		t.Errorf("phases %v, results %q: want no report phase and results r", got, results)
+	}
+}
+
+// A phase that did not run to its end is no measurement.
+func TestPhaseTimesRefusesAnUnfinishedRun(t *testing.T) {
+	for name, phases := range map[string]string{
+		"install pending":    provisionDone + `,{"name":"install","status":"pending"}`,
+		"verify interrupted": provisionDone + "," + installDone + `,{"name":"verify","status":"failed","start":"2026-12-04T20:02:25Z"}`,
+	} {
+		if _, _, err := phaseTimes(writeState(t, phases)); err == nil || !strings.Contains(err.Error(), "of kaic up is") {
+			t.Errorf("%s: error %v, want one naming the unfinished phase", name, err)
+		}
+	}
+}
