@@ -27,6 +27,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/provision/existing"
+	"github.com/kaic-dev/kaic/pkg/stack"
 )
 
 // ClusterUnusableError says why the verify phase cannot use a cluster: it
@@ -256,6 +257,34 @@ var pullFailures = map[string]bool{
 	"ErrImageNeverPull": true, "CreateContainerConfigError": true,
 }
 
+// webhookGrace bounds how long the preflight pod's creation is retried
+// while an admission webhook that intercepts pods cannot be reached: a
+// component installed moments ago can have a ready endpoint that not
+// every node's service proxy routes to yet.
+var webhookGrace = time.Minute
+
+// createPastWebhooks creates pod, trying again every few seconds for up to
+// webhookGrace while an admission webhook does not answer at all (a
+// webhook that answers and denies fails at once).
+func createPastWebhooks(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod) error {
+	deadline := time.Now().Add(webhookGrace)
+	for {
+		_, err := client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+		hook, unavailable := stack.WebhookUnavailable(err)
+		if !unavailable {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("admission webhook %s did not answer for %s: %w", hook, webhookGrace, err)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
 // runProbePod runs the probe image on node until its container starts.
 func runProbePod(ctx context.Context, client kubernetes.Interface, ns, node, image, runID string) error {
 	pod := &corev1.Pod{
@@ -272,7 +301,7 @@ func runProbePod(ctx context.Context, client kubernetes.Interface, ns, node, ima
 	if len(pod.Name) > 63 {
 		pod.Name = pod.Name[:63]
 	}
-	if _, err := client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	if err := createPastWebhooks(ctx, client, pod); err != nil {
 		return fmt.Errorf("creating the preflight pod on node %s: %w", node, err)
 	}
 	selector := fields.OneTermEqualSelector("metadata.name", pod.Name).String()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -207,4 +208,75 @@ func TestAcceleratorPoolsFollowAllocation(t *testing.T) {
 			t.Errorf("%s: pools %v, want %v", tc.allocation, got, tc.want)
 		}
 	}
+}
+
+// A webhook that intercepts pods but cannot be reached yet (as one
+// installed moments ago) delays the preflight pod instead of failing the
+// run; one that stays unreachable fails it with the webhook named. The
+// webhook here calls a closed port of a real API server's host.
+func TestPreflightPodWaitsForAnUnreachableWebhook(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := t.Context()
+	client := env.Clientset()
+	defer func(old time.Duration) { webhookGrace = old }(webhookGrace)
+	webhookGrace = 20 * time.Second
+
+	const label = "kaic.dev/webhook-test"
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "webhook-test-"}}
+	ns, err := client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
+	deaf := func(name string) *admissionregistrationv1.MutatingWebhookConfiguration {
+		url := "https://127.0.0.1:1/mutate"
+		fail, none := admissionregistrationv1.Fail, admissionregistrationv1.SideEffectClassNone
+		return &admissionregistrationv1.MutatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Webhooks: []admissionregistrationv1.MutatingWebhook{{
+				Name:                    name,
+				ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url},
+				Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+				ObjectSelector:          &metav1.LabelSelector{MatchLabels: map[string]string{label: name}},
+				FailurePolicy:           &fail,
+				SideEffects:             &none,
+				AdmissionReviewVersions: []string{"v1"},
+			}},
+		}
+	}
+	hooks := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	pod := func(name string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns.Name, Labels: map[string]string{label: name + ".kaic.dev"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/none"}}},
+		}
+	}
+
+	t.Run("answers later", func(t *testing.T) {
+		hook := deaf("later.kaic.dev")
+		if _, err := hooks.Create(ctx, hook, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// The webhook "starts answering" (goes away) after a few seconds.
+		time.AfterFunc(4*time.Second, func() { _ = hooks.Delete(context.Background(), hook.Name, metav1.DeleteOptions{}) })
+		began := time.Now()
+		if err := createPastWebhooks(ctx, client, pod("later")); err != nil {
+			t.Fatalf("the pod was not created once the webhook was gone: %v", err)
+		}
+		if waited := time.Since(began); waited < 3*time.Second {
+			t.Errorf("created after %s, before the webhook went away: the webhook did not intercept it", waited)
+		}
+	})
+
+	t.Run("never answers", func(t *testing.T) {
+		hook := deaf("never.kaic.dev")
+		if _, err := hooks.Create(ctx, hook, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = hooks.Delete(context.Background(), hook.Name, metav1.DeleteOptions{}) })
+		err := createPastWebhooks(ctx, client, pod("never"))
+		if err == nil || !strings.Contains(err.Error(), "admission webhook never.kaic.dev did not answer for 20s") {
+			t.Fatalf("err = %v, want the unreachable webhook named with the time waited", err)
+		}
+	})
 }

@@ -16,9 +16,6 @@ func SetWebhookRetryPause(d time.Duration) func() {
 	return func() { webhookRetryPause = old }
 }
 
-// WebhookUnavailable exposes webhookUnavailable to the tests.
-var WebhookUnavailable = webhookUnavailable
-
 // InstallWithoutKaic installs chartDir as release name in ns with the Helm
 // SDK alone, as another tool would: no kaic labels, no kaic description.
 // With wait > 0 it waits that long for the objects to be ready (and the

@@ -365,7 +365,7 @@ func (in *Installer) installOne(ctx context.Context, c profile.Component) (Recor
 		// An admission webhook of a component installing beside this one
 		// (Kueue's, for Deployments everywhere) refuses objects until its
 		// own pods serve it: wait for it, within the component's time.
-		hook, unavailable := webhookUnavailable(err)
+		hook, unavailable := WebhookUnavailable(err)
 		if !unavailable || ctx.Err() != nil || time.Now().Add(webhookRetryPause).After(limit) {
 			break
 		}
@@ -444,12 +444,12 @@ func (in *Installer) record(rec Record) {
 // when an admission webhook did not answer.
 var webhookRetryPause = 5 * time.Second
 
-// webhookUnavailable reports whether err says an admission webhook could
+// WebhookUnavailable reports whether err says an admission webhook could
 // not be reached at all (its Service has no endpoints yet, refuses
 // connections or times out, or serves a certificate not yet trusted), as
 // opposed to a webhook that answered and denied. It returns the webhook's
 // name.
-func webhookUnavailable(err error) (string, bool) {
+func WebhookUnavailable(err error) (string, bool) {
 	if err == nil {
 		return "", false
 	}
