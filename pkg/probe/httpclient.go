@@ -58,7 +58,14 @@ type RequestReport struct {
 	Statuses map[string]int `json:"statuses"`
 	// Errors counts requests that got no answer, by error.
 	Errors map[string]int `json:"errors,omitempty"`
+	// Answers holds, for each status other than 2xx, the start of the
+	// first answer's body with that status: what a gateway said when it
+	// refused.
+	Answers map[string]string `json:"answers,omitempty"`
 }
+
+// answerSample bounds the body kept per status in Answers.
+const answerSample = 300
 
 // OK is the number of 2xx answers.
 func (r RequestReport) OK() int {
@@ -76,7 +83,16 @@ func (r RequestReport) Failed() int { return r.Requests - r.OK() }
 
 // String summarises the report on one line, sorted for stable output.
 func (r RequestReport) String() string {
-	return fmt.Sprintf("%d requests: backends %s; statuses %s; errors %s", r.Requests, counts(r.Backends), counts(r.Statuses), counts(r.Errors))
+	s := fmt.Sprintf("%d requests: backends %s; statuses %s; errors %s", r.Requests, counts(r.Backends), counts(r.Statuses), counts(r.Errors))
+	codes := make([]string, 0, len(r.Answers))
+	for code := range r.Answers {
+		codes = append(codes, code)
+	}
+	sort.Strings(codes)
+	for _, code := range codes {
+		s += fmt.Sprintf("; first %s answer %q", code, r.Answers[code])
+	}
+	return s
 }
 
 func counts(m map[string]int) string {
@@ -126,20 +142,38 @@ func SendRequests(ctx context.Context, o RequestOptions) (RequestReport, error) 
 			return rep, err
 		}
 		rep.Requests++
-		status, backend, err := sendOne(ctx, client, o, i, timeout)
+		status, body, err := sendOne(ctx, client, o, i, timeout)
 		if err != nil {
 			rep.Errors[errorKind(err)]++
 			continue
 		}
-		rep.Statuses[strconv.Itoa(status)]++
+		code := strconv.Itoa(status)
+		rep.Statuses[code]++
 		if status >= 200 && status < 300 {
-			rep.Backends[backend]++
+			rep.Backends[backendOf(body)]++
+			continue
+		}
+		if _, seen := rep.Answers[code]; !seen {
+			if rep.Answers == nil {
+				rep.Answers = map[string]string{}
+			}
+			rep.Answers[code] = sample(body)
 		}
 	}
 	return rep, nil
 }
 
-func sendOne(ctx context.Context, client *http.Client, o RequestOptions, i int, timeout time.Duration) (int, string, error) {
+// sample is the start of body, trimmed, at most answerSample bytes.
+func sample(body []byte) string {
+	s := strings.TrimSpace(string(body))
+	if len(s) > answerSample {
+		s = s[:answerSample] + "…"
+	}
+	return s
+}
+
+// sendOne sends the i-th request and returns the answer's status and body.
+func sendOne(ctx context.Context, client *http.Client, o RequestOptions, i int, timeout time.Duration) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	method, reqBody := http.MethodGet, io.Reader(nil)
@@ -148,7 +182,7 @@ func sendOne(ctx context.Context, client *http.Client, o RequestOptions, i int, 
 	}
 	req, err := http.NewRequestWithContext(ctx, method, o.URL, reqBody)
 	if err != nil {
-		return 0, "", err
+		return 0, nil, err
 	}
 	if o.CompletionModel != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -164,14 +198,14 @@ func sendOne(ctx context.Context, client *http.Client, o RequestOptions, i int, 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, "", err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return 0, "", fmt.Errorf("reading the answer: %w", err)
+		return 0, nil, fmt.Errorf("reading the answer: %w", err)
 	}
-	return resp.StatusCode, backendOf(body), nil
+	return resp.StatusCode, body, nil
 }
 
 // CompletionBody is the JSON body of the i-th completion request for

@@ -76,6 +76,13 @@ func TestSendRequestsCountsStatusesAndForeignAnswers(t *testing.T) {
 	if rep.Statuses["503"] != 3 || rep.Statuses["200"] != 3 || rep.Backends[UnknownBackend] != 3 || len(rep.Backends) != 1 || rep.Failed() != 3 {
 		t.Errorf("report %s", rep)
 	}
+	// What the refusing gateway said is kept, once per status, and shown.
+	if len(rep.Answers) != 1 || rep.Answers["503"] != "no healthy upstream" {
+		t.Errorf("answers %q, want the 503's body only", rep.Answers)
+	}
+	if !strings.Contains(rep.String(), `first 503 answer "no healthy upstream"`) {
+		t.Errorf("report %s does not say what the 503 said", rep)
+	}
 }
 
 // Unanswered requests are counted as errors, not as a failure to report.

@@ -44,7 +44,11 @@ func splitVerdict(got, n, w, total int, sigmas float64) (bool, string) {
 func trafficProblem(rep probe.RequestReport, backends ...string) string {
 	var problems []string
 	if rep.Failed() > 0 {
-		problems = append(problems, fmt.Sprintf("%d of %d requests got no 2xx answer (statuses %v, errors %v)", rep.Failed(), rep.Requests, rep.Statuses, rep.Errors))
+		p := fmt.Sprintf("%d of %d requests got no 2xx answer (statuses %v, errors %v)", rep.Failed(), rep.Requests, rep.Statuses, rep.Errors)
+		if len(rep.Answers) > 0 {
+			p += fmt.Sprintf("; the first answer of each failing status: %q", rep.Answers)
+		}
+		problems = append(problems, p)
 	}
 	for b, n := range rep.Backends {
 		if !slices.Contains(backends, b) {

@@ -39,8 +39,9 @@ func TestTrafficProblem(t *testing.T) {
 	if p := trafficProblem(good, "b"); !strings.Contains(p, "8 answers came from a, not from b") {
 		t.Errorf("answers from another backend: %q", p)
 	}
-	failing := probe.RequestReport{Requests: 10, Backends: map[string]int{"a": 7}, Statuses: map[string]int{"200": 7, "503": 1}, Errors: map[string]int{"timeout": 2}}
-	if p := trafficProblem(failing, "a"); !strings.Contains(p, "3 of 10 requests got no 2xx answer") {
+	failing := probe.RequestReport{Requests: 10, Backends: map[string]int{"a": 7}, Statuses: map[string]int{"200": 7, "503": 1}, Errors: map[string]int{"timeout": 2},
+		Answers: map[string]string{"503": "the endpoint picker did not answer"}}
+	if p := trafficProblem(failing, "a"); !strings.Contains(p, "3 of 10 requests got no 2xx answer") || !strings.Contains(p, "the endpoint picker did not answer") {
 		t.Errorf("failed requests: %q", p)
 	}
 }
