@@ -252,11 +252,31 @@ func TestPreflightPodWaitsForAnUnreachableWebhook(t *testing.T) {
 		}
 	}
 
+	// The API server calls a webhook only once its own watch has seen the
+	// configuration: a pod created right after it would pass unintercepted.
+	// Dry-run creations (which call webhooks without side effects) show
+	// when it is in effect.
+	intercepting := func(t *testing.T, name string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, err := client.CoreV1().Pods(ns.Name).Create(ctx, pod(name), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil && strings.Contains(err.Error(), name+".kaic.dev") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("webhook %s.kaic.dev still not called 30s after its creation (last dry run: %v)", name, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
 	t.Run("answers later", func(t *testing.T) {
 		hook := deaf("later.kaic.dev")
 		if _, err := hooks.Create(ctx, hook, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		intercepting(t, "later")
 		// The webhook "starts answering" (goes away) after a few seconds.
 		time.AfterFunc(4*time.Second, func() { _ = hooks.Delete(context.Background(), hook.Name, metav1.DeleteOptions{}) })
 		began := time.Now()
@@ -274,6 +294,7 @@ func TestPreflightPodWaitsForAnUnreachableWebhook(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = hooks.Delete(context.Background(), hook.Name, metav1.DeleteOptions{}) })
+		intercepting(t, "never")
 		err := createPastWebhooks(ctx, client, pod("never"))
 		if err == nil || !strings.Contains(err.Error(), "admission webhook never.kaic.dev did not answer for 20s") {
 			t.Fatalf("err = %v, want the unreachable webhook named with the time waited", err)
