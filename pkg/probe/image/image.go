@@ -7,6 +7,7 @@ package image
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
@@ -75,9 +76,12 @@ func build(binary []byte, root string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An image archive holds gzipped layers. The layer is compressed once,
+	// at the fastest level, and kept: its digest, its size and the archive
+	// streamed to each node would otherwise gzip the binary again each.
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	})
+	}, tarball.WithCompressionLevel(gzip.BestSpeed), tarball.WithCompressedCaching)
 	if err != nil {
 		return nil, err
 	}

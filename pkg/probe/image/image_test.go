@@ -1,6 +1,7 @@
 package image_test
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 )
 
 // staticKaic builds kaic as the probe image needs it: static, for linux.
-func staticKaic(t *testing.T) []byte {
+func staticKaic(t testing.TB) []byte {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "kaic")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/kaic-dev/kaic/cmd/kaic")
@@ -136,5 +137,25 @@ func runInDocker(t *testing.T, archive, ref string) {
 	res := probe.ParseResults(string(out))
 	if res["ACCELERATOR_COUNT"] != "2" || res["DEVICES"] != "gpu-4,gpu-6" {
 		t.Errorf("probe in the container reported %v:\n%s", res, out)
+	}
+}
+
+// BenchmarkBuildAndWriteTwoNodes is what provisioning a two-node kind
+// cluster does with the probe image: build it from the kaic binary, then
+// stream its archive to each node.
+func BenchmarkBuildAndWriteTwoNodes(b *testing.B) {
+	bin := staticKaic(b)
+	ref := image.Reference(bin)
+	b.SetBytes(int64(len(bin)))
+	for b.Loop() {
+		img, err := image.Build(bin)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range 2 {
+			if err := image.WriteArchiveTo(img, ref, io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }
