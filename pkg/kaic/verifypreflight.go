@@ -267,22 +267,10 @@ var webhookGrace = time.Minute
 // webhookGrace while an admission webhook does not answer at all (a
 // webhook that answers and denies fails at once).
 func createPastWebhooks(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod) error {
-	deadline := time.Now().Add(webhookGrace)
-	for {
+	return stack.RetryPastWebhooks(ctx, webhookGrace, 2*time.Second, nil, func() error {
 		_, err := client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
-		hook, unavailable := stack.WebhookUnavailable(err)
-		if !unavailable {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("admission webhook %s did not answer for %s: %w", hook, webhookGrace, err)
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(2 * time.Second):
-		}
-	}
+		return err
+	})
 }
 
 // runProbePod runs the probe image on node until its container starts.

@@ -351,31 +351,22 @@ func (in *Installer) installOne(ctx context.Context, c profile.Component) (Recor
 	rec.Started = time.Now().UTC()
 	rec.Action = ActionStarted
 	in.record(rec)
-	var err error
-	limit := rec.Started.Add(in.timeout(c))
-	for {
-		switch {
-		case c.Helm != nil:
-			err = in.installChart(ctx, c, &rec)
-		case c.Manifests != nil:
-			err = in.applyComponentManifests(ctx, c, &rec)
-		default:
-			err = errors.New("neither a Helm chart nor manifests")
-		}
-		// An admission webhook of a component installing beside this one
-		// (Kueue's, for Deployments everywhere) refuses objects until its
-		// own pods serve it: wait for it, within the component's time.
-		hook, unavailable := WebhookUnavailable(err)
-		if !unavailable || ctx.Err() != nil || time.Now().Add(webhookRetryPause).After(limit) {
-			break
-		}
+	// An admission webhook of a component installing beside this one
+	// (Kueue's, for Deployments everywhere) refuses objects until its own
+	// pods serve it: wait for it, within the component's time.
+	waiting := func(hook string, err error) {
 		in.steps.Notef("%s: admission webhook %s does not answer yet; trying again in %s", c.Name, hook, webhookRetryPause)
 		in.logger.Info("webhook not serving yet, retrying", "component", c.Name, "webhook", hook, "error", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(webhookRetryPause):
-		}
 	}
+	err := RetryPastWebhooks(ctx, in.timeout(c), webhookRetryPause, waiting, func() error {
+		switch {
+		case c.Helm != nil:
+			return in.installChart(ctx, c, &rec)
+		case c.Manifests != nil:
+			return in.applyComponentManifests(ctx, c, &rec)
+		}
+		return errors.New("neither a Helm chart nor manifests")
+	})
 	rec.Finished = time.Now().UTC()
 	rec.Duration = rec.Finished.Sub(rec.Started).Round(time.Millisecond).String()
 	if err != nil {

@@ -151,8 +151,60 @@ func TestInstallWaitsForAnUnavailableWebhook(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), `failed calling webhook "`+hookName+`"`) {
 			t.Fatalf("err = %v, want the webhook named", err)
 		}
+		if timeout := (*stack.WebhookTimeoutError)(nil); !errors.As(err, &timeout) || timeout.Webhook != hookName || timeout.Limit != 4*time.Second {
+			t.Errorf("err = %v, want a WebhookTimeoutError for %s within 4s", err, hookName)
+		}
 		if took := time.Since(start); took > 30*time.Second {
 			t.Errorf("gave up after %s, want about the component's 4s", took)
 		}
 	})
+}
+
+// The retry stops at once on success or on any error but an unreachable
+// webhook, and never starts a pause that would end past its limit.
+func TestRetryPastWebhooks(t *testing.T) {
+	unreachable := errors.New(`Internal error occurred: failed calling webhook "w.kaic.dev": failed to call webhook: Post "https://s.ns.svc:443/": dial tcp 10.96.0.9:443: connect: connection refused`)
+	denied := errors.New(`admission webhook "w.kaic.dev" denied the request: no`)
+	for _, tc := range []struct {
+		name     string
+		answers  []error // one per attempt; the last repeats
+		attempts int
+		want     error
+	}{
+		{"succeeds at once", []error{nil}, 1, nil},
+		{"denied at once", []error{denied}, 1, denied},
+		{"answers on the third attempt", []error{unreachable, unreachable, nil}, 3, nil},
+		{"denied after waiting", []error{unreachable, denied}, 2, denied},
+		// Limit 1s, pause 400ms: attempts at 0 and 400ms, then 800ms; a
+		// fourth would need a pause ending at 1.2s.
+		{"never answers", []error{unreachable}, 3, unreachable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var attempts, waits int
+			err := stack.RetryPastWebhooks(t.Context(), time.Second, 400*time.Millisecond,
+				func(hook string, err error) {
+					waits++
+					if hook != "w.kaic.dev" || err != unreachable {
+						t.Errorf("told to wait for %q after %v", hook, err)
+					}
+				},
+				func() error {
+					attempts++
+					return tc.answers[min(attempts, len(tc.answers))-1]
+				})
+			if !errors.Is(err, tc.want) {
+				t.Errorf("err = %v, want %v", err, tc.want)
+			}
+			if attempts != tc.attempts || waits != attempts-1 {
+				t.Errorf("%d attempts and %d waits, want %d and %d", attempts, waits, tc.attempts, tc.attempts-1)
+			}
+			var timeout *stack.WebhookTimeoutError
+			if gaveUp := errors.As(err, &timeout); gaveUp != (tc.name == "never answers") {
+				t.Errorf("err = %v: WebhookTimeoutError %t", err, gaveUp)
+			} else if gaveUp && (timeout.Webhook != "w.kaic.dev" || timeout.Limit != time.Second || timeout.Waited > time.Second) {
+				t.Errorf("timeout %+v", timeout)
+			}
+		})
+	}
 }
