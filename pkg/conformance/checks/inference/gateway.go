@@ -489,24 +489,26 @@ func requestPod(env *conformance.Env, name, url string, count int, model string,
 // test when the pod lands on a node that runs no containers (kwok), whose
 // requests are never sent.
 func sendRequests(t *conformance.T, env *conformance.Env, name, url string, count int, timeout time.Duration, headers ...string) probe.RequestReport {
-	return startRequests(t, env, name, url, count, headers...).report(t, timeout)
-}
-
-// startRequests starts a request pod like sendRequests; its report is
-// waited for later, so that pods whose requests do not depend on each
-// other run at once.
-func startRequests(t *conformance.T, env *conformance.Env, name, url string, count int, headers ...string) requestRun {
-	t.Step("Run pod %s: %d requests to %s with headers %v", name, count, url, headers)
-	t.Apply(requestPod(env, name, url, count, "", headers))
-	return requestRun{env: env, name: name}
+	return startRequests(t, env, name, url, "", count, headers...).report(t, timeout)
 }
 
 // sendCompletions is sendRequests with OpenAI-style completion requests
 // whose JSON bodies name model, each with a prompt of its own.
 func sendCompletions(t *conformance.T, env *conformance.Env, name, url, model string, count int, timeout time.Duration, headers ...string) probe.RequestReport {
-	t.Step("Run pod %s: %d completion requests for model %s to %s with headers %v", name, count, model, url, headers)
+	return startRequests(t, env, name, url, model, count, headers...).report(t, timeout)
+}
+
+// startRequests starts a request pod like sendRequests (or, with a model,
+// like sendCompletions); its report is waited for later, so that pods whose
+// requests do not depend on each other run at once.
+func startRequests(t *conformance.T, env *conformance.Env, name, url, model string, count int, headers ...string) requestRun {
+	if model == "" {
+		t.Step("Run pod %s: %d requests to %s with headers %v", name, count, url, headers)
+	} else {
+		t.Step("Run pod %s: %d completion requests for model %s to %s with headers %v", name, count, model, url, headers)
+	}
 	t.Apply(requestPod(env, name, url, count, model, headers))
-	return requestRun{env: env, name: name}.report(t, timeout)
+	return requestRun{env: env, name: name}
 }
 
 // requestRun is a request pod that was started.
