@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -50,4 +51,41 @@ func RetryPastWebhooks(ctx context.Context, limit, pause time.Duration, waiting 
 		case <-time.After(pause):
 		}
 	}
+}
+
+// webhookRetryPause is how long a component waits before trying again
+// when an admission webhook did not answer.
+var webhookRetryPause = 5 * time.Second
+
+// WebhookUnavailable reports whether err says an admission webhook could
+// not be reached at all (its Service has no endpoints yet, refuses
+// connections or times out, or serves a certificate not yet trusted), as
+// opposed to a webhook that answered and denied. It returns the webhook's
+// name.
+func WebhookUnavailable(err error) (string, bool) {
+	if err == nil {
+		return "", false
+	}
+	msg := err.Error()
+	_, rest, ok := strings.Cut(msg, `failed calling webhook "`)
+	if !ok {
+		return "", false
+	}
+	name, _, _ := strings.Cut(rest, `"`)
+	for _, sign := range []string{
+		"connection refused",
+		"no endpoints available",
+		"x509: ",
+		"tls: ",
+		"i/o timeout",
+		"context deadline exceeded",
+		"connection reset by peer",
+		"no route to host",
+		"service unavailable",
+	} {
+		if strings.Contains(rest, sign) {
+			return name, true
+		}
+	}
+	return "", false
 }
