@@ -170,14 +170,15 @@ func TestRetryPastWebhooks(t *testing.T) {
 		answers  []error // one per attempt; the last repeats
 		attempts int
 		want     error
+		gaveUp   bool // a WebhookTimeoutError
 	}{
-		{"succeeds at once", []error{nil}, 1, nil},
-		{"denied at once", []error{denied}, 1, denied},
-		{"answers on the third attempt", []error{unreachable, unreachable, nil}, 3, nil},
-		{"denied after waiting", []error{unreachable, denied}, 2, denied},
+		{"succeeds at once", []error{nil}, 1, nil, false},
+		{"denied at once", []error{denied}, 1, denied, false},
+		{"answers on the third attempt", []error{unreachable, unreachable, nil}, 3, nil, false},
+		{"denied after waiting", []error{unreachable, denied}, 2, denied, false},
 		// Limit 1s, pause 400ms: attempts at 0 and 400ms, then 800ms; a
 		// fourth would need a pause ending at 1.2s.
-		{"never answers", []error{unreachable}, 3, unreachable},
+		{"never answers", []error{unreachable}, 3, unreachable, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -200,7 +201,7 @@ func TestRetryPastWebhooks(t *testing.T) {
 				t.Errorf("%d attempts and %d waits, want %d and %d", attempts, waits, tc.attempts, tc.attempts-1)
 			}
 			var timeout *stack.WebhookTimeoutError
-			if gaveUp := errors.As(err, &timeout); gaveUp != (tc.name == "never answers") {
+			if gaveUp := errors.As(err, &timeout); gaveUp != tc.gaveUp {
 				t.Errorf("err = %v: WebhookTimeoutError %t", err, gaveUp)
 			} else if gaveUp && (timeout.Webhook != "w.kaic.dev" || timeout.Limit != time.Second || timeout.Waited > time.Second) {
 				t.Errorf("timeout %+v", timeout)
