@@ -2,7 +2,12 @@
 GO          ?= go
 BIN         := bin/kaic
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS     := -X github.com/kaic-dev/kaic/pkg/cmd.version=$(VERSION)
+# -s -w: no symbol table nor DWARF, as in the release workflow's builds and
+# `go run`'s. The binary is also the probe image's only layer, loaded into
+# every kind node: 105 MB instead of 149 MB. Stack traces keep their
+# function names and lines. (No -trimpath, which the release adds: it would
+# compile every package again rather than reuse what the tests built.)
+LDFLAGS     := -s -w -X github.com/kaic-dev/kaic/pkg/cmd.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_FLAGS  ?= -timeout 25m
 FUZZTIME    ?= 3m
