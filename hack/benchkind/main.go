@@ -10,7 +10,9 @@
 //  3. kaic up of the whole profile: provision with every stack image
 //     loaded, install, verify;
 //
-// deleting each cluster before the next. It prints a table and, as its last
+// deleting each cluster before the next. Steps 1 and 2 run -pairs times,
+// alternating, and their ratio is that of their medians: a single pair
+// moves by about a tenth between runs on a 2-core machine. It prints a table and, as its last
 // line, the ratios as key=value pairs, and writes the same as JSON under
 // bench/. make bench-kind runs it through e2e/offline.sh, which builds the
 // node and stack images and starts the private engine where needed.
@@ -49,6 +51,9 @@ import (
 type step struct {
 	Name    string  `json:"name"`
 	Seconds float64 `json:"seconds"`
+	// Samples are the measurements of a step measured more than once,
+	// in the order taken; Seconds is their median.
+	Samples []float64 `json:"samples,omitempty"`
 }
 
 // checkTime is one check's wall time in the kaic up run.
@@ -77,7 +82,12 @@ func main() {
 	profilePath := flag.String("profile", "e2e/testdata/kind-dra-offline.yaml", "the kind profile (its node image must be on the engine)")
 	checklists := flag.String("checklist-dir", os.Getenv("KAIC_CHECKLIST_DIR"), "the official checklists, for kaic up's verify phase")
 	out := flag.String("out", "bench", "directory the JSON report and the run directories go to")
+	pairs := flag.Int("pairs", 3, "how many times kind's floor and kaic provision are each measured, one after the other; provision_over_kind is the ratio of their medians")
 	flag.Parse()
+	if *pairs < 1 {
+		fmt.Fprintln(os.Stderr, "bench-kind: -pairs must be at least 1")
+		os.Exit(2)
+	}
 	if *checklists == "" {
 		// Beside the repository, where the tests read them too.
 		if _, err := os.Stat(filepath.Join("..", "shared", "checklists")); err == nil {
@@ -86,13 +96,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := bench(ctx, os.Stdout, *kaicBin, *profilePath, *checklists, *out); err != nil {
+	if err := bench(ctx, os.Stdout, *kaicBin, *profilePath, *checklists, *out, *pairs); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-kind:", err)
 		os.Exit(1)
 	}
 }
 
-func bench(ctx context.Context, w io.Writer, kaicBin, profilePath, checklists, out string) error {
+func bench(ctx context.Context, w io.Writer, kaicBin, profilePath, checklists, out string, pairs int) error {
 	kaicBin, err := filepath.Abs(kaicBin)
 	if err != nil {
 		return err
@@ -116,28 +126,36 @@ func bench(ctx context.Context, w io.Writer, kaicBin, profilePath, checklists, o
 		fmt.Fprintf(os.Stderr, "bench-kind: %s: %s\n", name, d.Round(100*time.Millisecond))
 	}
 
-	// 1. The floor: kind's library with the same configuration.
-	floor, err := kindFloor(ctx, k, filepath.Join(work, "kind-kubeconfig"))
-	if err != nil {
-		return fmt.Errorf("kind alone: %w", err)
-	}
-	add("kind create, nodes Ready", floor)
-
-	// 2. kaic provision without the image archives.
+	// 1 and 2, alternating: the floor (kind's library with the same
+	// configuration), then kaic provision without the image archives.
 	bare, err := withoutArchives(profilePath, filepath.Join(work, "no-archives.yaml"))
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(work, "provision")
-	took, err := timed(ctx, kaicBin, "provision", "-p", bare, "--out", dir)
-	down(kaicBin, dir)
-	if err != nil {
-		return fmt.Errorf("kaic provision: %w", err)
+	var floors, provisions []time.Duration
+	for i := range pairs {
+		floor, err := kindFloor(ctx, k, filepath.Join(work, "kind-kubeconfig"))
+		if err != nil {
+			return fmt.Errorf("kind alone: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "bench-kind: kind create, nodes Ready (%d of %d): %s\n", i+1, pairs, floor.Round(100*time.Millisecond))
+		floors = append(floors, floor)
+		dir := filepath.Join(work, fmt.Sprintf("provision-%d", i+1))
+		took, err := timed(ctx, kaicBin, "provision", "-p", bare, "--out", dir)
+		down(kaicBin, dir)
+		if err != nil {
+			return fmt.Errorf("kaic provision: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "bench-kind: kaic provision (probe image only) (%d of %d): %s\n", i+1, pairs, took.Round(100*time.Millisecond))
+		provisions = append(provisions, took)
 	}
-	add("kaic provision (probe image only)", took)
+	floor, took := median(floors), median(provisions)
+	rep.Steps = append(rep.Steps,
+		step{Name: "kind create, nodes Ready", Seconds: round(floor.Seconds()), Samples: seconds(floors)},
+		step{Name: "kaic provision (probe image only)", Seconds: round(took.Seconds()), Samples: seconds(provisions)})
 
 	// 3. kaic up of the whole profile.
-	dir = filepath.Join(work, "up")
+	dir := filepath.Join(work, "up")
 	args := []string{"up", "-p", profilePath, "--out", dir}
 	if checklists != "" {
 		args = append(args, "--checklist-dir", checklists)
@@ -364,9 +382,17 @@ func checkTimes(dir string) ([]checkTime, error) {
 
 func printReport(w io.Writer, rep report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "STEP (%d nodes)\tSECONDS\n", rep.Nodes)
+	fmt.Fprintf(tw, "STEP (%d nodes)\tSECONDS\t\n", rep.Nodes)
 	for _, s := range rep.Steps {
-		fmt.Fprintf(tw, "%s\t%.1f\n", s.Name, s.Seconds)
+		samples := ""
+		if len(s.Samples) > 1 {
+			parts := make([]string, len(s.Samples))
+			for i, v := range s.Samples {
+				parts[i] = fmt.Sprintf("%.1f", v)
+			}
+			samples = "median of " + strings.Join(parts, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%.1f\t%s\n", s.Name, s.Seconds, samples)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
@@ -383,3 +409,21 @@ func printReport(w io.Writer, rep report) {
 }
 
 func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// median is the middle of ds, or the mean of the two middle ones.
+func median(ds []time.Duration) time.Duration {
+	s := slices.Sorted(slices.Values(ds))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// seconds are ds in seconds, rounded as the report's numbers are.
+func seconds(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = round(d.Seconds())
+	}
+	return out
+}

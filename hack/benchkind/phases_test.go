@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,25 @@ func TestPhaseTimesRefusesAnUnfinishedRun(t *testing.T) {
 	} {
 		if _, _, err := phaseTimes(writeState(t, phases)); err == nil || !strings.Contains(err.Error(), "of kaic up is") {
 			t.Errorf("%s: error %v, want one naming the unfinished phase", name, err)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []time.Duration
+		want time.Duration
+	}{
+		{[]time.Duration{40 * time.Second}, 40 * time.Second},
+		{[]time.Duration{50 * time.Second, 38 * time.Second, 45 * time.Second}, 45 * time.Second},
+		{[]time.Duration{50 * time.Second, 38 * time.Second, 45 * time.Second, 40 * time.Second}, 42500 * time.Millisecond},
+	} {
+		in := slices.Clone(c.in)
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %s, want %s", c.in, got, c.want)
+		}
+		if !slices.Equal(in, c.in) {
+			t.Errorf("median reordered its argument: %v, was %v", c.in, in)
 		}
 	}
 }
