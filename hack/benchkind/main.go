@@ -12,9 +12,9 @@
 //
 // deleting each cluster before the next. Steps 1 and 2 run -pairs times,
 // alternating, and their ratio is that of their medians: a single pair
-// moves by about a tenth between runs on a 2-core machine. It prints a table and, as its last
-// line, the ratios as key=value pairs, and writes the same as JSON under
-// bench/. make bench-kind runs it through e2e/offline.sh, which builds the
+// moves by about a tenth between runs on a 2-core machine. It prints a
+// table and, as its last line, the ratios as key=value pairs, and writes
+// the same as JSON under bench/. make bench-kind runs it through e2e/offline.sh, which builds the
 // node and stack images and starts the private engine where needed.
 //
 //	go run ./hack/benchkind -kaic bin/kaic -profile e2e/testdata/kind-dra-offline.yaml
@@ -121,9 +121,12 @@ func bench(ctx context.Context, w io.Writer, kaicBin, profilePath, checklists, o
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return err
 	}
+	say := func(name string, d time.Duration) {
+		fmt.Fprintf(os.Stderr, "bench-kind: %s: %s\n", name, d.Round(100*time.Millisecond))
+	}
 	add := func(name string, d time.Duration) {
 		rep.Steps = append(rep.Steps, step{Name: name, Seconds: round(d.Seconds())})
-		fmt.Fprintf(os.Stderr, "bench-kind: %s: %s\n", name, d.Round(100*time.Millisecond))
+		say(name, d)
 	}
 
 	// 1 and 2, alternating: the floor (kind's library with the same
@@ -138,7 +141,7 @@ func bench(ctx context.Context, w io.Writer, kaicBin, profilePath, checklists, o
 		if err != nil {
 			return fmt.Errorf("kind alone: %w", err)
 		}
-		fmt.Fprintf(os.Stderr, "bench-kind: kind create, nodes Ready (%d of %d): %s\n", i+1, pairs, floor.Round(100*time.Millisecond))
+		say(fmt.Sprintf("kind create, nodes Ready (%d of %d)", i+1, pairs), floor)
 		floors = append(floors, floor)
 		dir := filepath.Join(work, fmt.Sprintf("provision-%d", i+1))
 		took, err := timed(ctx, kaicBin, "provision", "-p", bare, "--out", dir)
@@ -146,7 +149,7 @@ func bench(ctx context.Context, w io.Writer, kaicBin, profilePath, checklists, o
 		if err != nil {
 			return fmt.Errorf("kaic provision: %w", err)
 		}
-		fmt.Fprintf(os.Stderr, "bench-kind: kaic provision (probe image only) (%d of %d): %s\n", i+1, pairs, took.Round(100*time.Millisecond))
+		say(fmt.Sprintf("kaic provision (probe image only) (%d of %d)", i+1, pairs), took)
 		provisions = append(provisions, took)
 	}
 	floor, took := median(floors), median(provisions)
