@@ -14,8 +14,9 @@
 // alternating, and their ratio is that of their medians: a single pair
 // moves by about a tenth between runs on a 2-core machine. It prints a
 // table and, as its last line, the ratios as key=value pairs, and writes
-// the same as JSON under bench/. make bench-kind runs it through e2e/offline.sh, which builds the
-// node and stack images and starts the private engine where needed.
+// the same as JSON under bench/. make bench-kind runs it through
+// e2e/offline.sh, which builds the node and stack images and starts the
+// private engine where needed.
 //
 //	go run ./hack/benchkind -kaic bin/kaic -profile e2e/testdata/kind-dra-offline.yaml
 package main
