@@ -94,9 +94,13 @@ func Find(ctx context.Context, env *conformance.Env) ([]Server, error) {
 	}
 	var out []Server
 	for _, p := range list.Items {
-		s := Server{Namespace: p.GetNamespace(), Name: p.GetName(), Owner: "not created by a Helm release"}
+		s := Server{Namespace: p.GetNamespace(), Name: p.GetName(), Owner: "neither labelled as kaic's nor created by a Helm release"}
 		name, ns := p.GetAnnotations()[releaseNameAnnotation], p.GetAnnotations()[releaseNamespaceAnnotation]
-		if name != "" && ns != "" {
+		switch {
+		case p.GetLabels()[ownership.ManagedByLabel] == ownership.ManagedBy:
+			// Applied by kaic as a manifest, its labels its own.
+			s.Owner, s.Kaics = ownership.Owner(p.GetLabels()), true
+		case name != "" && ns != "":
 			s.Release = ns + "/" + name
 			owner, err := releaseLabels(ctx, env, ns, name)
 			switch {

@@ -80,10 +80,12 @@ func installCRD(t *testing.T, env *testenv.Env) {
 }
 
 // release is a Helm release as its Secrets show it: the labels of each
-// revision, oldest first.
+// revision, oldest first. Without a name, the Prometheus is applied
+// without Helm, with labels of its own.
 type release struct {
 	name      string
 	revisions []map[string]string
+	labels    map[string]string
 }
 
 // server writes a Prometheus that release created in namespace ns, its
@@ -113,9 +115,13 @@ func server(t *testing.T, env *testenv.Env, ns, name string, rel release) (own, 
 	}
 	p := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": Prometheuses.GroupVersion().String(), "kind": "Prometheus",
-		"metadata": map[string]any{"name": name, "namespace": ns, "annotations": map[string]any{releaseNameAnnotation: rel.name, releaseNamespaceAnnotation: ns}},
+		"metadata": map[string]any{"name": name, "namespace": ns},
 		"spec":     map[string]any{"replicas": int64(1)},
 	}}
+	if rel.name != "" {
+		p.SetAnnotations(map[string]string{releaseNameAnnotation: rel.name, releaseNamespaceAnnotation: ns})
+	}
+	p.SetLabels(rel.labels)
 	p, err := env.Dynamic().Resource(Prometheuses).Namespace(ns).Create(ctx, p, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -182,22 +188,27 @@ func watchAnnotations(ctx context.Context, t *testing.T, env *testenv.Env, ns st
 }
 
 // While a check waits, Refresh changes the annotation on the pod of the
-// Prometheus kaic's release created, about every Interval, and removes it
-// when stopped; the Prometheus of a release that is not kaic's (an earlier
-// revision was, the latest is not) and a pod that only looks like a
-// Prometheus pod are never touched.
+// Prometheus kaic's release created, and on that of one kaic applied as a
+// manifest, about every Interval, and removes it when stopped; the
+// Prometheus of a release that is not kaic's (an earlier revision was, the
+// latest is not), one with neither labels nor release, and a pod that only
+// looks like a Prometheus pod are never touched.
 func TestRefreshTouchesOnlyKaicsPrometheus(t *testing.T) {
 	env := testenv.Shared(t)
 	installCRD(t, env)
 	kaics := map[string]string{ownership.ManagedByLabel: ownership.ManagedBy, ownership.RunIDLabel: "20261205-0123abcd"}
-	ownPod, stray := server(t, env, "monitoring", "kube-prometheus-stack", release{"kube-prometheus-stack", []map[string]string{kaics, kaics}})
-	theirPod, _ := server(t, env, "theirs", "their-prometheus", release{"their-stack", []map[string]string{kaics, {ownership.ManagedByLabel: "Helm"}}})
+	ownPod, stray := server(t, env, "monitoring", "kube-prometheus-stack", release{name: "kube-prometheus-stack", revisions: []map[string]string{kaics, kaics}})
+	theirPod, _ := server(t, env, "theirs", "their-prometheus", release{name: "their-stack", revisions: []map[string]string{kaics, {ownership.ManagedByLabel: "Helm"}}})
+	appliedPod, _ := server(t, env, "applied", "applied", release{labels: kaics})
+	handPod, _ := server(t, env, "by-hand", "by-hand", release{})
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	serviceAccounts(ctx, t, env)
 	ours := watchAnnotations(ctx, t, env, "monitoring")
 	theirs := watchAnnotations(ctx, t, env, "theirs")
+	applied := watchAnnotations(ctx, t, env, "applied")
+	byHand := watchAnnotations(ctx, t, env, "by-hand")
 
 	var servers []Server
 	var findErr error
@@ -231,15 +242,19 @@ func TestRefreshTouchesOnlyKaicsPrometheus(t *testing.T) {
 	// Let the watches deliver the last change.
 	time.Sleep(time.Second)
 	cancel()
-	seenOurs, seenTheirs := ours(), theirs()
-	values := seenOurs[ownPod]
-	if len(values) < 4 || values[0] != "" || values[len(values)-1] != "" {
-		t.Errorf("annotation values of %s: %q; want none, at least two distinct times, then none", ownPod, values)
-	}
-	for i := 1; i < len(values)-1; i++ {
-		if _, err := time.Parse(time.RFC3339Nano, values[i]); err != nil {
-			t.Errorf("annotation value %q of %s is not a time: %v", values[i], ownPod, err)
+	seenOurs, seenTheirs, seenApplied, seenByHand := ours(), theirs(), applied(), byHand()
+	for pod, values := range map[string][]string{ownPod: seenOurs[ownPod], appliedPod: seenApplied[appliedPod]} {
+		if len(values) < 4 || values[0] != "" || values[len(values)-1] != "" {
+			t.Errorf("annotation values of %s: %q; want none, at least two distinct times, then none", pod, values)
 		}
+		for i := 1; i < len(values)-1; i++ {
+			if _, err := time.Parse(time.RFC3339Nano, values[i]); err != nil {
+				t.Errorf("annotation value %q of %s is not a time: %v", values[i], pod, err)
+			}
+		}
+	}
+	if vs := seenByHand[handPod]; len(vs) != 1 || vs[0] != "" {
+		t.Errorf("pod %s of a Prometheus with no kaic label and no Helm release was annotated: %q", handPod, vs)
 	}
 	if vs := seenOurs[stray]; len(vs) != 1 || vs[0] != "" {
 		t.Errorf("pod %s, which no StatefulSet of the Prometheus controls, was annotated: %q", stray, vs)
@@ -250,7 +265,9 @@ func TestRefreshTouchesOnlyKaicsPrometheus(t *testing.T) {
 	checktest.ExpectTranscript(t, res,
 		"Prometheus monitoring/kube-prometheus-stack was installed by kaic (Helm release monitoring/kube-prometheus-stack of kaic run 20261205-0123abcd)",
 		"Prometheus theirs/their-prometheus is not kaic's (Helm release theirs/their-stack of Helm): left alone",
-		"then removed from 1 of 1",
+		"Prometheus applied/applied was installed by kaic (kaic run 20261205-0123abcd)",
+		"Prometheus by-hand/by-hand is not kaic's (neither labelled as kaic's nor created by a Helm release): left alone",
+		"then removed from 2 of 2",
 	)
 	pod, err := env.Clientset().CoreV1().Pods("monitoring").Get(t.Context(), ownPod, metav1.GetOptions{})
 	if err != nil {
