@@ -1,10 +1,14 @@
 // Package gang verifies the gang_scheduling requirement with Kueue: the
 // cluster serves Kueue's kueue.x-k8s.io API (v1beta2, else v1beta1: the
-// version is discovered and recorded) and a Kueue controller activates a queue the check sets up with a CPU and memory quota; a Job
-// whose pods fit the quota is admitted whole, all its pods run and it
-// completes; a Job with one pod more than the quota holds gets no bound or
-// running pod at all for the whole observation window, and its Workload
-// says why it is not admitted.
+// version is discovered and recorded) and a Kueue controller activates two
+// queues the check sets up, each with a CPU and memory quota of the same
+// whole number of pods; a Job whose pods fit its queue's quota is admitted
+// whole, all its pods run and it completes; a Job with one pod more than
+// its queue's quota holds gets no bound or running pod at all for the
+// whole observation window, and its Workload says why it is not admitted.
+// Each Job has a queue of its own, so the two cases run at the same time
+// and neither's quota depends on the other: the Job beyond the quota is
+// refused for its own size, not because the other holds the quota.
 package gang
 
 import (
@@ -53,12 +57,16 @@ const (
 	jobUIDLabel    = "kueue.x-k8s.io/job-uid"
 )
 
-// Names of what the check creates in its namespace; the ResourceFlavor and
-// ClusterQueue, being cluster-scoped, are named after the namespace.
+// Names of what the check creates in its namespace. The cluster-scoped
+// ResourceFlavor and the ClusterQueue of the Job that fits are named after
+// the namespace, the ClusterQueue of the Job beyond the quota after the
+// namespace and beyondQueueSuffix.
 const (
-	localQueueName = "gang"
-	fitsJobName    = "fits"
-	beyondJobName  = "beyond-quota"
+	localQueueName    = "gang"
+	beyondQueueName   = "beyond-quota"
+	beyondQueueSuffix = "-" + beyondQueueName
+	fitsJobName       = "fits"
+	beyondJobName     = "beyond-quota"
 )
 
 // The gang that fits, how long the Job beyond the quota is watched (the
@@ -108,8 +116,13 @@ func (c config) run(t *conformance.T, env *conformance.Env) {
 	if !t.Run("QueueActive", func(t *conformance.T) { c.queueActive(t, env, api) }) {
 		return
 	}
-	t.Run("JobThatFitsIsAdmittedWhole", func(t *conformance.T) { c.jobFits(t, env, api) })
-	t.Run("JobBeyondQuotaGetsNoPod", func(t *conformance.T) { c.jobBeyondQuota(t, env, api) })
+	// The two cases use queues of their own and run side by side: the
+	// observation window of the Job beyond the quota, not the sum of both,
+	// sets how long the check takes.
+	var wg sync.WaitGroup
+	wg.Go(func() { t.Run("JobThatFitsIsAdmittedWhole", func(t *conformance.T) { c.jobFits(t, env, api) }) })
+	wg.Go(func() { t.Run("JobBeyondQuotaGetsNoPod", func(t *conformance.T) { c.jobBeyondQuota(t, env, api) }) })
+	wg.Wait()
 }
 
 // apiServed discovers the version of Kueue's API the cluster serves,
@@ -149,27 +162,40 @@ func (c config) quota() (cpu, memory resource.Quantity) {
 	return cpu, memory
 }
 
+// queue is one of the check's queues: a ClusterQueue for the check's
+// namespace only and the LocalQueue in it that Jobs name.
+type queue struct{ cluster, local string }
+
+// queues returns the queue of the Job that fits and that of the Job beyond
+// the quota.
+func queues(env *conformance.Env) (fits, beyond queue) {
+	return queue{env.Namespace, localQueueName}, queue{env.Namespace + beyondQueueSuffix, beyondQueueName}
+}
+
 func (c config) queueActive(t *conformance.T, env *conformance.Env, api API) {
-	name := env.Namespace
+	flavor := env.Namespace
+	fits, beyond := queues(env)
 	cpu, memory := c.quota()
-	t.Step("Set up a queue whose quota holds exactly %d pods: ResourceFlavor %s, ClusterQueue %s (cpu %s, memory %s) for namespace %s only, LocalQueue %s",
-		c.pods, name, name, cpu.String(), memory.String(), env.Namespace, localQueueName)
-	t.Apply(api.Object("ResourceFlavor", name, "", map[string]any{}))
-	t.Apply(api.Object("ClusterQueue", name, "", map[string]any{
-		"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": env.Namespace}},
-		"queueingStrategy":  "BestEffortFIFO",
-		"resourceGroups": []any{map[string]any{
-			"coveredResources": []any{"cpu", "memory"},
-			"flavors": []any{map[string]any{
-				"name": name,
-				"resources": []any{
-					map[string]any{"name": "cpu", "nominalQuota": cpu.String()},
-					map[string]any{"name": "memory", "nominalQuota": memory.String()},
-				},
+	t.Step("Set up two queues whose quotas each hold exactly %d pods, one for each Job: ResourceFlavor %s; ClusterQueues %s and %s (cpu %s, memory %s each) for namespace %s only; LocalQueues %s and %s",
+		c.pods, flavor, fits.cluster, beyond.cluster, cpu.String(), memory.String(), env.Namespace, fits.local, beyond.local)
+	t.Apply(api.Object("ResourceFlavor", flavor, "", map[string]any{}))
+	for _, q := range []queue{fits, beyond} {
+		t.Apply(api.Object("ClusterQueue", q.cluster, "", map[string]any{
+			"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": env.Namespace}},
+			"queueingStrategy":  "BestEffortFIFO",
+			"resourceGroups": []any{map[string]any{
+				"coveredResources": []any{"cpu", "memory"},
+				"flavors": []any{map[string]any{
+					"name": flavor,
+					"resources": []any{
+						map[string]any{"name": "cpu", "nominalQuota": cpu.String()},
+						map[string]any{"name": "memory", "nominalQuota": memory.String()},
+					},
+				}},
 			}},
-		}},
-	}))
-	t.Apply(api.Object("LocalQueue", localQueueName, env.Namespace, map[string]any{"clusterQueue": name}))
+		}))
+		t.Apply(api.Object("LocalQueue", q.local, env.Namespace, map[string]any{"clusterQueue": q.cluster}))
+	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), c.queueTimeout)
 	defer cancel()
@@ -177,8 +203,10 @@ func (c config) queueActive(t *conformance.T, env *conformance.Env, api API) {
 		kind, namespace, name string
 		resource              schema.GroupVersionResource
 	}{
-		{"ClusterQueue", "", name, api.Resource(clusterQueues)},
-		{"LocalQueue", env.Namespace, localQueueName, api.Resource(localQueues)},
+		{"ClusterQueue", "", fits.cluster, api.Resource(clusterQueues)},
+		{"ClusterQueue", "", beyond.cluster, api.Resource(clusterQueues)},
+		{"LocalQueue", env.Namespace, fits.local, api.Resource(localQueues)},
+		{"LocalQueue", env.Namespace, beyond.local, api.Resource(localQueues)},
 	} {
 		obj, err := waitForCondition(ctx, env, q.resource, q.namespace, q.name, "Active")
 		if err != nil {
@@ -193,9 +221,10 @@ func (c config) queueActive(t *conformance.T, env *conformance.Env, api API) {
 
 func (c config) jobFits(t *conformance.T, env *conformance.Env, api API) {
 	n := c.pods
-	t.Step("Submit Job %s of %d pods (parallelism = completions = %d, %s CPU and %s memory each) to LocalQueue %s: together they fill the quota exactly",
-		fitsJobName, n, n, podCPU.String(), podMemory.String(), localQueueName)
-	job := c.submit(t, env, fitsJobName, n)
+	q, _ := queues(env)
+	t.Step("Submit Job %s of %d pods (parallelism = completions = %d, %s CPU and %s memory each) to LocalQueue %s: together they fill its quota exactly",
+		fitsJobName, n, n, podCPU.String(), podMemory.String(), q.local)
+	job := c.submit(t, env, fitsJobName, q.local, n)
 
 	ctx, cancel := context.WithTimeout(t.Context(), admitTimeout)
 	defer cancel()
@@ -233,9 +262,10 @@ func (c config) jobFits(t *conformance.T, env *conformance.Env, api API) {
 
 func (c config) jobBeyondQuota(t *conformance.T, env *conformance.Env, api API) {
 	n := c.pods + 1
-	t.Step("Submit Job %s of %d pods to LocalQueue %s, one pod more than the quota holds: %d of them would fit, a gang scheduler starts none",
-		beyondJobName, n, localQueueName, c.pods)
-	job := c.submit(t, env, beyondJobName, n)
+	_, q := queues(env)
+	t.Step("Submit Job %s of %d pods (%s CPU and %s memory each) to LocalQueue %s, one pod more than its quota holds: %d of them would fit, a gang scheduler starts none",
+		beyondJobName, n, podCPU.String(), podMemory.String(), q.local, c.pods)
+	job := c.submit(t, env, beyondJobName, q.local, n)
 	created := time.Now()
 
 	t.Step("Watch its pods and its Workload for %s: no pod may be bound or run, the Workload may not be admitted", c.window)
@@ -295,9 +325,9 @@ func (c config) jobBeyondQuota(t *conformance.T, env *conformance.Env, api API) 
 	t.Shown("a %d-pod Job beyond the quota got no pod at all", n)
 }
 
-// submit creates a Job of n probe pods in LocalQueue localQueueName and
-// returns it as created, after admission webhooks.
-func (c config) submit(t *conformance.T, env *conformance.Env, name string, n int) *unstructured.Unstructured {
+// submit creates a Job of n probe pods in LocalQueue queue and returns it
+// as created, after admission webhooks.
+func (c config) submit(t *conformance.T, env *conformance.Env, name, queue string, n int) *unstructured.Unstructured {
 	count := int32(n)
 	requests := corev1.ResourceList{corev1.ResourceCPU: podCPU, corev1.ResourceMemory: podMemory}
 	pod := corev1.PodSpec{
@@ -315,7 +345,7 @@ func (c config) submit(t *conformance.T, env *conformance.Env, name string, n in
 		pod.Tolerations = []corev1.Toleration{{Key: key, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
 	}
 	job := t.Apply(&batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{queueNameLabel: localQueueName}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{queueNameLabel: queue}},
 		Spec: batchv1.JobSpec{
 			Parallelism:  &count,
 			Completions:  &count,

@@ -80,13 +80,36 @@ func TestGangSchedulingPasses(t *testing.T) {
 	if !strings.Contains(all, "pods of Job beyond-quota during the window: (none)") {
 		t.Errorf("the transcript does not show that the Job beyond the quota got no pod")
 	}
+	// The two cases ran side by side, each in a queue of its own: the
+	// window of the Job beyond the quota opened before the Job that fits
+	// had finished.
+	fits, beyond := checktest.Subtest(res, "JobThatFitsIsAdmittedWhole"), checktest.Subtest(res, "JobBeyondQuotaGetsNoPod")
+	if fits == nil || beyond == nil {
+		t.Fatalf("subtests missing from %s", res.TestName)
+	}
+	if !beyond.Start.Before(fits.Start.Add(fits.Duration)) {
+		t.Errorf("the case beyond the quota started at %s, after the case that fits had ended (%s + %s): they ran one after the other",
+			beyond.Start.Format(time.StampMilli), fits.Start.Format(time.StampMilli), fits.Duration)
+	}
+	for _, q := range []string{res.Namespace, res.Namespace + beyondQueueSuffix} {
+		if !strings.Contains(all, "ClusterQueue "+q+": Active=True") {
+			t.Errorf("the transcript does not show ClusterQueue %s Active", q)
+		}
+	}
 	// The cluster-scoped queue objects named after the namespace are gone
 	// or going (Kueue's finalizers release them).
-	for kind, gvr := range map[string]schema.GroupVersionResource{"ClusterQueue": v1beta2.Resource(clusterQueues), "ResourceFlavor": v1beta2.Resource(resourceFlavors)} {
-		obj, err := env.Dynamic().Resource(gvr).Get(t.Context(), res.Namespace, metav1.GetOptions{})
+	for _, o := range []struct {
+		kind, name string
+		gvr        schema.GroupVersionResource
+	}{
+		{"ClusterQueue", res.Namespace, v1beta2.Resource(clusterQueues)},
+		{"ClusterQueue", res.Namespace + beyondQueueSuffix, v1beta2.Resource(clusterQueues)},
+		{"ResourceFlavor", res.Namespace, v1beta2.Resource(resourceFlavors)},
+	} {
+		obj, err := env.Dynamic().Resource(o.gvr).Get(t.Context(), o.name, metav1.GetOptions{})
 		switch {
 		case err == nil && obj.GetDeletionTimestamp() == nil:
-			t.Errorf("%s %s still exists after cleanup", kind, res.Namespace)
+			t.Errorf("%s %s still exists after cleanup", o.kind, o.name)
 		case err != nil && !apierrors.IsNotFound(err):
 			t.Error(err)
 		}
@@ -176,7 +199,8 @@ func TestGangSchedulingDiscoversKueueVersion(t *testing.T) {
 
 // A queue that admits the Job beyond the quota (its quota raised behind the
 // check's back, as if it let pods bypass the gang) fails the negative case,
-// which reports the admission and the pods it saw bound.
+// which reports the admission and the pods it saw bound; the Job that fits,
+// in a queue of its own, still passes beside it.
 func TestGangSchedulingFailsWhenQueueAdmitsBeyondQuota(t *testing.T) {
 	env := sharedWithKueue(t)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -184,15 +208,15 @@ func TestGangSchedulingFailsWhenQueueAdmitsBeyondQuota(t *testing.T) {
 	raised := make(chan string, 1)
 	go func() {
 		defer close(raised)
-		if name, err := raiseNextQuota(ctx, env); err != nil {
+		if name, err := raiseNextQuota(ctx, env, beyondQueueSuffix); err != nil {
 			t.Errorf("raising the quota: %v", err)
 		} else {
 			raised <- name
 		}
 	}()
 	res := runCheck(t, env, testConfig())
-	if name := <-raised; name != res.Namespace {
-		t.Fatalf("raised the quota of ClusterQueue %q, want %q", name, res.Namespace)
+	if name := <-raised; name != res.Namespace+beyondQueueSuffix {
+		t.Fatalf("raised the quota of ClusterQueue %q, want %q", name, res.Namespace+beyondQueueSuffix)
 	}
 	if res.Status != conformance.Failed {
 		t.Fatalf("status %s, want Failed", res.Status)
@@ -215,10 +239,10 @@ func TestGangSchedulingFailsWhenQueueAdmitsBeyondQuota(t *testing.T) {
 	}
 }
 
-// raiseNextQuota waits for the next ClusterQueue to be created and raises
-// its quota far beyond what the check's Jobs ask for. It returns the
-// queue's name.
-func raiseNextQuota(ctx context.Context, env *testenv.Env) (string, error) {
+// raiseNextQuota waits for the next ClusterQueue whose name ends in suffix
+// to be created and raises its quota far beyond what the check's Jobs ask
+// for. It returns the queue's name.
+func raiseNextQuota(ctx context.Context, env *testenv.Env, suffix string) (string, error) {
 	queues := env.Dynamic().Resource(v1beta2.Resource(clusterQueues))
 	list, err := queues.List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -234,6 +258,9 @@ func raiseNextQuota(ctx context.Context, env *testenv.Env) (string, error) {
 			continue
 		}
 		name := event.Object.(*unstructured.Unstructured).GetName()
+		if !strings.HasSuffix(name, suffix) {
+			continue
+		}
 		patch := `[{"op": "replace", "path": "/spec/resourceGroups/0/flavors/0/resources/0/nominalQuota", "value": "1000"},
 			{"op": "replace", "path": "/spec/resourceGroups/0/flavors/0/resources/1/nominalQuota", "value": "1000Gi"}]`
 		_, err := queues.Patch(ctx, name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
