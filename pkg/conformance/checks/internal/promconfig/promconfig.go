@@ -72,7 +72,8 @@ type Server struct {
 	// Owner says who created it: who the labels of the release's latest
 	// revision name (ownership.Owner), or why that is not known.
 	Owner string
-	// Kaics is true when the release's labels say kaic created it.
+	// Kaics is true when the object's labels, or else its release's, say
+	// kaic created it.
 	Kaics bool
 	// Pods are the pods of its StatefulSets, when kaic's.
 	Pods []string
@@ -129,30 +130,19 @@ func Find(ctx context.Context, env *conformance.Env) ([]Server, error) {
 // revisions in is read, not the releases they hold.
 func releaseLabels(ctx context.Context, env *conformance.Env, namespace, release string) (map[string]string, error) {
 	selector := labels.Set{helmOwnerLabel: "helm", helmNameLabel: release}.String()
-	var metas []metav1.ObjectMeta
-	if env.Config != nil {
-		client, err := metadata.NewForConfig(env.Config)
-		if err != nil {
-			return nil, err
-		}
-		list, err := client.Resource(corev1.SchemeGroupVersion.WithResource("secrets")).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
-		if err != nil {
-			return nil, fmt.Errorf("listing the Secrets of Helm release %s/%s: %w", namespace, release, err)
-		}
-		for _, item := range list.Items {
-			metas = append(metas, item.ObjectMeta)
-		}
-	} else {
-		list, err := env.Client.CoreV1().Secrets(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
-		if err != nil {
-			return nil, fmt.Errorf("listing the Secrets of Helm release %s/%s: %w", namespace, release, err)
-		}
-		for _, item := range list.Items {
-			metas = append(metas, item.ObjectMeta)
-		}
+	if env.Config == nil {
+		return nil, fmt.Errorf("no client configuration to read Secret metadata with")
+	}
+	client, err := metadata.NewForConfig(env.Config)
+	if err != nil {
+		return nil, err
+	}
+	list, err := client.Resource(corev1.SchemeGroupVersion.WithResource("secrets")).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, fmt.Errorf("listing the Secrets of Helm release %s/%s: %w", namespace, release, err)
 	}
 	latest, version := map[string]string(nil), -1
-	for _, m := range metas {
+	for _, m := range list.Items {
 		if v, err := strconv.Atoi(m.Labels[helmVersionLabel]); err == nil && v > version {
 			latest, version = m.Labels, v
 		}
