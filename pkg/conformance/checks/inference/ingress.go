@@ -40,10 +40,12 @@ const (
 	poolModel = "probe-model"
 	// endpointPicker is the pool's endpoint picker: its Deployment,
 	// Service, ServiceAccount, Role and RoleBinding.
-	endpointPicker        = "probe-pool-epp"
-	endpointPickerPort    = 9002
-	endpointPickerHealth  = 9003
-	endpointPickerMetrics = 9090
+	endpointPicker     = "probe-pool-epp"
+	endpointPickerPort = 9002
+	// endpointPickerPortName names the picker Service's gRPC port.
+	endpointPickerPortName = "grpc-ext-proc"
+	endpointPickerHealth   = 9003
+	endpointPickerMetrics  = 9090
 	// poolLabel selects the pool's pods.
 	poolLabel = "kaic.dev/inference-pool"
 )
@@ -137,7 +139,9 @@ func steerByLoad(t *conformance.T, env *conformance.Env, gw *unstructured.Unstru
 		describePicker(t, env)
 		t.Unverifiedf("endpoint picker %s (image %s) is not ready within %s (%v): without it the routing it decides cannot be shown", endpointPicker, o.EndpointPickerImage, o.ReadyTimeout, err)
 	}
-	picker := pickerPod(t, env)
+	pickerP := onePod(t, env, endpointPicker)
+	picker := pickerP.Name
+	waitPickerServed(t, env, pickerP, o.ReadyTimeout)
 	url := strings.TrimSuffix(gatewayURL(t, env, gw), "/") + "/v1/completions"
 	phases := []struct {
 		name       string

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -13,10 +14,12 @@ import (
 	"github.com/prometheus/common/model"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
@@ -115,7 +118,7 @@ func startEndpointPicker(t *conformance.T, env *conformance.Env, image string) {
 		Spec: corev1.ServiceSpec{
 			Selector: lbls,
 			Ports: []corev1.ServicePort{
-				{Name: "grpc-ext-proc", Port: endpointPickerPort, TargetPort: intstr.FromInt32(endpointPickerPort), AppProtocol: new("http2")},
+				{Name: endpointPickerPortName, Port: endpointPickerPort, TargetPort: intstr.FromInt32(endpointPickerPort), AppProtocol: new("http2")},
 				{Name: "http-metrics", Port: endpointPickerMetrics, TargetPort: intstr.FromInt32(endpointPickerMetrics)},
 			},
 		},
@@ -140,10 +143,6 @@ func onePod(t *conformance.T, env *conformance.Env, name string) *corev1.Pod {
 
 func modelServerPod(t *conformance.T, env *conformance.Env, name string) *corev1.Pod {
 	return onePod(t, env, name)
-}
-
-func pickerPod(t *conformance.T, env *conformance.Env) string {
-	return onePod(t, env, endpointPicker).Name
 }
 
 // skipWithoutContainers skips t when pod's node runs no containers
@@ -265,4 +264,76 @@ func waitPickerSees(t *conformance.T, env *conformance.Env, picker string, want 
 	}
 	t.Observe("queue depths endpoint picker "+picker+" reports", last)
 	return true
+}
+
+// waitPickerServed waits until the picker's Service has pod, the picker
+// pod the check reads, as a ready endpoint on its gRPC port. A gateway
+// reaches the picker through that Service (its ClusterIP, or its
+// EndpointSlices directly): until the endpoint is ready a gateway that
+// fails closed answers every request with an error, which would be read
+// as the gateway not routing, when the picker was only not yet reachable.
+func waitPickerServed(t *conformance.T, env *conformance.Env, pod *corev1.Pod, timeout time.Duration) {
+	t.Step("Wait until Service %s has picker pod %s (%s) as a ready endpoint on port %s", endpointPicker, pod.Name, pod.Status.PodIP, endpointPickerPortName)
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	start := time.Now()
+	endpointSlices := env.Client.DiscoveryV1().EndpointSlices(env.Namespace)
+	lw := conformance.ListWatch(endpointSlices.List, endpointSlices.Watch, "", labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: endpointPicker}).String())
+	seen := map[string]*discoveryv1.EndpointSlice{}
+	state := "no EndpointSlice"
+	_, err := conformance.UntilWithSync(ctx, lw, &discoveryv1.EndpointSlice{}, nil, func(event watch.Event) (bool, error) {
+		s, ok := event.Object.(*discoveryv1.EndpointSlice)
+		if !ok {
+			return false, nil
+		}
+		if event.Type == watch.Deleted {
+			delete(seen, s.Name)
+		} else {
+			seen[s.Name] = s
+		}
+		served, why := servesPicker(seen, pod)
+		state = why
+		return served, nil
+	})
+	if err != nil {
+		msg := fmt.Sprintf("Service %s has no ready endpoint for picker pod %s on port %s within %s (%s)", endpointPicker, pod.Name, endpointPickerPortName, timeout, state)
+		if !conformance.CutShort(ctx, err) {
+			msg += fmt.Sprintf(" (%v)", err)
+		}
+		describePicker(t, env)
+		t.Unverifiedf("%s: no gateway can reach the endpoint picker, so the routing it decides cannot be shown", msg)
+	}
+	t.Logf("Service %s serves picker pod %s on port %s after %s", endpointPicker, pod.Name, endpointPickerPortName, time.Since(start).Round(100*time.Millisecond))
+}
+
+// servesPicker tells whether the slices, all of the picker's Service,
+// have pod as a ready endpoint on the port named endpointPickerPortName,
+// and otherwise what they hold.
+func servesPicker(eps map[string]*discoveryv1.EndpointSlice, pod *corev1.Pod) (bool, string) {
+	var held []string
+	for _, s := range eps {
+		port := false
+		for _, p := range s.Ports {
+			if p.Name != nil && *p.Name == endpointPickerPortName && p.Port != nil && *p.Port == endpointPickerPort {
+				port = true
+			}
+		}
+		for _, e := range s.Endpoints {
+			ready := e.Conditions.Ready == nil || *e.Conditions.Ready
+			mine := e.TargetRef != nil && e.TargetRef.Kind == "Pod" && e.TargetRef.Name == pod.Name && e.TargetRef.UID == pod.UID
+			if port && ready && mine {
+				return true, ""
+			}
+			who := strings.Join(e.Addresses, ",")
+			if e.TargetRef != nil {
+				who = e.TargetRef.Name + " " + who
+			}
+			held = append(held, fmt.Sprintf("%s ready=%t on port %s=%t", who, ready, endpointPickerPortName, port))
+		}
+	}
+	if len(held) == 0 {
+		return false, fmt.Sprintf("%d EndpointSlices, no endpoint", len(eps))
+	}
+	sort.Strings(held)
+	return false, fmt.Sprintf("%d EndpointSlices: %s", len(eps), strings.Join(held, "; "))
 }
