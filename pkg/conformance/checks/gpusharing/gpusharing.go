@@ -79,8 +79,9 @@ func run(t *conformance.T, env *conformance.Env) {
 	} else {
 		t.Observe("sharing strategies of driver "+acc.DRADriver, strategies)
 	}
-	t.Run("SharedAcrossContainers", func(t *conformance.T) { acrossContainers(t, env) })
-	t.Run("SharedAcrossPods", func(t *conformance.T) { acrossPods(t, env) })
+	early := startTogether(t, env)
+	t.Run("SharedAcrossContainers", func(t *conformance.T) { acrossContainers(t, env, early) })
+	t.Run("SharedAcrossPods", func(t *conformance.T) { acrossPods(t, env, early) })
 	if t.Failed() {
 		return
 	}
@@ -122,7 +123,28 @@ func Strategies(rs []resourcev1.ResourceSlice) []string {
 	return out
 }
 
-func acrossContainers(t *conformance.T, env *conformance.Env) {
+// startTogether starts the pods of both claim-sharing tests at once when
+// two devices are free, one for each test's claim, so that the second
+// test does not wait for its pods to start after the first one's ran.
+// With one free (or none, other workloads holding them), each test starts
+// its pods in its turn, after the first released its device. It reports
+// whether the pods were started.
+func startTogether(t *conformance.T, env *conformance.Env) bool {
+	count, why := devicepod.FreeForPods(t, env)
+	if count < 2 {
+		if why != "" {
+			why = " (" + why + ")"
+		}
+		t.Logf("%d free device(s) of DeviceClass %s%s, fewer than the 2 the claim-sharing tests hold at once: each test starts its pods in its turn", count, env.Accelerator.DeviceClass, why)
+		return false
+	}
+	t.Step("Start the pods of both claim-sharing tests at once: %d devices of DeviceClass %s are free, enough for the 2 they hold together", count, env.Accelerator.DeviceClass)
+	startContainers(t, env)
+	startPods(t, env)
+	return true
+}
+
+func startContainers(t *conformance.T, env *conformance.Env) {
 	t.Step("Run pod %s whose containers %s and %s both reference one claim for one %s device",
 		containersPod, firstContainer, secondContainer, env.Accelerator.DeviceClass)
 	t.Apply(devicepod.OneDeviceTemplate(template, env.Accelerator.DeviceClass))
@@ -134,6 +156,14 @@ func acrossContainers(t *conformance.T, env *conformance.Env) {
 			{Name: secondContainer, Claims: []string{podClaim}},
 		},
 	})
+}
+
+// acrossContainers checks the pod whose containers share a claim (unless
+// started, it starts it).
+func acrossContainers(t *conformance.T, env *conformance.Env, started bool) {
+	if !started {
+		startContainers(t, env)
+	}
 	defer devicepod.ReleaseNow(t, env, containersPod)
 	pod := devicepod.WaitRunning(t, env, containersPod)
 	claim := devicepod.Claim(t, env, pod, podClaim)
@@ -156,14 +186,22 @@ func acrossContainers(t *conformance.T, env *conformance.Env) {
 	})
 }
 
-func acrossPods(t *conformance.T, env *conformance.Env) {
+func startPods(t *conformance.T, env *conformance.Env) {
 	t.Step("Run pods %s and %s that both reference ResourceClaim %s for one %s device",
 		podA, podB, sharedClaim, env.Accelerator.DeviceClass)
 	t.Apply(devicepod.OneDeviceClaim(sharedClaim, env.Accelerator.DeviceClass))
-	names := []string{podA, podB}
-	for _, name := range names {
+	for _, name := range []string{podA, podB} {
 		devicepod.Start(t, env, devicepod.Spec{Name: name, Claims: []corev1.PodResourceClaim{devicepod.FromClaim(podClaim, sharedClaim)}})
 	}
+}
+
+// acrossPods checks the two pods that share a claim (unless started, it
+// starts them).
+func acrossPods(t *conformance.T, env *conformance.Env, started bool) {
+	if !started {
+		startPods(t, env)
+	}
+	names := []string{podA, podB}
 	defer devicepod.ReleaseNow(t, env, names...)
 	pods := make([]*corev1.Pod, len(names))
 	for i, name := range names {

@@ -40,6 +40,7 @@ func TestGPUSharingNotVerifiedWithClaimSharingOnly(t *testing.T) {
 	checktest.ExpectSkippedOnKwok(t, res, "SharedAcrossContainers/ContainersSeeSameDevice", "SharedAcrossPods/PodsSeeSameDevice")
 	checktest.ExpectTranscript(t, res,
 		"sharing strategies of driver gpu.example.com: none",
+		"Start the pods of both claim-sharing tests at once: 4 devices of DeviceClass gpu.example.com are free",
 		"both containers of pod shared-by-containers share device gpu.example.com/kwok-gpu-",
 		"allocation of ResourceClaim shared-accelerator",
 		"- pods/sharer-a\n- pods/sharer-b", // one device reserved for both pods
@@ -193,6 +194,8 @@ func TestGPUSharingRunsMoreHoldersThanSharedDevices(t *testing.T) {
 		"consumed memory 0, shares 1",
 		"3 pods, each with its own claim of one device, ran at once on node kwok-timesliced-0, which has 2 device(s) several claims may hold",
 		"both containers of pod shared-by-containers share device timesliced.example.com/kwok-timesliced-0/gpu-0",
+		// The class admits one device: the second test's pods wait for it.
+		"1 free device(s) of DeviceClass timesliced.example.com, fewer than the 2 the claim-sharing tests hold at once",
 	)
 	if strings.Contains(checktest.Transcript(res), "share none") {
 		t.Error("a holder's allocation records no share")

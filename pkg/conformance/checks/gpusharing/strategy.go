@@ -1,7 +1,6 @@
 package gpusharing
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"math"
@@ -13,7 +12,6 @@ import (
 	resourcev1 "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/dynamic-resource-allocation/cel"
 	"k8s.io/utils/ptr"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -102,38 +100,6 @@ type classAdmission struct {
 	err       error
 }
 
-// selectors compiles the CEL selectors of class as the scheduler does.
-func selectors(class *resourcev1.DeviceClass) ([]cel.CompilationResult, error) {
-	compiler := cel.GetCompiler(cel.Features{EnableConsumableCapacity: true})
-	var out []cel.CompilationResult
-	for i, s := range class.Spec.Selectors {
-		if s.CEL == nil {
-			continue
-		}
-		expr := compiler.CompileCELExpression(s.CEL.Expression, cel.Options{})
-		if expr.Error != nil {
-			return nil, fmt.Errorf("selector %d: %v", i, expr.Error)
-		}
-		out = append(out, expr)
-	}
-	return out, nil
-}
-
-// admits evaluates compiled selectors against device d of driver; a
-// selector that fails to evaluate admits nothing.
-func admits(ctx context.Context, exprs []cel.CompilationResult, driver string, d resourcev1.Device) (bool, error) {
-	for i, expr := range exprs {
-		ok, _, err := expr.DeviceMatches(ctx, cel.Device{Driver: driver, AllowMultipleAllocations: d.AllowMultipleAllocations, Attributes: d.Attributes, Capacity: d.Capacity})
-		if err != nil {
-			return false, fmt.Errorf("selector %d on device %s: %v", i, d.Name, err)
-		}
-		if !ok {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
 // admissions says, for every DeviceClass, which of the driver's devices
 // it admits; those that admit shared devices come first: classes that
 // admit only shared devices, then by how many, then by name.
@@ -147,13 +113,13 @@ func admissions(t *conformance.T, env *conformance.Env, rs []resourcev1.Resource
 	for i := range classes.Items {
 		c := &classes.Items[i]
 		a := classAdmission{name: c.Name}
-		exprs, err := selectors(c)
+		exprs, err := devicepod.Selectors(c)
 		a.err = err
 		for _, d := range shared {
 			if a.err != nil {
 				break
 			}
-			ok, err := admits(t.Context(), exprs, driver, d.api)
+			ok, err := devicepod.Admits(t.Context(), exprs, driver, d.api)
 			if err != nil {
 				a.err = err
 				break
@@ -167,7 +133,7 @@ func admissions(t *conformance.T, env *conformance.Env, rs []resourcev1.Resource
 				if a.err != nil || ptr.Deref(d.AllowMultipleAllocations, false) {
 					continue
 				}
-				if ok, err := admits(t.Context(), exprs, driver, d); err != nil {
+				if ok, err := devicepod.Admits(t.Context(), exprs, driver, d); err != nil {
 					a.err = err
 				} else if ok {
 					a.exclusive++

@@ -10,10 +10,12 @@
 package secureaccess
 
 import (
+	"context"
 	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -44,19 +46,73 @@ func run(t *conformance.T, env *conformance.Env) {
 	inventory := devicepod.Preflight(t, env)
 	t.Logf("accelerator model %q: %s; a container proves it holds a device by %s", acc.Model, devicepod.How(env), evidence(env))
 	devicepod.ApplyTemplate(t, env, template)
+	early := startTogether(t, env, inventory)
 
 	var pos *corev1.Pod
-	if t.Run("PositiveAccessTest", func(t *conformance.T) { pos = positive(t, env) }); pos == nil {
+	if t.Run("PositiveAccessTest", func(t *conformance.T) { pos = positive(t, env, early) }); pos == nil {
 		// Without one pod holding a device, the isolation tests would
 		// only fail (or, the devices being held by others, wait) the same
 		// way.
 		t.Logf("no pod could hold a device, so isolation was not tested")
 		return
 	}
-	t.Run("NegativeIsolationTest", func(t *conformance.T) { negative(t, env, pos) })
+	t.Run("NegativeIsolationTest", func(t *conformance.T) { negative(t, env, pos, early) })
 	devicepod.ReleaseNow(t, env, posPod, negPod)
-	t.Run("MultiContainerIsolationTest", func(t *conformance.T) { multiContainer(t, env) })
-	t.Run("DistinctDevicesTest", func(t *conformance.T) { distinct(t, env, inventory) })
+	t.Run("MultiContainerIsolationTest", func(t *conformance.T) { multiContainer(t, env, early) })
+	t.Run("DistinctDevicesTest", func(t *conformance.T) { distinct(t, env, inventory, early) })
+}
+
+// heldAtOnce is how many devices the tests' pods hold when they all run
+// at once: one for the positive pod, one for the multi-container pod, two
+// for the distinct-devices pods (the negative pod holds none).
+const heldAtOnce = 4
+
+// startTogether starts the pods of every test at once when the cluster
+// has a device free for each, so that the tests, which still look at them
+// one after another, wait for pods that started side by side rather than
+// for one pod start after another. The negative pod goes to the node the
+// positive pod was scheduled to. With fewer devices free (a cluster of
+// two devices, or one whose devices other workloads hold), each test
+// starts its pods in its turn and the earlier tests' pods are released
+// first. It reports whether the pods were started.
+func startTogether(t *conformance.T, env *conformance.Env, inventory map[string][]devicepod.Device) bool {
+	count, why := devicepod.FreeForPods(t, env)
+	if count < heldAtOnce {
+		if why != "" {
+			why = " (" + why + ")"
+		}
+		t.Logf("%d %s free%s, fewer than the %d the tests hold when they run at once: each test starts its pods in its turn", count, freeWhat(env, count), why, heldAtOnce)
+		return false
+	}
+	t.Step("Start the pods of every test at once: %d %s are free, enough for the %d they hold together", count, freeWhat(env, count), heldAtOnce)
+	startPositive(t, env)
+	startMulti(t, env)
+	startDistinct(t, env, inventory)
+	ctx, cancel := context.WithTimeout(t.Context(), devicepod.ScheduleTimeout)
+	defer cancel()
+	pos, err := conformance.WaitForPod(ctx, env.Client, env.Namespace, posPod, func(p *corev1.Pod) (bool, error) { return p.Spec.NodeName != "", nil })
+	if err != nil {
+		// PositiveAccessTest says why; the negative pod then waits for it.
+		t.Logf("pod %s was not scheduled within %s (%v): the negative pod starts after it", posPod, devicepod.ScheduleTimeout, err)
+		return true
+	}
+	startNegative(t, env, pos.Spec.NodeName)
+	return true
+}
+
+// freeWhat names count of what FreeForPods counts.
+func freeWhat(env *conformance.Env, count int) string {
+	unit := "device"
+	if devicepod.DevicePlugin(env) {
+		unit = "unit"
+	}
+	if count != 1 {
+		unit += "s"
+	}
+	if devicepod.DevicePlugin(env) {
+		return unit + " of " + devicepod.Source(env)
+	}
+	return unit + " of DeviceClass " + env.Accelerator.DeviceClass
 }
 
 func evidence(env *conformance.Env) string {
@@ -70,10 +126,17 @@ func evidence(env *conformance.Env) string {
 	return strings.Join(ways, " and ")
 }
 
-// positive runs a pod with a claim and keeps it for the negative test.
-func positive(t *conformance.T, env *conformance.Env) *corev1.Pod {
+func startPositive(t *conformance.T, env *conformance.Env) {
 	t.Step("Run pod %s whose container %s", posPod, devicepod.Asking(env))
 	devicepod.Start(t, env, devicepod.OneDevicePod(env, posPod, template, podClaim))
+}
+
+// positive runs a pod with a claim (unless started, it was started with
+// the others) and keeps it for the negative test.
+func positive(t *conformance.T, env *conformance.Env, started bool) *corev1.Pod {
+	if !started {
+		startPositive(t, env)
+	}
 	pod := devicepod.WaitRunning(t, env, posPod)
 	dev := devicepod.Holds(t, env, pod, podClaim)
 	t.Run("ProbeSeesAllocatedDevice", func(t *conformance.T) {
@@ -90,14 +153,17 @@ func positive(t *conformance.T, env *conformance.Env) *corev1.Pod {
 // negative runs a pod without a claim (or a request of the extended
 // resource) on the node where the positive pod holds a device, so it
 // cannot pass by landing on a node without one.
-func negative(t *conformance.T, env *conformance.Env, pos *corev1.Pod) {
+func negative(t *conformance.T, env *conformance.Env, pos *corev1.Pod, started bool) {
 	if pos == nil {
 		t.Fatalf("no node is known to hold a device for this pod: PositiveAccessTest failed")
 	}
-	node := pos.Spec.NodeName
-	t.Step("Run pod %s %s on node %s, where pod %s holds a device", negPod, devicepod.Without(env), node, posPod)
-	devicepod.Start(t, env, devicepod.Spec{Name: negPod, NodeName: node})
+	if !started || !exists(t, env, negPod) {
+		startNegative(t, env, pos.Spec.NodeName)
+	}
 	pod := devicepod.WaitRunning(t, env, negPod)
+	if pod.Spec.NodeName != pos.Spec.NodeName {
+		t.Fatalf("pod %s runs on node %s, not on node %s where pod %s holds a device", negPod, pod.Spec.NodeName, pos.Spec.NodeName, posPod)
+	}
 	if !devicepod.DevicePlugin(env) {
 		if len(pod.Status.ResourceClaimStatuses) != 0 {
 			t.Errorf("pod %s references no claim but has claim statuses %+v", negPod, pod.Status.ResourceClaimStatuses)
@@ -114,6 +180,20 @@ func negative(t *conformance.T, env *conformance.Env, pos *corev1.Pod) {
 	})
 }
 
+func startNegative(t *conformance.T, env *conformance.Env, node string) {
+	t.Step("Run pod %s %s on node %s, where pod %s holds a device", negPod, devicepod.Without(env), node, posPod)
+	devicepod.Start(t, env, devicepod.Spec{Name: negPod, NodeName: node})
+}
+
+// exists tells whether the check's pod name exists.
+func exists(t *conformance.T, env *conformance.Env, name string) bool {
+	_, err := env.Client.CoreV1().Pods(env.Namespace).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatalf("getting pod %s: %v", name, err)
+	}
+	return err == nil
+}
+
 // reservedForPod fails when any claim of the namespace is reserved for a
 // pod that references none.
 func reservedForPod(t *conformance.T, env *conformance.Env, pod *corev1.Pod) {
@@ -128,7 +208,7 @@ func reservedForPod(t *conformance.T, env *conformance.Env, pod *corev1.Pod) {
 	}
 }
 
-func multiContainer(t *conformance.T, env *conformance.Env) {
+func startMulti(t *conformance.T, env *conformance.Env) {
 	t.Step("Run pod %s: container authorized %s, container unauthorized does not", multiPod, holding(env))
 	devicepod.Start(t, env, devicepod.Spec{
 		Name:   multiPod,
@@ -138,6 +218,12 @@ func multiContainer(t *conformance.T, env *conformance.Env) {
 			{Name: "unauthorized"},
 		},
 	})
+}
+
+func multiContainer(t *conformance.T, env *conformance.Env, started bool) {
+	if !started {
+		startMulti(t, env)
+	}
 	defer devicepod.ReleaseNow(t, env, multiPod)
 	pod := devicepod.WaitRunning(t, env, multiPod)
 	dev := devicepod.Holds(t, env, pod, podClaim)
@@ -160,9 +246,10 @@ func holding(env *conformance.Env) string {
 	return "references the claim"
 }
 
-// distinct runs two pods that claim a device each at the same time,
-// preferably on one node so that they compete for its devices.
-func distinct(t *conformance.T, env *conformance.Env, inventory map[string][]devicepod.Device) {
+// startDistinct starts two pods that claim a device each at the same
+// time, preferably on one node so that they compete for its devices. With
+// fewer than two devices in the cluster it skips t.
+func startDistinct(t *conformance.T, env *conformance.Env, inventory map[string][]devicepod.Device) {
 	total, node, most := 0, "", 0
 	for n, devs := range inventory {
 		total += len(devs)
@@ -183,12 +270,20 @@ func distinct(t *conformance.T, env *conformance.Env, inventory map[string][]dev
 	} else {
 		t.Step("Run pods %s and %s, each claiming one device (no node has two)", isolated1, isolated2)
 	}
-	names := []string{isolated1, isolated2}
-	for _, name := range names {
+	for _, name := range []string{isolated1, isolated2} {
 		spec := devicepod.OneDevicePod(env, name, template, podClaim)
 		spec.PreferNode = prefer
 		devicepod.Start(t, env, spec)
 	}
+}
+
+// distinct checks that the two pods startDistinct started (unless
+// started, it starts them) hold distinct devices and see only their own.
+func distinct(t *conformance.T, env *conformance.Env, inventory map[string][]devicepod.Device, started bool) {
+	if !started {
+		startDistinct(t, env, inventory)
+	}
+	names := []string{isolated1, isolated2}
 	defer devicepod.ReleaseNow(t, env, names...)
 	pods := make([]*corev1.Pod, len(names))
 	devs := make([]devicepod.Device, len(names))

@@ -38,6 +38,8 @@ func TestSecureAcceleratorAccessPasses(t *testing.T) {
 		"MultiContainerIsolationTest/OnlyAuthorizedContainerSeesDevice",
 		"DistinctDevicesTest/ProbesSeeDistinctDevices")
 	checktest.ExpectTranscript(t, res,
+		// The shared control plane has four free devices: every pod starts at once.
+		"Start the pods of every test at once: 4 devices of DeviceClass gpu.example.com are free, enough for the 4 they hold together",
 		"allocation of ResourceClaim",
 		"Run pod neg-pod without a claim on node kwok-gpu-",
 		"nodeName: kwok-gpu-",                // the negative pod is pinned
@@ -79,6 +81,32 @@ func TestSecureAcceleratorAccessPassesWithOneDevice(t *testing.T) {
 		"DistinctDevicesTest":         conformance.Skipped,
 	})
 	checktest.ExpectTranscript(t, res, "1 device of driver gpu.single.example.com on Ready nodes (node kwok-gpu-0): two pods cannot hold distinct devices")
+	checktest.ExpectCleanedUp(t, env, res)
+}
+
+// With two devices the tests cannot hold theirs at once: each starts its
+// pods in its turn, after the earlier tests released theirs, and all pass.
+func TestSecureAcceleratorAccessPassesWithTwoDevices(t *testing.T) {
+	env := testenv.Shared(t)
+	const driver = "gpu.pair.example.com"
+	checktest.PublishSlice(t, env, testenv.FakeGPUSlice("kwok-gpu-1", driver, 2))
+	checktest.EnsureDeviceClass(t, env, driver, driver)
+	res := check.Run(t, env, driver, driver)
+	if res.Status != conformance.Passed {
+		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+	checktest.ExpectStatuses(t, res, map[string]conformance.Status{
+		"PositiveAccessTest":          conformance.Passed,
+		"NegativeIsolationTest":       conformance.Passed,
+		"MultiContainerIsolationTest": conformance.Passed,
+		"DistinctDevicesTest":         conformance.Passed,
+	})
+	checktest.ExpectTranscript(t, res,
+		"2 devices of DeviceClass gpu.pair.example.com free, fewer than the 4 the tests hold when they run at once: each test starts its pods in its turn",
+		"hold different devices: gpu.pair.example.com/kwok-gpu-1/")
+	if tr := checktest.Transcript(res); strings.Contains(tr, "every test at once") {
+		t.Errorf("pods started at once with two devices:\n%s", tr)
+	}
 	checktest.ExpectCleanedUp(t, env, res)
 }
 

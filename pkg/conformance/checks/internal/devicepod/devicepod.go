@@ -566,14 +566,7 @@ func Inventory(t *conformance.T, env *conformance.Env) map[string][]Device {
 	if err != nil {
 		t.Fatalf("listing ResourceSlices: %v", err)
 	}
-	nodes, err := env.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatalf("listing nodes: %v", err)
-	}
-	ready := map[string]bool{}
-	for _, n := range nodes.Items {
-		ready[n.Name] = NodeReady(&n)
-	}
+	ready := readyNodes(t, env)
 	out := map[string][]Device{}
 	for _, s := range list.Items {
 		if s.Spec.NodeName == nil || !ready[*s.Spec.NodeName] {
@@ -594,6 +587,34 @@ func FreeDevices(t *conformance.T, env *conformance.Env) map[string][]Device {
 		return freeDevicePlugin(t, env)
 	}
 	inv := Inventory(t, env)
+	held := heldDevices(t, env)
+	free := map[string][]Device{}
+	for node, devs := range inv {
+		for _, d := range devs {
+			if !held[d] {
+				free[node] = append(free[node], d)
+			}
+		}
+	}
+	return free
+}
+
+// readyNodes tells, for every node, whether it is Ready.
+func readyNodes(t *conformance.T, env *conformance.Env) map[string]bool {
+	nodes, err := env.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("listing nodes: %v", err)
+	}
+	ready := map[string]bool{}
+	for _, n := range nodes.Items {
+		ready[n.Name] = NodeReady(&n)
+	}
+	return ready
+}
+
+// heldDevices are the devices allocated to a ResourceClaim of the
+// cluster.
+func heldDevices(t *conformance.T, env *conformance.Env) map[Device]bool {
 	claims, err := env.DRA().ResourceClaims(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatalf("listing ResourceClaims: %v", err)
@@ -604,15 +625,7 @@ func FreeDevices(t *conformance.T, env *conformance.Env) map[string][]Device {
 			held[d] = true
 		}
 	}
-	free := map[string][]Device{}
-	for node, devs := range inv {
-		for _, d := range devs {
-			if !held[d] {
-				free[node] = append(free[node], d)
-			}
-		}
-	}
-	return free
+	return held
 }
 
 // Preflight verifies what every accelerator check needs before it runs a

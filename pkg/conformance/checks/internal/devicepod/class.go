@@ -1,0 +1,98 @@
+package devicepod
+
+import (
+	"context"
+	"fmt"
+
+	resourcev1 "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/dynamic-resource-allocation/cel"
+
+	"github.com/kaic-dev/kaic/pkg/conformance"
+)
+
+// Selectors compiles the CEL selectors of class as the scheduler does.
+func Selectors(class *resourcev1.DeviceClass) ([]cel.CompilationResult, error) {
+	compiler := cel.GetCompiler(cel.Features{EnableConsumableCapacity: true})
+	var out []cel.CompilationResult
+	for i, s := range class.Spec.Selectors {
+		if s.CEL == nil {
+			continue
+		}
+		expr := compiler.CompileCELExpression(s.CEL.Expression, cel.Options{})
+		if expr.Error != nil {
+			return nil, fmt.Errorf("selector %d: %v", i, expr.Error)
+		}
+		out = append(out, expr)
+	}
+	return out, nil
+}
+
+// Admits evaluates compiled selectors against device d of driver; a
+// selector that fails to evaluate admits nothing.
+func Admits(ctx context.Context, exprs []cel.CompilationResult, driver string, d resourcev1.Device) (bool, error) {
+	for i, expr := range exprs {
+		ok, _, err := expr.DeviceMatches(ctx, cel.Device{Driver: driver, AllowMultipleAllocations: d.AllowMultipleAllocations, Attributes: d.Attributes, Capacity: d.Capacity})
+		if err != nil {
+			return false, fmt.Errorf("selector %d on device %s: %v", i, d.Name, err)
+		}
+		if !ok {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// FreeForPods counts what pods of the model can get now: the devices of
+// the driver on Ready nodes that the model's DeviceClass admits (its
+// selectors evaluated as the scheduler does) and no ResourceClaim holds;
+// in device-plugin mode the free units of the extended resource. A check
+// uses it to decide whether its tests' pods can all hold devices at
+// once. When the class cannot be read or evaluated it counts none, and
+// says why, so that the caller takes the way that needs the fewest.
+func FreeForPods(t *conformance.T, env *conformance.Env) (int, string) {
+	if DevicePlugin(env) {
+		n := 0
+		for _, units := range freeDevicePlugin(t, env) {
+			n += len(units)
+		}
+		return n, ""
+	}
+	acc := env.Accelerator
+	class, err := env.DRA().DeviceClasses().Get(t.Context(), acc.DeviceClass, metav1.GetOptions{})
+	if err != nil {
+		return 0, fmt.Sprintf("reading DeviceClass %s: %v", acc.DeviceClass, err)
+	}
+	exprs, err := Selectors(class)
+	if err != nil {
+		return 0, fmt.Sprintf("DeviceClass %s: %v", acc.DeviceClass, err)
+	}
+	list, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, acc.DRADriver).String(),
+	})
+	if err != nil {
+		t.Fatalf("listing ResourceSlices: %v", err)
+	}
+	held := heldDevices(t, env)
+	ready := readyNodes(t, env)
+	n := 0
+	for _, s := range list.Items {
+		if s.Spec.NodeName == nil || !ready[*s.Spec.NodeName] {
+			continue
+		}
+		for _, d := range s.Spec.Devices {
+			if held[Device{Driver: acc.DRADriver, Pool: s.Spec.Pool.Name, Name: d.Name}] {
+				continue
+			}
+			ok, err := Admits(t.Context(), exprs, acc.DRADriver, d)
+			if err != nil {
+				return 0, fmt.Sprintf("DeviceClass %s: %v", acc.DeviceClass, err)
+			}
+			if ok {
+				n++
+			}
+		}
+	}
+	return n, ""
+}
