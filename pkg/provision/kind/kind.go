@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
 	kindnodes "sigs.k8s.io/kind/pkg/cluster/nodes"
-	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 	kindexec "sigs.k8s.io/kind/pkg/exec"
 	kindlog "sigs.k8s.io/kind/pkg/log"
 
@@ -405,6 +404,16 @@ func loadConcurrently(ctx context.Context, nodes []kindnodes.Node, loads []archi
 	return ctx.Err()
 }
 
+// importArgs is the command that imports an archive from stdin into a
+// node's containerd: every platform, with digest references, and without
+// unpacking the layers. containerd's CRI unpacks an image into the node's
+// snapshotter when a container first uses it, as after a pull: so each
+// node unpacks only the images its pods run (a control-plane node that
+// the stack's Deployments avoid, almost none), and the cores kubeadm
+// needs while the cluster comes up are not spent on layers no pod of that
+// node reads.
+var importArgs = []string{"ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--digests", "--no-unpack", "-"}
+
 // importArchive streams the archive write produces into a node's
 // containerd.
 func importArchive(n kindnodes.Node, write func(io.Writer) error) error {
@@ -415,7 +424,7 @@ func importArchive(n kindnodes.Node, write func(io.Writer) error) error {
 		pw.CloseWithError(err)
 		written <- err
 	}()
-	err := nodeutils.LoadImageArchive(n, pr)
+	err := withCommandOutput(n.Command(importArgs[0], importArgs[1:]...).SetStdin(pr).Run())
 	pr.CloseWithError(errors.New("the node stopped reading the image"))
 	if werr := <-written; err == nil && werr != nil {
 		err = werr
