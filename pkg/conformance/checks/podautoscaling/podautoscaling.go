@@ -48,6 +48,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/promconfig"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/promtext"
 	"github.com/kaic-dev/kaic/pkg/probe"
 )
 
@@ -548,10 +549,29 @@ func waitMetric(t *conformance.T, env *conformance.Env, version string, o Option
 		case want >= 0:
 			why = "its last answer: " + strings.TrimSpace(string(last))
 		}
-		t.Fatalf("the metrics adapter does not %s for pod(s) %s within %s (GET %s): %s; the adapter needs a rule exposing the probe's gauge for pods, and a pipeline that follows it",
-			what, strings.Join(podNames(pods), ", "), o.MetricTimeout, path, why)
+		t.Fatalf("the metrics adapter does not %s for pod(s) %s within %s (GET %s): %s; the adapter needs a rule exposing the probe's gauge for pods, and a pipeline that follows it%s",
+			what, strings.Join(podNames(pods), ", "), o.MetricTimeout, path, why, scrapeState(t, env))
 	}
 	t.Observe("GET "+path, string(last))
+}
+
+// scrapeState says, for a failure, what each Prometheus that
+// prometheus-operator runs does with the PodMonitor's scrape pool: without
+// a target there, it never loaded the PodMonitor; with one, whether its
+// scrapes succeed. It is empty when no such Prometheus runs.
+func scrapeState(t *conformance.T, env *conformance.Env) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
+	defer cancel()
+	proms, err := promtext.OperatedServices(ctx, env.Client)
+	if err != nil || len(proms) == 0 {
+		return ""
+	}
+	var states []string
+	for _, prom := range proms {
+		states = append(states, promtext.PoolTargets(ctx, env.Client, prom, "podMonitor/"+env.Namespace+"/"+name+"/"))
+	}
+	t.Observe("Prometheus scrape pools of PodMonitor "+env.Namespace+"/"+name, states)
+	return "; " + strings.Join(states, "; ")
 }
 
 // sawMetric records what the custom metrics API reports for the pods,

@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +33,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -53,8 +51,8 @@ const (
 )
 
 // OperatedLabel marks the Service prometheus-operator creates for every
-// Prometheus (prometheus-operated, port web).
-const OperatedLabel = "operated-prometheus"
+// Prometheus it runs.
+const OperatedLabel = promtext.OperatedLabel
 
 // RunLabel is the label the ServiceMonitor adds to every series of this
 // run's workload, so that series of earlier runs never count.
@@ -215,26 +213,16 @@ func findPrometheus(t *conformance.T, env *conformance.Env, o Options) promtext.
 		return svc
 	}
 	t.Step("Find the Prometheus that prometheus-operator runs (Service labelled %s=true)", OperatedLabel)
-	list, err := env.Client.CoreV1().Services(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{
-		LabelSelector: labels.SelectorFromSet(labels.Set{OperatedLabel: "true"}).String(),
-	})
+	list, err := promtext.OperatedServices(t.Context(), env.Client)
 	if err != nil {
-		t.Fatalf("listing Services labelled %s=true: %v", OperatedLabel, err)
+		t.Fatalf("%v", err)
 	}
-	if len(list.Items) == 0 {
+	if len(list) == 0 {
 		t.Fatalf("no Prometheus found: no Service is labelled %s=true (prometheus-operator creates prometheus-operated for every Prometheus); install a Prometheus (such as kube-prometheus-stack) or name its query API with the check's Prometheus option", OperatedLabel)
 	}
-	sort.Slice(list.Items, func(i, j int) bool {
-		return list.Items[i].Namespace+"/"+list.Items[i].Name < list.Items[j].Namespace+"/"+list.Items[j].Name
-	})
-	s := list.Items[0]
-	port := "web"
-	if !slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == port }) && len(s.Spec.Ports) > 0 {
-		port = strconv.Itoa(int(s.Spec.Ports[0].Port))
-	}
-	svc := promtext.Service{Namespace: s.Namespace, Name: s.Name, Port: port}
-	if len(list.Items) > 1 {
-		t.Logf("%d Services are labelled %s=true; using the first, %s", len(list.Items), OperatedLabel, svc)
+	svc := list[0]
+	if len(list) > 1 {
+		t.Logf("%d Services are labelled %s=true; using the first, %s", len(list), OperatedLabel, svc)
 	}
 	t.Observe("Prometheus", svc.String())
 	return svc
@@ -454,7 +442,7 @@ func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Se
 func configLoadedAfter(t *conformance.T, env *conformance.Env, prom promtext.Service, created time.Time) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
 	defer cancel()
-	raw, err := api(ctx, env, prom, "/api/v1/status/runtimeinfo", nil)
+	raw, err := promtext.API(ctx, env.Client, prom, "/api/v1/status/runtimeinfo", nil)
 	var info struct {
 		LastConfigTime time.Time `json:"lastConfigTime"`
 	}
@@ -490,14 +478,6 @@ func mismatches(wants []expectation, got [][]promtext.Sample) string {
 	return strings.Join(out, "; ")
 }
 
-// apiAnswer is the envelope of Prometheus' HTTP API.
-type apiAnswer struct {
-	Status    string          `json:"status"`
-	ErrorType string          `json:"errorType"`
-	Error     string          `json:"error"`
-	Data      json.RawMessage `json:"data"`
-}
-
 // queryData is the data of an instant query.
 type queryData struct {
 	ResultType string `json:"resultType"`
@@ -507,24 +487,9 @@ type queryData struct {
 	} `json:"result"`
 }
 
-func api(ctx context.Context, env *conformance.Env, prom promtext.Service, path string, params url.Values) (json.RawMessage, error) {
-	body, err := promtext.Get(ctx, env.Client, prom, path, params)
-	if err != nil {
-		return nil, err
-	}
-	var a apiAnswer
-	if err := json.Unmarshal(body, &a); err != nil {
-		return nil, fmt.Errorf("%s answered no Prometheus API response: %w (%.200q)", path, err, body)
-	}
-	if a.Status != "success" {
-		return nil, fmt.Errorf("%s answered %s: %s %s", path, a.Status, a.ErrorType, a.Error)
-	}
-	return a.Data, nil
-}
-
 // query runs an instant query and returns the vector it answers.
 func query(ctx context.Context, env *conformance.Env, prom promtext.Service, q string) ([]promtext.Sample, error) {
-	raw, err := api(ctx, env, prom, "/api/v1/query", url.Values{"query": {q}})
+	raw, err := promtext.API(ctx, env.Client, prom, "/api/v1/query", url.Values{"query": {q}})
 	if err != nil {
 		return nil, err
 	}
@@ -547,34 +512,18 @@ func query(ctx context.Context, env *conformance.Env, prom promtext.Service, q s
 	return out, nil
 }
 
-// target is what Prometheus says of one scrape target.
-type target struct {
-	Labels     map[string]string `json:"labels"`
-	ScrapePool string            `json:"scrapePool"`
-	ScrapeURL  string            `json:"scrapeUrl"`
-	Health     string            `json:"health"`
-	LastError  string            `json:"lastError"`
-	LastScrape string            `json:"lastScrape"`
-}
-
 // targetStatus says whether Prometheus discovered the workload's target
 // and how its scrapes went, for a failure.
 func targetStatus(t *conformance.T, env *conformance.Env, prom promtext.Service, runID string) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
 	defer cancel()
-	raw, err := api(ctx, env, prom, "/api/v1/targets", url.Values{"state": {"active"}})
+	active, err := promtext.ActiveTargets(ctx, env.Client, prom)
 	if err != nil {
 		return "the target status is unknown: " + err.Error()
 	}
-	var d struct {
-		ActiveTargets []target `json:"activeTargets"`
-	}
-	if err := json.Unmarshal(raw, &d); err != nil {
-		return "the target status is unknown: " + err.Error()
-	}
 	pool := "serviceMonitor/" + env.Namespace + "/" + name + "/"
-	var ours []target
-	for _, tg := range d.ActiveTargets {
+	var ours []promtext.Target
+	for _, tg := range active {
 		if tg.Labels[RunLabel] == runID || strings.HasPrefix(tg.ScrapePool, pool) {
 			ours = append(ours, tg)
 		}
@@ -582,16 +531,12 @@ func targetStatus(t *conformance.T, env *conformance.Env, prom promtext.Service,
 	if len(ours) == 0 {
 		t.Observe("Prometheus targets of ServiceMonitor "+env.Namespace+"/"+name, "(none)")
 		return fmt.Sprintf("Prometheus has no target for ServiceMonitor %s/%s among its %d active targets: it never discovered the workload (its serviceMonitorSelector or serviceMonitorNamespaceSelector does not select the ServiceMonitor, whose labels the check's ScrapeLabels option sets, or prometheus-operator did not reconcile it)",
-			env.Namespace, name, len(d.ActiveTargets))
+			env.Namespace, name, len(active))
 	}
 	t.Observe("Prometheus targets of ServiceMonitor "+env.Namespace+"/"+name, ours)
 	var states []string
 	for _, tg := range ours {
-		s := fmt.Sprintf("target %s is %s", tg.ScrapeURL, tg.Health)
-		if tg.LastError != "" {
-			s += " (last error: " + tg.LastError + ")"
-		}
-		states = append(states, s)
+		states = append(states, tg.String())
 	}
 	return "Prometheus discovered the workload but collected no series: " + strings.Join(states, "; ")
 }
