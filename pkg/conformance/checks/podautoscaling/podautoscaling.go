@@ -143,9 +143,7 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 	t.Cleanup(func(ctx context.Context) { release(ctx, t, env) })
 	stopRefresh := func() {}
 	if scrape(t, env) {
-		stopConfig := promconfig.Refresh(t, env)
-		stopNotify := promconfig.Renotify(t, env, schema.GroupVersionResource{Group: "monitoring.coreos.com", Version: "v1", Resource: podMonitors}, name)
-		stopRefresh = func() { stopNotify(); stopConfig() }
+		stopRefresh = promconfig.Refresh(t, env)
 	}
 	pods := waitPods(t, env, 1, o.ScaleTimeout)
 	first := pods[0]

@@ -33,7 +33,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
@@ -163,7 +162,6 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 	t.Apply(service(o))
 	monitor := t.Apply(serviceMonitor(env, o, runID))
 	defer promconfig.Refresh(t, env)()
-	defer promconfig.Renotify(t, env, monitoringGVR(serviceMonitors), name)()
 	p := waitReady(t, env)
 	node, err := env.Client.CoreV1().Nodes().Get(t.Context(), p.Spec.NodeName, metav1.GetOptions{})
 	if err != nil {
@@ -541,10 +539,4 @@ func targetStatus(t *conformance.T, env *conformance.Env, prom promtext.Service,
 		states = append(states, tg.String())
 	}
 	return "Prometheus discovered the workload but collected no series: " + strings.Join(states, "; ")
-}
-
-// monitoringGVR is resource of MonitoringGroupVersion.
-func monitoringGVR(resource string) schema.GroupVersionResource {
-	gv, _ := schema.ParseGroupVersion(MonitoringGroupVersion)
-	return gv.WithResource(resource)
 }

@@ -56,23 +56,17 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 // installCRD serves monitoring.coreos.com/v1 Prometheus, schema-less.
 func installCRD(t *testing.T, env *testenv.Env) {
 	t.Helper()
-	installCRDOf(t, env, Prometheuses, "prometheus", "Prometheus")
-}
-
-// installCRDOf installs a CRD of gvr that keeps every field.
-func installCRDOf(t *testing.T, env *testenv.Env, gvr schema.GroupVersionResource, singular, kind string) {
-	t.Helper()
-	name := gvr.Resource + "." + gvr.Group
+	name := Prometheuses.Resource + "." + Prometheuses.Group
 	crd := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiextensions.k8s.io/v1",
 		"kind":       "CustomResourceDefinition",
 		"metadata":   map[string]any{"name": name},
 		"spec": map[string]any{
-			"group": gvr.Group,
+			"group": Prometheuses.Group,
 			"scope": "Namespaced",
-			"names": map[string]any{"plural": gvr.Resource, "singular": singular, "kind": kind, "listKind": kind + "List"},
+			"names": map[string]any{"plural": Prometheuses.Resource, "singular": "prometheus", "kind": "Prometheus", "listKind": "PrometheusList"},
 			"versions": []any{map[string]any{
-				"name": gvr.Version, "served": true, "storage": true,
+				"name": Prometheuses.Version, "served": true, "storage": true,
 				"schema": map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
 			}},
 		},
@@ -282,62 +276,4 @@ func TestRefreshTouchesOnlyKaicsPrometheus(t *testing.T) {
 	if v, ok := pod.Annotations[Annotation]; ok {
 		t.Errorf("annotation %s=%q left on %s", Annotation, v, ownPod)
 	}
-}
-
-// Renotify changes the annotation on the check's own PodMonitor, first
-// one interval after it starts, and on no other object of the namespace.
-func TestRenotifyChangesOnlyTheChecksMonitor(t *testing.T) {
-	env := testenv.Shared(t)
-	podMonitors := schema.GroupVersionResource{Group: "monitoring.coreos.com", Version: "v1", Resource: "podmonitors"}
-	installCRDOf(t, env, podMonitors, "podmonitor", "PodMonitor")
-	defer func(d time.Duration) { RenotifyInterval = d }(RenotifyInterval)
-	RenotifyInterval = 500 * time.Millisecond
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	serviceAccounts(ctx, t, env)
-
-	monitor := func(name string) *unstructured.Unstructured {
-		return &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
-			"metadata": map[string]any{"name": name},
-			"spec":     map[string]any{"selector": map[string]any{}},
-		}}
-	}
-	var atStart, afterStop map[string]string
-	var other map[string]string
-	check := conformance.NewCheck("pod_autoscaling", func(t *conformance.T, env *conformance.Env) {
-		t.Apply(monitor("probe"))
-		t.Apply(monitor("bystander"))
-		get := func(name string) map[string]string {
-			u, err := env.Dynamic.Resource(podMonitors).Namespace(env.Namespace).Get(t.Context(), name, metav1.GetOptions{})
-			if err != nil {
-				t.Fatalf("%v", err)
-			}
-			return u.GetAnnotations()
-		}
-		stop := Renotify(t, env, podMonitors, "probe")
-		atStart = get("probe")
-		time.Sleep(5 * RenotifyInterval / 2)
-		stop()
-		afterStop = get("probe")
-		time.Sleep(RenotifyInterval * 3 / 2)
-		if now := get("probe"); now[RenotifyAnnotation] != afterStop[RenotifyAnnotation] {
-			t.Errorf("annotation changed after stop: %q, then %q", afterStop[RenotifyAnnotation], now[RenotifyAnnotation])
-		}
-		other = get("bystander")
-	})
-	res := checktest.RunWith(t, env, check, checktest.Options{Version: "1.37", Category: "operator", Level: conformance.Must, Timeout: time.Minute, CleanupTimeout: 2 * time.Second})
-	if res.Status != conformance.Passed {
-		t.Fatalf("status %s: %s", res.Status, res.Reason)
-	}
-	if v, ok := atStart[RenotifyAnnotation]; ok {
-		t.Errorf("annotation set at once (%q): the creation is the operator's first event", v)
-	}
-	if _, err := time.Parse(time.RFC3339Nano, afterStop[RenotifyAnnotation]); err != nil {
-		t.Errorf("annotation %s of the check's monitor is %q: %v", RenotifyAnnotation, afterStop[RenotifyAnnotation], err)
-	}
-	if v, ok := other[RenotifyAnnotation]; ok {
-		t.Errorf("another monitor of the namespace was annotated: %q", v)
-	}
-	checktest.ExpectTranscript(t, res, "annotation kaic.dev/renotify changed 2 time(s) on podmonitors probe")
 }
