@@ -14,8 +14,8 @@
 // When the series never appear it says whether Prometheus discovered the
 // target at all and what its last scrape said. Prometheus reads the
 // ServiceMonitor's scrape configuration when the kubelet next syncs its
-// pod, up to about 90 s later; on a Prometheus kaic's stack installed the
-// check has the kubelet do it at once (package promconfig).
+// pod, up to about 90 s later (see package podautoscaling for why the
+// check does not hurry it).
 package servicemetrics
 
 import (
@@ -36,7 +36,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
-	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/promconfig"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/promtext"
 	"github.com/kaic-dev/kaic/pkg/probe"
 )
@@ -161,7 +160,6 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 	t.Apply(pod(env, o))
 	t.Apply(service(o))
 	monitor := t.Apply(serviceMonitor(env, o, runID))
-	defer promconfig.Refresh(t, env)()
 	p := waitReady(t, env)
 	node, err := env.Client.CoreV1().Nodes().Get(t.Context(), p.Spec.NodeName, metav1.GetOptions{})
 	if err != nil {
