@@ -18,11 +18,11 @@
 // reconciles at once rather than at its next sync period. Before the first
 // metric Prometheus must read the PodMonitor's scrape configuration, which
 // the kubelet hands its pod at its next periodic sync, up to about 90 s
-// later. The check does not touch the Prometheus pod to hurry it: a
-// Prometheus annotated every few seconds did not load the new
-// configuration at all (measured on kind: 29 and 49 s untouched, none
-// within 150 s annotated every 2 s; the kubelet syncs the pod on each
-// change without rewriting the volume).
+// later, and prometheus-config-reloader reloads it when it sees the file
+// change or, where its file watch does not fire, at its re-read every 3
+// minutes (DefaultMetricTimeout allows for both). The check does not touch
+// the Prometheus pod to hurry the kubelet: where the reloader waits for
+// its re-read, that would not help.
 package podautoscaling
 
 import (
@@ -93,8 +93,13 @@ const (
 	// window and a new pod's start.
 	DefaultScaleTimeout = 4 * time.Minute
 	// DefaultMetricTimeout bounds the wait for a metrics pipeline to
-	// pick up a new pod (scrape interval plus the adapter's relist).
-	DefaultMetricTimeout = 2 * time.Minute
+	// pick up a new pod: the PodMonitor's configuration reaching
+	// Prometheus (the kubelet's next sync of its Secret volume, up to
+	// about 90 s, then prometheus-config-reloader, which reloads when it
+	// sees the file change, or where its file watch does not fire, as on
+	// the offline kind cluster, at its 3-minute re-read), then the scrape
+	// interval and the adapter's relist.
+	DefaultMetricTimeout = 5 * time.Minute
 	// loadTimeout bounds setting the gauge in one pod.
 	loadTimeout = 30 * time.Second
 	poll        = 2 * time.Second
