@@ -15,8 +15,7 @@
 // target at all and what its last scrape said. Prometheus reads the
 // ServiceMonitor's scrape configuration when the kubelet next syncs its
 // pod, up to about 90 s later, and prometheus-config-reloader reloads it
-// when it sees the file change or, where its file watch does not fire, at
-// its re-read every 3 minutes (DefaultCollectionTimeout allows for both).
+// when it sees the file change (or at its re-read every 3 minutes).
 package servicemetrics
 
 import (
