@@ -130,15 +130,9 @@ func Strategies(rs []resourcev1.ResourceSlice) []string {
 // its pods in its turn, after the first released its device. It reports
 // whether the pods were started.
 func startTogether(t *conformance.T, env *conformance.Env) bool {
-	count, why := devicepod.FreeForPods(t, env)
-	if count < 2 {
-		if why != "" {
-			why = " (" + why + ")"
-		}
-		t.Logf("%d free device(s) of DeviceClass %s%s, fewer than the 2 the claim-sharing tests hold at once: each test starts its pods in its turn", count, env.Accelerator.DeviceClass, why)
+	if !devicepod.StartTogether(t, env, 2, "both claim-sharing tests") {
 		return false
 	}
-	t.Step("Start the pods of both claim-sharing tests at once: %d devices of DeviceClass %s are free, enough for the 2 they hold together", count, env.Accelerator.DeviceClass)
 	startContainers(t, env)
 	startPods(t, env)
 	return true

@@ -195,7 +195,7 @@ func TestGPUSharingRunsMoreHoldersThanSharedDevices(t *testing.T) {
 		"3 pods, each with its own claim of one device, ran at once on node kwok-timesliced-0, which has 2 device(s) several claims may hold",
 		"both containers of pod shared-by-containers share device timesliced.example.com/kwok-timesliced-0/gpu-0",
 		// The class admits one device: the second test's pods wait for it.
-		"1 free device(s) of DeviceClass timesliced.example.com, fewer than the 2 the claim-sharing tests hold at once",
+		"1 device of DeviceClass timesliced.example.com free, fewer than the 2 held at once by both claim-sharing tests",
 	)
 	if strings.Contains(checktest.Transcript(res), "share none") {
 		t.Error("a holder's allocation records no share")

@@ -76,15 +76,9 @@ const heldAtOnce = 4
 // starts its pods in its turn and the earlier tests' pods are released
 // first. It reports whether the pods were started.
 func startTogether(t *conformance.T, env *conformance.Env, inventory map[string][]devicepod.Device) bool {
-	count, why := devicepod.FreeForPods(t, env)
-	if count < heldAtOnce {
-		if why != "" {
-			why = " (" + why + ")"
-		}
-		t.Logf("%d %s free%s, fewer than the %d the tests hold when they run at once: each test starts its pods in its turn", count, freeWhat(env, count), why, heldAtOnce)
+	if !devicepod.StartTogether(t, env, heldAtOnce, "every test") {
 		return false
 	}
-	t.Step("Start the pods of every test at once: %d %s are free, enough for the %d they hold together", count, freeWhat(env, count), heldAtOnce)
 	startPositive(t, env)
 	startMulti(t, env)
 	startDistinct(t, env, inventory)
@@ -98,21 +92,6 @@ func startTogether(t *conformance.T, env *conformance.Env, inventory map[string]
 	}
 	startNegative(t, env, pos.Spec.NodeName)
 	return true
-}
-
-// freeWhat names count of what FreeForPods counts.
-func freeWhat(env *conformance.Env, count int) string {
-	unit := "device"
-	if devicepod.DevicePlugin(env) {
-		unit = "unit"
-	}
-	if count != 1 {
-		unit += "s"
-	}
-	if devicepod.DevicePlugin(env) {
-		return unit + " of " + devicepod.Source(env)
-	}
-	return unit + " of DeviceClass " + env.Accelerator.DeviceClass
 }
 
 func evidence(env *conformance.Env) string {

@@ -102,7 +102,7 @@ func TestSecureAcceleratorAccessPassesWithTwoDevices(t *testing.T) {
 		"DistinctDevicesTest":         conformance.Passed,
 	})
 	checktest.ExpectTranscript(t, res,
-		"2 devices of DeviceClass gpu.pair.example.com free, fewer than the 4 the tests hold when they run at once: each test starts its pods in its turn",
+		"2 devices of DeviceClass gpu.pair.example.com free, fewer than the 4 held at once by every test: each test starts its pods in its turn",
 		"hold different devices: gpu.pair.example.com/kwok-gpu-1/")
 	if tr := checktest.Transcript(res); strings.Contains(tr, "every test at once") {
 		t.Errorf("pods started at once with two devices:\n%s", tr)

@@ -96,3 +96,38 @@ func FreeForPods(t *conformance.T, env *conformance.Env) (int, string) {
 	}
 	return n, ""
 }
+
+// StartTogether decides whether the pods of tests that hold need devices
+// between them start at once: when FreeForPods counts at least need, it
+// says so as a step and reports true, and the caller starts them all;
+// otherwise it says why not and reports false, and each test starts its
+// pods in its turn. tests names them ("the claim-sharing tests").
+func StartTogether(t *conformance.T, env *conformance.Env, need int, tests string) bool {
+	count, why := FreeForPods(t, env)
+	what := freeUnits(env, count)
+	if count < need {
+		if why != "" {
+			why = " (" + why + ")"
+		}
+		t.Logf("%d %s free%s, fewer than the %d held at once by %s: each test starts its pods in its turn", count, what, why, need, tests)
+		return false
+	}
+	t.Step("Start the pods of %s at once: %d %s are free, enough for the %d they hold together", tests, count, what, need)
+	return true
+}
+
+// freeUnits names count of what FreeForPods counts: devices of the
+// model's DeviceClass, or units of its extended resource.
+func freeUnits(env *conformance.Env, count int) string {
+	unit := "device"
+	if DevicePlugin(env) {
+		unit = "unit"
+	}
+	if count != 1 {
+		unit += "s"
+	}
+	if DevicePlugin(env) {
+		return unit + " of " + Source(env)
+	}
+	return unit + " of DeviceClass " + env.Accelerator.DeviceClass
+}
