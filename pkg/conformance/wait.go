@@ -9,8 +9,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
@@ -198,4 +200,27 @@ func UntilWithSync(ctx context.Context, lw cache.ListerWatcher, objType k8srunti
 	ctx, endWait := StartWait(ctx)
 	defer endWait()
 	return watchtools.UntilWithSync(ctx, lw, objType, precondition, conditions...)
+}
+
+// UntilServiceSlices watches the EndpointSlices of Service name in
+// namespace until done, given every slice the Service has at that moment
+// by slice name, reports true. It is UntilWithSync (a wait of the check)
+// that keeps the set of slices, since each event carries one slice.
+func UntilServiceSlices(ctx context.Context, client kubernetes.Interface, namespace, name string, done func(map[string]*discoveryv1.EndpointSlice) bool) error {
+	slices := client.DiscoveryV1().EndpointSlices(namespace)
+	lw := ListWatch(slices.List, slices.Watch, "", labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}).String())
+	seen := map[string]*discoveryv1.EndpointSlice{}
+	_, err := UntilWithSync(ctx, lw, &discoveryv1.EndpointSlice{}, nil, func(event watch.Event) (bool, error) {
+		s, ok := event.Object.(*discoveryv1.EndpointSlice)
+		if !ok {
+			return false, nil
+		}
+		if event.Type == watch.Deleted {
+			delete(seen, s.Name)
+		} else {
+			seen[s.Name] = s
+		}
+		return done(seen), nil
+	})
+	return err
 }

@@ -197,25 +197,13 @@ func waitReady(ctx context.Context, t *conformance.T, env *conformance.Env, svc 
 		}
 	}
 	t.Logf("Service %s has %d ready and %d not ready endpoints: waiting for its exporter pods to be ready", svc, ready, notReady)
-	endpointSlices := env.Client.DiscoveryV1().EndpointSlices(svc.Namespace)
-	lw := conformance.ListWatch(endpointSlices.List, endpointSlices.Watch, "", labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name}).String())
-	seen := map[string]*discoveryv1.EndpointSlice{}
-	_, err = conformance.UntilWithSync(ctx, lw, &discoveryv1.EndpointSlice{}, nil, func(event watch.Event) (bool, error) {
-		s, ok := event.Object.(*discoveryv1.EndpointSlice)
-		if !ok {
-			return false, nil
-		}
-		if event.Type == watch.Deleted {
-			delete(seen, s.Name)
-		} else {
-			seen[s.Name] = s
-		}
+	err = conformance.UntilServiceSlices(ctx, env.Client, svc.Namespace, svc.Name, func(seen map[string]*discoveryv1.EndpointSlice) bool {
 		ready, notReady = 0, 0
 		for _, s := range seen {
 			r, n := readyOn(s, portName)
 			ready, notReady = ready+r, notReady+n
 		}
-		return ready > 0 && notReady == 0, nil
+		return ready > 0 && notReady == 0
 	})
 	waited := time.Since(start).Round(time.Second)
 	switch {

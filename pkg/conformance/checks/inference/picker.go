@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
@@ -277,23 +276,11 @@ func waitPickerServed(t *conformance.T, env *conformance.Env, pod *corev1.Pod, t
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	start := time.Now()
-	endpointSlices := env.Client.DiscoveryV1().EndpointSlices(env.Namespace)
-	lw := conformance.ListWatch(endpointSlices.List, endpointSlices.Watch, "", labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: endpointPicker}).String())
-	seen := map[string]*discoveryv1.EndpointSlice{}
 	state := "no EndpointSlice"
-	_, err := conformance.UntilWithSync(ctx, lw, &discoveryv1.EndpointSlice{}, nil, func(event watch.Event) (bool, error) {
-		s, ok := event.Object.(*discoveryv1.EndpointSlice)
-		if !ok {
-			return false, nil
-		}
-		if event.Type == watch.Deleted {
-			delete(seen, s.Name)
-		} else {
-			seen[s.Name] = s
-		}
+	err := conformance.UntilServiceSlices(ctx, env.Client, env.Namespace, endpointPicker, func(seen map[string]*discoveryv1.EndpointSlice) bool {
 		served, why := servesPicker(seen, pod)
 		state = why
-		return served, nil
+		return served
 	})
 	if err != nil {
 		msg := fmt.Sprintf("Service %s has no ready endpoint for picker pod %s on port %s within %s (%s)", endpointPicker, pod.Name, endpointPickerPortName, timeout, state)
