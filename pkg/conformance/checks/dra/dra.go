@@ -141,14 +141,7 @@ func slicesOnReadyNodes(t *conformance.T, env *conformance.Env) int {
 			t.Logf("ResourceSlice %s is not bound to one node (%d devices); ignored", s.Name, len(s.Spec.Devices))
 		}
 	}
-	nodes, err := env.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatalf("listing nodes: %v", err)
-	}
-	ready := map[string]bool{}
-	for _, n := range nodes.Items {
-		ready[n.Name] = nodeReady(&n)
-	}
+	ready := devicepod.ReadyNodes(t, env)
 	var rows []string
 	best, readyWithDevices := 0, 0
 	names := make([]string, 0, len(perNode))
@@ -361,15 +354,6 @@ func hasDevice(items []resourcev1.ResourceSlice, pool, device string) bool {
 		}
 		if slices.ContainsFunc(s.Spec.Devices, func(d resourcev1.Device) bool { return d.Name == device }) {
 			return true
-		}
-	}
-	return false
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
 		}
 	}
 	return false

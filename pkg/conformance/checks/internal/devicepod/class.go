@@ -75,7 +75,7 @@ func FreeForPods(t *conformance.T, env *conformance.Env) (int, string) {
 		t.Fatalf("listing ResourceSlices: %v", err)
 	}
 	held := heldDevices(t, env)
-	ready := readyNodes(t, env)
+	ready := ReadyNodes(t, env)
 	n := 0
 	for _, s := range list.Items {
 		if s.Spec.NodeName == nil || !ready[*s.Spec.NodeName] {

@@ -566,7 +566,7 @@ func Inventory(t *conformance.T, env *conformance.Env) map[string][]Device {
 	if err != nil {
 		t.Fatalf("listing ResourceSlices: %v", err)
 	}
-	ready := readyNodes(t, env)
+	ready := ReadyNodes(t, env)
 	out := map[string][]Device{}
 	for _, s := range list.Items {
 		if s.Spec.NodeName == nil || !ready[*s.Spec.NodeName] {
@@ -599,8 +599,8 @@ func FreeDevices(t *conformance.T, env *conformance.Env) map[string][]Device {
 	return free
 }
 
-// readyNodes tells, for every node, whether it is Ready.
-func readyNodes(t *conformance.T, env *conformance.Env) map[string]bool {
+// ReadyNodes tells, for every node, whether it is Ready.
+func ReadyNodes(t *conformance.T, env *conformance.Env) map[string]bool {
 	nodes, err := env.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatalf("listing nodes: %v", err)
