@@ -19,9 +19,9 @@
 // metric Prometheus must read the PodMonitor's scrape configuration, which
 // the kubelet hands its pod at its next periodic sync, up to about 90 s
 // later, and prometheus-config-reloader reloads it when it sees the file
-// change. The check does not touch the Prometheus pod to hurry the
-// kubelet: on kind, a pod annotated every 2 s did not get the new file
-// within 150 s, twice, while untouched ones got it within 29-83 s.
+// change (with prometheus-operator before v0.91.0, only at its re-read
+// every 3 minutes after the first change: see servicemetrics). The check
+// does not touch the Prometheus pod.
 package podautoscaling
 
 import (
@@ -94,10 +94,10 @@ const (
 	// DefaultMetricTimeout bounds the wait for a metrics pipeline to
 	// pick up a new pod: the PodMonitor's configuration reaching
 	// Prometheus (the kubelet's next sync of its Secret volume, up to
-	// about 90 s, though once 3 minutes on a loaded kind cluster; then
-	// prometheus-config-reloader, which reloads when it sees the file
-	// change; or its re-read every 3 minutes), then the scrape interval
-	// and the adapter's relist.
+	// about 90 s; then prometheus-config-reloader, which reloads when it
+	// sees the file change, or with prometheus-operator before v0.91.0
+	// at its re-read every 3 minutes), then the scrape interval and the
+	// adapter's relist.
 	DefaultMetricTimeout = 5 * time.Minute
 	// loadTimeout bounds setting the gauge in one pod.
 	loadTimeout = 30 * time.Second

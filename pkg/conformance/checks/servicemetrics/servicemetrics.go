@@ -15,7 +15,11 @@
 // target at all and what its last scrape said. Prometheus reads the
 // ServiceMonitor's scrape configuration when the kubelet next syncs its
 // pod, up to about 90 s later, and prometheus-config-reloader reloads it
-// when it sees the file change (or at its re-read every 3 minutes).
+// when it sees the file change. Before prometheus-operator v0.91.0 the
+// reloader watched the file itself, a watch that the kubelet's atomic
+// update ends after the first change; later changes then wait for its
+// re-read every 3 minutes, so a cluster with an older operator can take
+// four and a half minutes (the collection timeout allows five).
 package servicemetrics
 
 import (
