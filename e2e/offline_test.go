@@ -582,10 +582,14 @@ func TestOfflineUpValidateDown(t *testing.T) {
 			}
 		}
 		// A failed check's tests are failing tests in junit.xml, which a
-		// submission may not hold: errors about those belong to it too.
+		// submission may not hold: errors about those belong to it too, as
+		// do those about the SHOULD tests this host makes fail.
 		failing := map[string]bool{}
 		for _, u := range unverified {
 			failing[u.TestName] = true
+		}
+		for _, name := range hostFailedTests {
+			failing[name] = true
 		}
 		for _, e := range errs {
 			path, _, _ := strings.Cut(e, ":")

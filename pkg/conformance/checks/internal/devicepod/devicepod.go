@@ -42,9 +42,10 @@ const (
 	// ReleaseTimeout bounds the wait for deleted pods' claims to be
 	// deallocated.
 	ReleaseTimeout = 2 * time.Minute
-	// unschedulableGrace is how long a pod may stay unschedulable while
-	// devices are free before that is a failure rather than the scheduler
-	// not having retried yet.
+	// unschedulableGrace is how long a pod may stay unschedulable before
+	// kaic looks for free devices, and then again how long it may stay so
+	// with devices free before that is a failure rather than the
+	// scheduler not having retried yet.
 	unschedulableGrace = 20 * time.Second
 	// slowStart is how long a pod may take from creation to Running
 	// before the transcript records its timeline and events: on a
@@ -220,6 +221,19 @@ func WaitRunning(t *conformance.T, env *conformance.Env, name string) *corev1.Po
 		graceCtx, cancelGrace := context.WithTimeout(ctx, unschedulableGrace)
 		pod, err = conformance.WaitForPod(graceCtx, env.Client, env.Namespace, name, conformance.PodRunning)
 		cancelGrace()
+		if err != nil && ctx.Err() == nil {
+			if free := FreeDevices(t, env); len(free) > 0 {
+				// The devices may have been released a moment ago by
+				// another check, and the scheduler retries a pod only
+				// after its backoff: the verdict needs them free for a
+				// second grace with the pod still unschedulable.
+				t.Logf("pod %s is still unschedulable while %d %s are free (%s); giving the scheduler %s to retry",
+					name, countAll(free), freeWhat(env), strings.Join(slices.Sorted(maps.Keys(free)), ", "), unschedulableGrace)
+				graceCtx, cancelGrace := context.WithTimeout(ctx, unschedulableGrace)
+				pod, err = conformance.WaitForPod(graceCtx, env.Client, env.Namespace, name, conformance.PodRunning)
+				cancelGrace()
+			}
+		}
 		if err != nil && ctx.Err() == nil {
 			if free := FreeDevices(t, env); len(free) > 0 {
 				Describe(t, env, name)
