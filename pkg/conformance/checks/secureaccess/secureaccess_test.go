@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -228,8 +229,44 @@ func TestSecureAcceleratorAccessNotVerifiedWhenDevicesHeldByOthers(t *testing.T)
 	expectNotVerifiedBusy(t, res, "2 of 2 devices on node kwok-gpu-0 are held by other workloads (pod "+ns+"/hog-",
 		"pod pos-pod, which claims one gpu.busy.example.com device, got none within 40s")
 	checktest.ExpectTranscript(t, res,
-		"devices of driver gpu.busy.example.com held before the check",
+		"devices of driver gpu.busy.example.com that DeviceClass gpu.busy.example.com admits held before the check",
 		"kwok-gpu-0: 2 devices, 0 free, 0 held by kaic's checks, 2 by other workloads")
+}
+
+// Devices of the driver that the model's DeviceClass does not admit (as
+// kaic-fake-gpu's time-sliced ones, which another class serves) are no
+// reason to call the check's pod unschedulable "although devices are
+// free": while other workloads hold the two the class admits, the pod
+// waits for one of those, and the check is not verified, counting only
+// the class's devices.
+func TestSecureAcceleratorAccessWaitsForTheClassDevicesWhileOthersAreFree(t *testing.T) {
+	env := testenv.Shared(t)
+	shortScheduleTimeout(t)
+	const driver, class = "gpu.split.example.com", "low.gpu.split.example.com"
+	checktest.PublishSlice(t, env, testenv.FakeGPUSlice("kwok-gpu-1", driver, 4))
+	dc := testenv.DeviceClassFor(class, driver)
+	dc.Spec.Selectors = append(dc.Spec.Selectors, resourcev1.DeviceSelector{
+		CEL: &resourcev1.CELDeviceSelector{Expression: fmt.Sprintf("device.attributes[%q].index < 2", driver)},
+	})
+	if _, err := env.DRA().DeviceClasses().Create(t.Context(), dc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	ns := holdDevices(t, env, 2, func(p *corev1.Pod) {
+		p.Spec.ResourceClaims = []corev1.PodResourceClaim{{Name: "gpu", ResourceClaimTemplateName: new("one-gpu")}}
+		p.Spec.Containers[0].Resources.Claims = []corev1.ResourceClaim{{Name: "gpu"}}
+	}, func(ns string) error {
+		_, err := env.DRA().ResourceClaimTemplates(ns).Create(t.Context(), devicepod.OneDeviceTemplate("one-gpu", class), metav1.CreateOptions{})
+		return err
+	})
+	res := check.Run(t, env, driver, class)
+	expectNotVerifiedBusy(t, res, "2 of 2 devices on node kwok-gpu-1 are held by other workloads (pod "+ns+"/hog-",
+		"pod pos-pod, which claims one "+class+" device, got none within 40s")
+	checktest.ExpectTranscript(t, res,
+		"no device of DeviceClass "+class+" is free; waiting for one to be released",
+		"kwok-gpu-1: 2 devices, 0 free, 0 held by kaic's checks, 2 by other workloads")
+	if tr := checktest.Transcript(res); strings.Contains(tr, "although") {
+		t.Errorf("the pod was called unschedulable although devices are free:\n%s", tr)
+	}
 }
 
 // The same in device-plugin mode: a node's two units of the extended

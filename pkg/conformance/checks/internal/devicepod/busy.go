@@ -35,12 +35,20 @@ type NodeHolding struct {
 }
 
 // Holdings says, per Ready node, who holds the model's devices: in DRA
-// mode the allocated ResourceClaims, in device-plugin mode the pods bound
+// mode (counting the devices of the driver its DeviceClass admits) the
+// allocated ResourceClaims, in device-plugin mode the pods bound
 // to the node that request the extended resource. What the run's checks
 // hold is told apart from what other workloads hold by the namespace:
 // the checks' namespaces carry kaic's labels (package ownership).
 func Holdings(t *conformance.T, env *conformance.Env) map[string]*NodeHolding {
 	inv := Inventory(t, env)
+	if !DevicePlugin(env) {
+		// The devices pods of the model can get: those of the driver
+		// that its DeviceClass admits, when the class can be evaluated.
+		if _, admitted, why := classFree(t, env); why == "" {
+			inv = admitted
+		}
+	}
 	own := checkNamespaces(t, env)
 	out := map[string]*NodeHolding{}
 	for node, devs := range inv {
@@ -110,6 +118,16 @@ func Holdings(t *conformance.T, env *conformance.Env) map[string]*NodeHolding {
 		}
 	}
 	return out
+}
+
+// heldScope names the devices Holdings counts: in DRA mode those of the
+// driver that the model's DeviceClass admits, in device-plugin mode the
+// units of the extended resource.
+func heldScope(env *conformance.Env) string {
+	if DevicePlugin(env) {
+		return Source(env)
+	}
+	return Source(env) + " that DeviceClass " + env.Accelerator.DeviceClass + " admits"
 }
 
 // checkNamespaces returns the namespaces of the run's checks: those

@@ -59,14 +59,23 @@ func FreeForPods(t *conformance.T, env *conformance.Env) (int, string) {
 		}
 		return n, ""
 	}
+	free, _, why := classFree(t, env)
+	return countAll(free), why
+}
+
+// classFree lists, per Ready node, the devices of the driver that the
+// model's DeviceClass admits (its selectors evaluated as the scheduler
+// does) and no ResourceClaim holds, and all those it admits, held or not.
+// When the class cannot be read or evaluated it lists none and says why.
+func classFree(t *conformance.T, env *conformance.Env) (free, admitted map[string][]Device, why string) {
 	acc := env.Accelerator
 	class, err := env.DRA().DeviceClasses().Get(t.Context(), acc.DeviceClass, metav1.GetOptions{})
 	if err != nil {
-		return 0, fmt.Sprintf("reading DeviceClass %s: %v", acc.DeviceClass, err)
+		return nil, nil, fmt.Sprintf("reading DeviceClass %s: %v", acc.DeviceClass, err)
 	}
 	exprs, err := Selectors(class)
 	if err != nil {
-		return 0, fmt.Sprintf("DeviceClass %s: %v", acc.DeviceClass, err)
+		return nil, nil, fmt.Sprintf("DeviceClass %s: %v", acc.DeviceClass, err)
 	}
 	list, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, acc.DRADriver).String(),
@@ -76,25 +85,27 @@ func FreeForPods(t *conformance.T, env *conformance.Env) (int, string) {
 	}
 	held := heldDevices(t, env)
 	ready := ReadyNodes(t, env)
-	n := 0
+	free, admitted = map[string][]Device{}, map[string][]Device{}
 	for _, s := range list.Items {
 		if s.Spec.NodeName == nil || !ready[*s.Spec.NodeName] {
 			continue
 		}
 		for _, d := range s.Spec.Devices {
-			if held[Device{Driver: acc.DRADriver, Pool: s.Spec.Pool.Name, Name: d.Name}] {
-				continue
-			}
 			ok, err := Admits(t.Context(), exprs, acc.DRADriver, d)
 			if err != nil {
-				return 0, fmt.Sprintf("DeviceClass %s: %v", acc.DeviceClass, err)
+				return nil, nil, fmt.Sprintf("DeviceClass %s: %v", acc.DeviceClass, err)
 			}
-			if ok {
-				n++
+			if !ok {
+				continue
+			}
+			node, dev := *s.Spec.NodeName, Device{Driver: acc.DRADriver, Pool: s.Spec.Pool.Name, Name: d.Name}
+			admitted[node] = append(admitted[node], dev)
+			if !held[dev] {
+				free[node] = append(free[node], dev)
 			}
 		}
 	}
-	return n, ""
+	return free, admitted, ""
 }
 
 // StartTogether decides whether the pods of tests that hold need devices

@@ -270,14 +270,9 @@ func servedByDRA(t *conformance.T, env *conformance.Env) string {
 	return fmt.Sprintf("; DeviceClass %s maps it to DRA devices, so this cluster allocates it through DRA (spec.accelerator.allocation: dra)", strings.Join(mapping, ", "))
 }
 
-// unschedulableReason says why a pod may stay unschedulable although
-// devices are free, per mode.
-func unschedulableReason(env *conformance.Env) string {
-	if DevicePlugin(env) {
-		return "they do not fit the pod (its other resources, node selectors or the nodes' taints)"
-	}
-	return "DeviceClass " + env.Accelerator.DeviceClass + " selects none of them, or they do not fit the pod"
-}
+// noFit is why a pod may stay unschedulable although devices it could
+// get are free.
+const noFit = "they do not fit the pod (its other resources, node selectors or the nodes' taints)"
 
 // freeWhat names free devices, per mode: "device(s) of driver X" or
 // "unit(s) of extended resource X".

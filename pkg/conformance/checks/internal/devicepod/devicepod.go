@@ -200,8 +200,10 @@ func Start(t *conformance.T, env *conformance.Env, spec Spec) {
 }
 
 // WaitRunning waits until pod name is bound and running and returns it.
-// A pod that stays unschedulable while devices of the model's driver are
-// free fails the test after a short grace with what the scheduler said.
+// A pod that stays unschedulable while devices it could get are free (in
+// DRA mode, those the model's DeviceClass admits; any of the driver's when
+// it admits none) fails the test with what the scheduler said, once they
+// were free on two looks a short grace apart.
 // One that waits for busy devices waits up to ScheduleTimeout for one to
 // be released; then, if workloads kaic did not create hold them, the
 // check is not verified (the cluster has the devices, but not for kaic),
@@ -222,32 +224,32 @@ func WaitRunning(t *conformance.T, env *conformance.Env, name string) *corev1.Po
 		pod, err = conformance.WaitForPod(graceCtx, env.Client, env.Namespace, name, conformance.PodRunning)
 		cancelGrace()
 		if err != nil && ctx.Err() == nil {
-			if free := FreeDevices(t, env); len(free) > 0 {
+			if free, what, _ := freeForPod(t, env); len(free) > 0 {
 				// The devices may have been released a moment ago by
 				// another check, and the scheduler retries a pod only
 				// after its backoff: the verdict needs them free for a
 				// second grace with the pod still unschedulable.
 				t.Logf("pod %s is still unschedulable while %d %s are free (%s); giving the scheduler %s to retry",
-					name, countAll(free), freeWhat(env), strings.Join(slices.Sorted(maps.Keys(free)), ", "), unschedulableGrace)
+					name, countAll(free), what, strings.Join(slices.Sorted(maps.Keys(free)), ", "), unschedulableGrace)
 				graceCtx, cancelGrace := context.WithTimeout(ctx, unschedulableGrace)
 				pod, err = conformance.WaitForPod(graceCtx, env.Client, env.Namespace, name, conformance.PodRunning)
 				cancelGrace()
 			}
 		}
 		if err != nil && ctx.Err() == nil {
-			if free := FreeDevices(t, env); len(free) > 0 {
+			if free, what, why := freeForPod(t, env); len(free) > 0 {
 				Describe(t, env, name)
 				t.Fatalf("pod %s stays unschedulable although %d %s are free on Ready nodes (%s): %s; the scheduler says: %s",
-					name, countAll(free), freeWhat(env), strings.Join(slices.Sorted(maps.Keys(free)), ", "), unschedulableReason(env), SchedulerMessage(pod))
+					name, countAll(free), what, strings.Join(slices.Sorted(maps.Keys(free)), ", "), why, SchedulerMessage(pod))
 			}
 			holdings := Holdings(t, env)
-			t.Observe("holders of the devices of "+Source(env), holdingRows(holdings))
-			t.Logf("every device of %s is held; waiting for one to be released (within %s of the pod's wait)", Source(env), ScheduleTimeout)
+			t.Observe("holders of the devices of "+heldScope(env), holdingRows(holdings))
+			t.Logf("no %s is free; waiting for one to be released (within %s of the pod's wait)", freeUnits(env, 1), ScheduleTimeout)
 			pod, err = conformance.WaitForPod(ctx, env.Client, env.Namespace, name, conformance.PodRunning)
 			if err != nil && t.Context().Err() == nil {
 				holdings = Holdings(t, env)
 				if busy := busyReason(holdings); busy != "" {
-					t.Observe("holders of the devices of "+Source(env)+" at the end of the wait", holdingRows(holdings))
+					t.Observe("holders of the devices of "+heldScope(env)+" at the end of the wait", holdingRows(holdings))
 					Describe(t, env, name)
 					t.Unverifiedf("not verified: %s, so pod %s, which %s, got none within %s; the cluster has the devices, but not free for kaic",
 						busy, name, Asking(env), ScheduleTimeout)
@@ -613,6 +615,30 @@ func FreeDevices(t *conformance.T, env *conformance.Env) map[string][]Device {
 	return free
 }
 
+// freeForPod lists, per Ready node, the free devices a pod of the model
+// could get, with what they are and why a pod may stay unschedulable
+// although they are free. In DRA mode those are the free devices the
+// DeviceClass admits; only when it admits none of the driver's devices at
+// all (or cannot be evaluated) are they the driver's free devices, which
+// the class then keeps from the pod. Devices of the driver that another
+// class serves (time-sliced ones, say) do not count while the class's own
+// are all held: the pod then waits for one of those.
+func freeForPod(t *conformance.T, env *conformance.Env) (map[string][]Device, string, string) {
+	if DevicePlugin(env) {
+		return freeDevicePlugin(t, env), freeWhat(env), noFit
+	}
+	free, admitted, why := classFree(t, env)
+	switch {
+	case len(free) > 0:
+		return free, freeUnits(env, countAll(free)), noFit
+	case why != "":
+		return FreeDevices(t, env), freeWhat(env), why + ", so kaic cannot tell whether the class selects them, or " + noFit
+	case len(admitted) > 0:
+		return nil, "", ""
+	}
+	return FreeDevices(t, env), freeWhat(env), "DeviceClass " + env.Accelerator.DeviceClass + " selects none of them"
+}
+
 // ReadyNodes tells, for every node, whether it is Ready.
 func ReadyNodes(t *conformance.T, env *conformance.Env) map[string]bool {
 	nodes, err := env.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
@@ -684,7 +710,7 @@ func observeOthers(t *conformance.T, env *conformance.Env) {
 	holdings := Holdings(t, env)
 	for _, h := range holdings {
 		if h.Others > 0 {
-			t.Observe("devices of "+Source(env)+" held before the check", holdingRows(holdings))
+			t.Observe("devices of "+heldScope(env)+" held before the check", holdingRows(holdings))
 			return
 		}
 	}
