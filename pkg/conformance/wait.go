@@ -202,25 +202,35 @@ func UntilWithSync(ctx context.Context, lw cache.ListerWatcher, objType k8srunti
 	return watchtools.UntilWithSync(ctx, lw, objType, precondition, conditions...)
 }
 
-// UntilServiceSlices watches the EndpointSlices of Service name in
-// namespace until done, given every slice the Service has at that moment
-// by slice name, reports true. It is UntilWithSync (a wait of the check)
-// that keeps the set of slices, since each event carries one slice.
-func UntilServiceSlices(ctx context.Context, client kubernetes.Interface, namespace, name string, done func(map[string]*discoveryv1.EndpointSlice) bool) error {
-	slices := client.DiscoveryV1().EndpointSlices(namespace)
-	lw := ListWatch(slices.List, slices.Watch, "", labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}).String())
-	seen := map[string]*discoveryv1.EndpointSlice{}
-	_, err := UntilWithSync(ctx, lw, &discoveryv1.EndpointSlice{}, nil, func(event watch.Event) (bool, error) {
-		s, ok := event.Object.(*discoveryv1.EndpointSlice)
+// UntilSet watches what lw lists until done, given every object there is
+// at that moment by name, reports true. It is UntilWithSync (a wait of the
+// check) that keeps the set of objects, since each event carries one.
+func UntilSet[T any, P interface {
+	*T
+	k8sruntime.Object
+	GetName() string
+}](ctx context.Context, lw cache.ListerWatcher, done func(map[string]P) bool) error {
+	seen := map[string]P{}
+	_, err := UntilWithSync(ctx, lw, P(new(T)), nil, func(event watch.Event) (bool, error) {
+		obj, ok := event.Object.(P)
 		if !ok {
 			return false, nil
 		}
 		if event.Type == watch.Deleted {
-			delete(seen, s.Name)
+			delete(seen, obj.GetName())
 		} else {
-			seen[s.Name] = s
+			seen[obj.GetName()] = obj
 		}
 		return done(seen), nil
 	})
 	return err
+}
+
+// UntilServiceSlices watches the EndpointSlices of Service name in
+// namespace until done, given every slice the Service has at that moment
+// by slice name, reports true.
+func UntilServiceSlices(ctx context.Context, client kubernetes.Interface, namespace, name string, done func(map[string]*discoveryv1.EndpointSlice) bool) error {
+	slices := client.DiscoveryV1().EndpointSlices(namespace)
+	lw := ListWatch(slices.List, slices.Watch, "", labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}).String())
+	return UntilSet(ctx, lw, done)
 }

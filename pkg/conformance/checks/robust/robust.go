@@ -327,39 +327,27 @@ func webhookService(ctx context.Context, env *conformance.Env, op Operator) (*co
 func waitForPods(ctx context.Context, env *conformance.Env, namespace, selector string) ([]corev1.Pod, error) {
 	podsAPI := env.Client.CoreV1().Pods(namespace)
 	lw := conformance.ListWatch(podsAPI.List, podsAPI.Watch, "", selector)
-	seen := map[string]corev1.Pod{}
-	snapshot := func() []corev1.Pod {
-		var out []corev1.Pod
-		for _, p := range seen {
-			out = append(out, p)
+	var seen map[string]*corev1.Pod
+	err := conformance.UntilSet(ctx, lw, func(pods map[string]*corev1.Pod) bool {
+		seen = pods
+		if len(pods) == 0 {
+			return false
 		}
-		slices.SortFunc(out, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
-		return out
-	}
-	_, err := conformance.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(event watch.Event) (bool, error) {
-		pod, ok := event.Object.(*corev1.Pod)
-		if !ok {
-			return false, nil
-		}
-		if event.Type == watch.Deleted {
-			delete(seen, pod.Name)
-		} else {
-			seen[pod.Name] = *pod
-		}
-		if len(seen) == 0 {
-			return false, nil
-		}
-		for _, p := range seen {
+		for _, p := range pods {
 			if p.DeletionTimestamp != nil {
 				continue
 			}
-			if c := conformance.PodCondition(&p, corev1.PodReady); c == nil || c.Status != corev1.ConditionTrue {
-				return false, nil
+			if c := conformance.PodCondition(p, corev1.PodReady); c == nil || c.Status != corev1.ConditionTrue {
+				return false
 			}
 		}
-		return true, nil
+		return true
 	})
-	return snapshot(), err
+	var out []corev1.Pod
+	for _, name := range slices.Sorted(maps.Keys(seen)) {
+		out = append(out, *seen[name])
+	}
+	return out, err
 }
 
 func podLines(list []corev1.Pod) []string {
