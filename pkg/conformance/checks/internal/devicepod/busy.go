@@ -41,13 +41,16 @@ type NodeHolding struct {
 // hold is told apart from what other workloads hold by the namespace:
 // the checks' namespaces carry kaic's labels (package ownership).
 func Holdings(t *conformance.T, env *conformance.Env) map[string]*NodeHolding {
-	inv := Inventory(t, env)
+	// In DRA mode the devices pods of the model can get: those of the
+	// driver that its DeviceClass admits, when the class can be evaluated.
+	var inv map[string][]Device
 	if !DevicePlugin(env) {
-		// The devices pods of the model can get: those of the driver
-		// that its DeviceClass admits, when the class can be evaluated.
 		if _, admitted, why := classFree(t, env); why == "" {
 			inv = admitted
 		}
+	}
+	if inv == nil {
+		inv = Inventory(t, env)
 	}
 	own := checkNamespaces(t, env)
 	out := map[string]*NodeHolding{}
