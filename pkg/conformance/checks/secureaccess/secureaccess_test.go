@@ -218,13 +218,7 @@ func TestSecureAcceleratorAccessNotVerifiedWhenDevicesHeldByOthers(t *testing.T)
 	const driver = "gpu.busy.example.com"
 	checktest.PublishSlice(t, env, testenv.FakeGPUSlice("kwok-gpu-0", driver, 2))
 	checktest.EnsureDeviceClass(t, env, driver, driver)
-	ns := holdDevices(t, env, 2, func(p *corev1.Pod) {
-		p.Spec.ResourceClaims = []corev1.PodResourceClaim{{Name: "gpu", ResourceClaimTemplateName: new("one-gpu")}}
-		p.Spec.Containers[0].Resources.Claims = []corev1.ResourceClaim{{Name: "gpu"}}
-	}, func(ns string) error {
-		_, err := env.DRA().ResourceClaimTemplates(ns).Create(t.Context(), devicepod.OneDeviceTemplate("one-gpu", driver), metav1.CreateOptions{})
-		return err
-	})
+	ns := holdClaims(t, env, 2, driver)
 	res := check.Run(t, env, driver, driver)
 	expectNotVerifiedBusy(t, res, "2 of 2 devices on node kwok-gpu-0 are held by other workloads (pod "+ns+"/hog-",
 		"pod pos-pod, which claims one gpu.busy.example.com device, got none within 40s")
@@ -251,13 +245,7 @@ func TestSecureAcceleratorAccessWaitsForTheClassDevicesWhileOthersAreFree(t *tes
 	if _, err := env.DRA().DeviceClasses().Create(t.Context(), dc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	ns := holdDevices(t, env, 2, func(p *corev1.Pod) {
-		p.Spec.ResourceClaims = []corev1.PodResourceClaim{{Name: "gpu", ResourceClaimTemplateName: new("one-gpu")}}
-		p.Spec.Containers[0].Resources.Claims = []corev1.ResourceClaim{{Name: "gpu"}}
-	}, func(ns string) error {
-		_, err := env.DRA().ResourceClaimTemplates(ns).Create(t.Context(), devicepod.OneDeviceTemplate("one-gpu", class), metav1.CreateOptions{})
-		return err
-	})
+	ns := holdClaims(t, env, 2, class)
 	res := check.Run(t, env, driver, class)
 	expectNotVerifiedBusy(t, res, "2 of 2 devices on node kwok-gpu-1 are held by other workloads (pod "+ns+"/hog-",
 		"pod pos-pod, which claims one "+class+" device, got none within 40s")
@@ -326,6 +314,19 @@ func TestSecureAcceleratorAccessWithDevicePluginFailsWhenFreeUnitsDoNotFit(t *te
 		}
 	}
 	checktest.ExpectCleanedUp(t, env, res)
+}
+
+// holdClaims is holdDevices with pods that each claim one device of
+// DeviceClass class through a ResourceClaimTemplate of their namespace.
+func holdClaims(t *testing.T, env *testenv.Env, n int, class string) string {
+	t.Helper()
+	return holdDevices(t, env, n, func(p *corev1.Pod) {
+		p.Spec.ResourceClaims = []corev1.PodResourceClaim{{Name: "gpu", ResourceClaimTemplateName: new("one-gpu")}}
+		p.Spec.Containers[0].Resources.Claims = []corev1.ResourceClaim{{Name: "gpu"}}
+	}, func(ns string) error {
+		_, err := env.DRA().ResourceClaimTemplates(ns).Create(t.Context(), devicepod.OneDeviceTemplate("one-gpu", class), metav1.CreateOptions{})
+		return err
+	})
 }
 
 // holdDevices runs n pods (hog-0 …) that hold devices of the model in a
