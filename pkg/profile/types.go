@@ -87,7 +87,10 @@ type KindCluster struct {
 	// ExtraMounts are mounted into every node.
 	ExtraMounts []Mount `json:"extraMounts,omitempty"`
 	// ImageArchives are image tarballs (docker save / OCI layout archives)
-	// loaded into every node after creation, for air-gapped use.
+	// loaded into every node's containerd while the cluster comes up, for
+	// air-gapped use. Where the node engine runs on this host, each is
+	// mounted read-only into the nodes (under /kaic/image-archives) and
+	// imported from there; otherwise it is streamed into each node.
 	ImageArchives []string `json:"imageArchives,omitempty"`
 	// GPUs passes host NVIDIA GPUs into worker nodes the way nvkind does:
 	// "all", "none" (default) or a comma-separated list of indexes.

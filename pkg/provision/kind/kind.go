@@ -140,6 +140,10 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 		return rec, err
 	}
 	rec[KeyNodeProvider] = providerName
+	var mounted map[string]string
+	if cli, ok := cliFor(providerName); ok && len(k.ImageArchives) > 0 && cli.localEngine(ctx) {
+		mounted = mountArchives(cfg, k.ImageArchives)
+	}
 	provider := kindcluster.NewProvider(opt, kindcluster.ProviderWithLogger(&kindLogger{r: r}))
 	existing, err := provider.List()
 	if err != nil {
@@ -175,7 +179,7 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 			loaded <- err
 			return
 		}
-		loaded <- p.load(loadCtx, provider, rec, r)
+		loaded <- p.load(loadCtx, provider, rec, mounted, r)
 	}()
 	// stopLoad ends the imports not yet started and waits for those
 	// running, for a creation that failed or was cancelled.
@@ -262,11 +266,12 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 }
 
 // load imports the profile's image archives, then the images kaic
-// brings, into every node of the cluster being created.
-func (p *Provisioner) load(ctx context.Context, provider *kindcluster.Provider, rec provision.Record, r progress.Steps) error {
+// brings, into every node of the cluster being created. mounted gives the
+// path inside the nodes of each archive mounted into them.
+func (p *Provisioner) load(ctx context.Context, provider *kindcluster.Provider, rec provision.Record, mounted map[string]string, r progress.Steps) error {
 	k := p.Cluster
 	if len(k.ImageArchives) > 0 {
-		if err := LoadArchives(ctx, provider, k.Name, k.ImageArchives, r); err != nil {
+		if err := LoadArchives(ctx, provider, k.Name, k.ImageArchives, mounted, r); err != nil {
 			return err
 		}
 	}
@@ -313,15 +318,29 @@ const importConcurrency = 4
 
 // LoadArchives imports image archives into every node's containerd, the
 // archives and nodes concurrently (importConcurrency imports at a time).
-func LoadArchives(ctx context.Context, provider *kindcluster.Provider, cluster string, archives []string, r progress.Steps) error {
+// mounted gives the path inside the nodes of each archive mounted into
+// them (mountArchives); a node imports those from the mount, and streams
+// the others and any mounted archive it does not see whole.
+func LoadArchives(ctx context.Context, provider *kindcluster.Provider, cluster string, archives []string, mounted map[string]string, r progress.Steps) error {
 	nodes, err := provider.ListInternalNodes(cluster)
 	if err != nil {
 		return fmt.Errorf("listing the nodes of %s: %w", cluster, err)
 	}
 	loads := make([]archiveLoad, 0, len(archives))
 	for _, archive := range archives {
+		var size int64
+		nodePath := mounted[archive]
+		if nodePath != "" {
+			fi, err := os.Stat(archive)
+			if err != nil {
+				return fmt.Errorf("image archive %s: %w", archive, err)
+			}
+			size = fi.Size()
+		}
 		loads = append(loads, archiveLoad{
-			name: filepath.Base(archive),
+			name:     filepath.Base(archive),
+			nodePath: nodePath,
+			size:     size,
 			write: func(w io.Writer) error {
 				f, err := os.Open(archive)
 				if err != nil {
@@ -340,6 +359,11 @@ func LoadArchives(ctx context.Context, provider *kindcluster.Provider, cluster s
 type archiveLoad struct {
 	name  string
 	write func(io.Writer) error
+	// nodePath is where the archive is mounted inside the nodes ("" when
+	// it is not) and size its size on the host, which a node must see for
+	// the mount to be used.
+	nodePath string
+	size     int64
 }
 
 // loadConcurrently imports every archive into every node, at most
@@ -349,6 +373,7 @@ type archiveLoad struct {
 func loadConcurrently(ctx context.Context, nodes []kindnodes.Node, loads []archiveLoad, r progress.Steps, done func(i int)) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	seen := seenInNodes(ctx, nodes, loads, r)
 	sem := make(chan struct{}, importConcurrency)
 	var (
 		mu    sync.Mutex
@@ -381,7 +406,13 @@ func loadConcurrently(ctx context.Context, nodes []kindnodes.Node, loads []archi
 						return
 					}
 					defer func() { <-sem }()
-					if err := importArchive(n, l.write); err != nil {
+					var err error
+					if seen[j] != nil && seen[j][i] {
+						err = importMounted(ctx, n, l.nodePath)
+					} else {
+						err = importArchive(n, l.write)
+					}
+					if err != nil {
 						errs[j] = fmt.Errorf("loading %s into node %s: %w", l.name, n.String(), err)
 						fail(errs[j])
 					}
@@ -413,6 +444,13 @@ func loadConcurrently(ctx context.Context, nodes []kindnodes.Node, loads []archi
 // needs while the cluster comes up are not spent on layers no pod of that
 // node reads.
 var importArgs = []string{"ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--digests", "--no-unpack", "-"}
+
+// importMounted imports an archive mounted into the node from its path
+// there, with importArgs' options.
+func importMounted(ctx context.Context, n kindnodes.Node, path string) error {
+	args := append(slices.Clone(importArgs[1:len(importArgs)-1]), path)
+	return withCommandOutput(n.CommandContext(ctx, importArgs[0], args...).Run())
+}
 
 // importArchive streams the archive write produces into a node's
 // containerd.

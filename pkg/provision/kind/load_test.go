@@ -20,15 +20,20 @@ import (
 )
 
 // importNode stands in for a kind node container in these unit tests: it
-// takes `ctr images import --no-unpack -` like a node does, recording what it received and how many imports overlapped.
-// The real nodes are exercised by make e2e-offline.
+// takes `ctr images import --no-unpack` of stdin or of a file it has, and
+// the size query of mounted archives, like a node does, recording what it
+// received and how many imports overlapped. The real nodes are exercised
+// by make e2e-offline.
 type importNode struct {
 	name string
 	fail string // an archive whose import fails on this node
 	slow time.Duration
+	// files are the archives mounted into the node, by path there.
+	files map[string]string
 
-	mu       sync.Mutex
-	received []string
+	mu        sync.Mutex
+	received  []string
+	fromMount []string
 
 	running, peak *atomic.Int32
 }
@@ -60,7 +65,31 @@ func (c *importCmd) SetStderr(io.Writer) kindexec.Cmd   { return c }
 func (c *importCmd) Run() error {
 	n := c.node
 	switch strings.Join(c.argv[:2], " ") {
+	case "sh -c":
+		if !slices.Equal(c.argv[:len(statArgs)], statArgs) {
+			return fmt.Errorf("unexpected shell command %q", c.argv)
+		}
+		for _, path := range c.argv[len(statArgs):] {
+			size := -1
+			if data, ok := n.files[path]; ok {
+				size = len(data)
+			}
+			fmt.Fprintln(c.stdout, size)
+		}
+		return nil
 	case "ctr --namespace=k8s.io":
+		fromFile := slices.Equal(c.argv[:len(importArgs)-1], importArgs[:len(importArgs)-1]) && len(c.argv) == len(importArgs) && c.argv[len(c.argv)-1] != "-"
+		if fromFile {
+			data, ok := n.files[c.argv[len(c.argv)-1]]
+			if !ok {
+				return fmt.Errorf("ctr: open %s: no such file or directory", c.argv[len(c.argv)-1])
+			}
+			n.mu.Lock()
+			n.received = append(n.received, data)
+			n.fromMount = append(n.fromMount, data)
+			n.mu.Unlock()
+			return nil
+		}
 		if !slices.Equal(c.argv, importArgs) {
 			return fmt.Errorf("unexpected import command %q", c.argv)
 		}
@@ -241,5 +270,59 @@ func TestWaitContainerdStopsWhenCancelled(t *testing.T) {
 	err := waitContainerd(ctx, &appearingNodes{nodes: []kindnodes.Node{n}}, "c", 1)
 	if err == nil || err.Error() != "kind create failed" {
 		t.Fatalf("error %v, want the cancellation's cause", err)
+	}
+}
+
+// mountedArchives are loads of archives mounted at /kaic/<name> in the
+// nodes, each archive's content its name.
+func mountedArchives(names ...string) []archiveLoad {
+	loads := archives(names...)
+	for i := range loads {
+		loads[i].nodePath = "/kaic/" + loads[i].name
+		loads[i].size = int64(len(loads[i].name))
+	}
+	return loads
+}
+
+func TestLoadConcurrentlyImportsMountedArchivesInsideTheNodes(t *testing.T) {
+	fakes, nodes := importNodes(3, 0)
+	names := []string{"a.tar", "b.tar", "c.tar"}
+	full := map[string]string{"/kaic/a.tar": "a.tar", "/kaic/b.tar": "b.tar", "/kaic/c.tar": "c.tar"}
+	fakes[0].files = full
+	// A node on an engine of another host: the mount points are empty.
+	fakes[1].files = nil
+	// A node that sees a different file at one path (a truncated copy).
+	fakes[2].files = map[string]string{"/kaic/a.tar": "a.tar", "/kaic/b.tar": "b.ta", "/kaic/c.tar": "c.tar"}
+	var mu sync.Mutex
+	var notes []string
+	steps := progress.ForPhase(progress.ReporterFunc(func(e progress.Event) {
+		if e.Kind == progress.Message {
+			mu.Lock()
+			notes = append(notes, e.Message)
+			mu.Unlock()
+		}
+	}), "provision")
+	if err := loadConcurrently(context.Background(), nodes, mountedArchives(names...), steps, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range fakes {
+		if got := strings.Join(slices.Sorted(slices.Values(n.received)), ","); got != strings.Join(names, ",") {
+			t.Errorf("node %s received %s, want every archive once", n.name, got)
+		}
+	}
+	want := map[string]string{"node-0": "a.tar,b.tar,c.tar", "node-1": "", "node-2": "a.tar,c.tar"}
+	for _, n := range fakes {
+		if got := strings.Join(slices.Sorted(slices.Values(n.fromMount)), ","); got != want[n.name] {
+			t.Errorf("node %s imported %q from its mounts, want %q", n.name, got, want[n.name])
+		}
+	}
+	joined := strings.Join(notes, "\n")
+	for _, w := range []string{"node node-1 does not see 3 of the 3", "node node-2 does not see 1 of the 3"} {
+		if !strings.Contains(joined, w) {
+			t.Errorf("notes %q do not say %q", notes, w)
+		}
+	}
+	if strings.Contains(joined, "node-0") {
+		t.Errorf("notes %q name node-0, which saw every archive", notes)
 	}
 }

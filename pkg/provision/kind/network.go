@@ -99,3 +99,24 @@ func detectProvider(ctx context.Context) (string, error) {
 	}
 	return "", fmt.Errorf("no container runtime found for kind nodes (docker, nerdctl or podman); kaic doctor says more")
 }
+
+// localEngine reports whether the tool's engine runs on this host, so that
+// a file here can be bind-mounted into a node: a docker endpoint on a unix
+// socket or named pipe, a podman that is not a remote client, or nerdctl
+// (which has no remote mode). A remote engine, or a tool that cannot tell,
+// is not local.
+func (c nodeCLI) localEngine(ctx context.Context) bool {
+	switch c.binary {
+	case "docker":
+		// The current context's endpoint, which DOCKER_HOST and
+		// DOCKER_CONTEXT both decide, as for every command kind runs.
+		out, err := c.run(ctx, "context", "inspect", "--format", "{{.Endpoints.docker.Host}}")
+		return err == nil && (strings.HasPrefix(out, "unix://") || strings.HasPrefix(out, "npipe://"))
+	case "podman":
+		out, err := c.run(ctx, "info", "--format", "{{.Host.ServiceIsRemote}}")
+		return err == nil && out == "false"
+	case "nerdctl":
+		return true
+	}
+	return false
+}
