@@ -284,9 +284,17 @@ func TestOfflineUpValidateDown(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf("loading %s into %d nodes: ok", probeRef, o.nodes),
 		fmt.Sprintf("waiting for %d node(s) Ready: ok", o.nodes),
+		// The engine runs on this host: the profile's image archives are
+		// mounted into the nodes and imported from there.
+		"image archives mounted read-only into every node",
 	} {
 		if !strings.Contains(up.output(), want) {
 			t.Errorf("kaic up output lacks %q", want)
+		}
+	}
+	for _, unwanted := range []string{"streaming those instead", "streaming them instead"} {
+		if strings.Contains(up.output(), unwanted) {
+			t.Errorf("kaic up output says %q: a node did not see its mounted image archives", unwanted)
 		}
 	}
 

@@ -143,6 +143,9 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 	var mounted map[string]string
 	if cli, ok := cliFor(providerName); ok && len(k.ImageArchives) > 0 && cli.localEngine(ctx) {
 		mounted = mountArchives(cfg, k.ImageArchives)
+		if len(mounted) > 0 {
+			r.Notef("%d of %d image archives mounted read-only into every node (%s); each node imports them from there", len(mounted), len(k.ImageArchives), archiveMountDir)
+		}
 	}
 	provider := kindcluster.NewProvider(opt, kindcluster.ProviderWithLogger(&kindLogger{r: r}))
 	existing, err := provider.List()
