@@ -128,6 +128,25 @@ func archives(names ...string) []archiveLoad {
 	return out
 }
 
+// collectEvents returns progress steps that keep text of every event of a
+// kind, and a function that returns what was kept.
+func collectEvents(kind progress.Kind, text func(progress.Event) string) (progress.Steps, func() []string) {
+	var mu sync.Mutex
+	var kept []string
+	steps := progress.ForPhase(progress.ReporterFunc(func(e progress.Event) {
+		if e.Kind == kind {
+			mu.Lock()
+			kept = append(kept, text(e))
+			mu.Unlock()
+		}
+	}), "provision")
+	return steps, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(kept)
+	}
+}
+
 func importNodes(count int, slow time.Duration) ([]*importNode, []kindnodes.Node) {
 	running, peak := &atomic.Int32{}, &atomic.Int32{}
 	var fakes []*importNode
@@ -144,18 +163,11 @@ func TestLoadConcurrentlyReachesEveryNodeAtOnce(t *testing.T) {
 	fakes, nodes := importNodes(3, 50*time.Millisecond)
 	names := []string{"a.tar", "b.tar", "c.tar", "d.tar"}
 	var done []int
-	var mu sync.Mutex
-	var started []string
-	steps := progress.ForPhase(progress.ReporterFunc(func(e progress.Event) {
-		if e.Kind == progress.StepStarted {
-			mu.Lock()
-			started = append(started, e.Step)
-			mu.Unlock()
-		}
-	}), "provision")
+	steps, events := collectEvents(progress.StepStarted, func(e progress.Event) string { return e.Step })
 	if err := loadConcurrently(context.Background(), nodes, archives(names...), steps, func(i int) { done = append(done, i) }); err != nil {
 		t.Fatal(err)
 	}
+	started := events()
 	for _, n := range fakes {
 		got := strings.Join(slices.Sorted(slices.Values(n.received)), ",")
 		if got != strings.Join(names, ",") {
@@ -293,18 +305,11 @@ func TestLoadConcurrentlyImportsMountedArchivesInsideTheNodes(t *testing.T) {
 	fakes[1].files = nil
 	// A node that sees a different file at one path (a truncated copy).
 	fakes[2].files = map[string]string{"/kaic/a.tar": "a.tar", "/kaic/b.tar": "b.ta", "/kaic/c.tar": "c.tar"}
-	var mu sync.Mutex
-	var notes []string
-	steps := progress.ForPhase(progress.ReporterFunc(func(e progress.Event) {
-		if e.Kind == progress.Message {
-			mu.Lock()
-			notes = append(notes, e.Message)
-			mu.Unlock()
-		}
-	}), "provision")
+	steps, events := collectEvents(progress.Message, func(e progress.Event) string { return e.Message })
 	if err := loadConcurrently(context.Background(), nodes, mountedArchives(names...), steps, nil); err != nil {
 		t.Fatal(err)
 	}
+	notes := events()
 	for _, n := range fakes {
 		if got := strings.Join(slices.Sorted(slices.Values(n.received)), ","); got != strings.Join(names, ",") {
 			t.Errorf("node %s received %s, want every archive once", n.name, got)
