@@ -140,7 +140,7 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 		return rec, err
 	}
 	rec[KeyNodeProvider] = providerName
-	var mounted map[string]string
+	var mounted map[string]archiveMount
 	if cli, ok := cliFor(providerName); ok && len(k.ImageArchives) > 0 && cli.localEngine(ctx) {
 		mounted = mountArchives(cfg, k.ImageArchives)
 		if len(mounted) > 0 {
@@ -271,7 +271,7 @@ func (p *Provisioner) Create(ctx context.Context, paths provision.Paths, r progr
 // load imports the profile's image archives, then the images kaic
 // brings, into every node of the cluster being created. mounted gives the
 // path inside the nodes of each archive mounted into them.
-func (p *Provisioner) load(ctx context.Context, provider *kindcluster.Provider, rec provision.Record, mounted map[string]string, r progress.Steps) error {
+func (p *Provisioner) load(ctx context.Context, provider *kindcluster.Provider, rec provision.Record, mounted map[string]archiveMount, r progress.Steps) error {
 	k := p.Cluster
 	if len(k.ImageArchives) > 0 {
 		if err := LoadArchives(ctx, provider, k.Name, k.ImageArchives, mounted, r); err != nil {
@@ -324,26 +324,16 @@ const importConcurrency = 4
 // mounted gives the path inside the nodes of each archive mounted into
 // them (mountArchives); a node imports those from the mount, and streams
 // the others and any mounted archive it does not see whole.
-func LoadArchives(ctx context.Context, provider *kindcluster.Provider, cluster string, archives []string, mounted map[string]string, r progress.Steps) error {
+func LoadArchives(ctx context.Context, provider *kindcluster.Provider, cluster string, archives []string, mounted map[string]archiveMount, r progress.Steps) error {
 	nodes, err := provider.ListInternalNodes(cluster)
 	if err != nil {
 		return fmt.Errorf("listing the nodes of %s: %w", cluster, err)
 	}
 	loads := make([]archiveLoad, 0, len(archives))
 	for _, archive := range archives {
-		var size int64
-		nodePath := mounted[archive]
-		if nodePath != "" {
-			fi, err := os.Stat(archive)
-			if err != nil {
-				return fmt.Errorf("image archive %s: %w", archive, err)
-			}
-			size = fi.Size()
-		}
 		loads = append(loads, archiveLoad{
-			name:     filepath.Base(archive),
-			nodePath: nodePath,
-			size:     size,
+			name:         filepath.Base(archive),
+			archiveMount: mounted[archive],
 			write: func(w io.Writer) error {
 				f, err := os.Open(archive)
 				if err != nil {
@@ -362,11 +352,9 @@ func LoadArchives(ctx context.Context, provider *kindcluster.Provider, cluster s
 type archiveLoad struct {
 	name  string
 	write func(io.Writer) error
-	// nodePath is where the archive is mounted inside the nodes ("" when
-	// it is not) and size its size on the host, which a node must see for
-	// the mount to be used.
-	nodePath string
-	size     int64
+	// archiveMount is where the archive is mounted inside the nodes (a
+	// zero nodePath when it is not).
+	archiveMount
 }
 
 // loadConcurrently imports every archive into every node, at most

@@ -20,25 +20,32 @@ import (
 // inside every node of a cluster whose engine runs on this host.
 const archiveMountDir = "/kaic/image-archives"
 
+// archiveMount is an image archive mounted into the nodes: its path there
+// and its size on the host, which a node must see for the mount to be used.
+type archiveMount struct {
+	nodePath string
+	size     int64
+}
+
 // mountArchives mounts each image archive read-only into every node of
-// cfg and returns the path each mounted archive has inside the nodes, by
-// its host path. A node's containerd then reads the archive itself, which
+// cfg and returns each mounted archive, by its path in the profile. A node's containerd then reads the archive itself, which
 // costs about half the machine's CPU of streaming it through the engine's
 // exec attach. An archive whose path the engine's volume syntax cannot
 // carry (a colon) or that cannot be read is not mounted: it is streamed.
-func mountArchives(cfg *v1alpha4.Cluster, archives []string) map[string]string {
-	mounted := map[string]string{}
+func mountArchives(cfg *v1alpha4.Cluster, archives []string) map[string]archiveMount {
+	mounted := map[string]archiveMount{}
 	var mounts []v1alpha4.Mount
 	for i, a := range archives {
 		abs, err := filepath.Abs(a)
 		if err != nil || strings.Contains(abs, ":") {
 			continue
 		}
-		if fi, err := os.Stat(abs); err != nil || !fi.Mode().IsRegular() {
+		fi, err := os.Stat(abs)
+		if err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
 		in := fmt.Sprintf("%s/%d.tar", archiveMountDir, i)
-		mounted[a] = in
+		mounted[a] = archiveMount{nodePath: in, size: fi.Size()}
 		mounts = append(mounts, v1alpha4.Mount{HostPath: abs, ContainerPath: in, Readonly: true})
 	}
 	for i := range cfg.Nodes {

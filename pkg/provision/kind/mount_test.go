@@ -27,7 +27,7 @@ func TestMountArchivesMountsEachReadableArchiveIntoEveryNode(t *testing.T) {
 	before := len(cfg.Nodes[0].ExtraMounts)
 	t.Chdir(dir)
 	mounted := mountArchives(cfg, []string{"a.tar", colon, filepath.Join(dir, "missing.tar")})
-	if len(mounted) != 1 || mounted["a.tar"] != archiveMountDir+"/0.tar" {
+	if len(mounted) != 1 || mounted["a.tar"] != (archiveMount{nodePath: archiveMountDir + "/0.tar", size: int64(len("archive"))}) {
 		t.Fatalf("mounted %v, want only a.tar at %s/0.tar", mounted, archiveMountDir)
 	}
 	for _, n := range cfg.Nodes {
