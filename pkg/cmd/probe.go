@@ -240,6 +240,7 @@ func newProbeRequestCommand(o *globalOptions) *cobra.Command {
 		headers []string
 		timeout time.Duration
 		model   string
+		warmUp  time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "request",
@@ -250,7 +251,10 @@ answers per backend (the identity 'kaic probe serve' answers with), the
 answers per status code and the requests that got no answer per error.
 Unanswered requests do not make it fail: the report says what happened.
 With --completion-model each request is an OpenAI-style POST whose JSON
-body names that model, with a prompt of its own.`,
+body names that model, with a prompt of its own. With --warm-up it first
+sends requests, half a second apart, until one gets a 2xx answer or the
+duration has passed, and reports them apart from the counted ones: for a
+route whose data path may still be settling after its objects report ready.`,
 		Example: `  kaic probe request --url http://gateway.example.svc/ --count 100
   kaic probe request --url http://gateway.example.svc/ --count 20 --header x-model:model-b
   kaic probe request --url http://gateway.example.svc/v1/completions --completion-model probe-model`,
@@ -267,7 +271,7 @@ body names that model, with a prompt of its own.`,
 				}
 				h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 			}
-			rep, err := probe.SendRequests(c.Context(), probe.RequestOptions{URL: url, Count: count, Header: h, Timeout: timeout, CompletionModel: model})
+			rep, err := probe.SendRequests(c.Context(), probe.RequestOptions{URL: url, Count: count, Header: h, Timeout: timeout, CompletionModel: model, WarmUp: warmUp})
 			if err != nil {
 				return err
 			}
@@ -279,6 +283,7 @@ body names that model, with a prompt of its own.`,
 	c.Flags().IntVar(&count, "count", 100, "number of requests")
 	c.Flags().StringArrayVar(&headers, "header", nil, "header NAME:VALUE added to every request (repeatable; Host sets the host)")
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "time limit of each request")
+	c.Flags().DurationVar(&warmUp, "warm-up", 0, "before the counted requests, send requests until one gets a 2xx answer or this long has passed (0: none)")
 	return c
 }
 

@@ -22,6 +22,7 @@ func TestProbeArgsMatchTheImageEntrypoint(t *testing.T) {
 		{"load", []string{"--utilization=80", "--memory=40Gi"}},
 		{"request", []string{"--url=http://gw.example/", "--count=10"}},
 		{"request", []string{"--url=http://gw.example/v1/completions", "--count=10", "--completion-model=m"}},
+		{"request", []string{"--url=http://gw.example/v1/completions", "--count=10", "--completion-model=m", "--warm-up=1m0s"}},
 		{"isolation", []string{"--hold=1h0m0s"}},
 		{"metrics-adapter", []string{"--prometheus-url=http://p:9090", "--metric=kaic_probe_load"}},
 	} {

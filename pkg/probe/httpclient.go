@@ -41,7 +41,18 @@ type RequestOptions struct {
 	// Client sends the requests (nil: a client without keep-alives, so
 	// each request is balanced on its own).
 	Client *http.Client
+	// WarmUp, when set, first sends requests of the same kind, a
+	// warmUpPause apart, until one gets a 2xx answer or WarmUp has
+	// passed; they are reported apart (WarmUpRequests) and not counted.
+	// It waits out a data path that is still being set up after the
+	// objects that make it report ready (a Service's rules on the nodes,
+	// a proxy's connection to it), without which the counted requests
+	// would measure that instead of the routing.
+	WarmUp time.Duration
 }
+
+// warmUpPause is the pause between warm-up requests that got no 2xx.
+const warmUpPause = 500 * time.Millisecond
 
 // RequestReport counts what N requests got: answers per backend identity
 // (as the probe's serve mode names itself), per HTTP status code, and
@@ -62,6 +73,14 @@ type RequestReport struct {
 	// first answer's body with that status: what a gateway said when it
 	// refused.
 	Answers map[string]string `json:"answers,omitempty"`
+	// WarmUpRequests is how many warm-up requests were sent before the
+	// counted ones (RequestOptions.WarmUp), over WarmUpSeconds;
+	// WarmUpFirstFailure is what the first of them that got no 2xx got.
+	// WarmUpOK tells whether the last one got a 2xx.
+	WarmUpRequests     int     `json:"warmUpRequests,omitempty"`
+	WarmUpSeconds      float64 `json:"warmUpSeconds,omitempty"`
+	WarmUpFirstFailure string  `json:"warmUpFirstFailure,omitempty"`
+	WarmUpOK           bool    `json:"warmUpOK,omitempty"`
 }
 
 // answerSample bounds the body kept per status in Answers.
@@ -91,6 +110,17 @@ func (r RequestReport) String() string {
 	sort.Strings(codes)
 	for _, code := range codes {
 		s += fmt.Sprintf("; first %s answer %q", code, r.Answers[code])
+	}
+	if r.WarmUpRequests > 0 {
+		outcome := "the last got a 2xx answer"
+		if !r.WarmUpOK {
+			outcome = "none got a 2xx answer"
+		}
+		s += fmt.Sprintf("; after %d warm-up requests over %.1fs (%s", r.WarmUpRequests, r.WarmUpSeconds, outcome)
+		if r.WarmUpFirstFailure != "" {
+			s += fmt.Sprintf("; the first failed with %s", r.WarmUpFirstFailure)
+		}
+		s += ")"
 	}
 	return s
 }
@@ -137,6 +167,11 @@ func SendRequests(ctx context.Context, o RequestOptions) (RequestReport, error) 
 			rep.Headers[k] = strings.Join(v, ",")
 		}
 	}
+	if o.WarmUp > 0 {
+		if err := warmUp(ctx, client, o, timeout, &rep); err != nil {
+			return rep, err
+		}
+	}
 	for i := range o.Count {
 		if err := ctx.Err(); err != nil {
 			return rep, err
@@ -161,6 +196,37 @@ func SendRequests(ctx context.Context, o RequestOptions) (RequestReport, error) 
 		}
 	}
 	return rep, nil
+}
+
+// warmUp sends requests until one gets a 2xx answer or o.WarmUp has
+// passed, and records them in rep. Their prompts are numbered after the
+// counted requests', so no prompt is sent twice.
+func warmUp(ctx context.Context, client *http.Client, o RequestOptions, timeout time.Duration, rep *RequestReport) error {
+	start := time.Now()
+	defer func() { rep.WarmUpSeconds = time.Since(start).Seconds() }()
+	for i := o.Count; ; i++ {
+		rep.WarmUpRequests++
+		status, body, err := sendOne(ctx, client, o, i, timeout)
+		if err == nil && status >= 200 && status < 300 {
+			rep.WarmUpOK = true
+			return nil
+		}
+		if rep.WarmUpFirstFailure == "" {
+			if err != nil {
+				rep.WarmUpFirstFailure = errorKind(err)
+			} else {
+				rep.WarmUpFirstFailure = fmt.Sprintf("status %d: %q", status, sample(body))
+			}
+		}
+		if time.Since(start)+warmUpPause > o.WarmUp {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(warmUpPause):
+		}
+	}
 }
 
 // sample is the start of body, trimmed, at most answerSample bytes.

@@ -146,3 +146,65 @@ func TestRequestReportRoundTrip(t *testing.T) {
 		t.Errorf("a malformed report: ok %v, err %v", ok, err)
 	}
 }
+
+// A route that refuses its first requests, as while a Service's rules are
+// still being written: the warm-up waits for the first 2xx, and the
+// counted requests all get one.
+func TestSendRequestsWarmUpWaitsForTheFirstAnswer(t *testing.T) {
+	backend := NewServer("backend-a", "pod-a", "ns", "node").Handler()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) <= 3 {
+			http.Error(w, "the endpoint picker did not answer", http.StatusServiceUnavailable)
+			return
+		}
+		backend.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	rep, err := SendRequests(t.Context(), RequestOptions{URL: srv.URL + "/", Count: 10, WarmUp: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.WarmUpRequests != 4 || !rep.WarmUpOK || !strings.Contains(rep.WarmUpFirstFailure, "status 503") {
+		t.Errorf("warm-up %d requests, ok %v, first failure %q; want 4, the last answered, a 503 first", rep.WarmUpRequests, rep.WarmUpOK, rep.WarmUpFirstFailure)
+	}
+	if rep.Requests != 10 || rep.Backends["backend-a"] != 10 || rep.Failed() != 0 {
+		t.Errorf("counted requests %s, want 10 answered by backend-a", rep)
+	}
+	if !strings.Contains(rep.String(), "after 4 warm-up requests") {
+		t.Errorf("report %q does not tell of the warm-up", rep)
+	}
+	back, ok, err := ParseRequestReport(reportLine(t, rep))
+	if err != nil || !ok || back.WarmUpRequests != 4 || !back.WarmUpOK {
+		t.Errorf("report after a round trip %+v (%v, %v), want the warm-up kept", back, ok, err)
+	}
+}
+
+// A route that never answers: the warm-up gives up after its time, and
+// the counted requests are still sent and fail.
+func TestSendRequestsWarmUpGivesUp(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	rep, err := SendRequests(t.Context(), RequestOptions{URL: srv.URL + "/", Count: 5, WarmUp: 1200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.WarmUpOK || rep.WarmUpRequests < 2 || rep.WarmUpRequests > 4 {
+		t.Errorf("warm-up %d requests, ok %v; want 2 to 4 requests half a second apart, none answered", rep.WarmUpRequests, rep.WarmUpOK)
+	}
+	if rep.Requests != 5 || rep.Failed() != 5 || !strings.Contains(rep.String(), "none got a 2xx answer") {
+		t.Errorf("counted requests %s, want 5 refused", rep)
+	}
+}
+
+// reportLine is the RESULT line the probe prints for rep.
+func reportLine(t *testing.T, rep RequestReport) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := WriteRequestReport(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}

@@ -467,10 +467,13 @@ func gatewayURL(t *conformance.T, env *conformance.Env, gw *unstructured.Unstruc
 // requestPod is a pod that sends count requests to url with headers and
 // prints the probe's report; with a model, the requests are OpenAI-style
 // completions naming it.
-func requestPod(env *conformance.Env, name, url string, count int, model string, headers []string) *corev1.Pod {
+func requestPod(env *conformance.Env, name, url string, count int, model string, warmUp time.Duration, headers []string) *corev1.Pod {
 	args := probe.Args("request", "--url="+url, "--count="+strconv.Itoa(count))
 	if model != "" {
 		args = append(args, "--completion-model="+model)
+	}
+	if warmUp > 0 {
+		args = append(args, "--warm-up="+warmUp.String())
 	}
 	for _, h := range headers {
 		args = append(args, "--header="+h)
@@ -489,25 +492,30 @@ func requestPod(env *conformance.Env, name, url string, count int, model string,
 // test when the pod lands on a node that runs no containers (kwok), whose
 // requests are never sent.
 func sendRequests(t *conformance.T, env *conformance.Env, name, url string, count int, timeout time.Duration, headers ...string) probe.RequestReport {
-	return startRequests(t, env, name, url, "", count, headers...).report(t, timeout)
+	return startRequests(t, env, name, url, "", count, 0, headers...).report(t, timeout)
 }
 
 // sendCompletions is sendRequests with OpenAI-style completion requests
-// whose JSON bodies name model, each with a prompt of its own.
-func sendCompletions(t *conformance.T, env *conformance.Env, name, url, model string, count int, timeout time.Duration, headers ...string) probe.RequestReport {
-	return startRequests(t, env, name, url, model, count, headers...).report(t, timeout)
+// whose JSON bodies name model, each with a prompt of its own, after a
+// warm-up of up to warmUp (a third of timeout at most): requests until
+// the first is answered, reported apart and not counted.
+func sendCompletions(t *conformance.T, env *conformance.Env, name, url, model string, count int, warmUp, timeout time.Duration, headers ...string) probe.RequestReport {
+	return startRequests(t, env, name, url, model, count, min(warmUp, timeout/3), headers...).report(t, timeout)
 }
 
 // startRequests starts a request pod like sendRequests (or, with a model,
 // like sendCompletions); its report is waited for later, so that pods whose
 // requests do not depend on each other run at once.
-func startRequests(t *conformance.T, env *conformance.Env, name, url, model string, count int, headers ...string) requestRun {
-	if model == "" {
-		t.Step("Run pod %s: %d requests to %s with headers %v", name, count, url, headers)
-	} else {
-		t.Step("Run pod %s: %d completion requests for model %s to %s with headers %v", name, count, model, url, headers)
+func startRequests(t *conformance.T, env *conformance.Env, name, url, model string, count int, warmUp time.Duration, headers ...string) requestRun {
+	what := fmt.Sprintf("%d requests", count)
+	if model != "" {
+		what = fmt.Sprintf("%d completion requests for model %s", count, model)
 	}
-	t.Apply(requestPod(env, name, url, count, model, headers))
+	if warmUp > 0 {
+		what = fmt.Sprintf("%s, after requests until one is answered (for up to %s, not counted)", what, warmUp)
+	}
+	t.Step("Run pod %s: %s to %s with headers %v", name, what, url, headers)
+	t.Apply(requestPod(env, name, url, count, model, warmUp, headers))
 	return requestRun{env: env, name: name}
 }
 

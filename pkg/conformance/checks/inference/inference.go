@@ -152,8 +152,8 @@ func runInference(t *conformance.T, env *conformance.Env, o Options) {
 			waitBackends(t, env, o.ReadyTimeout, backendA, backendB)
 			url := gatewayURL(t, env, gw)
 			// The two pods' requests are independent: they run at once.
-			with := startRequests(t, env, "requests-header", url, "", o.Requests, "Host:"+headerHost, ModelHeader+":"+backendB)
-			without := startRequests(t, env, "requests-no-header", url, "", o.Requests, "Host:"+headerHost)
+			with := startRequests(t, env, "requests-header", url, "", o.Requests, 0, "Host:"+headerHost, ModelHeader+":"+backendB)
+			without := startRequests(t, env, "requests-no-header", url, "", o.Requests, 0, "Host:"+headerHost)
 			expectAll(t, with.report(t, o.TrafficTimeout), backendB, fmt.Sprintf("with header %s: %s", ModelHeader, backendB))
 			expectAll(t, without.report(t, o.TrafficTimeout), backendA, "without header "+ModelHeader)
 			if !t.Failed() {
