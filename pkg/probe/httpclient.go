@@ -116,7 +116,11 @@ func (r RequestReport) String() string {
 		if !r.WarmUpOK {
 			outcome = "none got a 2xx answer"
 		}
-		s += fmt.Sprintf("; after %d warm-up requests over %.1fs (%s", r.WarmUpRequests, r.WarmUpSeconds, outcome)
+		noun := "requests"
+		if r.WarmUpRequests == 1 {
+			noun = "request"
+		}
+		s += fmt.Sprintf("; after %d warm-up %s over %.1fs (%s", r.WarmUpRequests, noun, r.WarmUpSeconds, outcome)
 		if r.WarmUpFirstFailure != "" {
 			s += fmt.Sprintf("; the first failed with %s", r.WarmUpFirstFailure)
 		}
