@@ -398,7 +398,7 @@ func loadConcurrently(ctx context.Context, nodes []kindnodes.Node, loads []archi
 					}
 					defer func() { <-sem }()
 					var err error
-					if seen[j] != nil && seen[j][i] {
+					if seen[j][i] {
 						err = importMounted(ctx, n, l.nodePath)
 					} else {
 						err = importArchive(n, l.write)

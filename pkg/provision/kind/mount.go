@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,9 +29,9 @@ type archiveMount struct {
 }
 
 // mountArchives mounts each image archive read-only into every node of
-// cfg and returns each mounted archive, by its path in the profile. A node's containerd then reads the archive itself, which
-// costs about half the machine's CPU of streaming it through the engine's
-// exec attach. An archive whose path the engine's volume syntax cannot
+// cfg and returns each mounted archive, by its path in the profile. A
+// node's containerd then reads the archive itself, which costs about half
+// the machine's CPU of streaming it through the engine's exec attach. An archive whose path the engine's volume syntax cannot
 // carry (a colon) or that cannot be read is not mounted: it is streamed.
 func mountArchives(cfg *v1alpha4.Cluster, archives []string) map[string]archiveMount {
 	mounted := map[string]archiveMount{}
@@ -61,49 +62,50 @@ var statArgs = []string{"sh", "-c", `for f do stat -L -c %s "$f" 2>/dev/null || 
 // seenInNodes tells, for every node, which of the loads' mounted archives
 // it sees whole (the size on the host): one command per node, all nodes at
 // once. A node that cannot be asked sees none, so its archives are
-// streamed; each such node is noted.
+// streamed; each such node is noted. seen[node][load] is false for every
+// load that is not mounted.
 func seenInNodes(ctx context.Context, nodes []kindnodes.Node, loads []archiveLoad, r progress.Steps) [][]bool {
 	seen := make([][]bool, len(nodes))
-	var paths []string
+	for j := range seen {
+		seen[j] = make([]bool, len(loads))
+	}
+	args := slices.Clone(statArgs[1:])
 	var which []int
 	for i, l := range loads {
 		if l.nodePath != "" {
-			paths = append(paths, l.nodePath)
+			args = append(args, l.nodePath)
 			which = append(which, i)
 		}
 	}
-	if len(paths) == 0 {
+	if len(which) == 0 {
 		return seen
 	}
 	var wg sync.WaitGroup
 	for j, n := range nodes {
-		seen[j] = make([]bool, len(loads))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var out bytes.Buffer
-			args := append(append([]string{}, statArgs[1:]...), paths...)
 			err := withCommandOutput(n.CommandContext(ctx, statArgs[0], args...).SetStdout(&out).Run())
 			sizes := strings.Fields(out.String())
-			if err == nil && len(sizes) != len(paths) {
-				err = fmt.Errorf("%d sizes for %d files: %q", len(sizes), len(paths), out.String())
+			if err == nil && len(sizes) != len(which) {
+				err = fmt.Errorf("%d sizes for %d files: %q", len(sizes), len(which), out.String())
 			}
 			missing := 0
-			for k, i := range which {
-				if err != nil {
-					break
-				}
-				size, perr := strconv.ParseInt(sizes[k], 10, 64)
-				seen[j][i] = perr == nil && size == loads[i].size
-				if !seen[j][i] {
-					missing++
+			if err == nil {
+				for k, i := range which {
+					size, perr := strconv.ParseInt(sizes[k], 10, 64)
+					seen[j][i] = perr == nil && size == loads[i].size
+					if !seen[j][i] {
+						missing++
+					}
 				}
 			}
 			switch {
 			case err != nil:
 				r.Notef("node %s: the mounted image archives could not be checked (%v); streaming them instead", n.String(), err)
 			case missing > 0:
-				r.Notef("node %s does not see %d of the %d mounted image archives (is the engine on another host?); streaming those instead", n.String(), missing, len(paths))
+				r.Notef("node %s does not see %d of the %d mounted image archives (is the engine on another host?); streaming those instead", n.String(), missing, len(which))
 			}
 		}()
 	}
