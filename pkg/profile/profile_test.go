@@ -389,6 +389,8 @@ spec:
         disabled: true
       - name: prometheus-adapter
         disabled: true
+      - name: kaic-probe-monitor
+        disabled: true
 `
 	l := newLoader()
 	r, err := l.LoadBytes("roundtrip.yaml", []byte(src))

@@ -15,19 +15,25 @@
 // once on creation) scales up; scaling down is disabled until the gauge is
 // low everywhere and then enabled with a stabilization window of 0, a
 // change to the HPA's spec, which a 1.37+ controller (HPAGeneration)
-// reconciles at once rather than at its next sync period. Before the first
-// metric Prometheus must read the PodMonitor's scrape configuration, which
-// the kubelet hands its pod at its next periodic sync, up to about 90 s
-// later, and prometheus-config-reloader reloads it when it sees the file
-// change (with prometheus-operator before v0.91.0, only at its re-read
-// every 3 minutes after the first change: see servicemetrics). The check
-// does not touch the Prometheus pod.
+// reconciles at once rather than at its next sync period.
+//
+// Where kaic's stack installed its PodMonitor for probe pods
+// (kaic-probe-monitor), the pods carry its labels and Prometheus scrapes
+// them once its pod discovery sees them. Otherwise the check creates a
+// PodMonitor of its own, and before the first metric Prometheus must read
+// its scrape configuration, which the kubelet hands the Prometheus pod at
+// its next periodic sync, up to about 90 s later, and
+// prometheus-config-reloader reloads it when it sees the file change (with
+// prometheus-operator before v0.91.0, only at its re-read every 3 minutes
+// after the first change: see servicemetrics). The check does not touch
+// the Prometheus pod.
 package podautoscaling
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -49,6 +55,7 @@ import (
 	"github.com/kaic-dev/kaic/pkg/conditions"
 	"github.com/kaic-dev/kaic/pkg/conformance"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/devicepod"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/probemonitor"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/promtext"
 	"github.com/kaic-dev/kaic/pkg/probe"
 )
@@ -142,16 +149,16 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 		t.Skipf("%d device(s) of %s on Ready nodes: scaling to two pods that each hold one needs at least 2, so autoscaling cannot be shown on this cluster", n, devicepod.Source(env))
 	}
 	version := metricsAPI(t, env)
+	sc := scrape(t, env)
 
 	t.Step("Run Deployment %s of 1 probe pod serving gauge %s, each pod's container %s", name, probe.MetricLoad, devicepod.Asking(env))
 	devicepod.ApplyTemplate(t, env, template)
-	t.Apply(deployment(env))
+	t.Apply(deployment(env, sc.podLabels))
 	t.Cleanup(func(ctx context.Context) { release(ctx, t, env) })
-	scrape(t, env)
 	pods := waitPods(t, env, 1, o.ScaleTimeout)
 	first := pods[0]
 	firstDev := devicepod.Holds(t, env, &first, podClaim)
-	waitMetric(t, env, version, o, pods, -1)
+	waitMetric(t, env, version, o, sc, pods, -1)
 
 	created := false
 	defer func() {
@@ -162,7 +169,7 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 	up := t.Run("ScaleUp", func(t *conformance.T) {
 		t.Step("Raise %s to %d in pod %s and wait until the custom metrics API reports it", probe.MetricLoad, high, first.Name)
 		setLoad(t, env, pods, high)
-		waitMetric(t, env, version, o, pods, high)
+		waitMetric(t, env, version, o, sc, pods, high)
 		t.Step("Create HorizontalPodAutoscaler %s: Pods metric %s, target average %d, 1 to 2 replicas, scale-up stabilization %ds, scale-down disabled until the load is lowered", name, o.Metric, target, scaleUpWindow)
 		t.Apply(hpa(o.Metric, false))
 		created = true
@@ -193,7 +200,7 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 		pods := listPods(t, env)
 		t.Step("Lower %s to %d in every pod and wait until the custom metrics API reports it", probe.MetricLoad, low)
 		setLoad(t, env, pods, low)
-		waitMetric(t, env, version, o, pods, low)
+		waitMetric(t, env, version, o, sc, pods, low)
 		t.Step("Enable scaling down on HPA %s (scaleDown.selectPolicy Max, stabilization %ds): it should scale %s back to 1 replica; "+
 			"a controller with HPAGeneration (Kubernetes 1.37+) reconciles the spec change at once, an older one at its next sync", name, scaleDownWindow, name)
 		t.Apply(hpa(o.Metric, true))
@@ -261,17 +268,44 @@ const (
 	podMonitors            = "podmonitors"
 )
 
+// scraping is how the probe pods are scraped: the labels their template
+// carries beyond labelsOf, and the PodMonitor and scrape pool to report on
+// when the metric does not come.
+type scraping struct {
+	podLabels map[string]string
+	monitor   string
+	pool      string
+}
+
 // scrape has the cluster's Prometheus scrape the probe pods, when
 // prometheus-operator's PodMonitor is served, so that a Prometheus-backed
 // metrics adapter (prometheus-adapter, kaic-metrics-adapter) finds their
-// gauge labelled with namespace and pod. Adapters that read the pods
-// another way need no scraping, so its absence is only noted.
-func scrape(t *conformance.T, env *conformance.Env) {
+// gauge labelled with namespace and pod. Where kaic's stack installed its
+// PodMonitor for probe pods (kaic-probe-monitor), the pods carry its labels
+// and are scraped as soon as Prometheus discovers them; otherwise the check
+// creates a PodMonitor of its own, which reaches Prometheus with the
+// kubelet's next sync of its pod. Adapters that read the pods another way
+// need no scraping, so the API's absence is only noted.
+func scrape(t *conformance.T, env *conformance.Env) scraping {
 	served, err := conformance.ServedResources(t, env, monitoringGroupVersion)
 	if err != nil || !slices.Contains(served, podMonitors) {
 		t.Logf("%s PodMonitor is not served: the metrics adapter must read the probe pods' gauge without Prometheus scraping them", monitoringGroupVersion)
-		return
+		return scraping{}
 	}
+	m, why, err := probemonitor.Find(t.Context(), env.Dynamic)
+	if err != nil {
+		why = err.Error()
+	}
+	if m != nil {
+		interval := m.Interval
+		if interval == "" {
+			interval = "Prometheus' global interval"
+		}
+		t.Step("Have the monitoring system scrape the probe pods through PodMonitor %s, which kaic's stack installed for probe pods of every namespace (every %s, port %s): "+
+			"the pods carry its labels %s, so no new scrape configuration has to reach Prometheus first", m, interval, probemonitor.Port, labels.Set(m.PodLabels))
+		return scraping{podLabels: m.PodLabels, monitor: m.String(), pool: m.ScrapePool()}
+	}
+	t.Logf("no PodMonitor of kaic's stack to scrape the probe pods: %s", why)
 	t.Step("Have the monitoring system scrape the probe pods every 5s (PodMonitor %s, port http)", name)
 	t.Apply(&unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": monitoringGroupVersion,
@@ -282,6 +316,7 @@ func scrape(t *conformance.T, env *conformance.Env) {
 			"podMetricsEndpoints": []any{map[string]any{"port": "http", "path": "/metrics", "interval": "5s"}},
 		},
 	}})
+	return scraping{monitor: env.Namespace + "/" + name, pool: "podMonitor/" + env.Namespace + "/" + name + "/"}
 }
 
 func toAny(m map[string]string) map[string]any {
@@ -296,9 +331,17 @@ func labelsOf() map[string]string {
 	return map[string]string{"app.kubernetes.io/name": "kaic-probe", instance: name}
 }
 
-// deployment runs the probe's HTTP mode; every pod holds one device and
-// is Ready once the probe answers.
-func deployment(env *conformance.Env) *appsv1.Deployment {
+// podLabels are the pods' labels: labelsOf and extra.
+func podLabels(extra map[string]string) map[string]string {
+	out := labelsOf()
+	maps.Copy(out, extra)
+	return out
+}
+
+// deployment runs the probe's HTTP mode; every pod holds one device, is
+// Ready once the probe answers and carries extra labels beyond those the
+// Deployment selects.
+func deployment(env *conformance.Env, extra map[string]string) *appsv1.Deployment {
 	acc := env.Accelerator
 	fieldEnv := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
@@ -331,7 +374,7 @@ func deployment(env *conformance.Env) *appsv1.Deployment {
 		Spec: appsv1.DeploymentSpec{
 			Replicas: new(int32(1)),
 			Selector: &metav1.LabelSelector{MatchLabels: labelsOf()},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labelsOf()}, Spec: pod},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: podLabels(extra)}, Spec: pod},
 		},
 	}
 }
@@ -500,7 +543,7 @@ type metricItem struct {
 // answer. An adapter without a rule for the metric, or a pipeline that
 // never scrapes the probe, fails here rather than as an HPA that does not
 // scale; so does one that does not follow the gauge.
-func waitMetric(t *conformance.T, env *conformance.Env, version string, o Options, pods []corev1.Pod, want float64) {
+func waitMetric(t *conformance.T, env *conformance.Env, version string, o Options, sc scraping, pods []corev1.Pod, want float64) {
 	what := "report " + o.Metric
 	if want >= 0 {
 		what = fmt.Sprintf("report %s=%g", o.Metric, want)
@@ -549,16 +592,20 @@ func waitMetric(t *conformance.T, env *conformance.Env, version string, o Option
 			why = "its last answer: " + strings.TrimSpace(string(last))
 		}
 		t.Fatalf("the metrics adapter does not %s for pod(s) %s within %s (GET %s): %s; the adapter needs a rule exposing the probe's gauge for pods, and a pipeline that follows it%s",
-			what, strings.Join(podNames(pods), ", "), o.MetricTimeout, path, why, scrapeState(t, env))
+			what, strings.Join(podNames(pods), ", "), o.MetricTimeout, path, why, scrapeState(t, env, sc))
 	}
 	t.Observe("GET "+path, string(last))
 }
 
 // scrapeState says, for a failure, what each Prometheus that
 // prometheus-operator runs does with the PodMonitor's scrape pool: without
-// a target there, it never loaded the PodMonitor; with one, whether its
-// scrapes succeed. It is empty when no such Prometheus runs.
-func scrapeState(t *conformance.T, env *conformance.Env) string {
+// a target there, it never loaded the PodMonitor or never discovered the
+// pods; with one, whether its scrapes succeed. It is empty when no such
+// Prometheus runs or no PodMonitor scrapes the pods.
+func scrapeState(t *conformance.T, env *conformance.Env, sc scraping) string {
+	if sc.pool == "" {
+		return ""
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
 	defer cancel()
 	proms, err := promtext.OperatedServices(ctx, env.Client)
@@ -567,9 +614,9 @@ func scrapeState(t *conformance.T, env *conformance.Env) string {
 	}
 	var states []string
 	for _, prom := range proms {
-		states = append(states, promtext.PoolTargets(ctx, env.Client, prom, "podMonitor/"+env.Namespace+"/"+name+"/"))
+		states = append(states, promtext.PoolTargets(ctx, env.Client, prom, sc.pool))
 	}
-	t.Observe("Prometheus scrape pools of PodMonitor "+env.Namespace+"/"+name, states)
+	t.Observe("Prometheus scrape pools of PodMonitor "+sc.monitor, states)
 	return "; " + strings.Join(states, "; ")
 }
 

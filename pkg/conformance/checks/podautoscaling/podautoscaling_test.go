@@ -409,6 +409,36 @@ func TestPodAutoscalingPasses(t *testing.T) {
 	checktest.ExpectCleanedUp(t, env, res)
 }
 
+// TestPodAutoscalingUsesStackMonitor: where kaic's stack installed its
+// PodMonitor for probe pods (as its chart renders it), the Deployment's
+// pods carry its labels and the check creates no PodMonitor of its own.
+// The adapter here reads the probes directly, so only what the check asks
+// of the cluster is shown, not a Prometheus scraping the pods (the e2e
+// suite on kind runs the real one).
+func TestPodAutoscalingUsesStackMonitor(t *testing.T) {
+	env := testenv.Shared(t)
+	registerAdapter(t, env)
+	adapter.provider.frozen.Store(false)
+	checktest.InstallStackProbeMonitor(t, env)
+	res := runCheck(t, env, Options{})
+	if res.Status != conformance.Passed {
+		t.Fatalf("status %s: %s", res.Status, res.Reason)
+	}
+	all := checktest.Transcript(res)
+	for _, want := range []string{
+		"through PodMonitor monitoring/kaic-probe, which kaic's stack installed for probe pods of every namespace (every 2s, port http)",
+		"kaic.dev/scrape: probe",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("transcript lacks %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "PodMonitor "+res.Namespace) {
+		t.Errorf("the check created a PodMonitor of its own beside the stack's:\n%s", all)
+	}
+	checktest.ExpectCleanedUp(t, env, res)
+}
+
 func TestPodAutoscalingFailsWithoutAdapter(t *testing.T) {
 	env := testenv.Shared(t)
 	res := runCheck(t, env, Options{})

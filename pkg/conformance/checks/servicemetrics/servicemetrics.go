@@ -7,13 +7,20 @@
 // one Options name) and makes sure its query API answers before creating
 // anything; it then runs kaic's probe as an inference-like service (a
 // request counter, a latency histogram and a gauge standing for queue
-// depth), has it scraped with a ServiceMonitor whose relabeling adds a
-// per-run label, sends exactly N requests and sets the gauge through the
+// depth), has it scraped with a per-run label on every series, sends
+// exactly N requests and sets the gauge through the
 // API server's service proxy, and waits for Prometheus to report the
 // counter and the histogram's count at N and the gauge at the value set.
 // When the series never appear it says whether Prometheus discovered the
-// target at all and what its last scrape said. Prometheus reads the
-// ServiceMonitor's scrape configuration when the kubelet next syncs its
+// target at all and what its last scrape said.
+//
+// Where kaic's stack installed its PodMonitor for probe pods
+// (kaic-probe-monitor), the pod carries that monitor's labels and the run
+// label kaic.dev/run, which the monitor copies onto the series; Prometheus
+// has that configuration before the check starts and scrapes the pod as
+// soon as its pod discovery sees it. Otherwise the check creates a
+// ServiceMonitor whose relabeling adds the run label. Prometheus reads
+// that ServiceMonitor's scrape configuration when the kubelet next syncs its
 // pod, up to about 90 s later, and prometheus-config-reloader reloads it
 // when it sees the file change. Before prometheus-operator v0.91.0 the
 // reloader watched the file itself, a watch that the kubelet's atomic
@@ -28,6 +35,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -37,9 +45,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/probemonitor"
 	"github.com/kaic-dev/kaic/pkg/conformance/checks/internal/promtext"
 	"github.com/kaic-dev/kaic/pkg/probe"
 )
@@ -152,18 +162,30 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 		}
 		t.Fatalf("the monitoring system's query API at %s does not answer within %s: %v", prom, o.AnswerTimeout, lastErr)
 	}
-	t.Step("Check that the scrape configuration API %s is served", MonitoringGroupVersion)
-	served, err := conformance.ServedResources(t, env, MonitoringGroupVersion)
-	if err != nil || !slices.Contains(served, serviceMonitors) {
-		t.Fatalf("%s ServiceMonitor is not served (%v): prometheus-operator (monitoring.coreos.com) is not installed, so no scraping can be configured", MonitoringGroupVersion, errOrNone(err))
-	}
-
 	runID := newRunID()
 	t.Observe("run label", RunLabel+"="+runID)
-	t.Step("Run probe pod %s serving %s, %s and %s; Service %s and ServiceMonitor %s scrape it every %s", name, probe.MetricRequests, probe.MetricLatency, probe.MetricLoad, name, name, o.ScrapeInterval)
-	t.Apply(pod(env, o))
-	t.Apply(service(o))
-	monitor := t.Apply(serviceMonitor(env, o, runID))
+	sc := stackMonitor(t, env, runID)
+	if sc == nil {
+		t.Step("Check that the scrape configuration API %s is served", MonitoringGroupVersion)
+		served, err := conformance.ServedResources(t, env, MonitoringGroupVersion)
+		if err != nil || !slices.Contains(served, serviceMonitors) {
+			t.Fatalf("%s ServiceMonitor is not served (%v): prometheus-operator (monitoring.coreos.com) is not installed, so no scraping can be configured", MonitoringGroupVersion, errOrNone(err))
+		}
+		t.Step("Run probe pod %s serving %s, %s and %s; Service %s and ServiceMonitor %s scrape it every %s", name, probe.MetricRequests, probe.MetricLatency, probe.MetricLoad, name, name, o.ScrapeInterval)
+		t.Apply(pod(env, o, nil))
+		t.Apply(service(o))
+		monitor := t.Apply(serviceMonitor(env, o, runID))
+		sc = &scraping{
+			monitor: "ServiceMonitor " + env.Namespace + "/" + name,
+			pool:    "serviceMonitor/" + env.Namespace + "/" + name + "/",
+			created: monitor.GetCreationTimestamp().Time,
+		}
+	} else {
+		t.Step("Run probe pod %s serving %s, %s and %s, labelled for %s; Service %s", name, probe.MetricRequests, probe.MetricLatency, probe.MetricLoad, sc.monitor, name)
+		created := t.Apply(pod(env, o, sc.podLabels))
+		t.Apply(service(o))
+		sc.created = created.GetCreationTimestamp().Time
+	}
 	p := waitReady(t, env)
 	node, err := env.Client.CoreV1().Nodes().Get(t.Context(), p.Spec.NodeName, metav1.GetOptions{})
 	if err != nil {
@@ -187,7 +209,49 @@ func run(t *conformance.T, env *conformance.Env, o Options) {
 	}
 	t.Observe("PUT /load?value="+strconv.Itoa(queueDepth), strings.TrimSpace(answer))
 
-	collect(t, env, o, prom, runID, monitor.GetCreationTimestamp().Time)
+	collect(t, env, o, prom, runID, sc)
+}
+
+// scraping is how the workload is scraped: the labels its pod carries
+// beyond workloadLabels, the monitor and its scrape pool, and when the
+// scrape configuration or, with kaic's stack monitor, the pod was created.
+type scraping struct {
+	podLabels map[string]string
+	monitor   string
+	pool      string
+	created   time.Time
+	stack     bool
+}
+
+// stackMonitor returns how the pod is scraped through the PodMonitor
+// kaic's stack installs for probe pods (kaic-probe-monitor), when the
+// cluster has a usable one that copies the run label onto the series; nil
+// otherwise, and the check creates a ServiceMonitor of its own. A monitor
+// of the stack is in Prometheus' configuration before the check starts, so
+// the pod is scraped once Prometheus' pod discovery sees it; the check's
+// own reaches Prometheus with the kubelet's next sync of its pod.
+func stackMonitor(t *conformance.T, env *conformance.Env, runID string) *scraping {
+	m, why, err := probemonitor.Find(t.Context(), env.Dynamic)
+	switch {
+	case err != nil:
+		why = err.Error()
+	case m != nil && !m.RunLabel:
+		why = fmt.Sprintf("PodMonitor %s does not copy the pod label %s onto the series as %s", m, probemonitor.RunPodLabel, RunLabel)
+		m = nil
+	}
+	if m == nil {
+		t.Logf("no PodMonitor of kaic's stack to scrape the workload: %s", why)
+		return nil
+	}
+	interval := m.Interval
+	if interval == "" {
+		interval = "Prometheus' global interval"
+	}
+	t.Observe("scraped by", fmt.Sprintf("PodMonitor %s, installed with kaic's stack for probe pods of every namespace, every %s: the pod carries its labels %s and %s=%s, which it copies onto every series as %s",
+		m, interval, labels.Set(m.PodLabels), probemonitor.RunPodLabel, runID, RunLabel))
+	podLabels := maps.Clone(m.PodLabels)
+	podLabels[probemonitor.RunPodLabel] = runID
+	return &scraping{podLabels: podLabels, monitor: "PodMonitor " + m.String(), pool: m.ScrapePool(), stack: true}
 }
 
 func errOrNone(err error) string {
@@ -235,13 +299,16 @@ func workloadLabels() map[string]string {
 }
 
 // pod runs the probe's HTTP mode under the restricted Pod Security
-// Standard; it is Ready once the probe answers.
-func pod(env *conformance.Env, o Options) *corev1.Pod {
+// Standard, labelled with extra beyond workloadLabels; it is Ready once
+// the probe answers.
+func pod(env *conformance.Env, o Options, extra map[string]string) *corev1.Pod {
 	fieldEnv := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
+	lbls := workloadLabels()
+	maps.Copy(lbls, extra)
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: workloadLabels()},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls},
 		Spec: corev1.PodSpec{
 			TerminationGracePeriodSeconds: new(int64),
 			SecurityContext: &corev1.PodSecurityContext{
@@ -373,8 +440,8 @@ type expectation struct {
 
 // collect waits until Prometheus reports the expected values and says
 // which stage never happened when it does not, and when Prometheus loaded
-// the configuration that scrapes the ServiceMonitor created then.
-func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Service, runID string, monitorCreated time.Time) {
+// its configuration.
+func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Service, runID string, sc *scraping) {
 	sel := fmt.Sprintf("{%s=%q}", RunLabel, runID)
 	wants := []expectation{
 		{"request counter", probe.MetricRequests + sel, float64(o.Requests)},
@@ -417,7 +484,7 @@ func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Se
 		rows[w.query] = values(got[i])
 	}
 	t.Observe("Prometheus reports", rows)
-	configLoadedAfter(t, env, prom, monitorCreated)
+	configLoadedAfter(t, env, prom, sc)
 	switch {
 	case tooMany != "":
 		t.Fatalf("Prometheus counts more than the %d requests sent: %s", o.Requests, mismatches(wants, got))
@@ -430,7 +497,7 @@ func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Se
 	}
 	if !slices.ContainsFunc(got, func(s []promtext.Sample) bool { return len(s) > 0 }) {
 		t.Fatalf("the workload's series never appeared in Prometheus within %s (no %s with %s): %s",
-			o.CollectionTimeout, probe.MetricRequests, sel, targetStatus(t, env, prom, runID))
+			o.CollectionTimeout, probe.MetricRequests, sel, targetStatus(t, env, prom, runID, sc))
 	}
 	t.Fatalf("Prometheus does not report what the workload served within %s: %s", o.CollectionTimeout, mismatches(wants, got))
 }
@@ -439,9 +506,15 @@ func collect(t *conformance.T, env *conformance.Env, o Options, prom promtext.Se
 // Prometheus loaded the configuration that scrapes it: prometheus-operator
 // writes the configuration to a Secret, which reaches Prometheus when the
 // kubelet next syncs its pod (up to its syncFrequency, a minute by
-// default), and most of the collection wait is usually that. Both times
-// are the cluster's clocks. A Prometheus that does not say is only noted.
-func configLoadedAfter(t *conformance.T, env *conformance.Env, prom promtext.Service, created time.Time) {
+// default), and most of the collection wait is usually that. With kaic's
+// stack monitor it says that the configuration was loaded before the pod
+// was created. Both times are the cluster's clocks. A Prometheus that does
+// not say is only noted.
+func configLoadedAfter(t *conformance.T, env *conformance.Env, prom promtext.Service, sc *scraping) {
+	created, what := sc.created, "the ServiceMonitor"
+	if sc.stack {
+		what = "pod " + name
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
 	defer cancel()
 	raw, err := promtext.API(ctx, env.Client, prom, "/api/v1/status/runtimeinfo", nil)
@@ -455,9 +528,9 @@ func configLoadedAfter(t *conformance.T, env *conformance.Env, prom promtext.Ser
 	case err != nil:
 		t.Logf("when Prometheus loaded its configuration is unknown: %v", err)
 	case info.LastConfigTime.Before(created):
-		t.Logf("Prometheus last loaded its configuration at %s, before the ServiceMonitor was created at %s", info.LastConfigTime.UTC().Format(time.RFC3339), created.UTC().Format(time.RFC3339))
+		t.Logf("Prometheus last loaded its configuration at %s, before %s was created at %s", info.LastConfigTime.UTC().Format(time.RFC3339), what, created.UTC().Format(time.RFC3339))
 	default:
-		t.Observe("Prometheus configuration loaded after the ServiceMonitor was created", info.LastConfigTime.Sub(created).Round(time.Second).String())
+		t.Observe("Prometheus configuration loaded after "+what+" was created", info.LastConfigTime.Sub(created).Round(time.Second).String())
 	}
 }
 
@@ -516,26 +589,31 @@ func query(ctx context.Context, env *conformance.Env, prom promtext.Service, q s
 
 // targetStatus says whether Prometheus discovered the workload's target
 // and how its scrapes went, for a failure.
-func targetStatus(t *conformance.T, env *conformance.Env, prom promtext.Service, runID string) string {
+func targetStatus(t *conformance.T, env *conformance.Env, prom promtext.Service, runID string, sc *scraping) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
 	defer cancel()
 	active, err := promtext.ActiveTargets(ctx, env.Client, prom)
 	if err != nil {
 		return "the target status is unknown: " + err.Error()
 	}
-	pool := "serviceMonitor/" + env.Namespace + "/" + name + "/"
 	var ours []promtext.Target
 	for _, tg := range active {
-		if tg.Labels[RunLabel] == runID || strings.HasPrefix(tg.ScrapePool, pool) {
+		// The stack's monitor scrapes other checks' pods too: only this
+		// namespace's count.
+		mine := !sc.stack || tg.Labels["namespace"] == env.Namespace
+		if tg.Labels[RunLabel] == runID || strings.HasPrefix(tg.ScrapePool, sc.pool) && mine {
 			ours = append(ours, tg)
 		}
 	}
 	if len(ours) == 0 {
-		t.Observe("Prometheus targets of ServiceMonitor "+env.Namespace+"/"+name, "(none)")
-		return fmt.Sprintf("Prometheus has no target for ServiceMonitor %s/%s among its %d active targets: it never discovered the workload (its serviceMonitorSelector or serviceMonitorNamespaceSelector does not select the ServiceMonitor, whose labels the check's ScrapeLabels option sets, or prometheus-operator did not reconcile it)",
-			env.Namespace, name, len(active))
+		t.Observe("Prometheus targets of "+sc.monitor, "(none)")
+		why := "its serviceMonitorSelector or serviceMonitorNamespaceSelector does not select the ServiceMonitor, whose labels the check's ScrapeLabels option sets, or prometheus-operator did not reconcile it"
+		if sc.stack {
+			why = "its podMonitorSelector or podMonitorNamespaceSelector does not select the PodMonitor, or prometheus-operator did not reconcile it, or its pod discovery did not see the pod"
+		}
+		return fmt.Sprintf("Prometheus has no target for %s among its %d active targets: it never discovered the workload (%s)", sc.monitor, len(active), why)
 	}
-	t.Observe("Prometheus targets of ServiceMonitor "+env.Namespace+"/"+name, ours)
+	t.Observe("Prometheus targets of "+sc.monitor, ours)
 	var states []string
 	for _, tg := range ours {
 		states = append(states, tg.String())

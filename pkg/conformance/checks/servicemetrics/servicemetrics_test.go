@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -128,30 +127,17 @@ const crdName = "servicemonitors.monitoring.coreos.com"
 // which is all the check needs of prometheus-operator's CRD).
 func (f *fixture) installCRD(t *testing.T) {
 	t.Helper()
-	crd := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "apiextensions.k8s.io/v1",
-		"kind":       "CustomResourceDefinition",
-		"metadata":   map[string]any{"name": crdName},
-		"spec": map[string]any{
-			"group": "monitoring.coreos.com",
-			"scope": "Namespaced",
-			"names": map[string]any{"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor", "listKind": "ServiceMonitorList"},
-			"versions": []any{map[string]any{
-				"name": "v1", "served": true, "storage": true,
-				"schema": map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
-			}},
-		},
-	}}
-	crds := f.env.Dynamic().Resource(crdGVR)
-	if _, err := crds.Create(t.Context(), crd, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		_, err := f.env.Clientset().Discovery().ServerResourcesForGroupVersion(MonitoringGroupVersion)
-		return err == nil, nil
-	})
-	if err != nil {
-		t.Fatalf("ServiceMonitor CRD not served: %v", err)
+	checktest.ServeMonitoring(t, f.env, "servicemonitors", "ServiceMonitor", false)
+}
+
+// installStackMonitor creates, for the rest of the test, the PodMonitor of
+// kaic's stack component kaic-probe-monitor as its chart renders it, and
+// waits until the stand-in Prometheus has it: installed with the stack, it
+// is in the configuration before any check starts.
+func (f *fixture) installStackMonitor(t *testing.T) {
+	t.Helper()
+	for _, o := range checktest.InstallStackProbeMonitor(t, f.env) {
+		f.prom.waitForMonitor(t, "pod:"+o.GetNamespace()+"/"+o.GetName())
 	}
 }
 
@@ -274,6 +260,51 @@ func TestMetricsCollected(t *testing.T) {
 		}
 	}
 	checktest.ExpectCleanedUp(t, f.env, res)
+}
+
+// TestMetricsCollectedThroughStackMonitor: with the PodMonitor of kaic's
+// stack (as its chart renders it), the check labels its pod for it and
+// creates no ServiceMonitor; the monitor copies the run label onto the
+// series and the counts match the requests sent.
+func TestMetricsCollectedThroughStackMonitor(t *testing.T) {
+	f := setup(t)
+	f.installCRD(t)
+	f.publishPrometheus(t)
+	f.installStackMonitor(t)
+	f.cordon(t, kwokNode)
+	res := f.run(t, Options{Requests: 10})
+	if res.Status != conformance.Passed {
+		t.Fatalf("check status %s, want passed: %s", res.Status, res.Reason)
+	}
+	tr := checktest.Transcript(res)
+	for _, want := range []string{
+		"PodMonitor monitoring/kaic-probe, installed with kaic's stack", "kaic.dev/run=run-", "kaic.dev/scrape=probe",
+		probe.MetricRequests + `{kaic_run="run-`, "reports exactly the 10 requests sent",
+		// The configuration predates the pod: no reload was waited for.
+		"before pod " + name + " was created",
+	} {
+		if !strings.Contains(tr, want) {
+			t.Errorf("the transcript does not show %q:\n%s", want, tr)
+		}
+	}
+	if strings.Contains(tr, "ServiceMonitor "+res.Namespace) {
+		t.Errorf("the check created a ServiceMonitor although the stack's PodMonitor scrapes its pod:\n%s", tr)
+	}
+	checktest.ExpectCleanedUp(t, f.env, res)
+}
+
+// TestStackMonitorNotSelected: Prometheus selects only monitors labelled
+// release=kaic-test, which the stack's PodMonitor is not, so the series
+// never appear and the check says Prometheus has no target for it.
+func TestStackMonitorNotSelected(t *testing.T) {
+	f := setup(t)
+	f.installCRD(t)
+	f.publishPrometheus(t)
+	f.installStackMonitor(t)
+	f.cordon(t, kwokNode)
+	f.prom.setSelector(map[string]string{scrapeLabel: scrapeValue})
+	res := f.run(t, Options{CollectionTimeout: 6 * time.Second})
+	expectFailed(t, res, "series never appeared in Prometheus", "Prometheus has no target for PodMonitor monitoring/kaic-probe", "podMonitorSelector")
 }
 
 // TestPrometheusNeverAnswers: a Prometheus that never starts answering

@@ -8,10 +8,12 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -34,8 +36,10 @@ import (
 // kubelet for pods bound to its node (it runs kaic's real probe server in
 // this process for each of them, on a non-loopback address of this host
 // that it reports as the pod IP) and a minimal Prometheus with
-// prometheus-operator's ServiceMonitor discovery (it scrapes the targets
-// that ServiceMonitors select and answers instant queries of the form
+// prometheus-operator's ServiceMonitor and PodMonitor discovery (it scrapes
+// the targets that ServiceMonitors and PodMonitors select, the latter in
+// every namespace and with relabelings that copy a pod label, and answers
+// instant queries of the form
 // name{label="value",...} and /api/v1/targets). Neither is the real
 // thing: Prometheus and prometheus-operator themselves are exercised by
 // the e2e suite on kind.
@@ -237,6 +241,25 @@ type miniPrometheus struct {
 	startsAt time.Time
 }
 
+// waitForMonitor waits until the configuration holds monitor (namespace/name,
+// prefixed pod: for a PodMonitor).
+func (p *miniPrometheus) waitForMonitor(t *testing.T, monitor string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p.mu.Lock()
+		loaded := slices.Contains(strings.Split(p.monitors, ","), monitor)
+		p.mu.Unlock()
+		if loaded {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stand-in Prometheus did not load %s within 30s", monitor)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // startIn makes the server answer only after d.
 func (p *miniPrometheus) startIn(d time.Duration) {
 	p.mu.Lock()
@@ -253,7 +276,10 @@ type scrapeTarget struct {
 	samples    []promtext.Sample
 }
 
-var serviceMonitorGVR = schema.GroupVersionResource{Group: "monitoring.coreos.com", Version: "v1", Resource: "servicemonitors"}
+var (
+	serviceMonitorGVR = schema.GroupVersionResource{Group: "monitoring.coreos.com", Version: "v1", Resource: "servicemonitors"}
+	podMonitorGVR     = schema.GroupVersionResource{Group: "monitoring.coreos.com", Version: "v1", Resource: "podmonitors"}
+)
 
 func (p *miniPrometheus) setSelector(sel map[string]string) {
 	p.mu.Lock()
@@ -290,6 +316,16 @@ func (p *miniPrometheus) round(ctx context.Context) {
 		}
 		monitors = append(monitors, sm.GetNamespace()+"/"+sm.GetName())
 		found = append(found, p.discover(ctx, &sm)...)
+	}
+	// PodMonitors, where their CRD is served.
+	if pms, err := p.dynamic.Resource(podMonitorGVR).Namespace(metav1.NamespaceAll).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, pm := range pms.Items {
+			if sel != nil && !labels.SelectorFromSet(sel).Matches(labels.Set(pm.GetLabels())) {
+				continue
+			}
+			monitors = append(monitors, "pod:"+pm.GetNamespace()+"/"+pm.GetName())
+			found = append(found, p.discoverPods(ctx, &pm)...)
+		}
 	}
 	p.mu.Lock()
 	if m := strings.Join(monitors, ","); m != p.monitors || p.configTime.IsZero() {
@@ -358,6 +394,81 @@ func (p *miniPrometheus) discover(ctx context.Context, sm *unstructured.Unstruct
 		}
 	}
 	return out
+}
+
+// discoverPods follows a PodMonitor of every namespace (the only kind the
+// stand-in serves) to the Ready pods its labels select, with relabelings
+// that copy one pod label onto the series.
+func (p *miniPrometheus) discoverPods(ctx context.Context, pm *unstructured.Unstructured) []*scrapeTarget {
+	if all, _, _ := unstructured.NestedBool(pm.Object, "spec", "namespaceSelector", "any"); !all {
+		return nil
+	}
+	match, _, _ := unstructured.NestedStringMap(pm.Object, "spec", "selector", "matchLabels")
+	pods, err := p.client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(match).String()})
+	if err != nil {
+		return nil
+	}
+	endpoints, _, _ := unstructured.NestedSlice(pm.Object, "spec", "podMetricsEndpoints")
+	var out []*scrapeTarget
+	for i, raw := range endpoints {
+		ep, _ := raw.(map[string]any)
+		port, _ := ep["port"].(string)
+		path, _ := ep["path"].(string)
+		if path == "" {
+			path = "/metrics"
+		}
+		rules, _ := ep["relabelings"].([]any)
+		for _, pod := range pods.Items {
+			c := conditionOf(&pod, corev1.PodReady)
+			if pod.Status.PodIP == "" || c == nil || c.Status != corev1.ConditionTrue {
+				continue
+			}
+			var number int32
+			for _, ct := range pod.Spec.Containers {
+				for _, cp := range ct.Ports {
+					if cp.Name == port {
+						number = cp.ContainerPort
+					}
+				}
+			}
+			if number == 0 {
+				continue
+			}
+			l := map[string]string{"job": pm.GetNamespace() + "/" + pm.GetName(), "namespace": pod.Namespace, "pod": pod.Name, "endpoint": port,
+				"instance": net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(number)))}
+			for _, r := range rules {
+				rule, _ := r.(map[string]any)
+				sources, _ := rule["sourceLabels"].([]any)
+				target, _ := rule["targetLabel"].(string)
+				const meta = "__meta_kubernetes_pod_label_"
+				if len(sources) != 1 || target == "" {
+					continue
+				}
+				src, _ := sources[0].(string)
+				for k, v := range pod.Labels {
+					if meta+strings.NewReplacer(".", "_", "/", "_", "-", "_").Replace(k) == src && v != "" {
+						l[target] = v
+					}
+				}
+			}
+			out = append(out, &scrapeTarget{
+				Labels:     l,
+				ScrapePool: fmt.Sprintf("podMonitor/%s/%s/%d", pm.GetNamespace(), pm.GetName(), i),
+				ScrapeURL:  "http://" + l["instance"] + path,
+				Health:     "unknown",
+			})
+		}
+	}
+	return out
+}
+
+func conditionOf(p *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	for i := range p.Status.Conditions {
+		if p.Status.Conditions[i].Type == t {
+			return &p.Status.Conditions[i]
+		}
+	}
+	return nil
 }
 
 func scrape(ctx context.Context, tg *scrapeTarget) {
