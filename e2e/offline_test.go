@@ -48,6 +48,15 @@ var shownOffline = map[string]string{
 	"advanced_inference_ingress": "requests to an InferencePool went to the model server its endpoint picker found idle, and followed when the loads were swapped",
 }
 
+// scrapedByStack are the requirements whose probe pods the stack's
+// PodMonitor (component kaic-probe-monitor) scrapes: their transcripts must
+// name it, or they created a monitor of their own and waited for it to
+// reach Prometheus.
+var scrapedByStack = []string{"ai_service_metrics", "pod_autoscaling"}
+
+// stackMonitorShown is what their transcripts say of it.
+const stackMonitorShown = "PodMonitor monitoring/kaic-probe"
+
 // hostShouldFailures are the SHOULD requirements this host keeps from
 // passing, with the reason and what the check's output then says.
 func hostShouldFailures(t *testing.T) map[string][2]string {
@@ -328,6 +337,11 @@ func TestOfflineUpValidateDown(t *testing.T) {
 				t.Errorf("%s is %q on the offline stack, which has what it needs (see %s)", res.ID, res.Status, output)
 			} else if data, err := os.ReadFile(output); err != nil || !strings.Contains(string(data), shown) {
 				t.Errorf("%s passed without showing %q (see %s): %v", res.ID, shown, output, err)
+			}
+		}
+		if slices.Contains(scrapedByStack, res.ID) {
+			if data, err := os.ReadFile(output); err != nil || !strings.Contains(string(data), stackMonitorShown) {
+				t.Errorf("%s did not use the stack's probe monitor (%q not in %s): %v", res.ID, stackMonitorShown, output, err)
 			}
 		}
 		if res.Level != "SHOULD" || res.Status != "fail" {

@@ -383,12 +383,7 @@ func (p *miniPrometheus) discover(ctx context.Context, sm *unstructured.Unstruct
 					l := map[string]string{"job": svc.Name, "namespace": ns, "service": svc.Name, "pod": e.Pod, "endpoint": port,
 						"instance": net.JoinHostPort(e.Address, strconv.Itoa(int(e.Port)))}
 					maps.Copy(l, relabel)
-					out = append(out, &scrapeTarget{
-						Labels:     l,
-						ScrapePool: fmt.Sprintf("serviceMonitor/%s/%s/%d", sm.GetNamespace(), sm.GetName(), i),
-						ScrapeURL:  "http://" + l["instance"] + path,
-						Health:     "unknown",
-					})
+					out = append(out, newTarget(l, fmt.Sprintf("serviceMonitor/%s/%s/%d", sm.GetNamespace(), sm.GetName(), i), path))
 				}
 			}
 		}
@@ -451,15 +446,16 @@ func (p *miniPrometheus) discoverPods(ctx context.Context, pm *unstructured.Unst
 					}
 				}
 			}
-			out = append(out, &scrapeTarget{
-				Labels:     l,
-				ScrapePool: fmt.Sprintf("podMonitor/%s/%s/%d", pm.GetNamespace(), pm.GetName(), i),
-				ScrapeURL:  "http://" + l["instance"] + path,
-				Health:     "unknown",
-			})
+			out = append(out, newTarget(l, fmt.Sprintf("podMonitor/%s/%s/%d", pm.GetNamespace(), pm.GetName(), i), path))
 		}
 	}
 	return out
+}
+
+// newTarget is a target of pool with labels l, not scraped yet, at path
+// on its instance.
+func newTarget(l map[string]string, pool, path string) *scrapeTarget {
+	return &scrapeTarget{Labels: l, ScrapePool: pool, ScrapeURL: "http://" + l["instance"] + path, Health: "unknown"}
 }
 
 func conditionOf(p *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
