@@ -350,14 +350,8 @@ func (p *miniPrometheus) discover(ctx context.Context, sm *unstructured.Unstruct
 	endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
 	var out []*scrapeTarget
 	for i, raw := range endpoints {
-		ep, _ := raw.(map[string]any)
-		port, _ := ep["port"].(string)
-		path, _ := ep["path"].(string)
-		if path == "" {
-			path = "/metrics"
-		}
+		port, path, rules := endpoint(raw)
 		relabel := map[string]string{}
-		rules, _ := ep["relabelings"].([]any)
 		for _, r := range rules {
 			rule, _ := r.(map[string]any)
 			if a, _ := rule["action"].(string); a == "" || a == "replace" {
@@ -406,13 +400,7 @@ func (p *miniPrometheus) discoverPods(ctx context.Context, pm *unstructured.Unst
 	endpoints, _, _ := unstructured.NestedSlice(pm.Object, "spec", "podMetricsEndpoints")
 	var out []*scrapeTarget
 	for i, raw := range endpoints {
-		ep, _ := raw.(map[string]any)
-		port, _ := ep["port"].(string)
-		path, _ := ep["path"].(string)
-		if path == "" {
-			path = "/metrics"
-		}
-		rules, _ := ep["relabelings"].([]any)
+		port, path, rules := endpoint(raw)
 		for _, pod := range pods.Items {
 			c := conditionOf(&pod, corev1.PodReady)
 			if pod.Status.PodIP == "" || c == nil || c.Status != corev1.ConditionTrue {
@@ -450,6 +438,19 @@ func (p *miniPrometheus) discoverPods(ctx context.Context, pm *unstructured.Unst
 		}
 	}
 	return out
+}
+
+// endpoint reads a monitor endpoint's port, path (default /metrics) and
+// relabelings.
+func endpoint(raw any) (port, path string, rules []any) {
+	ep, _ := raw.(map[string]any)
+	port, _ = ep["port"].(string)
+	path, _ = ep["path"].(string)
+	if path == "" {
+		path = "/metrics"
+	}
+	rules, _ = ep["relabelings"].([]any)
+	return port, path, rules
 }
 
 // newTarget is a target of pool with labels l, not scraped yet, at path
