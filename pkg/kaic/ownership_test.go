@@ -14,7 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
@@ -23,8 +22,6 @@ import (
 	"github.com/kaic-dev/kaic/pkg/ownership"
 	"github.com/kaic-dev/kaic/pkg/stack"
 )
-
-var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 func crdObject(plural, kind, group string) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
@@ -97,12 +94,12 @@ func TestDownRemovesOnlyWhatTheRunCreated(t *testing.T) {
 	f.Close()
 
 	dyn := env.Dynamic()
-	if _, err := dyn.Resource(crdGVR).Create(t.Context(), old, metav1.CreateOptions{}); err != nil {
+	if _, err := dyn.Resource(testenv.CRDResource).Create(t.Context(), old, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = dyn.Resource(crdGVR).Delete(t.Context(), old.GetName(), metav1.DeleteOptions{})
-		_ = dyn.Resource(crdGVR).Delete(t.Context(), fresh.GetName(), metav1.DeleteOptions{})
+		_ = dyn.Resource(testenv.CRDResource).Delete(t.Context(), old.GetName(), metav1.DeleteOptions{})
+		_ = dyn.Resource(testenv.CRDResource).Delete(t.Context(), fresh.GetName(), metav1.DeleteOptions{})
 	})
 	installWithHelm(t, env, profile, "hello", ns)
 	cs := env.Clientset()
@@ -145,7 +142,7 @@ func TestDownRemovesOnlyWhatTheRunCreated(t *testing.T) {
 		t.Fatalf("down --stacks-only: %v", err)
 	}
 	userRelease("after down --stacks-only")
-	if _, err := dyn.Resource(crdGVR).Get(t.Context(), old.GetName(), metav1.GetOptions{}); err != nil {
+	if _, err := dyn.Resource(testenv.CRDResource).Get(t.Context(), old.GetName(), metav1.GetOptions{}); err != nil {
 		t.Errorf("the CRD that was there before, after down: %v", err)
 	}
 
@@ -178,10 +175,10 @@ func TestDownRemovesOnlyWhatTheRunCreated(t *testing.T) {
 	if _, err := cs.CoreV1().ConfigMaps(ns).Get(t.Context(), "hello-settings", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the adopted release's ConfigMap after down: %v, want not found", err)
 	}
-	if n, err := dyn.Resource(crdGVR).Get(t.Context(), fresh.GetName(), metav1.GetOptions{}); err == nil && n.GetDeletionTimestamp() == nil {
+	if n, err := dyn.Resource(testenv.CRDResource).Get(t.Context(), fresh.GetName(), metav1.GetOptions{}); err == nil && n.GetDeletionTimestamp() == nil {
 		t.Errorf("the CRD the run created is still there after down")
 	}
-	if _, err := dyn.Resource(crdGVR).Get(t.Context(), old.GetName(), metav1.GetOptions{}); err != nil {
+	if _, err := dyn.Resource(testenv.CRDResource).Get(t.Context(), old.GetName(), metav1.GetOptions{}); err != nil {
 		t.Errorf("the CRD that was there before, after down: %v", err)
 	}
 }

@@ -183,7 +183,6 @@ spec:
           x-kubernetes-preserve-unknown-fields: true
 `
 	}
-	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	cmGVR := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
 	dyn := env.Dynamic()
 
@@ -194,11 +193,13 @@ spec:
 		t.Fatal(err)
 	}
 	old.SetLabels(map[string]string{"owner": "user"})
-	_, err := dyn.Resource(crdGVR).Create(t.Context(), &old, metav1.CreateOptions{})
+	_, err := dyn.Resource(testenv.CRDResource).Create(t.Context(), &old, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = dyn.Resource(crdGVR).Delete(t.Context(), old.GetName(), metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = dyn.Resource(testenv.CRDResource).Delete(t.Context(), old.GetName(), metav1.DeleteOptions{})
+	})
 	userCM := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1", "kind": "ConfigMap",
 		"metadata": map[string]any{"name": "shared", "namespace": ns},
@@ -247,7 +248,7 @@ data:
 			t.Errorf("%s recorded pre-existing=%v (recorded: %v), want %v", k, got, ok, v)
 		}
 	}
-	after, err := dyn.Resource(crdGVR).Get(t.Context(), old.GetName(), metav1.GetOptions{})
+	after, err := dyn.Resource(testenv.CRDResource).Get(t.Context(), old.GetName(), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +287,7 @@ data:
 	if err := in.Uninstall(t.Context(), recs); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dyn.Resource(crdGVR).Get(t.Context(), old.GetName(), metav1.GetOptions{}); err != nil {
+	if _, err := dyn.Resource(testenv.CRDResource).Get(t.Context(), old.GetName(), metav1.GetOptions{}); err != nil {
 		t.Errorf("pre-existing CRD after uninstall: %v", err)
 	}
 	if _, err := dyn.Resource(cmGVR).Namespace(ns).Get(t.Context(), "shared", metav1.GetOptions{}); err != nil {
@@ -295,7 +296,7 @@ data:
 	if _, err := dyn.Resource(cmGVR).Namespace(ns).Get(t.Context(), "mine", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("created ConfigMap after uninstall: %v, want not found", err)
 	}
-	if n, err := dyn.Resource(crdGVR).Get(t.Context(), "news."+group, metav1.GetOptions{}); err == nil && n.GetDeletionTimestamp() == nil {
+	if n, err := dyn.Resource(testenv.CRDResource).Get(t.Context(), "news."+group, metav1.GetOptions{}); err == nil && n.GetDeletionTimestamp() == nil {
 		t.Errorf("created CRD still there after uninstall")
 	}
 }

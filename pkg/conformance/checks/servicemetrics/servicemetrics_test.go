@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kaic-dev/kaic/internal/testenv"
@@ -119,8 +118,6 @@ func (f *fixture) publishPrometheus(t *testing.T) {
 	t.Cleanup(stop)
 }
 
-var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
 const crdName = "servicemonitors.monitoring.coreos.com"
 
 // installCRD serves monitoring.coreos.com/v1 ServiceMonitor (schema-less,
@@ -143,7 +140,7 @@ func (f *fixture) installStackMonitor(t *testing.T) {
 
 func (f *fixture) removeCRD(t *testing.T) {
 	t.Helper()
-	crds := f.env.Dynamic().Resource(crdGVR)
+	crds := f.env.Dynamic().Resource(testenv.CRDResource)
 	if err := crds.Delete(t.Context(), crdName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}

@@ -20,8 +20,6 @@ import (
 	"github.com/kaic-dev/kaic/stacks"
 )
 
-var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
 // ServeMonitoring serves prometheus-operator's monitoring.coreos.com/v1
 // resource plural of kind, schema-less (which is all the checks need of
 // its CRDs), until the end of the test when remove is set.
@@ -42,7 +40,7 @@ func ServeMonitoring(t *testing.T, env *testenv.Env, plural, kind string, remove
 			}},
 		},
 	}}
-	crds := env.Dynamic().Resource(crdGVR)
+	crds := env.Dynamic().Resource(testenv.CRDResource)
 	if _, err := crds.Create(t.Context(), crd, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
