@@ -2,6 +2,7 @@ package profile_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -682,4 +683,70 @@ spec:
 			t.Errorf("no error at %s; got %v", path, err)
 		}
 	}
+}
+
+// readiness.pods needs a selector that parses and selects something, a
+// namespace that can exist and a count that is not negative; each problem
+// is reported at its field and line.
+func TestPodReadinessValidation(t *testing.T) {
+	src := `apiVersion: kaic.dev/v1alpha1
+kind: Profile
+metadata:
+  name: mine
+extends: kind-dra
+spec:
+  stack:
+    components:
+      - name: extra
+        helm:
+          chart: ./charts/extra
+        readiness:
+          pods:
+            - selector: app.kubernetes.io/name=prometheus
+              minReady: 2
+            - selector: ""
+            - selector: "app in (a"
+              namespace: Not_A_Label
+              minReady: -1
+`
+	_, err := newLoader().LoadBytes("mine.yaml", []byte(src))
+	var list profile.ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("err = %v, want an ErrorList", err)
+	}
+	got := map[string]string{}
+	for _, e := range list {
+		got[fmt.Sprintf("%s:%d", e.Path, e.Line)] = e.Error()
+	}
+	const p = "spec.stack.components[0].readiness.pods"
+	for _, want := range []string{p + "[1].selector:16", p + "[2].selector:17", p + "[2].namespace:18", p + "[2].minReady:19"} {
+		if _, ok := got[want]; !ok {
+			t.Errorf("no error at %s; got %v", want, got)
+		}
+	}
+	for k := range got {
+		if strings.HasPrefix(k, p+"[0]") {
+			t.Errorf("the valid entry is reported: %s", got[k])
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("got %d errors, want 4: %v", len(got), got)
+	}
+
+	// The same without the problems loads, and keeps what was declared.
+	valid := strings.Split(src, "            - selector: \"\"")[0]
+	r, err := newLoader().LoadBytes("mine.yaml", []byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Profile.Spec.Stack.Components {
+		if c.Name != "extra" {
+			continue
+		}
+		if c.Readiness == nil || len(c.Readiness.Pods) != 1 || c.Readiness.Pods[0].Want() != 2 {
+			t.Errorf("readiness = %+v, want one pods entry wanting 2", c.Readiness)
+		}
+		return
+	}
+	t.Error("component extra is missing")
 }

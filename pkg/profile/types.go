@@ -283,6 +283,31 @@ type Readiness struct {
 	// Webhooks are webhook configuration names whose services must have
 	// ready endpoints.
 	Webhooks []string `json:"webhooks,omitempty"`
+	// Pods are pods found by label that must be ready: those an operator
+	// starts from the component's custom resources (the Prometheus of a
+	// Prometheus custom resource, say), which no Deployment or DaemonSet
+	// of the component names.
+	Pods []PodReadiness `json:"pods,omitempty"`
+}
+
+// PodReadiness is a set of pods, chosen by label, of which at least
+// MinReady must be ready.
+type PodReadiness struct {
+	// Namespace defaults to the component's.
+	Namespace string `json:"namespace,omitempty"`
+	// Selector is a label selector, such as
+	// app.kubernetes.io/name=prometheus,app.kubernetes.io/managed-by=prometheus-operator.
+	Selector string `json:"selector"`
+	// MinReady is how many of the pods must be ready; 1 when unset.
+	MinReady int `json:"minReady,omitempty"`
+}
+
+// Want is how many pods must be ready.
+func (p PodReadiness) Want() int {
+	if p.MinReady > 0 {
+		return p.MinReady
+	}
+	return 1
 }
 
 // Accelerator describes how the checks find, request and observe

@@ -368,6 +368,20 @@ func validateComponentDefinition(errs *fieldErrors, p string, c Component) {
 				errs.invalid(fmt.Sprintf("%s.readiness.crds[%d]", p, i), crd, "must be a CRD name such as clusterqueues.kueue.x-k8s.io")
 			}
 		}
+		for i, pr := range r.Pods {
+			pp := fmt.Sprintf("%s.readiness.pods[%d]", p, i)
+			if pr.Namespace != "" && !dns1123Label.MatchString(pr.Namespace) {
+				errs.invalid(pp+".namespace", pr.Namespace, "must be a lowercase DNS label")
+			}
+			if strings.TrimSpace(pr.Selector) == "" {
+				errs.add(pp+".selector", "is required: a label selector such as app.kubernetes.io/name=prometheus; an empty one would match any pod")
+			} else if _, err := labels.Parse(pr.Selector); err != nil {
+				errs.invalid(pp+".selector", pr.Selector, "must be a label selector: %v", err)
+			}
+			if pr.MinReady < 0 {
+				errs.invalid(pp+".minReady", pr.MinReady, "must not be negative")
+			}
+		}
 	}
 }
 

@@ -9,11 +9,12 @@
 // when Helm's kstatus watcher reports its objects ready within the
 // component's timeout and its declared readiness conditions hold (CRDs
 // Established, Deployments Available, DaemonSets ready on every node,
-// APIServices Available, webhook services with a ready endpoint). A custom
+// APIServices Available, webhook services with a ready endpoint, enough
+// ready pods among those a label selector chooses, such as the pods an
+// operator starts from the component's custom resources). A custom
 // resource whose status kstatus cannot read (one that does not follow the
 // Kubernetes status conventions) is not waited for; one with a standard
-// status is. A
-// component that fails is rolled back (a new release is uninstalled, an
+// status is. A component that fails is rolled back (a new release is uninstalled, an
 // upgrade goes back to the previous revision), the components depending on
 // it are not started, and the error names it with the state and the last
 // events of its unready objects.

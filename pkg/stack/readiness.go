@@ -318,7 +318,7 @@ var (
 // hold or ctx ends.
 func (in *Installer) waitDeclared(ctx context.Context, c profile.Component, ns string) error {
 	r := c.Readiness
-	if r == nil || len(r.CRDs)+len(r.Deployments)+len(r.DaemonSets)+len(r.APIServices)+len(r.Webhooks) == 0 {
+	if r == nil || len(r.CRDs)+len(r.Deployments)+len(r.DaemonSets)+len(r.APIServices)+len(r.Webhooks)+len(r.Pods) == 0 {
 		return nil
 	}
 	cl, err := in.target()
@@ -417,6 +417,9 @@ func (in *Installer) checkDeclared(ctx context.Context, cl *cluster, r *profile.
 	for _, name := range r.Webhooks {
 		in.checkWebhook(ctx, cl, name, miss)
 	}
+	for _, p := range r.Pods {
+		checkPods(ctx, cl, p, ns, e)
+	}
 	if len(e.unmet) == 0 {
 		return nil
 	}
@@ -471,4 +474,39 @@ func (in *Installer) checkWebhook(ctx context.Context, cl *cluster, name string,
 			miss(ObjectRef{APIVersion: "v1", Kind: "Service", Namespace: s.ns, Name: s.name}, "no ready endpoint for webhook %s", name)
 		}
 	}
+}
+
+// checkPods requires p.Want() ready pods among those p selects. The pods
+// that are not ready are named, so a failure describes them and their
+// events.
+func checkPods(ctx context.Context, cl *cluster, p profile.PodReadiness, ns string, e *unmetError) {
+	pns := p.Namespace
+	if pns == "" {
+		pns = ns
+	}
+	what := fmt.Sprintf("pods %s in namespace %s", p.Selector, pns)
+	pods, err := cl.clientset.CoreV1().Pods(pns).List(ctx, metav1.ListOptions{LabelSelector: p.Selector})
+	if err != nil {
+		e.unmet = append(e.unmet, fmt.Sprintf("%s: %v", what, err))
+		return
+	}
+	ready := 0
+	var unready []ObjectRef
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		if pod.DeletionTimestamp == nil && podReady(pod) {
+			ready++
+			continue
+		}
+		unready = append(unready, ObjectRef{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name})
+	}
+	if ready >= p.Want() {
+		return
+	}
+	if len(pods.Items) == 0 {
+		e.unmet = append(e.unmet, fmt.Sprintf("%s: none exists yet, want %d ready", what, p.Want()))
+		return
+	}
+	e.unmet = append(e.unmet, fmt.Sprintf("%s: %d of %d ready, want %d", what, ready, len(pods.Items), p.Want()))
+	e.objects = append(e.objects, unready...)
 }

@@ -115,6 +115,120 @@ func TestDaemonSetReadiness(t *testing.T) {
 	notReadyError(t, err, "waits", "DaemonSet "+other+"/elsewhere: 0 of 1 pods ready", "FailedScheduling")
 }
 
+const statefulSetTemplate = `apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app.kubernetes.io/name: {{ .Release.Name }}-server}
+  template:
+    metadata:
+      labels: {app.kubernetes.io/name: {{ .Release.Name }}-server}
+    spec:
+      containers:
+        - name: server
+          image: registry.example/kaic-test/server:1.0
+          resources:
+            requests: {cpu: {{ .Values.cpu | quote }}}
+`
+
+// Pods chosen by label count as ready once enough of them are; pods that
+// never become ready fail the component, naming them and why, and a
+// selector that matches nothing, or fewer ready pods than wanted, says so.
+func TestPodReadiness(t *testing.T) {
+	env := testenv.Shared(t)
+	ns := namespace(t, env)
+	dir := writeChart(t, "server", "0.1.0", map[string]string{"values.yaml": "cpu: 100m\n", "templates/sts.yaml": statefulSetTemplate})
+	in := newInstaller(t, env, nil)
+
+	// The chart's StatefulSet makes a pod that its own readiness waits for.
+	db := localComponent("db", ns, dir, time.Minute, profile.Readiness{Pods: []profile.PodReadiness{{Selector: "app.kubernetes.io/name=db-server"}}})
+	if _, err := in.Install(t.Context(), []profile.Component{db}); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := env.Clientset().CoreV1().Pods(ns).Get(t.Context(), "db-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the component is ready but its pod is not there: %v", err)
+	}
+
+	// A component whose pods someone else starts, later: it is ready only
+	// once they are.
+	file := filepath.Join(t.TempDir(), "cm.yaml")
+	if err := os.WriteFile(file, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: waits\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	late := pod.DeepCopy()
+	late.ObjectMeta = metav1.ObjectMeta{Name: "late", Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "late"}}
+	late.Spec.NodeName = ""
+	late.Status = corev1.PodStatus{}
+	created := make(chan error, 1)
+	go func() {
+		time.Sleep(2 * time.Second)
+		_, err := env.Clientset().CoreV1().Pods(ns).Create(context.WithoutCancel(t.Context()), late, metav1.CreateOptions{})
+		created <- err
+	}()
+	follows := profile.Component{
+		Name: "follows", Namespace: ns, Manifests: &profile.Manifests{Files: []string{file}},
+		Readiness: &profile.Readiness{Timeout: profile.Duration{Duration: time.Minute}, Pods: []profile.PodReadiness{{Selector: "app.kubernetes.io/name=late"}}},
+	}
+	if _, err := in.Install(t.Context(), []profile.Component{follows}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-created:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatal("the component is ready before its pod was created")
+	}
+	if got, err := env.Clientset().CoreV1().Pods(ns).Get(t.Context(), "late", metav1.GetOptions{}); err != nil || !podIsReady(got) {
+		t.Errorf("pod late is not ready when the component is (err %v)", err)
+	}
+
+	// A component of its own that waits for pods elsewhere: a pod that
+	// asks for more CPU than the node has (made by hand: an operator's, not
+	// the component's), a selector that matches nothing, and fewer ready
+	// pods than wanted.
+	other := namespace(t, env)
+	starved := pod.DeepCopy()
+	starved.ObjectMeta = metav1.ObjectMeta{Name: "starved", Namespace: other, Labels: map[string]string{"app.kubernetes.io/name": "starved"}}
+	starved.Spec.NodeName = ""
+	starved.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("64")
+	starved.Status = corev1.PodStatus{}
+	if _, err := env.Clientset().CoreV1().Pods(other).Create(t.Context(), starved, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waits := profile.Component{
+		Name: "waits", Namespace: other, Manifests: &profile.Manifests{Files: []string{file}},
+		Readiness: &profile.Readiness{Timeout: profile.Duration{Duration: 5 * time.Second}, Pods: []profile.PodReadiness{
+			{Selector: "app.kubernetes.io/name=nothing"},
+			{Selector: "app.kubernetes.io/name=starved"},
+			{Namespace: ns, Selector: "app.kubernetes.io/name=db-server", MinReady: 2},
+		}},
+	}
+	_, err = in.Install(t.Context(), []profile.Component{waits})
+	msg := notReadyError(t, err, "waits",
+		"pods app.kubernetes.io/name=nothing in namespace "+other+": none exists yet, want 1 ready",
+		"pods app.kubernetes.io/name=starved in namespace "+other+": 0 of 1 ready, want 1",
+		"Pod "+other+"/starved", "FailedScheduling",
+		"pods app.kubernetes.io/name=db-server in namespace "+ns+": 1 of 1 ready, want 2")
+	if strings.Contains(msg, "Pod "+ns+"/db-0") {
+		t.Error("the ready pod is described as unready")
+	}
+}
+
+func podIsReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 const apiServiceTemplate = `apiVersion: v1
 kind: Service
 metadata:
