@@ -22,6 +22,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,9 +44,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kaic-dev/kaic/pkg/conformance"
+	"github.com/kaic-dev/kaic/pkg/kaic"
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/provision/kind"
+	"github.com/kaic-dev/kaic/pkg/stack"
 )
 
 // step is one measured part of the bench.
@@ -64,15 +67,27 @@ type checkTime struct {
 	Seconds float64 `json:"seconds"`
 }
 
+// componentTime is one stack component's install in the kaic up run:
+// when it started after the first component did, and how long it took.
+type componentTime struct {
+	Component string   `json:"component"`
+	Action    string   `json:"action"`
+	DependsOn []string `json:"dependsOn,omitempty"`
+	StartS    float64  `json:"startSeconds"`
+	Seconds   float64  `json:"seconds"`
+}
+
 // report is what benchkind writes.
 type report struct {
-	Date    time.Time          `json:"date"`
-	Profile string             `json:"profile"`
-	Nodes   int                `json:"nodes"`
-	Steps   []step             `json:"steps"`
-	Checks  []checkTime        `json:"checks"`
-	Ratios  map[string]float64 `json:"ratios"`
-	Goals   map[string]string  `json:"goals"`
+	Date    time.Time   `json:"date"`
+	Profile string      `json:"profile"`
+	Nodes   int         `json:"nodes"`
+	Steps   []step      `json:"steps"`
+	Checks  []checkTime `json:"checks"`
+	// Components are the install phase's components, by when they ended.
+	Components []componentTime    `json:"components,omitempty"`
+	Ratios     map[string]float64 `json:"ratios"`
+	Goals      map[string]string  `json:"goals"`
 	// UpExit is kaic up's exit status when it reported a verdict (3)
 	// rather than 0.
 	UpExit int `json:"upExit,omitempty"`
@@ -166,6 +181,7 @@ func bench(ctx context.Context, w io.Writer, kaicBin, profilePath, checklists, o
 	}
 	upTook, err := timed(ctx, kaicBin, args...)
 	phases, resultsDir, perr := phaseTimes(dir)
+	components, cerr := componentTimes(dir)
 	down(kaicBin, dir)
 	// Exit 3 is kaic up's verdict (a check failed or a MUST was not
 	// verified), not a failed run: its phases and checks still took the
@@ -180,6 +196,10 @@ func bench(ctx context.Context, w io.Writer, kaicBin, profilePath, checklists, o
 	if perr != nil {
 		return perr
 	}
+	if cerr != nil {
+		return cerr
+	}
+	rep.Components = components
 	checks, err := checkTimes(resultsDir)
 	if err != nil {
 		return err
@@ -359,6 +379,45 @@ func phaseTimes(dir string) (map[string]time.Duration, string, error) {
 	return out, results, nil
 }
 
+// componentTimes reads when each stack component's install started and
+// ended from a run directory's releases.json, ordered by when they ended,
+// so that the install's longest chain of dependencies shows.
+func componentTimes(dir string) ([]componentTime, error) {
+	data, err := os.ReadFile(filepath.Join(dir, kaic.ReleasesFile))
+	if err != nil {
+		return nil, err
+	}
+	var f struct {
+		Components []stack.Record `json:"components"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", dir, kaic.ReleasesFile, err)
+	}
+	var first time.Time
+	for _, r := range f.Components {
+		if !r.Started.IsZero() && (first.IsZero() || r.Started.Before(first)) {
+			first = r.Started
+		}
+	}
+	out := make([]componentTime, 0, len(f.Components))
+	for _, r := range f.Components {
+		if r.Started.IsZero() || r.Finished.IsZero() {
+			continue
+		}
+		out = append(out, componentTime{
+			Component: r.Component, Action: r.Action, DependsOn: r.DependsOn,
+			StartS: round(r.Started.Sub(first).Seconds()), Seconds: round(r.Finished.Sub(r.Started).Seconds()),
+		})
+	}
+	slices.SortFunc(out, func(a, b componentTime) int {
+		if c := cmp.Compare(a.StartS+a.Seconds, b.StartS+b.Seconds); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Component, b.Component)
+	})
+	return out, nil
+}
+
 // checkTimes reads each check's wall time from the verify phase's results.
 func checkTimes(dir string) ([]checkTime, error) {
 	if dir == "" {
@@ -401,6 +460,14 @@ func printReport(w io.Writer, rep report) {
 	_ = tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(rep.Components) > 0 {
+		fmt.Fprintln(tw, "COMPONENT\tSTARTED AT\tENDED AT\tSECONDS\tDEPENDS ON")
+		for _, c := range rep.Components {
+			fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%s\n", c.Component, c.StartS, c.StartS+c.Seconds, c.Seconds, strings.Join(c.DependsOn, ", "))
+		}
+		_ = tw.Flush()
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(tw, "CHECK\tSTATUS\tSECONDS")
 	for _, c := range rep.Checks {
 		fmt.Fprintf(tw, "%s\t%s\t%.1f\n", c.ID, c.Status, c.Seconds)

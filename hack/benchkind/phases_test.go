@@ -74,3 +74,35 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+// Components are timed from the first one's start and ordered by when
+// they ended; one that never started or ended is left out.
+func TestComponentTimes(t *testing.T) {
+	dir := t.TempDir()
+	releases := `{"components":[
+		{"component":"kueue","action":"installed","dependsOn":["cert-manager"],"started":"2026-12-04T20:01:40Z","finished":"2026-12-04T20:02:20Z"},
+		{"component":"cert-manager","action":"installed","started":"2026-12-04T20:01:30Z","finished":"2026-12-04T20:01:40Z"},
+		{"component":"gateway-api","action":"applied","started":"2026-12-04T20:01:31Z","finished":"2026-12-04T20:01:33.5Z"},
+		{"component":"traefik","action":"not-started"}]}`
+	if err := os.WriteFile(filepath.Join(dir, "releases.json"), []byte(releases), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := componentTimes(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []componentTime{
+		{Component: "gateway-api", Action: "applied", StartS: 1, Seconds: 2.5},
+		{Component: "cert-manager", Action: "installed", StartS: 0, Seconds: 10},
+		{Component: "kueue", Action: "installed", DependsOn: []string{"cert-manager"}, StartS: 10, Seconds: 40},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.Component != w.Component || g.Action != w.Action || g.StartS != w.StartS || g.Seconds != w.Seconds || !slices.Equal(g.DependsOn, w.DependsOn) {
+			t.Errorf("component %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
