@@ -45,7 +45,7 @@ func Holdings(t *conformance.T, env *conformance.Env) map[string]*NodeHolding {
 	// driver that its DeviceClass admits, when the class can be evaluated.
 	var inv map[string][]Device
 	if !DevicePlugin(env) {
-		if _, admitted, why := classFree(t, env); why == "" {
+		if admitted, why := classAdmitted(t, env); why == "" {
 			inv = admitted
 		}
 	}

@@ -68,14 +68,34 @@ func FreeForPods(t *conformance.T, env *conformance.Env) (int, string) {
 // does) and no ResourceClaim holds, and all those it admits, held or not.
 // When the class cannot be read or evaluated it lists none and says why.
 func classFree(t *conformance.T, env *conformance.Env) (free, admitted map[string][]Device, why string) {
+	admitted, why = classAdmitted(t, env)
+	if why != "" {
+		return nil, nil, why
+	}
+	held := heldDevices(t, env)
+	free = map[string][]Device{}
+	for node, devs := range admitted {
+		for _, d := range devs {
+			if !held[d] {
+				free[node] = append(free[node], d)
+			}
+		}
+	}
+	return free, admitted, ""
+}
+
+// classAdmitted lists, per Ready node, the devices of the driver that the
+// model's DeviceClass admits, held or not. When the class cannot be read
+// or evaluated it lists none and says why.
+func classAdmitted(t *conformance.T, env *conformance.Env) (map[string][]Device, string) {
 	acc := env.Accelerator
 	class, err := env.DRA().DeviceClasses().Get(t.Context(), acc.DeviceClass, metav1.GetOptions{})
 	if err != nil {
-		return nil, nil, fmt.Sprintf("reading DeviceClass %s: %v", acc.DeviceClass, err)
+		return nil, fmt.Sprintf("reading DeviceClass %s: %v", acc.DeviceClass, err)
 	}
 	exprs, err := Selectors(class)
 	if err != nil {
-		return nil, nil, fmt.Sprintf("DeviceClass %s: %v", acc.DeviceClass, err)
+		return nil, fmt.Sprintf("DeviceClass %s: %v", acc.DeviceClass, err)
 	}
 	list, err := env.DRA().ResourceSlices().List(t.Context(), metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector(resourcev1.ResourceSliceSelectorDriver, acc.DRADriver).String(),
@@ -83,9 +103,8 @@ func classFree(t *conformance.T, env *conformance.Env) (free, admitted map[strin
 	if err != nil {
 		t.Fatalf("listing ResourceSlices: %v", err)
 	}
-	held := heldDevices(t, env)
 	ready := ReadyNodes(t, env)
-	free, admitted = map[string][]Device{}, map[string][]Device{}
+	admitted := map[string][]Device{}
 	for _, s := range list.Items {
 		if s.Spec.NodeName == nil || !ready[*s.Spec.NodeName] {
 			continue
@@ -93,19 +112,14 @@ func classFree(t *conformance.T, env *conformance.Env) (free, admitted map[strin
 		for _, d := range s.Spec.Devices {
 			ok, err := Admits(t.Context(), exprs, acc.DRADriver, d)
 			if err != nil {
-				return nil, nil, fmt.Sprintf("DeviceClass %s: %v", acc.DeviceClass, err)
+				return nil, fmt.Sprintf("DeviceClass %s: %v", acc.DeviceClass, err)
 			}
-			if !ok {
-				continue
-			}
-			node, dev := *s.Spec.NodeName, Device{Driver: acc.DRADriver, Pool: s.Spec.Pool.Name, Name: d.Name}
-			admitted[node] = append(admitted[node], dev)
-			if !held[dev] {
-				free[node] = append(free[node], dev)
+			if ok {
+				admitted[*s.Spec.NodeName] = append(admitted[*s.Spec.NodeName], Device{Driver: acc.DRADriver, Pool: s.Spec.Pool.Name, Name: d.Name})
 			}
 		}
 	}
-	return free, admitted, ""
+	return admitted, ""
 }
 
 // StartTogether decides whether the pods of tests that hold need devices
