@@ -9,7 +9,9 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 # compile every package again rather than reuse what the tests built.)
 LDFLAGS     := -s -w -X github.com/kaic-dev/kaic/pkg/cmd.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-TEST_FLAGS  ?= -timeout 25m
+# Tests marked parallel wait out a check's timeout on a control plane
+# rather than compute: more of them than cores run at once.
+TEST_FLAGS  ?= -timeout 25m -parallel 8
 FUZZTIME    ?= 3m
 # Go modules of their own that hold code kaic's lab runs (a program built
 # into an offline image): tested and linted with the main module.

@@ -114,6 +114,7 @@ func TestSecureAcceleratorAccessPassesWithTwoDevices(t *testing.T) {
 // A DeviceClass that selects none of the driver's devices leaves the
 // positive pod unschedulable although devices are free.
 func TestSecureAcceleratorAccessFailsWhenDeviceClassSelectsNothing(t *testing.T) {
+	t.Parallel() // waits out a grace on a class, resource or node of its own
 	env := testenv.Shared(t)
 	checktest.EnsureDeviceClass(t, env, "nothing.example.com", "gpu.nowhere.example.com")
 	res := check.Run(t, env, testenv.DefaultDRADriver, "nothing.example.com")
@@ -200,9 +201,27 @@ func TestSecureAcceleratorAccessWithDevicePluginAndOneDevice(t *testing.T) {
 // No node advertises the resource: the device plugin is missing, and the
 // check fails before it starts, saying so.
 func TestSecureAcceleratorAccessFailsWhenNoNodeAdvertisesResource(t *testing.T) {
+	t.Parallel() // waits out a grace on a class, resource or node of its own
 	res := check.RunDevicePlugin(t, testenv.Shared(t), "example.com/absent-gpu")
 	if res.Status != conformance.Failed || !strings.Contains(res.Reason, "no node advertises allocatable example.com/absent-gpu") {
 		t.Fatalf("status %s, reason %q", res.Status, res.Reason)
+	}
+}
+
+// The tests where other workloads hold the devices wait out the check's
+// scheduling timeout, shortened for all three at once: they use drivers,
+// nodes and resources of their own, so they wait side by side.
+func TestSecureAcceleratorAccessWhenOthersHoldTheDevices(t *testing.T) {
+	shortScheduleTimeout(t)
+	for name, run := range map[string]func(*testing.T){
+		"NotVerifiedWhenDevicesHeldByOthers":           devicesHeldByOthers,
+		"WaitsForTheClassDevicesWhileOthersAreFree":    waitsForTheClassDevicesWhileOthersAreFree,
+		"DevicePluginNotVerifiedWhenUnitsHeldByOthers": devicePluginUnitsHeldByOthers,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			run(t)
+		})
 	}
 }
 
@@ -212,9 +231,8 @@ func TestSecureAcceleratorAccessFailsWhenNoNodeAdvertisesResource(t *testing.T) 
 // check's pod waits out the scheduling timeout, and the check is not
 // verified, naming the node, the count and the holders: the cluster has
 // the devices, kaic could not get one. It is not a failure.
-func TestSecureAcceleratorAccessNotVerifiedWhenDevicesHeldByOthers(t *testing.T) {
+func devicesHeldByOthers(t *testing.T) {
 	env := testenv.Shared(t)
-	shortScheduleTimeout(t)
 	const driver = "gpu.busy.example.com"
 	checktest.PublishSlice(t, env, testenv.FakeGPUSlice("kwok-gpu-0", driver, 2))
 	checktest.EnsureDeviceClass(t, env, driver, driver)
@@ -233,9 +251,8 @@ func TestSecureAcceleratorAccessNotVerifiedWhenDevicesHeldByOthers(t *testing.T)
 // free": while other workloads hold the two the class admits, the pod
 // waits for one of those, and the check is not verified, counting only
 // the class's devices.
-func TestSecureAcceleratorAccessWaitsForTheClassDevicesWhileOthersAreFree(t *testing.T) {
+func waitsForTheClassDevicesWhileOthersAreFree(t *testing.T) {
 	env := testenv.Shared(t)
-	shortScheduleTimeout(t)
 	const driver, class = "gpu.split.example.com", "low.gpu.split.example.com"
 	checktest.PublishSlice(t, env, testenv.FakeGPUSlice("kwok-gpu-1", driver, 4))
 	dc := testenv.DeviceClassFor(class, driver)
@@ -259,9 +276,8 @@ func TestSecureAcceleratorAccessWaitsForTheClassDevicesWhileOthersAreFree(t *tes
 
 // The same in device-plugin mode: a node's two units of the extended
 // resource are requested by pods kaic did not create.
-func TestSecureAcceleratorAccessWithDevicePluginNotVerifiedWhenUnitsHeldByOthers(t *testing.T) {
+func devicePluginUnitsHeldByOthers(t *testing.T) {
 	env := testenv.Shared(t)
-	shortScheduleTimeout(t)
 	const busy = "example.com/busy-gpu"
 	checktest.AddNode(t, env, testenv.Node{Name: "kwok-busy-0", Allocatable: corev1.ResourceList{busy: resource.MustParse("2")}})
 	ns := holdDevices(t, env, 2, func(p *corev1.Pod) {
@@ -275,7 +291,9 @@ func TestSecureAcceleratorAccessWithDevicePluginNotVerifiedWhenUnitsHeldByOthers
 // shortScheduleTimeout has the check's pods wait 40 s rather than 2 min
 // for a device (past the 20 s an unschedulable pod is given before the
 // free devices are counted): on a cluster whose devices stay held that
-// wait is all the test would do.
+// wait is all the test would do. It sets a package variable: the tests
+// that use it run as subtests of one test, which restores it once they
+// all ended.
 func shortScheduleTimeout(t *testing.T) {
 	saved := devicepod.ScheduleTimeout
 	devicepod.ScheduleTimeout = 40 * time.Second
@@ -286,6 +304,7 @@ func shortScheduleTimeout(t *testing.T) {
 // node advertising them) stay a failure, after a short grace rather than
 // the scheduling timeout: nothing holds them, so nothing will release them.
 func TestSecureAcceleratorAccessWithDevicePluginFailsWhenFreeUnitsDoNotFit(t *testing.T) {
+	t.Parallel() // waits out a grace on a class, resource or node of its own
 	env := testenv.Shared(t)
 	const tainted = "example.com/tainted-gpu"
 	node := testenv.Node{Name: "kwok-tainted-0", Allocatable: corev1.ResourceList{tainted: resource.MustParse("2")}}
