@@ -48,7 +48,6 @@ import (
 	"github.com/kaic-dev/kaic/pkg/profile"
 	"github.com/kaic-dev/kaic/pkg/progress"
 	"github.com/kaic-dev/kaic/pkg/provision/kind"
-	"github.com/kaic-dev/kaic/pkg/stack"
 )
 
 // step is one measured part of the bench.
@@ -383,24 +382,25 @@ func phaseTimes(dir string) (map[string]time.Duration, string, error) {
 // ended from a run directory's releases.json, ordered by when they ended,
 // so that the install's longest chain of dependencies shows.
 func componentTimes(dir string) ([]componentTime, error) {
-	data, err := os.ReadFile(filepath.Join(dir, kaic.ReleasesFile))
+	rd, err := kaic.OpenExistingRunDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	var f struct {
-		Components []stack.Record `json:"components"`
+	records, err := rd.Releases()
+	if cerr := rd.Close(); err == nil {
+		err = cerr
 	}
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("%s/%s: %w", dir, kaic.ReleasesFile, err)
+	if err != nil {
+		return nil, err
 	}
 	var first time.Time
-	for _, r := range f.Components {
+	for _, r := range records {
 		if !r.Started.IsZero() && (first.IsZero() || r.Started.Before(first)) {
 			first = r.Started
 		}
 	}
-	out := make([]componentTime, 0, len(f.Components))
-	for _, r := range f.Components {
+	out := make([]componentTime, 0, len(records))
+	for _, r := range records {
 		if r.Started.IsZero() || r.Finished.IsZero() {
 			continue
 		}

@@ -78,7 +78,7 @@ func TestMedian(t *testing.T) {
 // Components are timed from the first one's start and ordered by when
 // they ended; one that never started or ended is left out.
 func TestComponentTimes(t *testing.T) {
-	dir := t.TempDir()
+	dir := writeState(t, provisionDone+","+installDone)
 	releases := `{"components":[
 		{"component":"kueue","action":"installed","dependsOn":["cert-manager"],"started":"2026-12-04T20:01:40Z","finished":"2026-12-04T20:02:20Z"},
 		{"component":"cert-manager","action":"installed","started":"2026-12-04T20:01:30Z","finished":"2026-12-04T20:01:40Z"},

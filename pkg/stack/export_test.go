@@ -8,6 +8,9 @@ import (
 	"helm.sh/helm/v4/pkg/kube"
 )
 
+// PodReady is how readiness tells a ready pod.
+var PodReady = podReady
+
 // SetWebhookRetryPause sets the pause between attempts while an admission
 // webhook does not answer, returning a func that restores it.
 func SetWebhookRetryPause(d time.Duration) func() {

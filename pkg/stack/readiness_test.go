@@ -184,7 +184,7 @@ func TestPodReadiness(t *testing.T) {
 	default:
 		t.Fatal("the component is ready before its pod was created")
 	}
-	if got, err := env.Clientset().CoreV1().Pods(ns).Get(t.Context(), "late", metav1.GetOptions{}); err != nil || !podIsReady(got) {
+	if got, err := env.Clientset().CoreV1().Pods(ns).Get(t.Context(), "late", metav1.GetOptions{}); err != nil || !stack.PodReady(got) {
 		t.Errorf("pod late is not ready when the component is (err %v)", err)
 	}
 
@@ -218,15 +218,6 @@ func TestPodReadiness(t *testing.T) {
 	if strings.Contains(msg, "Pod "+ns+"/db-0") {
 		t.Error("the ready pod is described as unready")
 	}
-}
-
-func podIsReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 const apiServiceTemplate = `apiVersion: v1
